@@ -1,0 +1,5 @@
+import sys
+
+from fsqd.cli import main
+
+sys.exit(main())

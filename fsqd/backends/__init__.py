@@ -1,0 +1,1 @@
+"""Encoder backends: everything up to the FSQ bound (onnxruntime on the CPU; Hailo-8 later)."""

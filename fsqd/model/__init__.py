@@ -1,0 +1,1 @@
+"""Model packages: the card, ONNX import/surgery and inspection."""

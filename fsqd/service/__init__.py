@@ -1,0 +1,1 @@
+"""Wiring of the long-running daemon (systemd, logging)."""

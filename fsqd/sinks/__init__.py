@@ -1,0 +1,1 @@
+"""Where codes go: JSON lines (MQTT and the spool later)."""

@@ -1,0 +1,1 @@
+"""Pure, chunk-at-a-time stream stages: gaps, resampling, normalisation, windows."""
