@@ -1,0 +1,86 @@
+"""The CPU encoder backend: onnxruntime on the package's ``encoder.onnx``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fsqd.errors import ModelError
+from fsqd.model.card import expected_input_shape
+from fsqd.model.package import ModelPackage
+
+
+def open_session(path: Path, threads: int | None = None) -> Any:
+    """An onnxruntime session; a broken file is a one-line ModelError."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # keep onnxruntime's own warnings out of journald
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own untyped errors
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: onnxruntime cannot load it: {first}") from None
+
+
+def _dims(shape: list[Any]) -> list[int | None]:
+    return [d if isinstance(d, int) else None for d in shape]
+
+
+class OnnxEncoder:
+    """Callable: model-layout windows (N, ...) -> FSQ-stage values (N, dim) float32."""
+
+    name = "onnx"
+
+    def __init__(self, package: ModelPackage, threads: int | None = None) -> None:
+        card = package.card
+        path = package.encoder_onnx
+        self.session = open_session(path, threads)
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if card.input.name not in inputs:
+            raise ModelError(
+                f"{path}: the card's input {card.input.name!r} is not among the ONNX inputs "
+                f"{sorted(inputs)}"
+            )
+        if len(inputs) != 1:
+            raise ModelError(f"{path}: the encoder must have one input, it has {sorted(inputs)}")
+        onnx_shape = _dims(inputs[card.input.name].shape)
+        want = expected_input_shape(card)
+        if len(onnx_shape) != len(want) + 1 or any(
+            o is not None and o != w for o, w in zip(onnx_shape[1:], want, strict=False)
+        ):
+            raise ModelError(
+                f"{path}: ONNX input shape {onnx_shape} does not match the card's "
+                f"[N, {', '.join(map(str, want))}] (layout {card.input.layout})"
+            )
+        self._fixed_batch = onnx_shape[0]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if card.output.name not in outputs:
+            raise ModelError(
+                f"{path}: the card's output {card.output.name!r} is not among the ONNX outputs "
+                f"{outputs}"
+            )
+        self._input = card.input.name
+        self._output = [card.output.name]
+        # FSQ reshapes with a runtime shape, so shape inference cannot tell the width: run once.
+        width = self(np.zeros((1, *want), np.float32)).shape[-1]
+        if width != card.output.width:
+            raise ModelError(
+                f"{path}: the encoder output is {width} wide but the card declares "
+                f"{card.output.width} FSQ levels {list(card.levels)}"
+            )
+
+    def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        if self._fixed_batch is not None and x.shape[0] != self._fixed_batch:
+            # A model exported without a dynamic batch axis: feed it one batch at a time.
+            parts = [self(x[i : i + self._fixed_batch]) for i in range(0, len(x), self._fixed_batch)]
+            return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+        (out,) = self.session.run(self._output, {self._input: x})
+        y: npt.NDArray[np.float32] = np.asarray(out, dtype=np.float32)
+        return y.reshape(x.shape[0], -1)

@@ -1,0 +1,302 @@
+"""The ``fsqd`` command line: parse arguments, call one function per command, map errors.
+
+Every command returns an exit code. Errors fsqd raises on purpose print one line and
+exit with their sysexits code; anything else is a bug and says so (``--debug`` or
+FSQD_DEBUG=1 shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from fsqd import __version__
+from fsqd.errors import EX_SOFTWARE, FsqdError, OutputError, UsageError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in text.split(","))
+    if any(not n for n in names):
+        raise argparse.ArgumentTypeError(f"empty name in {text!r}")
+    return names
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def note(message: str) -> None:
+    """A human-facing remark on stderr that is not an error."""
+    print(f"fsqd: {message}", file=sys.stderr)
+
+
+class Output:
+    """stdout or a file (written to a temporary name and renamed when complete)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._tmp = None if path is None else path.with_name(f".{path.name}.partial")
+        self.stream: TextIO = sys.stdout
+
+    def __enter__(self) -> TextIO:
+        if self._tmp is not None:
+            try:
+                self.stream = self._tmp.open("w", encoding="utf-8")
+            except OSError as e:
+                raise OutputError(f"{self.path}: cannot write: {e.strerror}") from None
+        return self.stream
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._tmp is None or self.path is None:
+            self.stream.flush()
+            return
+        self.stream.close()
+        if exc_type is None:
+            self._tmp.replace(self.path)
+        else:
+            # Keep what was written: a failed run keeps its partial output for inspection.
+            note(f"partial output kept in {self._tmp}")
+
+
+# -- commands --
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from fsqd.service.encode import encode_file
+
+    with Output(args.out) as out:
+        n = encode_file(args.model, args.windows, out, batch=args.batch)
+    note(f"encoded {n} windows")
+    return 0
+
+
+def cmd_model_import(args: argparse.Namespace) -> int:
+    from fsqd.model.importer import ImportOptions, import_model
+
+    mean, std = args.mean, args.std
+    if args.norm is not None:
+        mean, std = _read_norm(args.norm)
+    if (mean is None) != (std is None):
+        raise UsageError("--mean and --std go together")
+    if mean is None:
+        note("no --mean/--std given: the card records identity normalisation (mean 0, std 1)")
+    opts = ImportOptions(
+        levels=args.levels,
+        mean=mean,
+        std=std,
+        labels=args.labels,
+        name=args.name,
+        version=args.model_version,
+        sample_rate_hz=args.rate,
+        hop=args.hop,
+        layout=args.layout,
+        description=args.description or "",
+        provenance={"trained_on": args.trained_on} if args.trained_on else {},
+        overwrite=args.force,
+    )
+    report = import_model(args.full, args.out, opts)
+    card = report.card
+    head = f"head with {len(card.head.labels)} classes" if card.head else "no head"
+    print(f"wrote {args.out}: {card.name}@{card.version}, levels {list(card.levels)} "
+          f"({card.codebook_size} codes), input {card.input.name} {list(card.input.shape)} "
+          f"{card.input.layout}, {head}")
+    check = f"checked on {report.verified_windows} windows: host FSQ codes identical"
+    if report.max_logit_diff is not None:
+        check += f", max |logit difference| {report.max_logit_diff:.2g}"
+    print(check)
+    print("Hailo-8 (Dataflow Compiler, x86 host), parse up to the node that feeds Round:")
+    print(f"  {report.hailo_parser_command}")
+    return 0
+
+
+def _read_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    from fsqd.errors import ConfigError, NoInputError
+
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return tuple(map(float, d["mean"])), tuple(map(float, d["std"]))
+    except FileNotFoundError:
+        raise NoInputError(f"{path}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: expected JSON {{\"mean\": [...], \"std\": [...]}} ({e})") from None
+
+
+def cmd_model_inspect(args: argparse.Namespace) -> int:
+    from fsqd.model.inspect import inspect_package, onnx_summary
+    from fsqd.model.package import load_package
+
+    target: Path | None = args.package
+    info: dict[str, Any]
+    if target is not None and target.suffix == ".onnx" and target.is_file():
+        info = {"files": {"model": onnx_summary(target)}}
+    else:
+        info = inspect_package(load_package(target))
+    if args.json:
+        print(json.dumps(info, default=_jsonable, indent=2))
+    else:
+        print(_render_inspect(info))
+    return 0
+
+
+def _jsonable(o: object) -> object:
+    if hasattr(o, "__dataclass_fields__"):
+        return asdict(o)  # type: ignore[call-overload]
+    raise TypeError(type(o).__name__)
+
+
+def _render_inspect(info: dict[str, Any]) -> str:
+    lines: list[str] = []
+    card = info.get("card")
+    if card is not None:
+        lines += [
+            f"model      {info['model']}  ({info['package']})",
+            f"about      {card.description or '-'}",
+            f"stream     {card.sample_rate_hz:g} Hz, window {card.window}, hop {card.hop}, "
+            f"{card.devices} device(s)",
+            "channels   " + ", ".join(f"{c.name} [{c.unit}]" for c in card.channels),
+            f"normalise  mean {list(card.mean)}",
+            f"           std  {list(card.std)}",
+            f"input      {card.input.name} {list(card.input.shape)} layout {card.input.layout}",
+            f"output     {card.output.name} ({card.output.stage} stage, width {card.output.width})",
+            f"fsq        levels {list(card.levels)}, {card.codebook_size} codes",
+            "head       " + (", ".join(card.head.labels) if card.head else "none"),
+        ]
+        for k, v in card.provenance.items():
+            lines.append(f"provenance {k}: {v}")
+        if info.get("hef"):
+            lines.append(f"hef        {info['hef']['file']} (present: {info['hef']['present']})")
+    for role, f in info["files"].items():
+        lines.append(f"[{role}] {f['file']} (opset {f['opset']})")
+        for io in ("inputs", "outputs"):
+            for t in f[io]:
+                lines.append(f"  {io[:-1]:<6} {t['name']} {t['shape']} {t['type']}")
+        ops = ", ".join(f"{k} x{v}" for k, v in f["operators"].items())
+        lines.append(f"  ops    {ops}")
+        blockers = f["hailo8_unsupported"]
+        if blockers:
+            for op, why in blockers.items():
+                lines.append(f"  hailo8 cannot run {op}: {why}")
+        else:
+            lines.append("  hailo8 no unsupported operators")
+    return "\n".join(lines)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from fsqd.service.replay import replay
+
+    return replay(args)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from fsqd.service.simulate import simulate_to_file
+
+    return simulate_to_file(args)
+
+
+# -- parser --
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fsqd",
+        description="IMU windows -> neural encoder -> Finite Scalar Quantization behaviour codes.",
+    )
+    p.add_argument("--version", action="version", version=f"fsqd {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    e = sub.add_parser("encode", help="encode already-shaped, normalised windows from a .npy file")
+    e.add_argument("windows", type=Path, metavar="WINDOWS.npy")
+    e.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
+    e.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
+    e.add_argument("--batch", type=_positive_int, default=1024, help="windows per inference")
+    e.set_defaults(func=cmd_encode)
+
+    m = sub.add_parser("model", help="import and inspect model packages")
+    msub = m.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    mi = msub.add_parser("import", help="cut a full exported FSQ model into a package")
+    mi.add_argument("full", type=Path, metavar="FULL.onnx")
+    mi.add_argument("--out", type=Path, required=True, metavar="PKG")
+    mi.add_argument("--levels", type=_ints, help="expected FSQ levels, e.g. 8,6,5,5,4")
+    mi.add_argument("--mean", type=_floats, help="per-channel mean used in training")
+    mi.add_argument("--std", type=_floats, help="per-channel std used in training")
+    mi.add_argument("--norm", type=Path, help='JSON file {"mean": [...], "std": [...]}')
+    mi.add_argument("--labels", type=_names, help="head class names, in logit order")
+    mi.add_argument("--name", help="model name (default: the file's stem)")
+    mi.add_argument("--model-version", default="1.0.0", help="model version for the card")
+    mi.add_argument("--rate", type=float, default=100.0, help="sample rate in Hz")
+    mi.add_argument("--hop", type=_positive_int, help="default hop (default: half a window)")
+    mi.add_argument("--layout", help="input axis order, e.g. NCDT (default: from the shape)")
+    mi.add_argument("--description", help="what the model recognises")
+    mi.add_argument("--trained-on", help="what data it was trained on (for the card)")
+    mi.add_argument("--force", action="store_true", help="replace an existing PKG")
+    mi.set_defaults(func=cmd_model_import)
+    mn = msub.add_parser("inspect", help="show a package's card, I/O and operators")
+    mn.add_argument("package", type=Path, nargs="?", metavar="PKG", help="default: bundled model")
+    mn.add_argument("--json", action="store_true", help="machine-readable output")
+    mn.set_defaults(func=cmd_model_inspect)
+
+    from fsqd.service.replay import add_replay_arguments
+    from fsqd.service.simulate import add_simulate_arguments
+
+    r = sub.add_parser("replay", help="replay a recorded IMU file through the model")
+    add_replay_arguments(r)
+    r.set_defaults(func=cmd_replay)
+    s = sub.add_parser("simulate", help="write a simulated IMU recording (CSV)")
+    add_simulate_arguments(s)
+    s.set_defaults(func=cmd_simulate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("FSQD_DEBUG") == "1"
+    func: Command = args.func
+    try:
+        return func(args)
+    except FsqdError as e:
+        print(f"fsqd: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error; stop writing quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as e:
+        if debug:
+            raise
+        print(
+            f"fsqd: internal error: {type(e).__name__}: {e} (run with --debug for details)",
+            file=sys.stderr,
+        )
+        return EX_SOFTWARE

@@ -1,0 +1,60 @@
+"""What `fsqd model inspect` reports: card, I/O, operators, and what a Hailo-8 cannot run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from fsqd.backends.onnx import open_session
+from fsqd.errors import ModelError
+from fsqd.model.package import ModelPackage
+
+# Operators the Hailo-8 Dataflow Compiler does not map to the chip. Round is why the FSQ
+# runs on the host; control flow and data-dependent ops have no dataflow equivalent.
+HAILO8_UNSUPPORTED = {
+    "Round": "no rounding on the Hailo-8: cut the model before it (FSQ runs on the host)",
+    "If": "control flow is not compiled",
+    "Loop": "control flow is not compiled",
+    "Scan": "control flow is not compiled",
+    "NonZero": "data-dependent output shape",
+    "Unique": "data-dependent output shape",
+    "RandomNormal": "random generators are not compiled",
+    "RandomUniform": "random generators are not compiled",
+    "Multinomial": "random generators are not compiled",
+}
+
+
+def onnx_summary(path: Path) -> dict[str, Any]:
+    """Inputs, outputs (as onnxruntime sees them), operator counts and Hailo blockers."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:
+        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+    sess = open_session(path)
+    ops = Counter(n.op_type for n in model.graph.node)
+    blockers = {op: HAILO8_UNSUPPORTED[op] for op in sorted(ops) if op in HAILO8_UNSUPPORTED}
+    return {
+        "file": str(path),
+        "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None),
+        "inputs": [{"name": i.name, "shape": i.shape, "type": i.type} for i in sess.get_inputs()],
+        "outputs": [{"name": o.name, "shape": o.shape, "type": o.type} for o in sess.get_outputs()],
+        "operators": dict(sorted(ops.items())),
+        "hailo8_unsupported": blockers,
+    }
+
+
+def inspect_package(pkg: ModelPackage) -> dict[str, Any]:
+    files: dict[str, Any] = {"encoder": onnx_summary(pkg.encoder_onnx)}
+    if pkg.head_onnx is not None:
+        files["head"] = onnx_summary(pkg.head_onnx)
+    hef = pkg.encoder_hef
+    return {
+        "package": str(pkg.path),
+        "model": pkg.label,
+        "card": pkg.card,
+        "files": files,
+        "hef": None if hef is None else {"file": str(hef), "present": hef.is_file()},
+    }

@@ -1,0 +1,141 @@
+"""The stages every front end shares, wired once: samples -> windows -> codes.
+
+``WindowStream`` turns chunks of samples into normalised windows (gap split, resample,
+normalise, window); ``CodePipeline`` turns windows into codes (layout, encoder, FSQ,
+head). ``fsqd encode`` uses the second, ``fsqd replay`` both, and the live daemon will
+feed both from its sensor thread: there is no second copy of any stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from fsqd.backends.base import Encoder
+from fsqd.backends.onnx import OnnxEncoder
+from fsqd.fsq import FSQ
+from fsqd.head import Head
+from fsqd.metrics import StageTimer
+from fsqd.model.layout import InputLayout
+from fsqd.model.package import ModelPackage
+from fsqd.stream.chunk import SampleChunk
+from fsqd.stream.gaps import GapSplitter
+from fsqd.stream.normalize import Normalizer
+from fsqd.stream.resample import LinearResampler
+from fsqd.stream.windows import WindowBatch, Windower
+
+# Rates this close are the same clock read through timestamp jitter, not a resample.
+RATE_TOLERANCE = 1e-3
+
+
+def rates_match(a: float, b: float) -> bool:
+    return abs(a - b) <= RATE_TOLERANCE * b
+
+
+@dataclass(frozen=True, slots=True)
+class CodeBatch:
+    """FSQ codes for N windows (and the head's verdict when the model has one)."""
+
+    index: npt.NDArray[np.int64]  # (N,)
+    digits: npt.NDArray[np.int64]  # (N, dim)
+    codes: npt.NDArray[np.float32]  # (N, dim) zhat
+    label_id: npt.NDArray[np.int64] | None  # (N,)
+    p: npt.NDArray[np.float32] | None  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class WindowStream:
+    """Chunks of raw samples in, normalised windows out, stateful across chunks."""
+
+    def __init__(
+        self,
+        package: ModelPackage,
+        in_rate_hz: float,
+        *,
+        hop: int | None = None,
+        max_gap_periods: float = 2.5,
+        timer: StageTimer | None = None,
+    ) -> None:
+        card = package.card
+        self.timer = timer or StageTimer()
+        self.gaps = GapSplitter(in_rate_hz, max_gap_periods)
+        self.resampler = (
+            None
+            if rates_match(in_rate_hz, card.sample_rate_hz)
+            else LinearResampler(in_rate_hz, card.sample_rate_hz)
+        )
+        mean, std = card.stream_mean_std()
+        self.normalize = Normalizer(mean.tolist(), std.tolist())
+        self.windower = Windower(card.window, hop or card.hop, card.stream_width)
+
+    def push(self, chunk: SampleChunk) -> list[WindowBatch]:
+        out = []
+        for piece in self.gaps.split(chunk):
+            if self.resampler is not None:
+                with self.timer.stage("resample"):
+                    piece = self.resampler.push(piece)
+            with self.timer.stage("normalise"):
+                piece = SampleChunk(piece.t, self.normalize(piece.x), piece.new_segment)
+            with self.timer.stage("window"):
+                batch = self.windower.push(piece)
+            if len(batch.x):
+                out.append(batch)
+        return out
+
+
+class CodePipeline:
+    """Windows in, FSQ codes out: layout -> encoder -> FSQ -> head."""
+
+    def __init__(
+        self,
+        package: ModelPackage,
+        encoder: Encoder | None = None,
+        *,
+        threads: int | None = None,
+        timer: StageTimer | None = None,
+    ) -> None:
+        card = package.card
+        self.package = package
+        self.card = card
+        self.timer = timer or StageTimer()
+        self.layout = InputLayout(card)
+        self.encoder: Encoder = encoder or OnnxEncoder(package, threads)
+        self.fsq = FSQ(card.levels)
+        self.head = Head(package, threads) if card.head is not None else None
+        self.labels = card.head.labels if card.head is not None else None
+        # Decide once which FSQ stage the encoder hands over.
+        self._to_bounded: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]] = (
+            self.fsq.bound if card.output.stage == "projection" else _identity
+        )
+
+    def encode_windows(self, batch: WindowBatch) -> CodeBatch:
+        """Stream windows (N, T, D*C) -> codes."""
+        with self.timer.stage("layout", len(batch.x)):
+            x = self.layout(batch.x)
+        return self.encode(x)
+
+    def encode(self, x: npt.NDArray[np.float32]) -> CodeBatch:
+        """Model-layout input (N, *card input shape), already normalised -> codes."""
+        n = len(x)
+        with self.timer.stage("infer", n):
+            y = self.encoder(x)
+        with self.timer.stage("fsq", n):
+            b = self._to_bounded(y)
+            digits = self.fsq.digits_from_bounded(b)
+            index = self.fsq.digits_to_indices(digits)
+            codes = self.fsq.codes_from_bounded(b)
+        label_id = p = None
+        if self.head is not None:
+            with self.timer.stage("head", n):
+                verdict = self.head(codes)
+            label_id, p = verdict.label_id, verdict.p
+        return CodeBatch(index, digits, codes, label_id, p)
+
+
+def _identity(a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    return a

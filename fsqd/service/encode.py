@@ -1,0 +1,62 @@
+"""`fsqd encode`: already-shaped, normalised windows from a .npy file -> JSON lines.
+
+The parity tool: feed the windows your training code fed the model and compare codes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from fsqd.errors import DataError, NoInputError, OutputError
+from fsqd.model.card import expected_input_shape
+from fsqd.model.package import load_package
+from fsqd.pipeline import CodePipeline
+from fsqd.sinks.payload import LineFormatter
+
+
+def load_windows(path: Path) -> npt.NDArray[np.floating]:
+    """Memory-map a .npy of windows; reject what is not a float array."""
+    if not path.is_file():
+        raise NoInputError(f"{path}: no such file")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npy array ({e})") from None
+    if not isinstance(arr, np.ndarray):
+        raise DataError(f"{path}: expected one .npy array, got an archive")
+    if arr.dtype not in (np.float32, np.float64):
+        raise DataError(f"{path}: windows have dtype {arr.dtype}, expected float32 (or float64)")
+    return arr
+
+
+def encode_file(model: Path | None, windows: Path, out: TextIO, *, batch: int = 1024) -> int:
+    pkg = load_package(model)
+    pipeline = CodePipeline(pkg)
+    arr = load_windows(windows)
+    want = expected_input_shape(pkg.card)
+    if arr.ndim != len(want) + 1 or tuple(arr.shape[1:]) != want:
+        raise DataError(
+            f"{windows}: windows have shape {list(arr.shape)}, model {pkg.label} expects "
+            f"[N, {', '.join(map(str, want))}] (layout {pkg.card.input.layout})"
+        )
+    # Check every window before writing any line, so bad input leaves no half-done output.
+    for start in range(0, len(arr), batch):
+        finite = np.isfinite(arr[start : start + batch]).reshape(-1, int(np.prod(want))).all(axis=1)
+        if not finite.all():
+            bad = start + int(np.flatnonzero(~finite)[0])
+            raise DataError(f"{windows}: window {bad} holds NaN or inf values")
+    fmt = LineFormatter(pkg.label, pipeline.labels)
+    for start in range(0, len(arr), batch):
+        x = np.ascontiguousarray(arr[start : start + batch], dtype=np.float32)
+        text = fmt(start, pipeline.encode(x))
+        try:
+            out.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(f"cannot write output: {e.strerror}") from None
+    return len(arr)

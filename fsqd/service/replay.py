@@ -1,0 +1,214 @@
+"""`fsqd replay FILE`: a recorded IMU file through the same stages the live daemon runs.
+
+reader (chunks) -> WindowStream (gaps, resample, normalise, windows) -> CodePipeline
+(layout, encoder, FSQ, head) -> JSON lines; a summary with per-stage latencies on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from fsqd.errors import DataError, OutputError, UsageError
+from fsqd.metrics import StageTimer
+from fsqd.model.package import load_package
+from fsqd.pipeline import CodePipeline, WindowStream, rates_match
+from fsqd.sensors.files import ReadOptions, Recording, open_recording
+from fsqd.sinks.payload import LineFormatter
+from fsqd.stream.chunk import SampleChunk
+from fsqd.stream.resample import estimate_rate
+from fsqd.stream.windows import WindowBatch
+
+BATCH = 1024  # windows per inference call when replaying as fast as possible
+
+
+def add_replay_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, metavar="FILE", help="CSV (with header), .npy or .npz")
+    p.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
+    p.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
+    p.add_argument("--hop", type=int, default=None, help="samples between windows (default: card)")
+    p.add_argument(
+        "--speed",
+        default="max",
+        help="'max' (default: batched, as fast as possible) or a factor of real time, e.g. 1",
+    )
+    p.add_argument("--time-column", help="name of the timestamp column (default: t/time/timestamp)")
+    p.add_argument("--rate", type=float, help="sample rate in Hz for files without timestamps")
+    p.add_argument("--columns", help="file columns in the card's channel order, comma-separated")
+    p.add_argument(
+        "--scale",
+        help="per-channel factors, e.g. 'a*=0.00980665' (mg -> m/s^2), comma-separated",
+    )
+    p.add_argument("--fill", choices=["duplicate"], help="copy device 0 to missing devices")
+    p.add_argument(
+        "--no-resample", action="store_true", help="refuse files whose rate is not the model's"
+    )
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
+    p.add_argument(
+        "--max-gap", type=float, default=2.5, help="a step over this many sample periods is a gap"
+    )
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (v > 0 and math.isfinite(v)):
+        raise UsageError(f"--speed must be 'max' or a positive factor, got {text!r}")
+    return v
+
+
+def _scale(text: str | None) -> dict[str, float]:
+    if not text:
+        return {}
+    out = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise UsageError(f"--scale expects NAME=FACTOR pairs, got {part!r}")
+    return out
+
+
+class _Timed:
+    """Iterate a recording's chunks, timing the reads as the 'read' stage."""
+
+    def __init__(self, chunks: Iterator[SampleChunk], timer: StageTimer) -> None:
+        self._it, self._timer = chunks, timer
+        self.samples = 0
+
+    def __iter__(self) -> Iterator[SampleChunk]:
+        return self
+
+    def __next__(self) -> SampleChunk:
+        t0 = time.perf_counter_ns()
+        chunk = next(self._it)
+        self._timer.add("read", time.perf_counter_ns() - t0, len(chunk.t))
+        self.samples += len(chunk.t)
+        return chunk
+
+
+def _write(out: TextIO, text: str) -> None:
+    try:
+        out.write(text)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write output: {e.strerror}") from None
+
+
+def replay(args: argparse.Namespace) -> int:
+    from fsqd.cli import Output, note
+
+    speed = _speed(args.speed)
+    if args.hop is not None and args.hop < 1:
+        raise UsageError(f"--hop must be >= 1, got {args.hop}")
+    pkg = load_package(args.model)
+    card = pkg.card
+    timer = StageTimer()
+    pipeline = CodePipeline(pkg, timer=timer)
+    options = ReadOptions(
+        channels=card.channel_names,
+        devices=card.devices,
+        time_column=args.time_column,
+        columns=tuple(c.strip() for c in args.columns.split(",")) if args.columns else None,
+        rate_hz=args.rate,
+        scale=_scale(args.scale),
+        fill=args.fill,
+        skip_bad_rows=args.skip_bad_rows,
+    )
+    rec = open_recording(args.file, options)
+    chunks = _Timed(iter(rec.chunks()), timer)
+    first = next(chunks, None)
+    if first is None or len(first.t) == 0:
+        raise DataError(f"{args.file}: no samples")
+    in_rate = args.rate or (estimate_rate(first.t) if len(first.t) > 1 else card.sample_rate_hz)
+    if not rates_match(in_rate, card.sample_rate_hz):
+        if args.no_resample:
+            raise DataError(
+                f"{args.file}: sample rate {in_rate:.4g} Hz is not the model's "
+                f"{card.sample_rate_hz:g} Hz (--no-resample)"
+            )
+        note(f"{args.file}: resampling {in_rate:.4g} Hz -> {card.sample_rate_hz:g} Hz")
+    stream = WindowStream(
+        pkg, in_rate, hop=args.hop, max_gap_periods=args.max_gap, timer=timer
+    )
+    fmt = LineFormatter(pkg.label, pipeline.labels)
+    seen: set[int] = set()
+    seq = 0
+    wall0 = time.perf_counter()
+    t_first = float(first.t[0])
+    t_last = t_first
+
+    def emit(out: TextIO, batch: WindowBatch) -> None:
+        nonlocal seq
+        codes = pipeline.encode_windows(batch)
+        with timer.stage("output", len(codes)):
+            _write(out, fmt(seq, codes, batch.t_start, batch.t_end))
+        seen.update(np.unique(codes.index).tolist())
+        seq += len(codes)
+
+    with Output(args.out) as out:
+        for chunk in _chain(first, chunks):
+            t_last = float(chunk.t[-1]) if len(chunk.t) else t_last
+            for batch in stream.push(chunk):
+                if speed is None:
+                    for i in range(0, len(batch.x), BATCH):
+                        emit(out, _slice(batch, i, i + BATCH))
+                    continue
+                for i in range(len(batch.x)):
+                    # Paced: a window is due when its last sample would have arrived.
+                    due = wall0 + (float(batch.t_end[i]) - t_first) / speed
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    emit(out, _slice(batch, i, i + 1))
+                    out.flush()
+    wall = time.perf_counter() - wall0
+    _summary(args.file, rec, chunks.samples, seq, len(seen), stream, timer, wall, t_last - t_first)
+    return 0
+
+
+def _chain(first: SampleChunk, rest: Iterator[SampleChunk]) -> Iterator[SampleChunk]:
+    yield first
+    yield from rest
+
+
+def _slice(b: WindowBatch, i: int, j: int) -> WindowBatch:
+    return WindowBatch(b.x[i:j], b.t_start[i:j], b.t_end[i:j])
+
+
+def _summary(
+    path: Path,
+    rec: Recording,
+    samples: int,
+    windows: int,
+    distinct: int,
+    stream: WindowStream,
+    timer: StageTimer,
+    wall: float,
+    span: float,
+) -> None:
+    rate = windows / wall if wall > 0 else 0.0
+    lines = [
+        f"replayed {path}: {samples} samples, {span:.1f} s of data in {wall:.2f} s "
+        f"({span / wall if wall > 0 else 0:.0f}x real time)",
+        f"windows {windows}, distinct codes {distinct}, gaps {stream.gaps.gaps} "
+        f"({stream.gaps.gap_seconds:.2f} s), bad rows skipped {rec.bad_rows}",
+        f"throughput {rate:.0f} windows/s, {samples / wall if wall > 0 else 0:.0f} samples/s",
+        timer.table(windows),
+    ]
+    print("\n".join(lines), file=sys.stderr)

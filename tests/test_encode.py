@@ -1,0 +1,65 @@
+"""`fsqd encode`: the parity tool over already-shaped windows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from conftest import RunCli, parity
+
+from fsqd.model.package import ModelPackage
+
+
+def test_encode_matches_torch_codes(run_cli: RunCli, pkg_d2: ModelPackage, tmp_path: Path) -> None:
+    want = parity("m13_d2")
+    windows = tmp_path / "w.npy"
+    np.save(windows, want["x"])
+    code, out, err = run_cli("encode", "--model", pkg_d2.path, windows, "--batch", "7")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["seq"] for r in rows] == list(range(len(want["x"])))
+    assert [r["code"] for r in rows] == want["indices"].tolist()
+    basis = np.cumprod([1, 8, 6, 5, 5])
+    assert all(int(np.dot(r["digits"], basis)) == r["code"] for r in rows)
+    assert [r["label"] for r in rows] == [f"class_{i}" for i in want["logits"].argmax(axis=1)]
+    e = np.exp(want["logits"] - want["logits"].max(axis=1, keepdims=True))
+    top = (e / e.sum(axis=1, keepdims=True)).max(axis=1)
+    np.testing.assert_allclose([r["p"] for r in rows], top, atol=1e-4)
+    assert {r["model"] for r in rows} == {"m13_d2@1.0.0"}
+
+
+def test_encode_to_file_and_float64(run_cli: RunCli, pkg_nohead: ModelPackage, tmp_path: Path) -> None:
+    want = parity("m13_d1_nohead")
+    windows = tmp_path / "w.npy"
+    np.save(windows, want["x"].astype(np.float64))
+    out_file = tmp_path / "codes.jsonl"
+    code, out, _ = run_cli("encode", "--model", pkg_nohead.path, windows, "--out", out_file)
+    assert code == 0 and out == ""
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [r["code"] for r in rows] == want["indices"].tolist()
+    assert "label" not in rows[0]
+
+
+def _err(run_cli: RunCli, pkg: ModelPackage, path: Path) -> tuple[int, str, str]:
+    return run_cli("encode", "--model", pkg.path, path)
+
+
+def test_wrong_shape_dtype_nan_missing(run_cli: RunCli, pkg_d2: ModelPackage, tmp_path: Path) -> None:
+    cases = {
+        "shape.npy": (np.zeros((4, 9, 1, 100), np.float32), 65, "expects [N, 9, 2, 100]"),
+        "dtype.npy": (np.zeros((4, 9, 2, 100), np.int64), 65, "dtype int64"),
+        "nan.npy": (np.zeros((4, 9, 2, 100), np.float32), 65, "window 2 holds NaN"),
+    }
+    cases["nan.npy"][0][2, 3, 1, 50] = np.nan
+    for name, (arr, code, message) in cases.items():
+        path = tmp_path / name
+        np.save(path, arr)
+        got, out, err = _err(run_cli, pkg_d2, path)
+        assert (got, out) == (code, ""), name
+        assert message in err and "Traceback" not in err, err
+    (tmp_path / "junk.npy").write_text("not numpy")
+    got, _, err = _err(run_cli, pkg_d2, tmp_path / "junk.npy")
+    assert got == 65 and "not a readable .npy" in err
+    got, _, err = _err(run_cli, pkg_d2, tmp_path / "absent.npy")
+    assert got == 66 and "no such file" in err

@@ -1,0 +1,35 @@
+"""`fsqd model inspect`: card, I/O, operators and Hailo-8 blockers."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import MODELS, RunCli
+
+from fsqd.model.package import ModelPackage
+
+
+def test_inspect_package(run_cli: RunCli, pkg_d2: ModelPackage) -> None:
+    code, out, err = run_cli("model", "inspect", pkg_d2.path)
+    assert code == 0, err
+    assert "levels [8, 6, 5, 5, 4], 4800 codes" in out
+    assert "imu_data [None, 9, 2, 100] layout NCDT" in out
+    assert "Conv x3" in out and "Tanh x1" in out
+    assert "hailo8 no unsupported operators" in out  # the cut removed Round and If
+
+
+def test_inspect_full_export_flags_round_and_if(run_cli: RunCli) -> None:
+    code, out, _ = run_cli("model", "inspect", MODELS / "m13_d2" / "full.onnx", "--json")
+    assert code == 0
+    info = json.loads(out)["files"]["model"]
+    assert set(info["hailo8_unsupported"]) == {"Round", "If"}
+    assert info["operators"]["Round"] == 1
+    assert info["inputs"][0]["name"] == "imu_data"
+
+
+def test_inspect_json_has_the_card(run_cli: RunCli, pkg_d2: ModelPackage) -> None:
+    code, out, _ = run_cli("model", "inspect", pkg_d2.path, "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["card"]["levels"] == [8, 6, 5, 5, 4]
+    assert info["files"]["head"]["outputs"][0]["name"] == "behavior_logits"
