@@ -224,6 +224,45 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 # -- parser --
 
 
+def _replay_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, metavar="FILE", help="CSV (with header), .npy or .npz")
+    p.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
+    p.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
+    p.add_argument("--hop", type=int, default=None, help="samples between windows (default: card)")
+    p.add_argument(
+        "--speed",
+        default="max",
+        help="'max' (default: batched, as fast as possible) or a factor of real time, e.g. 1",
+    )
+    p.add_argument("--time-column", help="name of the timestamp column (default: t/time/timestamp)")
+    p.add_argument("--rate", type=float, help="sample rate in Hz for files without timestamps")
+    p.add_argument("--columns", help="file columns in the card's channel order, comma-separated")
+    p.add_argument(
+        "--scale",
+        help="per-channel factors, e.g. 'a*=0.00980665' (mg -> m/s^2), comma-separated",
+    )
+    p.add_argument("--fill", choices=["duplicate"], help="copy device 0 to missing devices")
+    p.add_argument(
+        "--no-resample", action="store_true", help="refuse files whose rate is not the model's"
+    )
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
+    p.add_argument(
+        "--max-gap", type=float, default=2.5, help="a step over this many sample periods is a gap"
+    )
+
+
+def _simulate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.add_argument("--duration", default="10m", help="e.g. 90s, 10m, 1h (default 10m)")
+    p.add_argument("--rate", type=float, default=100.0, help="sample rate in Hz (default 100)")
+    p.add_argument("--devices", type=int, default=1, help="IMUs on the body (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mean-bout", type=float, default=8.0, help="mean behaviour bout in seconds")
+    p.add_argument("--start", default="0", help="first timestamp: seconds, 'now' or ISO-8601")
+    p.add_argument("--iso-time", action="store_true", help="write ISO-8601 UTC timestamps")
+    p.add_argument("--no-labels", action="store_true", help="leave out the behaviour column")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fsqd",
@@ -264,14 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--json", action="store_true", help="machine-readable output")
     mn.set_defaults(func=cmd_model_inspect)
 
-    from fsqd.service.replay import add_replay_arguments
-    from fsqd.service.simulate import add_simulate_arguments
-
     r = sub.add_parser("replay", help="replay a recorded IMU file through the model")
-    add_replay_arguments(r)
+    _replay_arguments(r)
     r.set_defaults(func=cmd_replay)
     s = sub.add_parser("simulate", help="write a simulated IMU recording (CSV)")
-    add_simulate_arguments(s)
+    _simulate_arguments(s)
     s.set_defaults(func=cmd_simulate)
     return p
 

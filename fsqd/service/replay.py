@@ -29,33 +29,6 @@ from fsqd.stream.windows import WindowBatch
 BATCH = 1024  # windows per inference call when replaying as fast as possible
 
 
-def add_replay_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", type=Path, metavar="FILE", help="CSV (with header), .npy or .npz")
-    p.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
-    p.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
-    p.add_argument("--hop", type=int, default=None, help="samples between windows (default: card)")
-    p.add_argument(
-        "--speed",
-        default="max",
-        help="'max' (default: batched, as fast as possible) or a factor of real time, e.g. 1",
-    )
-    p.add_argument("--time-column", help="name of the timestamp column (default: t/time/timestamp)")
-    p.add_argument("--rate", type=float, help="sample rate in Hz for files without timestamps")
-    p.add_argument("--columns", help="file columns in the card's channel order, comma-separated")
-    p.add_argument(
-        "--scale",
-        help="per-channel factors, e.g. 'a*=0.00980665' (mg -> m/s^2), comma-separated",
-    )
-    p.add_argument("--fill", choices=["duplicate"], help="copy device 0 to missing devices")
-    p.add_argument(
-        "--no-resample", action="store_true", help="refuse files whose rate is not the model's"
-    )
-    p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
-    p.add_argument(
-        "--max-gap", type=float, default=2.5, help="a step over this many sample periods is a gap"
-    )
-
-
 def _speed(text: str) -> float | None:
     if text == "max":
         return None

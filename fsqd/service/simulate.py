@@ -41,18 +41,6 @@ def parse_start(text: str) -> float:
     return t.timestamp()
 
 
-def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
-    p.add_argument("--duration", default="10m", help="e.g. 90s, 10m, 1h (default 10m)")
-    p.add_argument("--rate", type=float, default=100.0, help="sample rate in Hz (default 100)")
-    p.add_argument("--devices", type=int, default=1, help="IMUs on the body (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mean-bout", type=float, default=8.0, help="mean behaviour bout in seconds")
-    p.add_argument("--start", default="0", help="first timestamp: seconds, 'now' or ISO-8601")
-    p.add_argument("--iso-time", action="store_true", help="write ISO-8601 UTC timestamps")
-    p.add_argument("--no-labels", action="store_true", help="leave out the behaviour column")
-
-
 def simulate_to_file(args: argparse.Namespace) -> int:
     from fsqd.cli import note
     from fsqd.sensors.sim import SimConfig, simulate, write_csv
