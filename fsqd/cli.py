@@ -26,14 +26,18 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -106,8 +110,6 @@ def cmd_model_import(args: argparse.Namespace) -> int:
         mean, std = _read_norm(args.norm)
     if (mean is None) != (std is None):
         raise UsageError("--mean and --std go together")
-    if mean is None:
-        note("no --mean/--std given: the card records identity normalisation (mean 0, std 1)")
     opts = ImportOptions(
         levels=args.levels,
         mean=mean,
@@ -123,11 +125,15 @@ def cmd_model_import(args: argparse.Namespace) -> int:
         overwrite=args.force,
     )
     report = import_model(args.full, args.out, opts)
+    if mean is None:
+        note("no --mean/--std given: the card records identity normalisation (mean 0, std 1)")
     card = report.card
     head = f"head with {len(card.head.labels)} classes" if card.head else "no head"
-    print(f"wrote {args.out}: {card.name}@{card.version}, levels {list(card.levels)} "
-          f"({card.codebook_size} codes), input {card.input.name} {list(card.input.shape)} "
-          f"{card.input.layout}, {head}")
+    print(
+        f"wrote {args.out}: {card.name}@{card.version}, levels {list(card.levels)} "
+        f"({card.codebook_size} codes), input {card.input.name} {list(card.input.shape)} "
+        f"{card.input.layout}, {head}"
+    )
     check = f"checked on {report.verified_windows} windows: host FSQ codes identical"
     if report.max_logit_diff is not None:
         check += f", max |logit difference| {report.max_logit_diff:.2g}"
@@ -146,7 +152,7 @@ def _read_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
     except FileNotFoundError:
         raise NoInputError(f"{path}: no such file") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path}: expected JSON {{\"mean\": [...], \"std\": [...]}} ({e})") from None
+        raise ConfigError(f'{path}: expected JSON {{"mean": [...], "std": [...]}} ({e})') from None
 
 
 def cmd_model_inspect(args: argparse.Namespace) -> int:

@@ -26,10 +26,12 @@ def test_encode_matches_torch_codes(run_cli: RunCli, pkg_d2: ModelPackage, tmp_p
     e = np.exp(want["logits"] - want["logits"].max(axis=1, keepdims=True))
     top = (e / e.sum(axis=1, keepdims=True)).max(axis=1)
     np.testing.assert_allclose([r["p"] for r in rows], top, atol=1e-4)
-    assert {r["model"] for r in rows} == {"m13_d2@1.0.0"}
+    assert {r["model"] for r in rows} == {"full@1.0.0"}
 
 
-def test_encode_to_file_and_float64(run_cli: RunCli, pkg_nohead: ModelPackage, tmp_path: Path) -> None:
+def test_encode_to_file_and_float64(
+    run_cli: RunCli, pkg_nohead: ModelPackage, tmp_path: Path
+) -> None:
     want = parity("m13_d1_nohead")
     windows = tmp_path / "w.npy"
     np.save(windows, want["x"].astype(np.float64))
@@ -45,7 +47,9 @@ def _err(run_cli: RunCli, pkg: ModelPackage, path: Path) -> tuple[int, str, str]
     return run_cli("encode", "--model", pkg.path, path)
 
 
-def test_wrong_shape_dtype_nan_missing(run_cli: RunCli, pkg_d2: ModelPackage, tmp_path: Path) -> None:
+def test_wrong_shape_dtype_nan_missing(
+    run_cli: RunCli, pkg_d2: ModelPackage, tmp_path: Path
+) -> None:
     cases = {
         "shape.npy": (np.zeros((4, 9, 1, 100), np.float32), 65, "expects [N, 9, 2, 100]"),
         "dtype.npy": (np.zeros((4, 9, 2, 100), np.int64), 65, "dtype int64"),

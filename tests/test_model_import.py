@@ -67,7 +67,9 @@ def test_model_without_head_gives_codes_only(pkg_nohead: ModelPackage) -> None:
 
 def test_levels_option_is_checked_against_the_graph(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--levels 8,8,8 .* 8,6,5,5,4"):
-        import_model(MODELS / "m13_d2" / "full.onnx", tmp_path / "p", ImportOptions(levels=(8, 8, 8)))
+        import_model(
+            MODELS / "m13_d2" / "full.onnx", tmp_path / "p", ImportOptions(levels=(8, 8, 8))
+        )
     assert not (tmp_path / "p").exists()
 
 
@@ -98,7 +100,9 @@ def _copy(pkg: ModelPackage, tmp_path: Path) -> Path:
     return dst
 
 
-def test_card_with_more_levels_than_the_encoder_output(pkg_d2: ModelPackage, tmp_path: Path) -> None:
+def test_card_with_more_levels_than_the_encoder_output(
+    pkg_d2: ModelPackage, tmp_path: Path
+) -> None:
     dst = _copy(pkg_d2, tmp_path)
     card = json.loads((dst / "model.json").read_text())
     card["levels"] = [8] * 8
@@ -137,7 +141,11 @@ def test_cli_import_prints_the_hailo_parser_command(run_cli: RunCli, tmp_path: P
     [
         (["model", "import", "missing.onnx", "--out", "{tmp}/p"], 66, "no such ONNX file"),
         (["model", "import", "{garbage}", "--out", "{tmp}/p"], 78, "not a readable ONNX model"),
-        (["model", "import", "{full}", "--out", "{tmp}/p", "--levels", "4,4"], 78, "does not match"),
+        (
+            ["model", "import", "{full}", "--out", "{tmp}/p", "--levels", "4,4"],
+            78,
+            "does not match",
+        ),
         (["model", "import", "{full}", "--out", "{tmp}/p", "--mean", "1,2"], 64, "go together"),
         (["model", "inspect", "{tmp}/nothing"], 66, "no such model package"),
     ],
@@ -147,8 +155,12 @@ def test_cli_errors_are_one_line(
 ) -> None:
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00\x01not a model" * 10)
-    fill = {"tmp": str(tmp_path), "garbage": str(garbage), "full": str(MODELS / "m13_d2" / "full.onnx")}
-    got, out, err = run_cli(*[a.format(**fill) for a in args])
+    fill = {
+        "tmp": str(tmp_path),
+        "garbage": str(garbage),
+        "full": str(MODELS / "m13_d2" / "full.onnx"),
+    }
+    got, _, err = run_cli(*[a.format(**fill) for a in args])
     assert got == code
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err

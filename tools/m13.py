@@ -63,10 +63,12 @@ class Exported(nn.Module):
 
 def export_onnx(model: ConvFSQ, devices: int, window: int, path: Path) -> None:
     """torch.onnx.export like the user's: TorchScript exporter, opset 11, dynamic batch."""
-    model.eval()
+    # The exporter restores the wrapper's train/eval mode afterwards, and a fresh wrapper is
+    # in training mode: without eval() here the model comes back with batch-norm training on.
+    wrapper = Exported(model).eval()
     dummy = torch.zeros(1, 9, devices, window)
     torch.onnx.export(
-        Exported(model),
+        wrapper,
         (dummy,),
         str(path),
         dynamo=False,

@@ -59,7 +59,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=ROOT / "fsqd" / "models" / "default")
-    ap.add_argument("--export-copy", type=Path, default=ROOT / "tests" / "fixtures" / "models" / "default_full.onnx")
+    ap.add_argument(
+        "--export-copy",
+        type=Path,
+        default=ROOT / "tests" / "fixtures" / "models" / "default_full.onnx",
+    )
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -72,7 +76,9 @@ def main() -> None:
     xt, yt = to_model_input(x_train, mean, std), torch.from_numpy(y_train)
     xv, yv = to_model_input(x_val, mean, std), torch.from_numpy(y_val)
     counts = np.bincount(y_train, minlength=len(BEHAVIOURS))
-    print(f"train windows {len(yt)} per class {dict(zip(BEHAVIOURS, counts.tolist(), strict=True))}")
+    print(
+        f"train windows {len(yt)} per class {dict(zip(BEHAVIOURS, counts.tolist(), strict=True))}"
+    )
 
     model = ConvFSQ(LEVELS, classes=len(BEHAVIOURS))
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
@@ -88,7 +94,7 @@ def main() -> None:
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         model.eval()
         with torch.no_grad():
             acc = float((model(xv).argmax(1) == yv).float().mean())

@@ -79,7 +79,9 @@ class OnnxEncoder:
     def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         if self._fixed_batch is not None and x.shape[0] != self._fixed_batch:
             # A model exported without a dynamic batch axis: feed it one batch at a time.
-            parts = [self(x[i : i + self._fixed_batch]) for i in range(0, len(x), self._fixed_batch)]
+            parts = [
+                self(x[i : i + self._fixed_batch]) for i in range(0, len(x), self._fixed_batch)
+            ]
             return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
         (out,) = self.session.run(self._output, {self._input: x})
         y: npt.NDArray[np.float32] = np.asarray(out, dtype=np.float32)

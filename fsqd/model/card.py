@@ -184,7 +184,9 @@ def expected_input_shape(card: ModelCard) -> tuple[int, ...]:
 
 def _validate(card: ModelCard) -> None:
     if card.window < 2 or card.hop < 1:
-        raise ConfigError(f"window must be >= 2 and hop >= 1, got window {card.window}, hop {card.hop}")
+        raise ConfigError(
+            f"window must be >= 2 and hop >= 1, got window {card.window}, hop {card.hop}"
+        )
     if not math.isfinite(card.sample_rate_hz) or card.sample_rate_hz <= 0:
         raise ConfigError(f"sample_rate_hz must be a positive number, got {card.sample_rate_hz}")
     if card.devices < 1:

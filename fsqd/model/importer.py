@@ -16,7 +16,14 @@ import numpy.typing as npt
 
 from fsqd import __version__
 from fsqd.errors import ConfigError, ModelError, NoInputError
-from fsqd.model.card import Channel, HeadSpec, InputSpec, ModelCard, OutputSpec
+from fsqd.model.card import (
+    Channel,
+    HeadSpec,
+    InputSpec,
+    ModelCard,
+    OutputSpec,
+    expected_input_shape,
+)
 from fsqd.model.package import CARD_FILE, load_package
 from fsqd.model.surgery import FsqSite, Graph, extract, find_fsq, find_head_input, rename_input
 
@@ -70,7 +77,9 @@ def _session(model: Any) -> Any:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+        )
     except Exception as e:
         raise ModelError(f"onnxruntime cannot run the model: {str(e).splitlines()[0]}") from None
 
@@ -135,8 +144,7 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
     input_name = graph.inputs[0]
     in_vi = next(i for i in model.graph.input if i.name == input_name)
     in_shape = [
-        d.dim_value if d.HasField("dim_value") else None
-        for d in in_vi.type.tensor_type.shape.dim
+        d.dim_value if d.HasField("dim_value") else None for d in in_vi.type.tensor_type.shape.dim
     ]
     layout, devices, window = _input_layout(in_shape, opts)
 
@@ -155,7 +163,11 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
         head_model = extract(model, [head_in], [head_out])
         rename_input(head_model, head_in, HEAD_INPUT, width)
         onnx.checker.check_model(head_model)
-        classes = int(_session(head_model).run(None, {HEAD_INPUT: np.zeros((1, width), np.float32)})[0].shape[-1])
+        classes = int(
+            _session(head_model)
+            .run(None, {HEAD_INPUT: np.zeros((1, width), np.float32)})[0]
+            .shape[-1]
+        )
         labels = opts.labels or tuple(f"class_{i}" for i in range(classes))
         if len(labels) != classes:
             raise ConfigError(f"--labels names {len(labels)} classes but the head has {classes}")
@@ -230,12 +242,15 @@ def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, f
     fsq = FSQ(card.levels)
     # Widen the input so the FSQ sees every region, saturation included.
     rng = np.random.default_rng(0)
-    x = rng.normal(0.0, 2.0, (VERIFY_WINDOWS, *card.input.shape[1:])).astype(np.float32)
+    shape = (VERIFY_WINDOWS, *expected_input_shape(card))
+    x = rng.normal(0.0, 2.0, shape).astype(np.float32)
     probe = onnx.ModelProto()
     probe.CopyFrom(full)
     extra = [site.codes] if site.codes else []
     for name in extra:
-        probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        probe.graph.output.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        )
     outputs = _session(probe).run(None, {card.input.name: x})
     by_name = dict(zip([o.name for o in probe.graph.output], outputs, strict=True))
 
@@ -254,5 +269,7 @@ def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, f
     ref = np.asarray(by_name[card.head.output])
     diff = float(np.max(np.abs(logits - ref)))
     if not np.allclose(logits, ref, rtol=1e-4, atol=1e-4):
-        raise ModelError(f"self-check failed: head logits differ from the full model's by {diff:.3g}")
+        raise ModelError(
+            f"self-check failed: head logits differ from the full model's by {diff:.3g}"
+        )
     return len(x), diff

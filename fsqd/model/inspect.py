@@ -38,7 +38,9 @@ def onnx_summary(path: Path) -> dict[str, Any]:
     blockers = {op: HAILO8_UNSUPPORTED[op] for op in sorted(ops) if op in HAILO8_UNSUPPORTED}
     return {
         "file": str(path),
-        "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None),
+        "opset": max(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None
+        ),
         "inputs": [{"name": i.name, "shape": i.shape, "type": i.type} for i in sess.get_inputs()],
         "outputs": [{"name": o.name, "shape": o.shape, "type": o.type} for o in sess.get_outputs()],
         "operators": dict(sorted(ops.items())),

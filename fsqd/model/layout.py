@@ -31,6 +31,8 @@ class InputLayout:
         n = windows.shape[0]
         want = (self.window, self.devices * self.channels)
         if windows.ndim != 3 or windows.shape[1:] != want:
-            raise DataError(f"windows have shape {windows.shape}, expected (N, {want[0]}, {want[1]})")
+            raise DataError(
+                f"windows have shape {windows.shape}, expected (N, {want[0]}, {want[1]})"
+            )
         v = windows.reshape(n, self.window, self.devices, self.channels).transpose(self._perm)
         return np.ascontiguousarray(v).reshape(n, *self.shape)

@@ -3,7 +3,7 @@
 A model exported from torch with vector-quantize-pytorch's FSQ contains, per FSQ::
 
     z -> Add(shift) -> Tanh -> Mul(half_l) -> Sub(offset) -> Round -> Sub -> Add -> Div(half_width)
-                                               ^ bounded value b          (straight-through)   ^ zhat
+                                          ^ bounded value b     (straight-through)   ^ zhat
 
 The Hailo-8 has no Round, so the encoder is cut at the node feeding Round and FSQ runs on
 the host. The classifier head starts where zhat, after reshapes and a conditional squeeze
@@ -123,7 +123,9 @@ def find_fsq(graph: Graph) -> FsqSite:
     levels = np.rint(half_l.astype(np.float64) * 2 / 1.001 + 1).astype(np.int64)
     expect_half_l = (levels - 1).astype(np.float32) * np.float32(1.001) / np.float32(2)
     expect_offset = np.where(levels % 2 == 0, 0.5, 0.0).astype(np.float32)
-    if not (np.allclose(half_l, expect_half_l, rtol=1e-6) and np.array_equal(offset, expect_offset)):
+    if not (
+        np.allclose(half_l, expect_half_l, rtol=1e-6) and np.array_equal(offset, expect_offset)
+    ):
         raise ModelError(
             f"the FSQ constants do not fit vector-quantize-pytorch's bound: half_l "
             f"{half_l.tolist()}, offset {offset.tolist()}"
@@ -209,7 +211,7 @@ def extract(model: Any, inputs: list[str], outputs: list[str]) -> Any:
     ex = Extractor(inferred)
     # onnx renamed this map (vimap -> value_infos); tensors shape inference gave up on
     # (such as an If's output) need an entry before they can become graph inputs/outputs.
-    infos = ex.value_infos if hasattr(ex, "value_infos") else ex.vimap
+    infos = ex.value_infos if hasattr(ex, "value_infos") else ex.vimap  # type: ignore[attr-defined]
     for name in inputs + outputs:
         if name not in infos:
             infos[name] = onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)

@@ -272,7 +272,9 @@ class CsvRecording(Recording):
                 row = [_number(fields[i], self.header[i]) for i in self.channel_index]
                 if self.time_index is not None:
                     raw = fields[self.time_index].strip().strip('"')
-                    times.append(_iso_one(raw) if iso else _number(raw, self.header[self.time_index]))
+                    times.append(
+                        _iso_one(raw) if iso else _number(raw, self.header[self.time_index])
+                    )
             except ValueError as e:
                 self._bad(no, str(e))
                 continue
@@ -375,7 +377,11 @@ class ArrayRecording(Recording):
             if "x" in keys:
                 x = _matrix(z[keys["x"]], path)
             else:
-                names = list(opts.columns) if opts.columns else column_names(opts.channels, opts.devices)
+                names = (
+                    list(opts.columns)
+                    if opts.columns
+                    else column_names(opts.channels, opts.devices)
+                )
                 if opts.devices > 1 and opts.fill and any(n.lower() not in keys for n in names):
                     names = list(opts.channels)
                 missing = [n for n in names if n.lower() not in keys]
@@ -405,11 +411,15 @@ class ArrayRecording(Recording):
                 t = np.arange(a, b, dtype=np.float64) / float(opts.rate_hz or 1.0)
             bad = ~(np.isfinite(x).all(axis=1) & np.isfinite(t))
             if bad.any():
-                raise DataError(f"{self.path}: row {a + int(np.flatnonzero(bad)[0])}: NaN or inf value")
+                raise DataError(
+                    f"{self.path}: row {a + int(np.flatnonzero(bad)[0])}: NaN or inf value"
+                )
             steps = np.diff(t, prepend=-np.inf if last is None else last)
             if (steps <= 0).any():
                 k = int(np.flatnonzero(steps <= 0)[0])
-                raise DataError(f"{self.path}: row {a + k}: timestamp {t[k]!r} is not after the previous one")
+                raise DataError(
+                    f"{self.path}: row {a + k}: timestamp {t[k]!r} is not after the previous one"
+                )
             if a == 0:
                 self.absolute_time = float(t[0]) > ABSOLUTE_AFTER
             last = float(t[-1])
@@ -437,5 +447,3 @@ def open_recording(path: str | Path, options: ReadOptions) -> Recording:
     if p.suffix.lower() in (".npy", ".npz"):
         return ArrayRecording(p, options)
     return CsvRecording(p, options)
-
-

@@ -17,7 +17,7 @@ sample indices, so streaming reads equal one batch read for the same seed.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +74,14 @@ class _Bout:
 
     def angles_at(self, tau: float) -> npt.NDArray[np.float64]:
         amp, freq, ph = self.ang_h[..., 0], self.ang_h[..., 1], self.ang_h[..., 2]
-        return self.base + self.rate * tau + (amp * np.sin(2 * np.pi * freq * tau + ph)).sum(1)
+        wave = (amp * np.sin(2 * np.pi * freq * tau + ph)).sum(1)
+        out: npt.NDArray[np.float64] = self.base + self.rate * tau + wave
+        return out
 
 
-def _sines(rng: np.random.Generator, amps: list[float], freqs: list[float]) -> npt.NDArray[np.float64]:
+def _sines(
+    rng: np.random.Generator, amps: list[float], freqs: list[float]
+) -> npt.NDArray[np.float64]:
     """(H, 3) rows of (amp, freq, phase); amps/freqs of fewer than H terms are zero-padded."""
     out = np.zeros((_HARMONICS, 3))
     for i, (a, f) in enumerate(zip(amps, freqs, strict=True)):
@@ -87,7 +91,12 @@ def _sines(rng: np.random.Generator, amps: list[float], freqs: list[float]) -> n
 
 def _bout_shape(
     name: str, rng: np.random.Generator
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+) -> tuple[
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+]:
     """(posture, rates, angle harmonics, acceleration harmonics) for one bout."""
     u = rng.uniform
     posture = np.array([0.0, u(-0.15, 0.15), u(-0.15, 0.15)])  # psi set by continuity
@@ -125,7 +134,9 @@ def _bout_shape(
     return posture, rate, ang, acc
 
 
-def _sum_sines(h: npt.NDArray[np.float64], tau: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def _sum_sines(
+    h: npt.NDArray[np.float64], tau: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Value and time derivative of sum_i a_i sin(2 pi f_i tau + p_i) for each of 3 rows."""
     amp, freq, ph = h[..., 0:1], h[..., 1:2], h[..., 2:3]  # (3, H, 1)
     arg = 2 * np.pi * freq * tau[None, None, :] + ph
@@ -134,7 +145,12 @@ def _sum_sines(h: npt.NDArray[np.float64], tau: npt.NDArray[np.float64]) -> tupl
     return value, deriv  # (3, n)
 
 
-def _rotate_to_body(v: npt.NDArray[np.float64], psi: npt.NDArray[np.float64], theta: npt.NDArray[np.float64], phi: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _rotate_to_body(
+    v: npt.NDArray[np.float64],
+    psi: npt.NDArray[np.float64],
+    theta: npt.NDArray[np.float64],
+    phi: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
     """R^T v for R = Rz(psi) Ry(theta) Rx(phi); v is (3,) or (3, n)."""
     x, y, z = (np.broadcast_to(c, psi.shape) for c in v)
     cz, sz = np.cos(psi), np.sin(psi)
@@ -249,7 +265,11 @@ class Simulator:
                 (m @ gyro).T + dev.gyro_bias + NOISE["gyro"] * noise[:, 3:6],
                 (m @ mag).T + dev.hard_iron + NOISE["mag"] * noise[:, 6:9],
             ]
-        x = np.concatenate(cols, axis=1).astype(np.float32) if n else np.zeros((0, 9 * cfg.devices), np.float32)
+        x = (
+            np.concatenate(cols, axis=1).astype(np.float32)
+            if n
+            else np.zeros((0, 9 * cfg.devices), np.float32)
+        )
         return Recording(cfg.start_time + tau, x, labels, BEHAVIOURS)
 
     def _noise(self, k: npt.NDArray[np.int64], device: int) -> npt.NDArray[np.float64]:
@@ -270,7 +290,7 @@ class Simulator:
 def simulate(duration_s: float, config: SimConfig = SimConfig()) -> Recording:
     if not duration_s >= 0:
         raise UsageError(f"duration must be >= 0, got {duration_s}")
-    return Simulator(config).read(int(round(duration_s * config.rate_hz)))
+    return Simulator(config).read(round(duration_s * config.rate_hz))
 
 
 def write_csv(
@@ -299,4 +319,13 @@ def write_csv(
             fh.writelines(f"{a},{b}\n" for a, b in zip(times, rows, strict=True))
 
 
-__all__ = ["BEHAVIOURS", "CHANNELS", "UNITS", "Recording", "SimConfig", "Simulator", "simulate", "write_csv"]
+__all__ = [
+    "BEHAVIOURS",
+    "CHANNELS",
+    "UNITS",
+    "Recording",
+    "SimConfig",
+    "Simulator",
+    "simulate",
+    "write_csv",
+]

@@ -116,9 +116,7 @@ def replay(args: argparse.Namespace) -> int:
                 f"{card.sample_rate_hz:g} Hz (--no-resample)"
             )
         note(f"{args.file}: resampling {in_rate:.4g} Hz -> {card.sample_rate_hz:g} Hz")
-    stream = WindowStream(
-        pkg, in_rate, hop=args.hop, max_gap_periods=args.max_gap, timer=timer
-    )
+    stream = WindowStream(pkg, in_rate, hop=args.hop, max_gap_periods=args.max_gap, timer=timer)
     fmt = LineFormatter(pkg.label, pipeline.labels)
     seen: set[int] = set()
     seq = 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
-from pathlib import Path
 
 from fsqd.errors import UsageError
 

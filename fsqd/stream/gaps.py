@@ -14,7 +14,10 @@ class GapSplitter:
 
     def __init__(self, rate_hz: float, max_gap_periods: float = 2.5) -> None:
         if not rate_hz > 0 or not max_gap_periods > 1:
-            raise DataError(f"gap splitter needs rate > 0 and max gap > 1 period, got {rate_hz}, {max_gap_periods}")
+            raise DataError(
+                "gap splitter needs rate > 0 and a max gap over 1 period, "
+                f"got {rate_hz} Hz and {max_gap_periods}"
+            )
         self.max_step = max_gap_periods / rate_hz
         self.period = 1.0 / rate_hz
         self.gaps = 0
@@ -34,7 +37,8 @@ class GapSplitter:
         if bad.size:
             at = int(bad[0])
             raise DataError(
-                f"timestamp {chunk.t[at]!r} is not after the previous one ({prev if at == 0 else chunk.t[at - 1]!r})"
+                f"timestamp {chunk.t[at]!r} is not after the previous one "
+                f"({prev if at == 0 else chunk.t[at - 1]!r})"
             )
         cuts = np.flatnonzero(steps > self.max_step)
         self.gaps += len(cuts)

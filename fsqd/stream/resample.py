@@ -50,7 +50,7 @@ class LinearResampler:
         # Grid points covered by [t[0], t[-1]] that were not emitted yet.
         k_end = int(np.floor((t[-1] - self._t0) / self.out_period + 1e-9)) + 1
         ks = np.arange(self._k, max(self._k, k_end))
-        tq = self._t0 + ks * self.out_period
+        tq = (self._t0 + ks * self.out_period).astype(np.float64, copy=False)
         # Left neighbour of each grid time; a grid time on a sample takes that sample
         # exactly (w = 0), which keeps the output independent of chunk boundaries.
         j = np.clip(np.searchsorted(t, tq, side="right") - 1, 0, len(t) - 1)

@@ -30,7 +30,9 @@ class WindowBatch:
 class Windower:
     def __init__(self, window: int, hop: int, channels: int) -> None:
         if window < 1 or hop < 1 or channels < 1:
-            raise DataError(f"window, hop and channels must be >= 1, got {window}, {hop}, {channels}")
+            raise DataError(
+                f"window, hop and channels must be >= 1, got {window}, {hop}, {channels}"
+            )
         self.window, self.hop, self.channels = window, hop, channels
         self.windows_emitted = 0
         self._t = np.zeros(0, np.float64)
