@@ -83,7 +83,10 @@ def main() -> None:
     model = ConvFSQ(LEVELS, classes=len(BEHAVIOURS))
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
+    steps = args.epochs * ((len(yt) + 255) // 256)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     gen = torch.Generator().manual_seed(args.seed)
+    best_acc, best_state = -1.0, model.state_dict()
     for epoch in range(args.epochs):
         model.train()
         order = torch.randperm(len(yt), generator=gen)
@@ -94,11 +97,17 @@ def main() -> None:
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
+            sched.step()
             total += float(loss.detach()) * len(idx)
         model.eval()
         with torch.no_grad():
             acc = float((model(xv).argmax(1) == yv).float().mean())
         print(f"epoch {epoch + 1}: loss {total / len(yt):.4f}, held-out accuracy {acc:.3f}")
+        if acc > best_acc:
+            best_acc, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    model.eval()
+    acc = best_acc
 
     with torch.no_grad():
         _, codes = model.quantized(xv)
