@@ -24,7 +24,7 @@ class HeadResult:
 
 
 class Head:
-    def __init__(self, package: ModelPackage, threads: int | None = None) -> None:
+    def __init__(self, package: ModelPackage, threads: int | None = 1) -> None:
         spec = package.card.head
         path = package.head_onnx
         if spec is None or path is None:

@@ -106,7 +106,8 @@ class CodePipeline:
         self.layout = InputLayout(card)
         self.encoder: Encoder = encoder or OnnxEncoder(package, threads)
         self.fsq = FSQ(card.levels)
-        self.head = Head(package, threads) if card.head is not None else None
+        # The head is a few small matrix products: one thread beats a pool's hand-offs.
+        self.head = Head(package) if card.head is not None else None
         self.labels = card.head.labels if card.head is not None else None
         # Decide once which FSQ stage the encoder hands over.
         self._to_bounded: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]] = (

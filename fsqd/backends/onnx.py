@@ -14,11 +14,16 @@ from fsqd.model.package import ModelPackage
 
 
 def open_session(path: Path, threads: int | None = None) -> Any:
-    """An onnxruntime session; a broken file is a one-line ModelError."""
+    """An onnxruntime session; a broken file is a one-line ModelError.
+
+    Worker threads do not spin between runs: on a 2-4 core board spinning pool threads
+    steal the cores the reader, the FSQ and the other session need.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # keep onnxruntime's own warnings out of journald
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -20,6 +20,7 @@ from fsqd.errors import DataError, OutputError, UsageError
 from fsqd.metrics import StageTimer
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodePipeline, WindowStream, rates_match
+from fsqd.prefetch import prefetch
 from fsqd.sensors.files import ReadOptions, Recording, open_recording
 from fsqd.sinks.payload import LineFormatter
 from fsqd.stream.chunk import SampleChunk
@@ -132,25 +133,73 @@ def replay(args: argparse.Namespace) -> int:
         seen.update(np.unique(codes.index).tolist())
         seq += len(codes)
 
-    with Output(args.out) as out:
+    def windows() -> Iterator[WindowBatch]:
+        nonlocal t_last
         for chunk in _chain(first, chunks):
             t_last = float(chunk.t[-1]) if len(chunk.t) else t_last
-            for batch in stream.push(chunk):
-                if speed is None:
-                    for i in range(0, len(batch.x), BATCH):
-                        emit(out, _slice(batch, i, i + BATCH))
-                    continue
-                for i in range(len(batch.x)):
-                    # Paced: a window is due when its last sample would have arrived.
-                    due = wall0 + (float(batch.t_end[i]) - t_first) / speed
-                    delay = due - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    emit(out, _slice(batch, i, i + 1))
-                    out.flush()
+            yield from stream.push(chunk)
+
+    pending = _Batcher(BATCH)
+    with Output(args.out) as out:
+        if speed is None:
+            # Parse the next chunk while onnxruntime (which releases the GIL) infers this one.
+            for batch in prefetch(windows(), depth=4):
+                # Equal-sized batches: onnxruntime re-plans memory for every new shape.
+                for full in pending.add(batch):
+                    emit(out, full)
+        for batch in windows() if speed is not None else ():
+            for i in range(len(batch.x)):
+                # Paced: a window is due when its last sample would have arrived.
+                due = wall0 + (float(batch.t_end[i]) - t_first) / speed
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                emit(out, _slice(batch, i, i + 1))
+                out.flush()
+        rest = pending.flush()
+        if rest is not None:
+            emit(out, rest)
     wall = time.perf_counter() - wall0
     _summary(args.file, rec, chunks.samples, seq, len(seen), stream, timer, wall, t_last - t_first)
     return 0
+
+
+class _Batcher:
+    """Regroups window batches of any size into batches of exactly ``size`` windows."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._parts: list[WindowBatch] = []
+        self._n = 0
+
+    def add(self, batch: WindowBatch) -> Iterator[WindowBatch]:
+        self._parts.append(batch)
+        self._n += len(batch)
+        if self._n < self.size:
+            return
+        whole = _concat(self._parts)
+        cut = self._n - self._n % self.size
+        for i in range(0, cut, self.size):
+            yield _slice(whole, i, i + self.size)
+        self._parts = [_slice(whole, cut, self._n)] if cut < self._n else []
+        self._n -= cut
+
+    def flush(self) -> WindowBatch | None:
+        if not self._n:
+            return None
+        whole = _concat(self._parts)
+        self._parts, self._n = [], 0
+        return whole
+
+
+def _concat(parts: list[WindowBatch]) -> WindowBatch:
+    if len(parts) == 1:
+        return parts[0]
+    return WindowBatch(
+        np.concatenate([p.x for p in parts]),
+        np.concatenate([p.t_start for p in parts]),
+        np.concatenate([p.t_end for p in parts]),
+    )
 
 
 def _chain(first: SampleChunk, rest: Iterator[SampleChunk]) -> Iterator[SampleChunk]:
