@@ -309,10 +309,10 @@ class CsvRecording(Recording):
         if (steps <= 0).any():
             if not self.options.skip_bad_rows:
                 k = int(np.flatnonzero(steps <= 0)[0])
-                before = prev if k == 0 else t[k - 1]
+                before = float(prev if k == 0 else t[k - 1])
                 raise DataError(
-                    f"{self.path}:{numbers[k]}: timestamp {t[k]!r} is not after the previous "
-                    f"one ({before!r})"
+                    f"{self.path}:{numbers[k]}: timestamp {float(t[k])!r} is not after the "
+                    f"previous one ({before!r})"
                 )
             # Keep only rows later than everything kept before them.
             running = np.maximum.accumulate(np.concatenate([[prev], t]))[:-1]
@@ -342,6 +342,8 @@ def _iso_one(text: str) -> float:
 def _parse_iso(strings: list[str]) -> npt.NDArray[np.float64]:
     """ISO-8601 -> UNIX seconds; numpy's vectorised parser for plain UTC forms."""
     clean = [s.strip().strip('"') for s in strings]
+    if any(len(s) > 19 and s[-6] in "+-" and s[-3] == ":" for s in clean):
+        return np.array([_iso_one(s) for s in clean], np.float64)  # UTC offsets
     plain = [s[:-1] if s.endswith("Z") else s for s in clean]
     try:
         us = np.array(plain, dtype="datetime64[us]").astype(np.int64)
@@ -418,7 +420,7 @@ class ArrayRecording(Recording):
             if (steps <= 0).any():
                 k = int(np.flatnonzero(steps <= 0)[0])
                 raise DataError(
-                    f"{self.path}: row {a + k}: timestamp {t[k]!r} is not after the previous one"
+                    f"{self.path}: row {a + k}: timestamp {float(t[k])!r} is not after the previous one"
                 )
             if a == 0:
                 self.absolute_time = float(t[0]) > ABSOLUTE_AFTER

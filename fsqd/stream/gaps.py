@@ -37,8 +37,8 @@ class GapSplitter:
         if bad.size:
             at = int(bad[0])
             raise DataError(
-                f"timestamp {chunk.t[at]!r} is not after the previous one "
-                f"({prev if at == 0 else chunk.t[at - 1]!r})"
+                f"timestamp {float(chunk.t[at])!r} is not after the previous one "
+                f"({float(prev if at == 0 else chunk.t[at - 1])!r})"
             )
         cuts = np.flatnonzero(steps > self.max_step)
         self.gaps += len(cuts)
