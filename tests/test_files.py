@@ -21,10 +21,14 @@ def write(path: Path, header: str, rows: list[str]) -> Path:
 
 
 def rows(n: int, start: float = 0.0, step: float = 0.01) -> list[str]:
-    return [f"{start + i * step:.6f}," + ",".join(str(i * 10 + c) for c in range(9)) for i in range(n)]
+    return [
+        f"{start + i * step:.6f}," + ",".join(str(i * 10 + c) for c in range(9)) for i in range(n)
+    ]
 
 
-def read_all(path: Path, opts: ReadOptions = OPTS) -> tuple[np.ndarray, np.ndarray, list[SampleChunk]]:
+def read_all(
+    path: Path, opts: ReadOptions = OPTS
+) -> tuple[np.ndarray, np.ndarray, list[SampleChunk]]:
     rec = open_recording(path, opts)
     chunks = list(rec.chunks())
     return np.concatenate([c.t for c in chunks]), np.concatenate([c.x for c in chunks]), chunks
@@ -70,7 +74,9 @@ def test_rate_when_there_is_no_time_column(tmp_path: Path) -> None:
 
 def test_missing_column_lists_the_columns(tmp_path: Path) -> None:
     path = write(tmp_path / "a.csv", "t,ax,ay,az", ["0,1,2,3"])
-    with pytest.raises(DataError, match=r"a.csv:1: no column 'gx'; the file has columns: t, ax, ay, az"):
+    with pytest.raises(
+        DataError, match=r"a.csv:1: no column 'gx'; the file has columns: t, ax, ay, az"
+    ):
         open_recording(path, OPTS)
 
 
@@ -80,7 +86,10 @@ def test_missing_column_lists_the_columns(tmp_path: Path) -> None:
         ("0.030000,1,2,x,4,5,6,7,8,9", r"a.csv:5: 'x' in column 'az' is not a number"),
         ("0.030000,1,2,3", "a.csv:5: 4 fields, the header has 10"),
         ("0.030000,1,2,nan,4,5,6,7,8,9", "a.csv:5: NaN or inf value"),
-        ("0.010000,1,2,3,4,5,6,7,8,9", r"a.csv:5: timestamp 0.01 is not after the previous one \(0.02\)"),
+        (
+            "0.010000,1,2,3,4,5,6,7,8,9",
+            r"a.csv:5: timestamp 0.01 is not after the previous one \(0.02\)",
+        ),
     ],
 )
 def test_bad_rows_name_file_and_line(tmp_path: Path, bad: str, message: str) -> None:
@@ -111,7 +120,9 @@ def test_empty_binary_missing_and_directory(tmp_path: Path) -> None:
 def test_devices_naming_and_fill(tmp_path: Path) -> None:
     two = ReadOptions(channels=CH, devices=2)
     names = [f"{c}_{d}" for d in range(2) for c in CH]
-    path = write(tmp_path / "two.csv", "t," + ",".join(names), ["0," + ",".join(map(str, range(18)))])
+    path = write(
+        tmp_path / "two.csv", "t," + ",".join(names), ["0," + ",".join(map(str, range(18)))]
+    )
     _, x, _ = read_all(path, two)
     assert x[0].tolist() == list(range(18))
     one = write(tmp_path / "one.csv", "t," + ",".join(CH), ["0," + ",".join(map(str, range(9)))])
@@ -144,7 +155,9 @@ def test_npy_and_npz(tmp_path: Path) -> None:
     rec = open_recording(tmp_path / "b.npz", OPTS)
     t = np.concatenate([c.t for c in rec.chunks()])
     assert rec.absolute_time and t[1] - t[0] == pytest.approx(0.02)
-    np.savez(tmp_path / "c.npz", time=np.arange(10) * 0.01, **{c: x[:, i] for i, c in enumerate(CH)})
+    np.savez(
+        tmp_path / "c.npz", time=np.arange(10) * 0.01, **{c: x[:, i] for i, c in enumerate(CH)}
+    )
     _, got, _ = read_all(tmp_path / "c.npz")
     np.testing.assert_array_equal(got, x)
     bad = x.copy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ RNG = np.random.default_rng(0)
 
 def chunked(t: np.ndarray, x: np.ndarray, cuts: list[int]) -> list[SampleChunk]:
     edges = [0, *cuts, len(t)]
-    return [SampleChunk(t[a:b], x[a:b], a == 0) for a, b in zip(edges, edges[1:], strict=False)]
+    return [SampleChunk(t[a:b], x[a:b], a == 0) for a, b in itertools.pairwise(edges)]
 
 
 def splits(n: int) -> list[list[int]]:

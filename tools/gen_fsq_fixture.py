@@ -113,7 +113,9 @@ def generate(levels: list[int], seed: int) -> dict[str, np.ndarray]:
         half_l = (fsq._levels - 1) * (1 + 1e-3) / 2
         offset = torch.where(fsq._levels % 2 == 0, 0.5, 0.0)
         shift = torch.atanh(offset / half_l)
-    versions = f"torch {torch.__version__}, vector-quantize-pytorch {version('vector-quantize-pytorch')}"
+    versions = (
+        f"torch {torch.__version__}, vector-quantize-pytorch {version('vector-quantize-pytorch')}"
+    )
     return {
         "levels": np.array(levels, np.int64),
         "versions": np.array(versions),

@@ -420,7 +420,8 @@ class ArrayRecording(Recording):
             if (steps <= 0).any():
                 k = int(np.flatnonzero(steps <= 0)[0])
                 raise DataError(
-                    f"{self.path}: row {a + k}: timestamp {float(t[k])!r} is not after the previous one"
+                    f"{self.path}: row {a + k}: timestamp {float(t[k])!r} is not after the "
+                    "previous one"
                 )
             if a == 0:
                 self.absolute_time = float(t[0]) > ABSOLUTE_AFTER

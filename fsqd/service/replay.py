@@ -139,26 +139,27 @@ def replay(args: argparse.Namespace) -> int:
             t_last = float(chunk.t[-1]) if len(chunk.t) else t_last
             yield from stream.push(chunk)
 
-    pending = _Batcher(BATCH)
     with Output(args.out) as out:
         if speed is None:
-            # Parse the next chunk while onnxruntime (which releases the GIL) infers this one.
+            # Parse the next chunk while onnxruntime (which releases the GIL) infers this one,
+            # in equal-sized batches: onnxruntime re-plans its memory for every new shape.
+            pending = _Batcher(BATCH)
             for batch in prefetch(windows(), depth=4):
-                # Equal-sized batches: onnxruntime re-plans memory for every new shape.
                 for full in pending.add(batch):
                     emit(out, full)
-        for batch in windows() if speed is not None else ():
-            for i in range(len(batch.x)):
-                # Paced: a window is due when its last sample would have arrived.
-                due = wall0 + (float(batch.t_end[i]) - t_first) / speed
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                emit(out, _slice(batch, i, i + 1))
-                out.flush()
-        rest = pending.flush()
-        if rest is not None:
-            emit(out, rest)
+            rest = pending.flush()
+            if rest is not None:
+                emit(out, rest)
+        else:
+            for batch in windows():
+                for i in range(len(batch)):
+                    # Paced: a window is due when its last sample would have arrived.
+                    due = wall0 + (float(batch.t_end[i]) - t_first) / speed
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    emit(out, _slice(batch, i, i + 1))
+                    out.flush()
     wall = time.perf_counter() - wall0
     _summary(args.file, rec, chunks.samples, seq, len(seen), stream, timer, wall, t_last - t_first)
     return 0

@@ -1,0 +1,167 @@
+"""`fsqd replay` end to end: real files through the bundled model and user packages."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import MODELS, RunCli
+
+from fsqd.model.importer import ImportOptions, import_model
+from fsqd.model.layout import InputLayout
+from fsqd.model.package import ModelPackage, load_package
+from fsqd.pipeline import CodePipeline
+from fsqd.sensors.sim import BEHAVIOURS, SimConfig, simulate, write_csv
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rec") / "imu.csv"
+    write_csv(simulate(120, SimConfig(seed=11, start_time=1_795_334_400.0)), path, iso_time=True)
+    return path
+
+
+def lines(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_replay_streams_codes_with_times_and_labels(run_cli: RunCli, recording: Path) -> None:
+    code, out, err = run_cli("replay", recording)
+    assert code == 0, err
+    rows = lines(out)
+    assert len(rows) == (12000 - 100) // 50 + 1  # bundled card: window 100, hop 50
+    first = rows[0]
+    assert list(first) == ["seq", "t_start", "t_end", "code", "digits", "label", "p", "model"]
+    assert first["t_start"] == pytest.approx(1_795_334_400.0)
+    assert first["t_end"] == pytest.approx(1_795_334_400.99)
+    assert rows[1]["t_start"] == pytest.approx(1_795_334_400.5)
+    assert {r["label"] for r in rows} <= set(BEHAVIOURS)
+    assert all(0 <= r["code"] < 4800 and 0 < r["p"] <= 1 for r in rows)  # type: ignore[operator]
+    assert first["model"] == "fsqd-sim-behaviour@1.0.0"
+    assert "windows 239, distinct codes" in err and "gaps 0" in err
+    for stage in ("read", "normalise", "window", "infer", "fsq", "head", "output"):
+        assert f"\n{stage} " in err
+
+
+def test_replay_equals_encoding_the_same_windows(run_cli: RunCli, recording: Path) -> None:
+    """The whole pipeline gives the codes CodePipeline gives on windows cut by hand."""
+    code, out, _ = run_cli("replay", recording, "--hop", "10")
+    assert code == 0
+    data = np.loadtxt(recording, delimiter=",", skiprows=1, usecols=range(1, 10), dtype=np.float32)
+    pkg = load_package(None)
+    mean, std = pkg.card.stream_mean_std()
+    z = (data - mean) / std
+    windows = np.lib.stride_tricks.sliding_window_view(z, 100, axis=0)[::10].transpose(0, 2, 1)
+    want = CodePipeline(pkg).encode(InputLayout(pkg.card)(np.ascontiguousarray(windows)))
+    assert [r["code"] for r in lines(out)] == want.index.tolist()
+
+
+def test_the_demo_model_recognises_simulated_behaviour(run_cli: RunCli, tmp_path: Path) -> None:
+    rec = simulate(600, SimConfig(seed=99))
+    path = tmp_path / "x.csv"
+    write_csv(rec, path)
+    code, out, _ = run_cli("replay", path)
+    assert code == 0
+    rows = lines(out)
+    truth = rec.labels[np.arange(len(rows)) * 50 + 50]  # label at each window's centre
+    accuracy = np.mean([BEHAVIOURS[t] == r["label"] for t, r in zip(truth, rows, strict=True)])
+    assert accuracy > 0.8
+
+
+def test_other_rates_are_resampled_or_refused(run_cli: RunCli, tmp_path: Path) -> None:
+    path = tmp_path / "50hz.csv"
+    write_csv(simulate(30, SimConfig(seed=1, rate_hz=50)), path)
+    code, out, err = run_cli("replay", path)
+    assert code == 0 and "resampling 50 Hz -> 100 Hz" in err
+    assert len(lines(out)) == (2951 - 100) // 50 + 1  # 1475 samples at 50 Hz -> 2951 at 100 Hz
+    code, out, err = run_cli("replay", path, "--no-resample")
+    assert (code, out) == (65, "") and "50 Hz is not the model's 100 Hz" in err
+
+
+def test_a_gap_splits_the_stream(run_cli: RunCli, tmp_path: Path) -> None:
+    rec = simulate(20, SimConfig(seed=2))
+    keep = (rec.t < 8) | (rec.t >= 12)
+    path = tmp_path / "gap.csv"
+    write_csv(type(rec)(rec.t[keep], rec.x[keep], rec.labels[keep]), path)
+    code, out, err = run_cli("replay", path, "--hop", "10")
+    assert code == 0
+    rows = lines(out)
+    assert not any(r["t_start"] < 8 < r["t_end"] for r in rows)  # type: ignore[operator]
+    assert len(rows) == 2 * ((800 - 100) // 10 + 1)
+    assert "gaps 1 (4.00 s)" in err
+
+
+def test_two_device_model_needs_fill(run_cli: RunCli, tmp_path: Path, pkg_d2: ModelPackage) -> None:
+    path = tmp_path / "one.csv"
+    write_csv(simulate(5, SimConfig(seed=3)), path)
+    code, _, err = run_cli("replay", path, "--model", pkg_d2.path)
+    assert code == 65 and "--fill duplicate" in err
+    code, out, _ = run_cli("replay", path, "--model", pkg_d2.path, "--fill", "duplicate")
+    assert code == 0 and len(lines(out)) == (500 - 100) // 50 + 1
+
+
+def test_npy_with_rate(run_cli: RunCli, tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", simulate(3, SimConfig(seed=4)).x)
+    code, out, err = run_cli("replay", tmp_path / "a.npy", "--rate", "100", "--hop", "100")
+    assert code == 0, err
+    assert [r["t_start"] for r in lines(out)] == [0.0, 1.0, 2.0]
+
+
+def test_paced_replay_takes_real_time(run_cli: RunCli, tmp_path: Path) -> None:
+    path = tmp_path / "short.csv"
+    write_csv(simulate(3, SimConfig(seed=5)), path)
+    t0 = time.perf_counter()
+    code, out, _ = run_cli("replay", path, "--speed", "5", "--hop", "50")
+    assert code == 0 and len(lines(out)) == 5
+    assert time.perf_counter() - t0 >= 2.99 / 5 - 0.05  # last window ends at 2.99 s
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["{tmp}/missing.csv"], 66, "no such file"),
+        (["{bad}"], 65, "bad.csv:3: 'oops' in column 'ay' is not a number"),
+        (["{rec}", "--model", "{tmp}"], 66, "no model card"),
+        (["{rec}", "--speed", "fast"], 64, "--speed must be"),
+        (["{rec}", "--scale", "ax"], 64, "NAME=FACTOR"),
+        (["{rec}", "--columns", "a,b"], 65, "2 channel columns, the model needs 9"),
+    ],
+)
+def test_errors_are_one_line(
+    run_cli: RunCli, tmp_path: Path, recording: Path, args: list[str], code: int, message: str
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("t,ax,ay,az,gx,gy,gz,mx,my,mz\n0,1,2,3,4,5,6,7,8,9\n0.01,1,oops,3,4,5,6,7,8,9\n")
+    fill = {"tmp": str(tmp_path), "bad": str(bad), "rec": str(recording)}
+    got, out, err = run_cli("replay", *[a.format(**fill) for a in args])
+    assert (got, out) == (code, "")
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_skip_bad_rows_counts_them(run_cli: RunCli, tmp_path: Path) -> None:
+    rec = simulate(3, SimConfig(seed=6))
+    path = tmp_path / "dirty.csv"
+    write_csv(rec, path)
+    text = path.read_text().splitlines()
+    text[50] = text[50].replace(",", ",x", 1)
+    path.write_text("\n".join(text) + "\n")
+    code, out, err = run_cli("replay", path, "--skip-bad-rows")
+    assert code == 0 and "bad rows skipped 1" in err and len(lines(out)) == 4
+
+
+def test_bundled_model_is_the_import_of_its_committed_export(tmp_path: Path) -> None:
+    bundled = load_package(None)
+    card = bundled.card
+    assert card.levels == (8, 6, 5, 5, 4)
+    assert card.input.shape == (None, 9, 1, 100)
+    assert card.head is not None and card.head.labels == BEHAVIOURS
+    assert "simulator" in card.provenance["trained_on"]
+    again = tmp_path / "again"
+    opts = ImportOptions(levels=card.levels, mean=card.mean, std=card.std, labels=card.head.labels)
+    import_model(MODELS / "default_full.onnx", again, opts)
+    assert (again / "encoder.onnx").read_bytes() == bundled.encoder_onnx.read_bytes()
+    assert bundled.head_onnx is not None
+    assert (again / "head.onnx").read_bytes() == bundled.head_onnx.read_bytes()
