@@ -11,10 +11,11 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.errors import DataError, NoInputError, OutputError
+from fsqd.errors import DataError, NoInputError
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodePipeline
+from fsqd.sinks.jsonl import write_lines
 from fsqd.sinks.payload import LineFormatter
 
 
@@ -52,11 +53,5 @@ def encode_file(model: Path | None, windows: Path, out: TextIO, *, batch: int = 
     fmt = LineFormatter(pkg.label, pipeline.labels)
     for start in range(0, len(arr), batch):
         x = np.ascontiguousarray(arr[start : start + batch], dtype=np.float32)
-        text = fmt(start, pipeline.encode(x))
-        try:
-            out.write(text)
-        except BrokenPipeError:
-            raise
-        except OSError as e:
-            raise OutputError(f"cannot write output: {e.strerror}") from None
+        write_lines(out, fmt(start, pipeline.encode(x)))
     return len(arr)

@@ -16,12 +16,13 @@ from typing import TextIO
 
 import numpy as np
 
-from fsqd.errors import DataError, OutputError, UsageError
+from fsqd.errors import DataError, UsageError
 from fsqd.metrics import StageTimer
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
 from fsqd.sensors.files import ReadOptions, Recording, open_recording
+from fsqd.sinks.jsonl import write_lines
 from fsqd.sinks.payload import LineFormatter
 from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.resample import estimate_rate
@@ -75,15 +76,6 @@ class _Timed:
         return chunk
 
 
-def _write(out: TextIO, text: str) -> None:
-    try:
-        out.write(text)
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        raise OutputError(f"cannot write output: {e.strerror}") from None
-
-
 def replay(args: argparse.Namespace) -> int:
     from fsqd.cli import Output, note
 
@@ -129,7 +121,7 @@ def replay(args: argparse.Namespace) -> int:
         nonlocal seq
         codes = pipeline.encode_windows(batch)
         with timer.stage("output", len(codes)):
-            _write(out, fmt(seq, codes, batch.t_start, batch.t_end))
+            write_lines(out, fmt(seq, codes, batch.t_start, batch.t_end))
         seen.update(np.unique(codes.index).tolist())
         seq += len(codes)
 
