@@ -108,6 +108,12 @@ class FSQ:
         """Digits 0..L-1 from bounded values."""
         return self.round_bounded(b).astype(np.int64) + self.half_width
 
+    def digits_and_codes_from_bounded(self, b: npt.ArrayLike) -> tuple[IntArray, FloatArray]:
+        """(digits, zhat) from one rounding pass: the streaming hot path."""
+        level = self.round_bounded(b)
+        codes: FloatArray = level / self._half_width_f
+        return level.astype(np.int64) + self.half_width, codes
+
     def indices_from_bounded(self, b: npt.ArrayLike) -> IntArray:
         """Codebook indices from bounded values."""
         return self.digits_to_indices(self.digits_from_bounded(b))

@@ -126,10 +126,8 @@ class CodePipeline:
         with self.timer.stage("infer", n):
             y = self.encoder(x)
         with self.timer.stage("fsq", n):
-            b = self._to_bounded(y)
-            digits = self.fsq.digits_from_bounded(b)
+            digits, codes = self.fsq.digits_and_codes_from_bounded(self._to_bounded(y))
             index = self.fsq.digits_to_indices(digits)
-            codes = self.fsq.codes_from_bounded(b)
         label_id = p = None
         if self.head is not None:
             with self.timer.stage("head", n):

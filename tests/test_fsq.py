@@ -145,3 +145,11 @@ def test_bad_inputs_raise_data_errors() -> None:
     assert issubclass(DataError, ValueError)
     with pytest.raises(ConfigError, match=">= 3"):
         FSQ([8, 2])
+
+
+def test_digits_and_codes_in_one_pass_agree_with_the_separate_calls() -> None:
+    fsq = FSQ([8, 6, 5, 5, 4])
+    b = np.random.default_rng(2).uniform(-4.4, 3.4, (1000, 5)).astype(np.float32)
+    digits, codes = fsq.digits_and_codes_from_bounded(b)
+    np.testing.assert_array_equal(digits, fsq.digits_from_bounded(b))
+    np.testing.assert_array_equal(bits(codes), bits(fsq.codes_from_bounded(b)))
