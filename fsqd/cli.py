@@ -188,8 +188,8 @@ def _render_inspect(info: dict[str, Any]) -> str:
             f"stream     {card.sample_rate_hz:g} Hz, window {card.window}, hop {card.hop}, "
             f"{card.devices} device(s)",
             "channels   " + ", ".join(f"{c.name} [{c.unit}]" for c in card.channels),
-            f"normalise  mean {list(card.mean)}",
-            f"           std  {list(card.std)}",
+            f"normalise  mean [{', '.join(f'{v:.5g}' for v in card.mean)}]",
+            f"           std  [{', '.join(f'{v:.5g}' for v in card.std)}]",
             f"input      {card.input.name} {list(card.input.shape)} layout {card.input.layout}",
             f"output     {card.output.name} ({card.output.stage} stage, width {card.output.width})",
             f"fsq        levels {list(card.levels)}, {card.codebook_size} codes",

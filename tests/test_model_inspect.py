@@ -33,3 +33,21 @@ def test_inspect_json_has_the_card(run_cli: RunCli, pkg_d2: ModelPackage) -> Non
     info = json.loads(out)
     assert info["card"]["levels"] == [8, 6, 5, 5, 4]
     assert info["files"]["head"]["outputs"][0]["name"] == "behavior_logits"
+
+
+def test_inspect_without_a_package_shows_the_bundled_model(run_cli: RunCli) -> None:
+    code, out, _ = run_cli("model", "inspect")
+    assert code == 0
+    assert "fsqd-sim-behaviour@1.0.0" in out
+    assert "head       rest, walk, trot, shake, turn" in out
+    assert "provenance trained_on:" in out and "simulator" in out
+
+
+def test_module_entry_point_runs() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fsqd", "--version"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and done.stdout.startswith("fsqd ")
