@@ -14,30 +14,31 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from fsqd import __version__
-from fsqd.errors import EX_SOFTWARE, FsqdError, OutputError, UsageError
+from fsqd.errors import EX_SOFTWARE, EX_USAGE, FsqdError, OutputError, UsageError
 
 Command = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
+def _comma_list(cast: Callable[[str], T], what: str) -> Callable[[str], tuple[T, ...]]:
+    """An argparse type for 'a,b,c' lists of ``cast`` values."""
+
+    def parse(text: str) -> tuple[T, ...]:
+        try:
+            return tuple(cast(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {what}, got {text!r}"
+            ) from None
+
+    return parse
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+_floats = _comma_list(float, "numbers")
+_ints = _comma_list(int, "integers")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -320,7 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        # argparse exits 2 on bad usage; fsqd uses sysexits throughout (64 = usage).
+        return EX_USAGE if e.code == 2 else int(e.code or 0)
     debug = args.debug or os.environ.get("FSQD_DEBUG") == "1"
     func: Command = args.func
     try:

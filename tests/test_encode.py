@@ -67,3 +67,9 @@ def test_wrong_shape_dtype_nan_missing(
     assert got == 65 and "not a readable .npy" in err
     got, _, err = _err(run_cli, pkg_d2, tmp_path / "absent.npy")
     assert got == 66 and "no such file" in err
+
+
+def test_bad_usage_exits_64(run_cli: RunCli) -> None:
+    code, out, err = run_cli("encode")
+    assert (code, out) == (64, "") and "required" in err
+    assert run_cli("--version")[0] == 0

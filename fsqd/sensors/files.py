@@ -274,7 +274,7 @@ class CsvRecording(Recording):
                 if self.time_index is not None:
                     raw = fields[self.time_index].strip().strip('"')
                     times.append(
-                        _iso_one(raw) if iso else _number(raw, self.header[self.time_index])
+                        iso_to_epoch(raw) if iso else _number(raw, self.header[self.time_index])
                     )
             except ValueError as e:
                 self._bad(no, str(e))
@@ -330,7 +330,8 @@ def _number(text: str, column: str) -> float:
         raise ValueError(f"{text.strip()!r} in column {column!r} is not a number") from None
 
 
-def _iso_one(text: str) -> float:
+def iso_to_epoch(text: str) -> float:
+    """ISO-8601 (``Z``, an offset, or naive = UTC) -> UNIX seconds; ValueError otherwise."""
     try:
         stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -344,13 +345,13 @@ def _parse_iso(strings: list[str]) -> npt.NDArray[np.float64]:
     """ISO-8601 -> UNIX seconds; numpy's vectorised parser for plain UTC forms."""
     clean = [s.strip().strip('"') for s in strings]
     if any(len(s) > 19 and s[-6] in "+-" and s[-3] == ":" for s in clean):
-        return np.array([_iso_one(s) for s in clean], np.float64)  # UTC offsets
+        return np.array([iso_to_epoch(s) for s in clean], np.float64)  # UTC offsets
     plain = [s[:-1] if s.endswith("Z") else s for s in clean]
     try:
         us = np.array(plain, dtype="datetime64[us]").astype(np.int64)
         return us.astype(np.float64) / 1e6
     except ValueError:
-        return np.array([_iso_one(s) for s in clean], np.float64)  # offsets: raises ValueError
+        return np.array([iso_to_epoch(s) for s in clean], np.float64)  # offsets: raises ValueError
 
 
 # -- NumPy files --

@@ -7,6 +7,7 @@ import datetime as dt
 import re
 
 from fsqd.errors import UsageError
+from fsqd.sensors.files import iso_to_epoch
 
 MAX_SECONDS = 24 * 3600
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|m|min|s)?\s*$")
@@ -32,12 +33,9 @@ def parse_start(text: str) -> float:
     except ValueError:
         pass
     try:
-        t = dt.datetime.fromisoformat(text)
+        return iso_to_epoch(text)
     except ValueError:
         raise UsageError(f"--start must be seconds, 'now' or ISO-8601, got {text!r}") from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.timestamp()
 
 
 def simulate_to_file(args: argparse.Namespace) -> int:
