@@ -256,6 +256,9 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-gap", type=float, default=2.5, help="a step over this many sample periods is a gap"
     )
+    p.add_argument(
+        "--threads", type=_positive_int, help="onnxruntime threads for the encoder (default: cores)"
+    )
 
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
 import tempfile
 import time
@@ -45,11 +46,11 @@ def model_windows(csv: Path) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def time_raw(x: np.ndarray) -> float:
+def time_raw(x: np.ndarray, threads: int | None) -> float:
     from fsqd.backends.onnx import open_session
 
     pkg = load_package(None)
-    sess = open_session(pkg.encoder_onnx)
+    sess = open_session(pkg.encoder_onnx, threads)
     name, out = pkg.card.input.name, [pkg.card.output.name]
     sess.run(out, {name: x[:BATCH]})  # warm-up
     t0 = time.perf_counter()
@@ -58,10 +59,11 @@ def time_raw(x: np.ndarray) -> float:
     return time.perf_counter() - t0
 
 
-def time_replay(path: Path, out: Path) -> tuple[float, float]:
+def time_replay(path: Path, out: Path, threads: int | None) -> tuple[float, float]:
     """(seconds end to end, seconds from the first sample read to the last line written)."""
     err = io.StringIO()
     rate = ["--rate", "100"] if path.suffix == ".npy" else []
+    rate += ["--threads", str(threads)] if threads else []
     t0 = time.perf_counter()
     with contextlib.redirect_stderr(err):
         code = fsqd_main(["replay", str(path), "--hop", str(HOP), "--out", str(out), *rate])
@@ -79,6 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         csv, out = Path(tmp) / "hour.csv", Path(tmp) / "codes.jsonl"
@@ -90,14 +93,17 @@ def main() -> None:
         n = len(x)
         raw, full, from_npy = [], [], []
         for _ in range(args.rounds):
-            raw.append(time_raw(x))
-            full.append(time_replay(csv, out))
-            from_npy.append(time_replay(npy, out))
+            raw.append(time_raw(x, args.threads))
+            full.append(time_replay(csv, out, args.threads))
+            from_npy.append(time_replay(npy, out, args.threads))
         lines = sum(1 for _ in out.open())
         if lines != n:
             raise SystemExit(f"replay wrote {lines} lines for {n} windows")
     raw_rate = n / min(raw)
-    print(f"data        {args.minutes:g} min at 100 Hz, hop {HOP}: {n} windows, batch {BATCH}")
+    print(
+        f"data        {args.minutes:g} min at 100 Hz, hop {HOP}: {n} windows, batch {BATCH}, "
+        f"{os.cpu_count()} cores, onnxruntime threads {args.threads or 'default'}"
+    )
     print(f"raw infer   {raw_rate:9.0f} windows/s  (best of {args.rounds}: {min(raw):.2f} s)")
     for name, times in (("replay csv", full), ("replay npy", from_npy)):
         for what, best in (

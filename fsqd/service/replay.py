@@ -85,7 +85,7 @@ def replay(args: argparse.Namespace) -> int:
     pkg = load_package(args.model)
     card = pkg.card
     timer = StageTimer()
-    pipeline = CodePipeline(pkg, timer=timer)
+    pipeline = CodePipeline(pkg, threads=args.threads, timer=timer)
     options = ReadOptions(
         channels=card.channel_names,
         devices=card.devices,
