@@ -185,11 +185,11 @@ class CsvRecording(Recording):
             start = line_no + 1
             line_no += len(lines)
             if iso is None:
-                iso = self._is_iso(lines[0], start)
+                iso = self._is_iso(lines[0])
             t, x, numbers = self._parse(lines, start, iso)
             if t is None:
-                k0 = emitted
-                t = (k0 + np.arange(len(x), dtype=np.float64)) / float(opts.rate_hz or 1.0)
+                # Time from the row's place in the file, so a skipped bad row leaves a hole.
+                t = (numbers - 2).astype(np.float64) / float(opts.rate_hz or 1.0)
             t, x = self._check_rows(t, x, numbers, last_t)
             if len(t) == 0:
                 continue
@@ -202,7 +202,7 @@ class CsvRecording(Recording):
         if emitted == 0:
             raise DataError(f"{self.path}: no samples")
 
-    def _is_iso(self, line: str, line_no: int) -> bool:
+    def _is_iso(self, line: str) -> bool:
         if self.time_index is None:
             return False
         fields = line.rstrip("\r\n").split(self.delimiter)
