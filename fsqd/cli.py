@@ -86,8 +86,10 @@ class Output:
         self.stream.close()
         if exc_type is None:
             self._tmp.replace(self.path)
+        elif isinstance(exc, FsqdError):
+            # Keep what was written, and say where, on the error's own line.
+            exc.args = (f"{exc} (partial output kept in {self._tmp})",)
         else:
-            # Keep what was written: a failed run keeps its partial output for inspection.
             note(f"partial output kept in {self._tmp}")
 
 

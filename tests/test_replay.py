@@ -165,3 +165,19 @@ def test_bundled_model_is_the_import_of_its_committed_export(tmp_path: Path) -> 
     assert (again / "encoder.onnx").read_bytes() == bundled.encoder_onnx.read_bytes()
     assert bundled.head_onnx is not None
     assert (again / "head.onnx").read_bytes() == bundled.head_onnx.read_bytes()
+
+
+def test_failure_midway_keeps_partial_output(run_cli: RunCli, tmp_path: Path) -> None:
+    rec = simulate(2000, SimConfig(seed=7))
+    path = tmp_path / "late.csv"
+    write_csv(rec, path, label_column=False)
+    text = path.read_text().splitlines()
+    fields = text[150_000].split(",")
+    text[150_000] = ",".join([fields[0], "nan", *fields[2:]])
+    path.write_text("\n".join(text) + "\n")
+    out = tmp_path / "codes.jsonl"
+    code, _, err = run_cli("replay", path, "--out", out)
+    assert code == 65 and err.count("\n") == 1
+    assert "late.csv:150001: NaN or inf value (partial output kept in" in err
+    partial = tmp_path / ".codes.jsonl.partial"
+    assert not out.exists() and len(partial.read_text().splitlines()) > 1000
