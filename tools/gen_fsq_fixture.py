@@ -26,6 +26,7 @@ import torch
 import vector_quantize_pytorch.finite_scalar_quantization as fsq_module
 from vector_quantize_pytorch import FSQ
 
+# The user's set, the FSQ paper's recommended sets (2^8 .. 2^16 codes), and edge cases.
 LEVEL_SETS = [
     [8, 6, 5, 5, 4],
     [8] * 8,
@@ -34,6 +35,8 @@ LEVEL_SETS = [
     [7, 5, 5, 5, 5],
     [8, 8, 8, 6, 5],
     [3, 3, 3, 3],
+    [8, 6, 5],
+    [8, 8, 8, 5, 5, 5],
 ]
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "fsq"
 
