@@ -168,3 +168,12 @@ def test_npy_and_npz(tmp_path: Path) -> None:
     np.save(tmp_path / "flat.npy", np.zeros(5))
     with pytest.raises(DataError, match="expected a 2-D numeric array"):
         open_recording(tmp_path / "flat.npy", OPTS)
+
+
+def test_spreadsheet_exports_bom_crlf_and_semicolons(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    body = "".join(f"{i / 100};" + ";".join(str(c) for c in range(9)) + "\r\n" for i in range(3))
+    path.write_bytes(("\ufeffT;" + ";".join(CH) + "\r\n" + body).encode())
+    t, x, _ = read_all(path)
+    assert t.tolist() == [0.0, 0.01, 0.02]
+    assert x[2].tolist() == list(range(9))

@@ -119,7 +119,8 @@ class CsvRecording(Recording):
     def __init__(self, path: Path, options: ReadOptions) -> None:
         super().__init__(path, options)
         try:
-            self._fh = path.open("r", encoding="utf-8", newline="")
+            # utf-8-sig: spreadsheet exports start with a byte-order mark.
+            self._fh = path.open("r", encoding="utf-8-sig", newline="")
             header = self._fh.readline()
         except UnicodeDecodeError:
             raise DataError(f"{path}:1: not a UTF-8 text file") from None
