@@ -153,6 +153,11 @@ def replay(args: argparse.Namespace) -> int:
                     emit(out, _slice(batch, i, i + 1))
                     out.flush()
     wall = time.perf_counter() - wall0
+    if seq == 0:
+        note(
+            f"{args.file}: no stretch without a gap is as long as one window "
+            f"({card.window} samples at {card.sample_rate_hz:g} Hz): no codes"
+        )
     _summary(args.file, rec, chunks.samples, seq, len(seen), stream, timer, wall, t_last - t_first)
     return 0
 
