@@ -14,10 +14,12 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 from fsqd import __version__
-from fsqd.errors import EX_SOFTWARE, EX_USAGE, FsqdError, OutputError, UsageError
+from fsqd.console import note
+from fsqd.errors import EX_SOFTWARE, EX_USAGE, FsqdError, UsageError
+from fsqd.sinks.jsonl import Output
 
 Command = Callable[[argparse.Namespace], int]
 T = TypeVar("T")
@@ -56,41 +58,6 @@ def _positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return v
-
-
-def note(message: str) -> None:
-    """A human-facing remark on stderr that is not an error."""
-    print(f"fsqd: {message}", file=sys.stderr)
-
-
-class Output:
-    """stdout or a file (written to a temporary name and renamed when complete)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._tmp = None if path is None else path.with_name(f".{path.name}.partial")
-        self.stream: TextIO = sys.stdout
-
-    def __enter__(self) -> TextIO:
-        if self._tmp is not None:
-            try:
-                self.stream = self._tmp.open("w", encoding="utf-8")
-            except OSError as e:
-                raise OutputError(f"{self.path}: cannot write: {e.strerror}") from None
-        return self.stream
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if self._tmp is None or self.path is None:
-            self.stream.flush()
-            return
-        self.stream.close()
-        if exc_type is None:
-            self._tmp.replace(self.path)
-        elif isinstance(exc, FsqdError):
-            # Keep what was written, and say where, on the error's own line.
-            exc.args = (f"{exc} (partial output kept in {self._tmp})",)
-        else:
-            note(f"partial output kept in {self._tmp}")
 
 
 # -- commands --
@@ -237,7 +204,9 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, metavar="FILE", help="CSV (with header), .npy or .npz")
     p.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
     p.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
-    p.add_argument("--hop", type=int, default=None, help="samples between windows (default: card)")
+    p.add_argument(
+        "--hop", type=_positive_int, default=None, help="samples between windows (default: card)"
+    )
     p.add_argument(
         "--speed",
         default="max",

@@ -16,13 +16,14 @@ from typing import TextIO
 
 import numpy as np
 
+from fsqd.console import note
 from fsqd.errors import DataError, UsageError
 from fsqd.metrics import StageTimer
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
 from fsqd.sensors.files import ReadOptions, Recording, open_recording
-from fsqd.sinks.jsonl import write_lines
+from fsqd.sinks.jsonl import Output, write_lines
 from fsqd.sinks.payload import LineFormatter
 from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.resample import estimate_rate
@@ -77,11 +78,9 @@ class _Timed:
 
 
 def replay(args: argparse.Namespace) -> int:
-    from fsqd.cli import Output, note
-
     speed = _speed(args.speed)
-    if args.hop is not None and args.hop < 1:
-        raise UsageError(f"--hop must be >= 1, got {args.hop}")
+    if not args.max_gap > 1:
+        raise UsageError(f"--max-gap must be more than 1 sample period, got {args.max_gap}")
     pkg = load_package(args.model)
     card = pkg.card
     timer = StageTimer()

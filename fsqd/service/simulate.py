@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import re
 
+from fsqd.console import note
 from fsqd.errors import UsageError
 from fsqd.sensors.files import iso_to_epoch
 
@@ -39,7 +40,6 @@ def parse_start(text: str) -> float:
 
 
 def simulate_to_file(args: argparse.Namespace) -> int:
-    from fsqd.cli import note
     from fsqd.sensors.sim import SimConfig, simulate, write_csv
 
     seconds = parse_duration(args.duration)
