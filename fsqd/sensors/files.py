@@ -12,7 +12,7 @@ import datetime as dt
 import fnmatch
 import itertools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -92,6 +92,42 @@ class Recording:
         if self.file_devices < self.options.devices:
             x = np.tile(x[:, :n_ch], self.options.devices)
         return np.ascontiguousarray(x, np.float32)
+
+    def _check_rows(
+        self,
+        t: npt.NDArray[np.float64],
+        x: npt.NDArray[np.float64],
+        where: Callable[[int], str],
+        last_t: float | None,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """NaN/inf values and non-increasing timestamps: error, or drop and count.
+
+        ``where(k)`` names row k of this block for messages (FILE:LINE, or FILE: row N).
+        """
+        keep = np.isfinite(x).all(axis=1) & np.isfinite(t)
+        if not keep.all():
+            if not self.options.skip_bad_rows:
+                raise DataError(f"{where(int(np.flatnonzero(~keep)[0]))}: NaN or inf value")
+            self.bad_rows += int((~keep).sum())
+            rows = np.flatnonzero(keep)
+            t, x = t[keep], x[keep]
+            where = _renumbered(where, rows)
+        prev = -np.inf if last_t is None else last_t
+        steps = np.diff(t, prepend=prev)
+        if (steps <= 0).any():
+            if not self.options.skip_bad_rows:
+                k = int(np.flatnonzero(steps <= 0)[0])
+                before = float(prev if k == 0 else t[k - 1])
+                raise DataError(
+                    f"{where(k)}: timestamp {float(t[k])!r} is not after the previous one "
+                    f"({before!r})"
+                )
+            # Keep only rows later than everything kept before them.
+            running = np.maximum.accumulate(np.concatenate([[prev], t]))[:-1]
+            ok = t > running
+            self.bad_rows += int((~ok).sum())
+            t, x = t[ok], x[ok]
+        return t, x
 
     def _device_count(self, n_columns: int, where: str) -> None:
         n_ch = len(self.options.channels)
@@ -191,7 +227,7 @@ class CsvRecording(Recording):
             if t is None:
                 # Time from the row's place in the file, so a skipped bad row leaves a hole.
                 t = (numbers - 2).astype(np.float64) / float(opts.rate_hz or 1.0)
-            t, x = self._check_rows(t, x, numbers, last_t)
+            t, x = self._check_rows(t, x, _at_line(self.path, numbers), last_t)
             if len(t) == 0:
                 continue
             if first:
@@ -291,38 +327,6 @@ class CsvRecording(Recording):
             raise DataError(f"{self.path}:{line_no}: {why}")
         self.bad_rows += 1
 
-    def _check_rows(
-        self,
-        t: npt.NDArray[np.float64],
-        x: npt.NDArray[np.float64],
-        numbers: npt.NDArray[np.int64],
-        last_t: float | None,
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """NaN/inf values and non-increasing timestamps: error, or drop and count."""
-        keep = np.isfinite(x).all(axis=1) & np.isfinite(t)
-        if not keep.all():
-            k = int(np.flatnonzero(~keep)[0])
-            if not self.options.skip_bad_rows:
-                raise DataError(f"{self.path}:{numbers[k]}: NaN or inf value")
-            self.bad_rows += int((~keep).sum())
-            t, x, numbers = t[keep], x[keep], numbers[keep]
-        prev = -np.inf if last_t is None else last_t
-        steps = np.diff(t, prepend=prev)
-        if (steps <= 0).any():
-            if not self.options.skip_bad_rows:
-                k = int(np.flatnonzero(steps <= 0)[0])
-                before = float(prev if k == 0 else t[k - 1])
-                raise DataError(
-                    f"{self.path}:{numbers[k]}: timestamp {float(t[k])!r} is not after the "
-                    f"previous one ({before!r})"
-                )
-            # Keep only rows later than everything kept before them.
-            running = np.maximum.accumulate(np.concatenate([[prev], t]))[:-1]
-            ok = t > running
-            self.bad_rows += int((~ok).sum())
-            t, x = t[ok], x[ok]
-        return t, x
-
 
 def _number(text: str, column: str) -> float:
     try:
@@ -414,22 +418,27 @@ class ArrayRecording(Recording):
                 t = np.asarray(self.t[a:b], np.float64)
             else:
                 t = np.arange(a, b, dtype=np.float64) / float(opts.rate_hz or 1.0)
-            bad = ~(np.isfinite(x).all(axis=1) & np.isfinite(t))
-            if bad.any():
-                raise DataError(
-                    f"{self.path}: row {a + int(np.flatnonzero(bad)[0])}: NaN or inf value"
-                )
-            steps = np.diff(t, prepend=-np.inf if last is None else last)
-            if (steps <= 0).any():
-                k = int(np.flatnonzero(steps <= 0)[0])
-                raise DataError(
-                    f"{self.path}: row {a + k}: timestamp {float(t[k])!r} is not after the "
-                    "previous one"
-                )
-            if a == 0:
+            t, x = self._check_rows(t, x, _at_row(self.path, a), last)
+            if len(t) == 0:
+                continue
+            if last is None:
                 self.absolute_time = float(t[0]) > ABSOLUTE_AFTER
+            new_segment = last is None
             last = float(t[-1])
-            yield SampleChunk(t, self._finish(x), new_segment=a == 0)
+            yield SampleChunk(t, self._finish(x), new_segment=new_segment)
+
+
+def _at_line(path: Path, numbers: npt.NDArray[np.int64]) -> Callable[[int], str]:
+    return lambda k: f"{path}:{numbers[k]}"
+
+
+def _at_row(path: Path, first: int) -> Callable[[int], str]:
+    return lambda k: f"{path}: row {first + k}"
+
+
+def _renumbered(where: Callable[[int], str], rows: npt.NDArray[np.intp]) -> Callable[[int], str]:
+    """``where`` for a block from which rows were dropped: k is an index into ``rows``."""
+    return lambda k: where(int(rows[k]))
 
 
 def _matrix(a: Any, path: Path) -> npt.NDArray[Any]:
