@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.errors import ModelError
+from fsqd.errors import ModelError, NoInputError
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import ModelPackage
 
 
-def open_session(path: Path, threads: int | None = None) -> Any:
-    """An onnxruntime session; a broken file is a one-line ModelError.
+def open_session(model: Path | bytes, threads: int | None = None) -> Any:
+    """An onnxruntime session on a file or serialized model; failure is a one-line ModelError.
 
     Worker threads do not spin between runs: on a 2-4 core board spinning pool threads
     steal the cores the reader, the FSQ and the other session need.
@@ -27,11 +27,25 @@ def open_session(path: Path, threads: int | None = None) -> Any:
     if threads is not None:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    source = model if isinstance(model, bytes) else str(model)
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own untyped errors
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: onnxruntime cannot load it: {first}") from None
+        what = "the model" if isinstance(model, bytes) else str(model)
+        raise ModelError(f"{what}: onnxruntime cannot load it: {first}") from None
+
+
+def load_onnx(path: Path) -> Any:
+    """The ONNX graph of a file; missing is NoInputError, unreadable a one-line ModelError."""
+    import onnx
+
+    if not path.is_file():
+        raise NoInputError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
 
 
 def _dims(shape: list[Any]) -> list[int | None]:

@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd import __version__
-from fsqd.errors import ConfigError, ModelError, NoInputError
+from fsqd.backends.onnx import load_onnx, open_session
+from fsqd.errors import ConfigError, ModelError
 from fsqd.model.card import (
     Channel,
     HeadSpec,
@@ -60,28 +61,8 @@ class ImportReport:
     max_logit_diff: float | None
 
 
-def _load_onnx(path: Path) -> Any:
-    import onnx
-
-    if not path.is_file():
-        raise NoInputError(f"{path}: no such ONNX file")
-    try:
-        return onnx.load(str(path))
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
-
-
 def _session(model: Any) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        return ort.InferenceSession(
-            model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
-        )
-    except Exception as e:
-        raise ModelError(f"onnxruntime cannot run the model: {str(e).splitlines()[0]}") from None
+    return open_session(model.SerializeToString())
 
 
 def _input_layout(shape: Sequence[Any], opts: ImportOptions) -> tuple[str, int, int]:
@@ -135,7 +116,7 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
 
     if out.exists() and not opts.overwrite:
         raise ConfigError(f"{out}: already exists (pass --force to replace it)")
-    model = _load_onnx(full)
+    model = load_onnx(full)
     graph = Graph(model)
     if len(graph.inputs) != 1:
         raise ModelError(f"{full}: expected one input, found {graph.inputs}")

@@ -6,8 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fsqd.backends.onnx import open_session
-from fsqd.errors import ModelError
+from fsqd.backends.onnx import load_onnx, open_session
 from fsqd.model.package import ModelPackage
 
 # Operators the Hailo-8 Dataflow Compiler does not map to the chip. Round is why the FSQ
@@ -27,12 +26,7 @@ HAILO8_UNSUPPORTED = {
 
 def onnx_summary(path: Path) -> dict[str, Any]:
     """Inputs, outputs (as onnxruntime sees them), operator counts and Hailo blockers."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:
-        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+    model = load_onnx(path)
     sess = open_session(path)
     ops = Counter(n.op_type for n in model.graph.node)
     blockers = {op: HAILO8_UNSUPPORTED[op] for op in sorted(ops) if op in HAILO8_UNSUPPORTED}
