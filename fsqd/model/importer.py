@@ -213,14 +213,12 @@ def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, f
     """
     import onnx
 
-    from fsqd.backends.onnx import OnnxEncoder
-    from fsqd.fsq import FSQ
-    from fsqd.head import Head
+    # The package runs through the same pipeline replay and the daemon use.
+    from fsqd.pipeline import CodePipeline
 
     pkg = load_package(pkg_dir)
     card = pkg.card
-    encoder = OnnxEncoder(pkg)
-    fsq = FSQ(card.levels)
+    pipeline = CodePipeline(pkg)
     # Widen the input so the FSQ sees every region, saturation included.
     rng = np.random.default_rng(0)
     shape = (VERIFY_WINDOWS, *expected_input_shape(card))
@@ -235,7 +233,7 @@ def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, f
     outputs = _session(probe).run(None, {card.input.name: x})
     by_name = dict(zip([o.name for o in probe.graph.output], outputs, strict=True))
 
-    zhat = fsq.codes_from_bounded(encoder(x))
+    zhat = pipeline.encode(x).codes
     if site.codes:
         want: npt.NDArray[np.float32] = np.asarray(by_name[site.codes]).reshape(zhat.shape)
         bad = int(np.count_nonzero((want != zhat).any(axis=1)))
@@ -244,9 +242,9 @@ def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, f
                 f"self-check failed: host FSQ codes differ from the full model's on {bad} of "
                 f"{len(x)} windows"
             )
-    if card.head is None:
+    if card.head is None or pipeline.head is None:
         return len(x), None
-    logits = Head(pkg).logits(zhat)
+    logits = pipeline.head.logits(zhat)
     ref = np.asarray(by_name[card.head.output])
     diff = float(np.max(np.abs(logits - ref)))
     if not np.allclose(logits, ref, rtol=1e-4, atol=1e-4):
