@@ -27,6 +27,7 @@ from fsqd.model.card import (
 )
 from fsqd.model.package import CARD_FILE, load_package
 from fsqd.model.surgery import FsqSite, Graph, extract, find_fsq, find_head_input, rename_input
+from fsqd.pipeline import CodePipeline
 
 DEFAULT_CHANNELS = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 DEFAULT_UNITS = ("m/s^2",) * 3 + ("rad/s",) * 3 + ("uT",) * 3
@@ -213,12 +214,9 @@ def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, f
     """
     import onnx
 
-    # The package runs through the same pipeline replay and the daemon use.
-    from fsqd.pipeline import CodePipeline
-
     pkg = load_package(pkg_dir)
     card = pkg.card
-    pipeline = CodePipeline(pkg)
+    pipeline = CodePipeline(pkg)  # the same stages replay and the daemon run
     # Widen the input so the FSQ sees every region, saturation included.
     rng = np.random.default_rng(0)
     shape = (VERIFY_WINDOWS, *expected_input_shape(card))
