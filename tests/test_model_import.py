@@ -164,3 +164,23 @@ def test_cli_errors_are_one_line(
     assert got == code
     assert message in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_projection_stage_package_applies_the_bound_on_the_host(
+    pkg_d2: ModelPackage, tmp_path: Path
+) -> None:
+    """A package whose encoder stops before the bound (stage 'projection') gives the same
+    codes: the host runs bound + round instead of round only."""
+    from fsqd.model.surgery import Graph, extract, find_fsq
+
+    full = onnx.load(str(MODELS / "m13_d2" / "full.onnx"))
+    site = find_fsq(Graph(full))
+    encoder = extract(full, ["imu_data"], [site.projection])
+    dst = _copy(pkg_d2, tmp_path)
+    onnx.save(encoder, str(dst / "encoder.onnx"))
+    card = json.loads((dst / "model.json").read_text())
+    card["output"] = {"name": site.projection, "stage": "projection", "width": 5}
+    (dst / "model.json").write_text(json.dumps(card))
+    want = parity("m13_d2")
+    got = CodePipeline(load_package(dst)).encode(want["x"])
+    np.testing.assert_array_equal(got.index, want["indices"])
