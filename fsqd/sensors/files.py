@@ -1,30 +1,40 @@
 """Readers for recorded IMU files (CSV with a header, .npy, .npz), chunk by chunk.
 
 Every reader yields ``SampleChunk``s with columns in the model card's order (device-major)
-and never holds the whole file in memory. Clean CSV takes a fast path (numpy's C parser
-on a block of lines); only a block that fails it is re-read line by line to name the
-first bad line as FILE:LINE, or to skip and count bad rows when asked.
+and never holds a whole CSV in memory. Clean CSV takes a fast path (numpy's C parser on a
+block of lines); only a block that fails it is re-read line by line to name the first bad
+line as FILE:LINE, or to skip and count bad rows when asked. NumPy files are checked the
+same way, naming a bad row by its index.
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import fnmatch
 import itertools
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import zipfile
+import zlib
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.errors import DataError, NoInputError, UsageError
+from fsqd.errors import DataError, FsqdError, NoInputError, UsageError
 from fsqd.stream.chunk import SampleChunk
 
 TIME_NAMES = ("t", "time", "timestamp")
 ABSOLUTE_AFTER = 1e8  # numeric seconds past this are UNIX epoch times (1973 onwards)
+MAX_HEADER = 1 << 16  # characters; a longer first line is not a CSV header
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (possibly empty)
+
+F64 = npt.NDArray[np.float64]
+Where = Callable[[int], str]  # row k of a block -> "FILE:LINE" or "FILE: row N"
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,7 @@ class ReadOptions:
     devices: int = 1  # the card's device count D
     time_column: str | None = None  # default: t, time or timestamp (any case)
     columns: tuple[str, ...] | None = None  # file columns in card order, device by device
-    rate_hz: float | None = None  # for files without timestamps
+    rate_hz: float | None = None  # for files without timestamps: t = k / rate
     scale: Mapping[str, float] = field(default_factory=dict)  # channel name or pattern -> factor
     fill: Literal["duplicate"] | None = None  # fewer devices in the file: copy device 0
     skip_bad_rows: bool = False
@@ -47,7 +57,32 @@ def column_names(channels: Sequence[str], devices: int) -> list[str]:
     return [f"{c}_{d}" for d in range(devices) for c in channels]
 
 
-def _scale_vector(options: ReadOptions) -> npt.NDArray[np.float64] | None:
+def iso_to_epoch(text: str) -> float:
+    """ISO-8601 (``Z``, an offset, or naive = UTC) -> UNIX seconds; ValueError otherwise."""
+    try:
+        stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO-8601 time") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp()
+
+
+def _check_options(options: ReadOptions) -> None:
+    if not options.channels:
+        raise UsageError("the model card names no channels")
+    if options.devices < 1:
+        raise UsageError(f"devices must be >= 1, got {options.devices}")
+    if options.rate_hz is not None and not (math.isfinite(options.rate_hz) and options.rate_hz > 0):
+        raise UsageError(f"--rate must be a positive number of Hz, got {options.rate_hz}")
+    if options.fill not in (None, "duplicate"):
+        raise UsageError(f"--fill must be 'duplicate', got {options.fill!r}")
+    if options.chunk_rows < 1:
+        raise UsageError(f"chunk_rows must be >= 1, got {options.chunk_rows}")
+
+
+def _scale_vector(options: ReadOptions) -> F64 | None:
+    """Per-channel factors from names or fnmatch patterns; None when there are none."""
     if not options.scale:
         return None
     factors = np.ones(len(options.channels), np.float64)
@@ -63,16 +98,23 @@ def _scale_vector(options: ReadOptions) -> npt.NDArray[np.float64] | None:
     return factors
 
 
+def _shown(names: Sequence[str]) -> str:
+    """Column names for a one-line message; anything unprintable (a binary file) as a repr."""
+    text = ", ".join(n if n.isprintable() else repr(n) for n in names)
+    return text if len(text) <= 300 else text[:300] + " ..."
+
+
 class Recording:
-    """An opened recording; iterate ``chunks()`` once."""
+    """An opened recording: columns resolved and checked; ``chunks()`` reads the samples."""
 
     path: Path
-    columns: tuple[str, ...]
-    absolute_time: bool
-    file_devices: int
-    bad_rows: int
+    columns: tuple[str, ...]  # the file columns used, in card order
+    absolute_time: bool  # timestamps are UNIX epoch seconds (known after the first chunk)
+    file_devices: int  # devices in the file (fewer than the card's with fill)
+    bad_rows: int  # rows skipped (only with skip_bad_rows)
 
     def __init__(self, path: Path, options: ReadOptions) -> None:
+        _check_options(options)
         self.path = path
         self.options = options
         self.bad_rows = 0
@@ -84,30 +126,64 @@ class Recording:
     def chunks(self) -> Iterator[SampleChunk]:
         raise NotImplementedError
 
-    def _finish(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
-        """Scale per channel and copy device 0 to missing devices."""
-        n_ch = len(self.options.channels)
-        if self._scale is not None:
-            x = x * np.tile(self._scale, self.file_devices)
-        if self.file_devices < self.options.devices:
-            x = np.tile(x[:, :n_ch], self.options.devices)
-        return np.ascontiguousarray(x, np.float32)
+    def _pick_names(self, available: Collection[str]) -> list[str]:
+        """File columns to use, given the lower-cased names the file has.
 
-    def _check_rows(
-        self,
-        t: npt.NDArray[np.float64],
-        x: npt.NDArray[np.float64],
-        where: Callable[[int], str],
-        last_t: float | None,
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """NaN/inf values and non-increasing timestamps: error, or drop and count.
-
-        ``where(k)`` names row k of this block for messages (FILE:LINE, or FILE: row N).
+        A card with several devices takes ``<ch>_<d>``; a file holding one device may
+        name it plainly or as device 0, and ``_device_count`` then decides about fill.
         """
+        opts = self.options
+        if opts.columns is not None:
+            return list(opts.columns)
+        full = column_names(opts.channels, opts.devices)
+        if opts.devices == 1 or all(n.lower() in available for n in full):
+            return full
+        for one in (list(opts.channels), [f"{c}_0" for c in opts.channels]):
+            if all(n.lower() in available for n in one):
+                return one
+        return full  # the caller names the first one missing
+
+    def _device_count(self, n_columns: int, where: str) -> None:
+        n_ch = len(self.options.channels)
+        want = self.options.devices
+        if n_columns == n_ch * want:
+            self.file_devices = want
+        elif n_columns == n_ch and want > 1 and self.options.fill == "duplicate":
+            self.file_devices = 1
+        elif n_columns == n_ch and want > 1:
+            raise DataError(
+                f"{where}: the file has 1 device but the model needs {want}; "
+                "pass --fill duplicate to copy it to the others"
+            )
+        else:
+            raise DataError(
+                f"{where}: {n_columns} channel columns, the model needs {n_ch * want} "
+                f"({n_ch} channels x {want} devices)"
+            )
+
+    def _finisher(self) -> Callable[[F64], npt.NDArray[np.float32]]:
+        """Scale per channel (every device's copy) and copy device 0 to missing devices."""
+        n_ch, want, have = len(self.options.channels), self.options.devices, self.file_devices
+        scale = None if self._scale is None else np.tile(self._scale, have)
+
+        def finish(x: F64) -> npt.NDArray[np.float32]:
+            if scale is not None:
+                x = x * scale
+            if have < want:
+                x = np.tile(x[:, :n_ch], want)
+            return np.ascontiguousarray(x, np.float32)
+
+        return finish
+
+    def _check_rows(self, t: F64, x: F64, where: Where, last_t: float | None) -> tuple[F64, F64]:
+        """NaN/inf values and non-increasing timestamps: error, or drop and count."""
         keep = np.isfinite(x).all(axis=1) & np.isfinite(t)
         if not keep.all():
             if not self.options.skip_bad_rows:
-                raise DataError(f"{where(int(np.flatnonzero(~keep)[0]))}: NaN or inf value")
+                k = int(np.flatnonzero(~keep)[0])
+                if not math.isfinite(t[k]):
+                    raise DataError(f"{where(k)}: timestamp {float(t[k])!r} is not a finite number")
+                raise DataError(f"{where(k)}: NaN or inf value")
             self.bad_rows += int((~keep).sum())
             rows = np.flatnonzero(keep)
             t, x = t[keep], x[keep]
@@ -129,54 +205,81 @@ class Recording:
             t, x = t[ok], x[ok]
         return t, x
 
-    def _device_count(self, n_columns: int, where: str) -> None:
-        n_ch = len(self.options.channels)
-        want = self.options.devices
-        if n_columns == n_ch * want:
-            self.file_devices = want
-        elif n_columns == n_ch and want > 1 and self.options.fill == "duplicate":
-            self.file_devices = 1
-        elif n_columns == n_ch and want > 1:
-            raise DataError(
-                f"{where}: the file has 1 device but the model needs {want}; "
-                "pass --fill duplicate to copy it to the others"
-            )
-        else:
-            raise DataError(
-                f"{where}: {n_columns} channel columns, the model needs {n_ch * want} "
-                f"({n_ch} channels x {want} devices)"
-            )
-
 
 # -- CSV --
 
 
 class CsvRecording(Recording):
+    """A delimited text file with a header row (``,``, ``;`` or tab)."""
+
     def __init__(self, path: Path, options: ReadOptions) -> None:
         super().__init__(path, options)
-        try:
-            # utf-8-sig: spreadsheet exports start with a byte-order mark.
-            self._fh = path.open("r", encoding="utf-8-sig", newline="")
-            header = self._fh.readline()
-        except UnicodeDecodeError:
-            raise DataError(f"{path}:1: not a UTF-8 text file") from None
-        if not header.strip():
-            raise DataError(f"{path}: no samples (empty file)")
+        header, first = self._head()
         self.delimiter = max((",", ";", "\t"), key=header.count)
-        self.header = [h.strip().strip('"') for h in header.rstrip("\r\n").split(self.delimiter)]
+        self.header = [h.strip().strip('"').strip() for h in header.split(self.delimiter)]
         self._resolve_columns()
+        self._iso = self._is_iso(first)
+
+    def _open(self) -> TextIO:
+        return self.path.open("r", encoding=self._encoding, newline="")
+
+    def _undecodable(self) -> DataError:
+        """The error for text that does not decode, naming the first line that fails."""
+        decoder = codecs.getincrementaldecoder(self._encoding)()
+        line = 1
+        with self.path.open("rb") as fh:
+            while piece := fh.readline(1 << 20):  # bounded: a binary file may have no newline
+                try:
+                    decoder.decode(piece)
+                except UnicodeDecodeError:
+                    break
+                line += piece.endswith(b"\n")
+        name = "UTF-16" if self._encoding == "utf-16" else "UTF-8"
+        return DataError(f"{self.path}:{line}: not {name} text (is this a CSV file?)")
+
+    def _head(self) -> tuple[str, str]:
+        """The header line and the first data line (to refuse a header-only file now)."""
+        try:
+            # Spreadsheet exports start with a byte-order mark; "Unicode text" is UTF-16.
+            with self.path.open("rb") as raw:
+                bom = raw.read(2)
+            utf16 = bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+            self._encoding = "utf-16" if utf16 else "utf-8-sig"
+            with self._open() as fh:
+                header = fh.readline(MAX_HEADER)
+                first = fh.readline(MAX_HEADER)
+                for _ in range(1000):  # skip blank lines, within reason
+                    if first.strip() or not first:
+                        break
+                    first = fh.readline(MAX_HEADER)
+        except UnicodeDecodeError:
+            raise self._undecodable() from None
+        except OSError as e:
+            raise NoInputError(f"{self.path}: cannot read: {e.strerror or e}") from None
+        text = header.rstrip("\r\n")
+        if not text.strip():
+            raise DataError(f"{self.path}: no samples (empty file)")
+        if "\x00" in text or (len(header) == MAX_HEADER and text == header):
+            raise DataError(f"{self.path}:1: not a CSV file (no header line)")
+        if not first.strip():
+            raise DataError(f"{self.path}: no samples (only a header)")
+        return text, first.rstrip("\r\n")
 
     def _resolve_columns(self) -> None:
         opts = self.options
         where = f"{self.path}:1"
-        index = {h.lower(): i for i, h in enumerate(self.header)}
+        index: dict[str, int] = {}
+        for i, h in enumerate(self.header):
+            index.setdefault(h.lower(), i)
 
         def find(name: str) -> int:
             i = index.get(name.lower())
             if i is None:
                 raise DataError(
-                    f"{where}: no column {name!r}; the file has columns: {', '.join(self.header)}"
+                    f"{where}: no column {name!r}; the file has columns: {_shown(self.header)}"
                 )
+            if sum(h.lower() == name.lower() for h in self.header) > 1:
+                raise DataError(f"{where}: column {name!r} appears more than once")
             return i
 
         if opts.time_column is not None:
@@ -188,100 +291,87 @@ class CsvRecording(Recording):
                 f"{where}: no time column (t, time or timestamp); name it with --time-column "
                 "or give the sample rate with --rate"
             )
-        if opts.columns is not None:
-            names = list(opts.columns)
-        else:
-            names = column_names(opts.channels, opts.devices)
-            if opts.devices > 1 and any(n.lower() not in index for n in names):
-                plain = list(opts.channels)
-                if all(n.lower() in index for n in plain):
-                    names = plain  # one device in the file; _device_count decides
+        names = self._pick_names(index)
         self._device_count(len(names), where)
         self.channel_index = [find(n) for n in names]
         self.columns = tuple(self.header[i] for i in self.channel_index)
 
-    def chunks(self) -> Iterator[SampleChunk]:
-        try:
-            yield from self._chunks()
-        except UnicodeDecodeError:
-            raise DataError(f"{self.path}: not a UTF-8 text file") from None
-        finally:
-            self._fh.close()
-
-    def _chunks(self) -> Iterator[SampleChunk]:
-        opts = self.options
-        line_no = 1  # the header
-        last_t: float | None = None
-        first = True
-        iso: bool | None = None
-        emitted = 0
-        while True:
-            lines = list(itertools.islice(self._fh, opts.chunk_rows))
-            if not lines:
-                break
-            start = line_no + 1
-            line_no += len(lines)
-            if iso is None:
-                iso = self._is_iso(lines[0])
-            t, x, numbers = self._parse(lines, start, iso)
-            if t is None:
-                # Time from the row's place in the file, so a skipped bad row leaves a hole.
-                t = (numbers - 2).astype(np.float64) / float(opts.rate_hz or 1.0)
-            t, x = self._check_rows(t, x, _at_line(self.path, numbers), last_t)
-            if len(t) == 0:
-                continue
-            if first:
-                self.absolute_time = bool(iso) or float(t[0]) > ABSOLUTE_AFTER
-            last_t = float(t[-1])
-            emitted += len(t)
-            yield SampleChunk(t, self._finish(x), new_segment=first)
-            first = False
-        if emitted == 0:
-            raise DataError(f"{self.path}: no samples")
-
     def _is_iso(self, line: str) -> bool:
+        """Whether the time column holds ISO-8601 text, judged on the first data row."""
         if self.time_index is None:
             return False
-        fields = line.rstrip("\r\n").split(self.delimiter)
+        fields = line.split(self.delimiter)
         if len(fields) <= self.time_index:
             return False
-        value = fields[self.time_index].strip()
+        value = fields[self.time_index].strip().strip('"')
         try:
             float(value)
             return False
         except ValueError:
             return "-" in value and ":" in value
 
-    def _parse(
-        self, lines: list[str], start: int, iso: bool
-    ) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        """(t or None, x, line numbers); fast path first, line by line only on failure."""
-        cols = list(self.channel_index)
-        if self.time_index is not None and not iso:
-            cols = [self.time_index, *cols]
+    def chunks(self) -> Iterator[SampleChunk]:
         try:
+            with self._open() as fh:
+                fh.readline()  # the header, already read
+                yield from self._chunks(fh)
+        except UnicodeDecodeError:
+            raise self._undecodable() from None
+        except OSError as e:
+            raise NoInputError(f"{self.path}: cannot read: {e.strerror or e}") from None
+
+    def _chunks(self, fh: Iterator[str]) -> Iterator[SampleChunk]:
+        opts = self.options
+        finish = self._finisher()
+        line_no = 1  # the header
+        last_t: float | None = None
+        emitted = 0
+        while lines := list(itertools.islice(fh, opts.chunk_rows)):
+            start = line_no + 1
+            line_no += len(lines)
+            t, x, numbers = self._parse(lines, start)
+            if t is None:
+                # Time from the row's place in the file, so a skipped bad row leaves a hole.
+                t = (numbers - 2).astype(np.float64) / float(opts.rate_hz or 1.0)
+            t, x = self._check_rows(t, x, _at_line(self.path, numbers), last_t)
+            if len(t) == 0:
+                continue
+            if last_t is None:
+                self.absolute_time = self._iso or float(t[0]) > ABSOLUTE_AFTER
+            last_t = float(t[-1])
+            yield SampleChunk(t, finish(x), new_segment=emitted == 0)
+            emitted += len(t)
+        if emitted == 0:
+            raise DataError(f"{self.path}: no samples")
+
+    def _parse(self, lines: list[str], start: int) -> tuple[F64 | None, F64, npt.NDArray[np.int64]]:
+        """(t or None, x, line numbers); fast path first, line by line only on failure."""
+        ti = self.time_index
+        numeric_time = ti is not None and not self._iso
+        cols = [ti, *self.channel_index] if ti is not None and numeric_time else self.channel_index
+        try:
+            if self._width_mismatch(lines):
+                raise ValueError("a row has the wrong number of fields")
             data = np.loadtxt(
                 lines, delimiter=self.delimiter, usecols=cols, dtype=np.float64, ndmin=2,
                 comments=None, quotechar='"',
             )  # fmt: skip
-            if len(data) != len(lines) or (self._width_mismatch(lines)):
-                raise ValueError("row count")
+            if len(data) != len(lines):
+                raise ValueError("blank lines")
             t = None
-            if self.time_index is not None:
-                t = _parse_iso(self._time_strings(lines)) if iso else data[:, 0].copy()
-                if not iso:
-                    data = data[:, 1:]
-            numbers = np.arange(start, start + len(lines), dtype=np.int64)
-            return t, data, numbers
+            if numeric_time:
+                t, data = data[:, 0].copy(), data[:, 1:]
+            elif self.time_index is not None:
+                t = _parse_iso(self._time_strings(lines))
+            return t, data, np.arange(start, start + len(lines), dtype=np.int64)
         except (ValueError, IndexError):
-            return self._parse_slow(lines, start, iso)
+            return self._parse_slow(lines, start)
 
     def _width_mismatch(self, lines: list[str]) -> bool:
-        """loadtxt with usecols ignores extra fields; a row must have the header's width."""
+        """loadtxt with usecols ignores extra fields; every row must have the header's width."""
         d = self.delimiter
         want = len(self.header) - 1
-        first, last = lines[0].count(d), lines[-1].count(d)
-        if first != want or last != want:
+        if lines[0].count(d) != want or lines[-1].count(d) != want:
             return True
         # One C-level count over the block; only a block that fails is examined per line.
         return "".join(lines).count(d) != want * len(lines)
@@ -292,8 +382,8 @@ class CsvRecording(Recording):
         return [line.split(d, i + 1)[i] for line in lines]
 
     def _parse_slow(
-        self, lines: list[str], start: int, iso: bool
-    ) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        self, lines: list[str], start: int
+    ) -> tuple[F64 | None, F64, npt.NDArray[np.int64]]:
         rows: list[list[float]] = []
         times: list[float] = []
         numbers: list[int] = []
@@ -310,9 +400,8 @@ class CsvRecording(Recording):
                 row = [_number(fields[i], self.header[i]) for i in self.channel_index]
                 if self.time_index is not None:
                     raw = fields[self.time_index].strip().strip('"')
-                    times.append(
-                        iso_to_epoch(raw) if iso else _number(raw, self.header[self.time_index])
-                    )
+                    name = self.header[self.time_index]
+                    times.append(iso_to_epoch(raw) if self._iso else _number(raw, name))
             except ValueError as e:
                 self._bad(no, str(e))
                 continue
@@ -329,34 +418,32 @@ class CsvRecording(Recording):
 
 
 def _number(text: str, column: str) -> float:
+    value = text.strip().strip('"')
     try:
-        return float(text)
+        return float(value)
     except ValueError:
-        raise ValueError(f"{text.strip()!r} in column {column!r} is not a number") from None
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f"{shown!r} in column {column!r} is not a number") from None
 
 
-def iso_to_epoch(text: str) -> float:
-    """ISO-8601 (``Z``, an offset, or naive = UTC) -> UNIX seconds; ValueError otherwise."""
-    try:
-        stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{text!r} is not an ISO-8601 time") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.timestamp()
+def _parse_iso(strings: list[str]) -> F64:
+    """ISO-8601 -> UNIX seconds; numpy's vectorised parser for plain UTC forms.
 
-
-def _parse_iso(strings: list[str]) -> npt.NDArray[np.float64]:
-    """ISO-8601 -> UNIX seconds; numpy's vectorised parser for plain UTC forms."""
+    numpy only warns about UTC offsets (and reads some other forms loosely), so it gets
+    only strings that are plainly ``YYYY-MM-DD[T ]hh:mm[:ss[.f]][Z]``; the rest, and any
+    block it fails on, go through ``iso_to_epoch`` row by row (ValueError on a bad one).
+    """
     clean = [s.strip().strip('"') for s in strings]
-    if any(len(s) > 19 and s[-6] in "+-" and s[-3] == ":" for s in clean):
-        return np.array([iso_to_epoch(s) for s in clean], np.float64)  # UTC offsets
     plain = [s[:-1] if s.endswith("Z") else s for s in clean]
-    try:
-        us = np.array(plain, dtype="datetime64[us]").astype(np.int64)
-        return us.astype(np.float64) / 1e6
-    except ValueError:
-        return np.array([iso_to_epoch(s) for s in clean], np.float64)  # offsets: raises ValueError
+    joined = "".join(plain)
+    if not any(c in joined for c in "+,zZ") and joined.count("-") == 2 * len(plain):
+        try:
+            stamps = np.array(plain, dtype="datetime64[us]")
+        except ValueError:
+            stamps = None
+        if stamps is not None and not np.isnat(stamps).any():
+            return stamps.astype(np.int64).astype(np.float64) / 1e6
+    return np.array([iso_to_epoch(s) for s in clean], np.float64)
 
 
 # -- NumPy files --
@@ -367,88 +454,131 @@ class ArrayRecording(Recording):
 
     def __init__(self, path: Path, options: ReadOptions) -> None:
         super().__init__(path, options)
+        self._datetime = False  # the time array was datetime64
         self.t, self.x = self._load()
-        self._device_count(self.x.shape[1], str(path))
-        self.columns = tuple(column_names(options.channels, self.file_devices))
+        if self.t is None and options.rate_hz is None:
+            raise DataError(f"{path}: no time array (t, time or timestamp); give --rate")
+        if len(self.x) == 0:
+            raise DataError(f"{path}: no samples")
 
-    def _load(self) -> tuple[npt.NDArray[Any] | None, npt.NDArray[Any]]:
-        path, opts = self.path, self.options
+    def _load(self) -> tuple[F64 | None, npt.NDArray[Any]]:
+        path = self.path
         try:
-            if path.suffix == ".npy":
-                return None, _matrix(np.load(path, mmap_mode="r", allow_pickle=False), path)
-            z = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise DataError(f"{path}: not a readable NumPy file ({e})") from None
-        with z:
-            keys = {k.lower(): k for k in z.files}
+            with path.open("rb") as fh:
+                magic = fh.read(6)
+        except OSError as e:
+            raise NoInputError(f"{path}: cannot read: {e.strerror or e}") from None
+        if not (magic.startswith(NPY_MAGIC) or magic.startswith(ZIP_MAGICS)):
+            raise DataError(f"{path}: not a NumPy .npy or .npz file")
+        try:
+            loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                x = _matrix(loaded, path)
+                self._device_count(x.shape[1], str(path))
+                self.columns = tuple(column_names(self.options.channels, self.file_devices))
+                return None, x
+            with loaded:
+                return self._load_npz(loaded)
+        except FsqdError:
+            raise
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+            why = " ".join(str(e).split())
+            raise DataError(f"{path}: not a readable NumPy file ({why})") from None
+
+    def _load_npz(self, z: Any) -> tuple[F64 | None, npt.NDArray[Any]]:
+        path, opts = self.path, self.options
+        keys = {k.lower(): k for k in z.files}
+        listing = _shown(z.files)
+        if opts.time_column is not None:
+            if opts.time_column.lower() not in keys:
+                raise DataError(f"{path}: no array {opts.time_column!r}; the file has: {listing}")
+            tkey: str | None = keys[opts.time_column.lower()]
+        else:
             tkey = next((keys[n] for n in TIME_NAMES if n in keys), None)
-            t = np.asarray(z[tkey], np.float64) if tkey is not None else None
-            if "x" in keys:
-                x = _matrix(z[keys["x"]], path)
-            else:
-                names = (
-                    list(opts.columns)
-                    if opts.columns
-                    else column_names(opts.channels, opts.devices)
-                )
-                if opts.devices > 1 and opts.fill and any(n.lower() not in keys for n in names):
-                    names = list(opts.channels)
-                missing = [n for n in names if n.lower() not in keys]
-                if missing:
+        t = None if tkey is None else self._times(np.asarray(z[tkey]))
+        if "x" in keys and opts.columns is None:
+            x = _matrix(z[keys["x"]], path)
+            self._device_count(x.shape[1], str(path))
+            self.columns = tuple(column_names(opts.channels, self.file_devices))
+        else:
+            names = self._pick_names(keys)
+            missing = [n for n in names if n.lower() not in keys]
+            if missing:
+                raise DataError(f"{path}: no array {missing[0]!r}; the file has: {listing}")
+            self._device_count(len(names), str(path))
+            arrays = [np.asarray(z[keys[n.lower()]]) for n in names]
+            for n, a in zip(names, arrays, strict=True):
+                if a.ndim != 1 or len(a) != len(arrays[0]) or a.dtype.kind not in "fiu":
                     raise DataError(
-                        f"{path}: no array {missing[0]!r}; the file has: {', '.join(z.files)}"
+                        f"{path}: array {n!r} has shape {a.shape} and dtype {a.dtype}, "
+                        f"expected ({len(arrays[0])},) numbers"
                     )
-                x = np.column_stack([np.asarray(z[keys[n.lower()]]) for n in names])
+            x = np.column_stack(arrays)
+            self.columns = tuple(keys[n.lower()] for n in names)
         if t is not None and (t.ndim != 1 or len(t) != len(x)):
             raise DataError(f"{path}: time array has shape {t.shape}, expected ({len(x)},)")
         return t, x
 
+    def _times(self, t: npt.NDArray[Any]) -> F64:
+        if t.dtype.kind == "M":  # datetime64: UTC by numpy's convention
+            self._datetime = True
+            us = t.astype("datetime64[us]")
+            out = us.astype(np.int64).astype(np.float64) / 1e6
+            out[np.isnat(us)] = np.nan
+            return out
+        if t.dtype.kind not in "fiu":
+            raise DataError(f"{self.path}: time array has dtype {t.dtype}, expected numbers")
+        return np.asarray(t, np.float64)
+
     def chunks(self) -> Iterator[SampleChunk]:
         opts = self.options
-        if self.t is None and opts.rate_hz is None:
-            raise DataError(f"{self.path}: no time array; give the sample rate with --rate")
+        finish = self._finisher()
         n = len(self.x)
-        if n == 0:
-            raise DataError(f"{self.path}: no samples")
         last: float | None = None
         for a in range(0, n, opts.chunk_rows):
             b = min(n, a + opts.chunk_rows)
             x = np.asarray(self.x[a:b], np.float64)
             if self.t is not None:
-                t = np.asarray(self.t[a:b], np.float64)
+                t = self.t[a:b]
             else:
                 t = np.arange(a, b, dtype=np.float64) / float(opts.rate_hz or 1.0)
             t, x = self._check_rows(t, x, _at_row(self.path, a), last)
             if len(t) == 0:
                 continue
             if last is None:
-                self.absolute_time = float(t[0]) > ABSOLUTE_AFTER
+                self.absolute_time = self._datetime or float(t[0]) > ABSOLUTE_AFTER
             new_segment = last is None
             last = float(t[-1])
-            yield SampleChunk(t, self._finish(x), new_segment=new_segment)
+            yield SampleChunk(t, finish(x), new_segment=new_segment)
+        if last is None:
+            raise DataError(f"{self.path}: no samples")
 
 
-def _at_line(path: Path, numbers: npt.NDArray[np.int64]) -> Callable[[int], str]:
+def _at_line(path: Path, numbers: npt.NDArray[np.int64]) -> Where:
     return lambda k: f"{path}:{numbers[k]}"
 
 
-def _at_row(path: Path, first: int) -> Callable[[int], str]:
+def _at_row(path: Path, first: int) -> Where:
     return lambda k: f"{path}: row {first + k}"
 
 
-def _renumbered(where: Callable[[int], str], rows: npt.NDArray[np.intp]) -> Callable[[int], str]:
+def _renumbered(where: Where, rows: npt.NDArray[np.intp]) -> Where:
     """``where`` for a block from which rows were dropped: k is an index into ``rows``."""
     return lambda k: where(int(rows[k]))
 
 
 def _matrix(a: Any, path: Path) -> npt.NDArray[Any]:
     if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype.kind not in "fiu":
-        shape = getattr(a, "shape", None)
-        raise DataError(f"{path}: expected a 2-D numeric array (samples, channels), got {shape}")
+        shape, dtype = getattr(a, "shape", None), getattr(a, "dtype", None)
+        raise DataError(
+            f"{path}: expected a 2-D numeric array (samples, channels), "
+            f"got shape {shape} dtype {dtype}"
+        )
     return a
 
 
 def open_recording(path: str | Path, options: ReadOptions) -> Recording:
+    """Open ``path`` (.npy and .npz by suffix, anything else as CSV) and check its columns."""
     p = Path(path)
     if not p.exists():
         raise NoInputError(f"{p}: no such file")
@@ -458,7 +588,7 @@ def open_recording(path: str | Path, options: ReadOptions) -> Recording:
         with p.open("rb") as fh:
             fh.read(1)
     except OSError as e:
-        raise NoInputError(f"{p}: cannot read: {e.strerror}") from None
+        raise NoInputError(f"{p}: cannot read: {e.strerror or e}") from None
     if p.suffix.lower() in (".npy", ".npz"):
         return ArrayRecording(p, options)
     return CsvRecording(p, options)

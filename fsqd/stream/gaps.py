@@ -1,53 +1,73 @@
-"""Split a sample stream where timestamps jump: no window may span a gap."""
+"""Split a sample stream where timestamps jump, so that no window spans a gap."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 
-from fsqd.errors import DataError
+from fsqd.errors import ConfigError, DataError
 from fsqd.stream.chunk import SampleChunk
 
 
 class GapSplitter:
-    """Stateful across chunks: a step longer than ``max_gap_periods`` sample periods
-    starts a new segment. Counts gaps and the seconds they lost."""
+    """Cut wherever a time step exceeds ``max_gap_periods`` sample periods.
+
+    Stateful across chunks: the last timestamp is remembered, so a gap that falls
+    between two chunks is found like one inside a chunk. ``gaps`` counts the cuts and
+    ``gap_seconds`` the time they lost (each step minus the one period it should be).
+    """
 
     def __init__(self, rate_hz: float, max_gap_periods: float = 2.5) -> None:
-        if not rate_hz > 0 or not max_gap_periods > 1:
-            raise DataError(
-                "gap splitter needs rate > 0 and a max gap over 1 period, "
-                f"got {rate_hz} Hz and {max_gap_periods}"
+        if not (math.isfinite(rate_hz) and rate_hz > 0):
+            raise ConfigError(f"gap splitter needs a positive sample rate, got {rate_hz} Hz")
+        if not (math.isfinite(max_gap_periods) and max_gap_periods > 1):
+            raise ConfigError(
+                f"a gap must be longer than 1 sample period, got max_gap_periods={max_gap_periods}"
             )
         self.max_step = max_gap_periods / rate_hz
         self.period = 1.0 / rate_hz
         self.gaps = 0
         self.gap_seconds = 0.0
-        self._last: float | None = None
+        self._last: float | None = None  # last timestamp of the current segment
+        self._seen = 0  # samples accepted so far, to name a bad one's place in the stream
 
     def split(self, chunk: SampleChunk) -> list[SampleChunk]:
-        n = len(chunk.t)
-        if n == 0:
-            return []
+        t = chunk.t
+        n = len(t)
+        if n != len(chunk.x):
+            raise DataError(f"chunk has {n} timestamps but {len(chunk.x)} samples")
         fresh = chunk.new_segment or self._last is None
-        prev = chunk.t[0] if fresh or self._last is None else self._last
-        steps = np.diff(chunk.t, prepend=prev)  # steps[0] is 0 on a fresh segment
+        if n == 0:
+            if chunk.new_segment:
+                self._last = None  # the next samples start a segment even so
+            return []
+        finite = np.isfinite(t)
+        if not finite.all():
+            at = int(np.flatnonzero(~finite)[0])
+            raise DataError(
+                f"sample {self._seen + at}: timestamp {float(t[at])!r} is not a finite number"
+            )
+        prev = t[0] if fresh or self._last is None else self._last
+        steps = np.diff(t, prepend=prev)  # steps[0] is 0 on a fresh segment
         bad = np.flatnonzero(steps <= 0)
         if fresh:
             bad = bad[bad > 0]
         if bad.size:
             at = int(bad[0])
             raise DataError(
-                f"timestamp {float(chunk.t[at])!r} is not after the previous one "
-                f"({float(prev if at == 0 else chunk.t[at - 1])!r})"
+                f"sample {self._seen + at}: timestamp {float(t[at])!r} is not after "
+                f"the previous one ({float(prev if at == 0 else t[at - 1])!r})"
             )
         cuts = np.flatnonzero(steps > self.max_step)
         self.gaps += len(cuts)
         self.gap_seconds += float((steps[cuts] - self.period).sum())
-        self._last = float(chunk.t[-1])
-        starts = [0, *cuts.tolist()]
-        ends = [*cuts.tolist(), n]
+        self._last = float(t[-1])
+        self._seen += n
+        edges = [0, *cuts.tolist(), n]
         return [
-            SampleChunk(chunk.t[a:b], chunk.x[a:b], new_segment=fresh or i > 0)
-            for i, (a, b) in enumerate(zip(starts, ends, strict=True))
+            SampleChunk(t[a:b], chunk.x[a:b], new_segment=fresh or i > 0)
+            for i, (a, b) in enumerate(itertools.pairwise(edges))
             if b > a
         ]

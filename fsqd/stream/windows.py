@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-from fsqd.errors import DataError
+from fsqd.errors import ConfigError, DataError
 from fsqd.stream.chunk import SampleChunk
 
 
@@ -28,9 +28,11 @@ class WindowBatch:
 
 
 class Windower:
+    """Sliding windows of ``window`` samples every ``hop`` samples, per segment."""
+
     def __init__(self, window: int, hop: int, channels: int) -> None:
         if window < 1 or hop < 1 or channels < 1:
-            raise DataError(
+            raise ConfigError(
                 f"window, hop and channels must be >= 1, got {window}, {hop}, {channels}"
             )
         self.window, self.hop, self.channels = window, hop, channels
@@ -40,12 +42,16 @@ class Windower:
         self._next = 0  # index in the buffer where the next window starts
 
     def push(self, chunk: SampleChunk) -> WindowBatch:
-        if chunk.new_segment:
-            self._t, self._x, self._next = self._t[:0], self._x[:0], 0
+        """All windows completed by this chunk; the tail that may start more is kept."""
         if chunk.x.ndim != 2 or chunk.x.shape[1] != self.channels:
             raise DataError(f"samples have shape {chunk.x.shape}, expected (n, {self.channels})")
+        if len(chunk.t) != len(chunk.x):
+            raise DataError(f"chunk has {len(chunk.t)} timestamps but {len(chunk.x)} samples")
+        if chunk.new_segment:
+            self._t, self._x, self._next = self._t[:0], self._x[:0], 0
+        cx = chunk.x.astype(np.float32, copy=False)
         t = np.concatenate([self._t, chunk.t]) if len(self._t) else chunk.t
-        x = np.concatenate([self._x, chunk.x]) if len(self._x) else chunk.x
+        x = np.concatenate([self._x, cx]) if len(self._x) else cx
         n_starts = max(0, (len(t) - self.window - self._next) // self.hop + 1)
         if n_starts:
             first = self._next
