@@ -1,74 +1,210 @@
-"""fsqd.fsq.FSQ against vector-quantize-pytorch 1.32 (fixtures from tools/gen_fsq_fixture.py)."""
+"""fsqd.fsq.FSQ against vector-quantize-pytorch 1.32 (fixtures from tools/gen_fsq_fixture.py).
+
+From torch's bounded value (the tensor that feeds Round) every step is bit-exact. From the
+projection value ``z`` fsqd uses a correctly rounded tanh while torch on x86 uses MKL's,
+which is one ulp off on about 1 % of elements; the tests below pin that down exactly: the
+one-ulp tanh is the only difference, and it changes an index only on a rounding tie.
+"""
 
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from fsqd.errors import ConfigError, DataError
 from fsqd.fsq import FSQ
 
-FIXTURES = sorted((Path(__file__).parent / "fixtures" / "fsq").glob("levels_*.npz"))
+FIXTURE_DIR = Path(__file__).parent / "fixtures" / "fsq"
+FIXTURES = sorted(FIXTURE_DIR.glob("levels_*.npz"))
+LEVEL_SETS = [
+    [8, 6, 5, 5, 4],
+    [8] * 8,
+    [4, 4, 4],
+    [8, 6, 5],
+    [8, 5, 5, 5],
+    [7, 5, 5, 5, 5],
+    [8, 8, 8, 6, 5],
+    [8, 8, 8, 5, 5, 5],
+    [3, 3, 3, 3],
+]
+Arrays = dict[str, npt.NDArray[Any]]
 
 
-def load(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+def load(path: Path) -> Arrays:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
 
 
-def bits(a: np.ndarray) -> np.ndarray:
+@pytest.fixture(scope="module", params=FIXTURES, ids=lambda p: p.stem)
+def fx(request: pytest.FixtureRequest) -> Arrays:
+    path: Path = request.param
+    return load(path)
+
+
+def make(data: Arrays) -> FSQ:
+    return FSQ(data["levels"].tolist())
+
+
+def bits(a: npt.ArrayLike) -> npt.NDArray[np.uint32]:
     return np.ascontiguousarray(a, np.float32).view(np.uint32)
 
 
-def test_fixtures_cover_the_level_sets() -> None:
-    names = {p.stem for p in FIXTURES}
-    assert {"levels_8-6-5-5-4", "levels_8-8-8-8-8-8-8-8", "levels_4-4-4"} <= names
-    for path in FIXTURES:
-        data = load(path)
-        assert len(data["z"]) >= 10_000
-        assert "vector-quantize-pytorch 1.32.0" in str(data["versions"])
+def assert_bits_equal(ours: npt.ArrayLike, theirs: npt.ArrayLike, what: str) -> None:
+    differ = bits(ours) != bits(theirs)
+    assert not differ.any(), f"{what}: {np.count_nonzero(differ)} of {differ.size} differ"
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
-def test_bit_exact_with_torch_from_the_bounded_stage(path: Path) -> None:
-    """Round, digits, index and zhat from torch's own bounded values: exact, every row."""
-    data = load(path)
-    fsq = FSQ(data["levels"].tolist())
-    np.testing.assert_array_equal(bits(fsq.half_l), bits(data["half_l"]))
-    np.testing.assert_array_equal(bits(fsq.shift), bits(data["shift"]))
-    np.testing.assert_array_equal(fsq.indices_from_bounded(data["bounded"]), data["indices"])
-    np.testing.assert_array_equal(bits(fsq.codes_from_bounded(data["bounded"])), bits(data["zhat"]))
-    np.testing.assert_array_equal(fsq.indices_from_bounded(data["b"]), data["b_indices"])
+def assert_rows_equal(ours: npt.ArrayLike, theirs: npt.ArrayLike, what: str) -> None:
+    a, b = np.asarray(ours), np.asarray(theirs)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    differ = np.flatnonzero(a != b)
+    assert differ.size == 0, (
+        f"{what}: {differ.size} of {a.size} rows differ, first at rows {differ[:10].tolist()}"
+    )
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
-def test_projection_stage_matches_torch(path: Path) -> None:
-    """From z, torch's float32 tanh (MKL on x86) is not correctly rounded; fsqd's is.
+def rows_of(data: Arrays, *kinds: str) -> npt.NDArray[np.bool_]:
+    names = data["kind_names"].tolist()
+    out: npt.NDArray[np.bool_] = np.isin(data["kind"], [names.index(k) for k in kinds])
+    return out
 
-    So the bound agrees to one tanh ulp, and indices agree on every random row; only
-    rows engineered to sit on a rounding boundary may fall on the other side.
+
+def is_negative_zero(a: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.bool_]:
+    out: npt.NDArray[np.bool_] = (a == 0) & np.signbit(a)
+    return out
+
+
+# -- the fixtures themselves --
+
+
+def test_fixtures_cover_every_level_set() -> None:
+    assert {p.stem for p in FIXTURES} == {f"levels_{'-'.join(map(str, lv))}" for lv in LEVEL_SETS}
+    assert sum(p.stat().st_size for p in FIXTURES) < 4_500_000
+
+
+def test_fixture_contents(fx: Arrays) -> None:
+    assert fx["versions"].tolist() == ["torch 2.13.0+cpu", "vector-quantize-pytorch 1.32.0"]
+    n, d = fx["z"].shape
+    assert n >= 10_000 and d == len(fx["levels"])
+    assert fx["z"].dtype == fx["bounded"].dtype == fx["zhat"].dtype == np.float32
+    assert fx["bounded"].shape == fx["zhat"].shape == (n, d)
+    assert fx["indices"].shape == fx["kind"].shape == (n,)
+    # Every input family is there, including the awkward floats.
+    assert set(np.unique(fx["kind"]).tolist()) == set(range(len(fx["kind_names"])))
+    z = fx["z"]
+    assert is_negative_zero(z).any() and ((z == 0) & ~np.signbit(z)).any()
+    assert (np.abs(z) == np.finfo(np.float32).max).any()
+    assert ((z != 0) & (np.abs(z) < np.finfo(np.float32).smallest_normal)).any()
+    # Some boundary rows made torch's bounded land exactly on a tie.
+    bounded = fx["bounded"]
+    assert (bounded - np.floor(bounded) == 0.5).any()
+
+
+# -- constants and the bounded stage: bit-exact --
+
+
+def test_constants_match_torch(fx: Arrays) -> None:
+    fsq = make(fx)
+    assert_bits_equal(fsq.half_l, fx["half_l"], "half_l")
+    assert_bits_equal(fsq.shift, fx["shift"], "shift")
+    levels = fx["levels"]
+    assert fsq.codebook_size == int(np.prod(levels))
+    np.testing.assert_array_equal(fsq.basis, np.cumprod([1, *levels[:-1].tolist()]))
+
+
+def test_torch_bounded_gives_torch_indices_and_codes(fx: Arrays) -> None:
+    """What an encoder cut before Round outputs goes through exactly like torch, every row."""
+    fsq = make(fx)
+    assert_rows_equal(fsq.indices_from_bounded(fx["bounded"]), fx["indices"], "indices")
+    assert_bits_equal(fsq.codes_from_bounded(fx["bounded"]), fx["zhat"], "zhat")
+    digits, codes = fsq.digits_and_codes_from_bounded(fx["bounded"])
+    assert_rows_equal(fsq.digits_to_indices(digits), fx["indices"], "one-pass indices")
+    assert_bits_equal(codes, fx["zhat"], "one-pass zhat")
+    assert_rows_equal(fsq.codes_to_indices(fx["zhat"]), fx["indices"], "codes_to_indices")
+
+
+def test_bounded_stage_set(fx: Arrays) -> None:
+    fsq = make(fx)
+    b = fx["b"]
+    assert_rows_equal(fsq.indices_from_bounded(b), fx["b_indices"], "indices from b")
+    # torch.round keeps -0.0 where round_ste and fsqd give +0.0; otherwise bit-equal.
+    level = fsq.round_bounded(b)
+    np.testing.assert_array_equal(level, fx["b_round"])
+    assert_bits_equal(level, np.where(fx["b_round"] == 0, np.float32(0), fx["b_round"]), "round")
+    assert_bits_equal(fsq.codes_from_bounded(b), fx["b_zhat"], "zhat from b")
+
+
+# -- the projection stage: bit-exact but for torch's one-ulp tanh --
+
+
+def tanh_image(fsq: FSQ, t: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    out: npt.NDArray[np.float32] = t * fsq.half_l - fsq.offset
+    return out
+
+
+def test_bound_is_torch_bound_up_to_one_ulp_of_tanh(fx: Arrays) -> None:
+    """Every bounded element equals torch's, or what torch's arithmetic gives from a tanh
+    one ulp beside fsqd's correctly rounded one (MKL's float32 tanh is 1 ulp off at times).
     """
-    data = load(path)
-    fsq = FSQ(data["levels"].tolist())
-    bounded = fsq.bound(data["z"])
-    tolerance = fsq.half_l * np.float32(2**-22)
-    assert (np.abs(bounded - data["bounded"]) <= tolerance).all()
-    idx = fsq.indices(data["z"])
-    random_rows = slice(0, 10_000)
-    np.testing.assert_array_equal(idx[random_rows], data["indices"][random_rows])
-    differ = np.flatnonzero(idx != data["indices"])
-    # Each differing row has a dimension whose two bounded values round apart.
-    ours, theirs = fsq.round_bounded(bounded[differ]), fsq.round_bounded(data["bounded"][differ])
-    assert (ours != theirs).any(axis=1).all()
-    assert len(differ) <= 20, f"{len(differ)} boundary rows differ"
+    fsq = make(fx)
+    z, theirs = fx["z"], fx["bounded"]
+    ours = fsq.bound(z)
+    t = np.tanh((z + fsq.shift).astype(np.float64)).astype(np.float32)
+    # The model of fsqd's bound used here is fsqd's bound.
+    assert_bits_equal(tanh_image(fsq, t), ours, "bound vs its tanh")
+    same = bits(ours) == bits(theirs)
+    up = bits(tanh_image(fsq, np.nextafter(t, np.float32(np.inf)))) == bits(theirs)
+    down = bits(tanh_image(fsq, np.nextafter(t, np.float32(-np.inf)))) == bits(theirs)
+    unexplained = ~(same | up | down)
+    assert not unexplained.any(), f"{np.count_nonzero(unexplained)} elements differ by more"
+    assert np.mean(same) > 0.98, f"only {np.mean(same):.2%} of bounded elements bit-equal"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="torch's float32 tanh on x86 is MKL's, 1 ulp off correctly rounded on ~1% of inputs",
+)
+def test_bound_bit_exact_with_torch(fx: Arrays) -> None:
+    assert_bits_equal(make(fx).bound(fx["z"]), fx["bounded"], "bounded")
+
+
+def test_indices_match_torch_except_on_rounding_ties(fx: Arrays) -> None:
+    """Indices from z agree on every row but those where the one-ulp tanh difference
+    moves the bounded value across a k + 0.5 tie; only engineered boundary rows do that.
+    """
+    fsq = make(fx)
+    z = fx["z"]
+    idx = fsq.indices(z)
+    plain = ~rows_of(fx, "boundary")
+    assert_rows_equal(idx[plain], fx["indices"][plain], "indices on non-boundary rows")
+    ours, theirs = fsq.bound(z), fx["bounded"]
+    flipped = fsq.round_bounded(ours) != fsq.round_bounded(theirs)
+    assert_rows_equal(idx != fx["indices"], flipped.any(axis=1), "differing rows vs flips")
+    lo, hi = np.minimum(ours, theirs)[flipped], np.maximum(ours, theirs)[flipped]
+    tie = np.floor(hi - np.float32(0.5)) + np.float32(0.5)
+    assert ((lo <= tie) & (tie <= hi)).all()
+
+
+def test_quantize_matches_torch_where_no_tie_is_crossed(fx: Arrays) -> None:
+    fsq = make(fx)
+    zhat = fsq.quantize(fx["z"])
+    same = fsq.indices(fx["z"]) == fx["indices"]
+    assert_bits_equal(zhat[same], fx["zhat"][same], "zhat")
+    assert not is_negative_zero(zhat).any()
+    assert not is_negative_zero(fx["zhat"]).any()
+
+
+# -- properties that need no torch --
 
 
 def test_golden_table() -> None:
     fsq = FSQ([8, 6, 5, 5, 4])
-    z = [
+    z: list[list[float]] = [
         [0, 0, 0, 0, 0],
         [0.1, -0.2, 0.3, -0.4, 0.5],
         [1, -1, 2, -2, 0.25],
@@ -82,74 +218,126 @@ def test_golden_table() -> None:
     assert fsq.codebook_size == 4800
 
 
-def test_ties_round_half_to_even_and_no_negative_zero() -> None:
-    fsq = FSQ([8, 5])
-    b = np.array([[0.5, -0.5], [1.5, 1.5], [2.5, -1.5], [-3.5, -0.0], [-0.3, -0.2]], np.float32)
-    level = fsq.round_bounded(b)
-    assert level.tolist() == [[0, 0], [2, 2], [2, -2], [-4, 0], [0, 0]]
-    assert not (np.signbit(level) & (level == 0)).any()
-    zhat = fsq.codes_from_bounded(b)
-    assert not (np.signbit(zhat) & (zhat == 0)).any()
-    assert fsq.indices([[-0.0, -0.0]]).tolist() == fsq.indices([[0.0, 0.0]]).tolist()
+@pytest.mark.parametrize("levels", LEVEL_SETS, ids=str)
+def test_ties_round_half_to_even(levels: list[int]) -> None:
+    fsq = FSQ(levels)
+    for i, n in enumerate(levels):
+        lo, hi = -(n // 2), (n - 1) - n // 2
+        k = np.arange(lo, hi)
+        b = np.zeros((len(k), len(levels)), np.float32)
+        b[:, i] = k + 0.5
+        level = fsq.round_bounded(b)[:, i]
+        expected = np.where(k % 2 == 0, k, k + 1)
+        np.testing.assert_array_equal(level, expected)
+        assert not is_negative_zero(level).any()
 
 
-def test_even_levels_are_asymmetric() -> None:
-    fsq = FSQ([8])
-    codes = fsq.indices_to_codes(np.arange(8))[:, 0]
-    assert codes.tolist() == [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75]
-    assert fsq.indices([[1e30], [-1e30]]).tolist() == [7, 0]
+@pytest.mark.parametrize("levels", LEVEL_SETS, ids=str)
+def test_negative_zero(levels: list[int]) -> None:
+    fsq = FSQ(levels)
+    d = len(levels)
+    pos, neg = np.zeros((1, d), np.float32), np.full((1, d), -0.0, np.float32)
+    assert fsq.indices(neg).tolist() == fsq.indices(pos).tolist()
+    assert fsq.indices_from_bounded(neg).tolist() == fsq.indices_from_bounded(pos).tolist()
+    # Small negatives round to -0.0 in IEEE; zhat must hold +0.0 like torch's round_ste.
+    b = np.array([[-0.0] * d, [-0.3] * d, [-1e-30] * d], np.float32)
+    for codes in (fsq.codes_from_bounded(b), fsq.quantize(b), fsq.indices_to_codes([0])):
+        assert not is_negative_zero(codes).any()
 
 
-@pytest.mark.parametrize("levels", [[8, 6, 5, 5, 4], [4, 4, 4], [7, 5, 5, 5, 5], [3, 3, 3, 3]])
+@pytest.mark.parametrize("levels", [lv for lv in LEVEL_SETS if lv != [8] * 8], ids=str)
 def test_round_trips_over_the_whole_codebook(levels: list[int]) -> None:
     fsq = FSQ(levels)
     idx = np.arange(fsq.codebook_size)
-    np.testing.assert_array_equal(fsq.digits_to_indices(fsq.indices_to_digits(idx)), idx)
+    digits = fsq.indices_to_digits(idx)
+    np.testing.assert_array_equal(fsq.digits_to_indices(digits), idx)
     codes = fsq.indices_to_codes(idx)
     np.testing.assert_array_equal(fsq.codes_to_indices(codes), idx)
-    # Codes are fixed points: quantising the bounded value of a code's level gives it back.
-    level = codes * fsq.half_width
-    np.testing.assert_array_equal(fsq.indices_from_bounded(level), idx)
-    # Every digit combination appears exactly once.
-    assert {tuple(d) for d in fsq.indices_to_digits(idx).tolist()} == set(
-        itertools.product(*(range(v) for v in levels))
+    # A code's level, fed back as a bounded value, is a fixed point.
+    np.testing.assert_array_equal(fsq.indices_from_bounded(codes * fsq.half_width), idx)
+    assert {tuple(d) for d in digits.tolist()} == set(
+        itertools.product(*(range(n) for n in levels))
     )
 
 
 def test_large_codebook_round_trip() -> None:
     fsq = FSQ([8] * 8)
     assert fsq.codebook_size == 2**24
-    idx = np.random.default_rng(0).integers(0, fsq.codebook_size, 100_000)
+    idx = np.random.default_rng(0).integers(0, fsq.codebook_size, 200_000)
+    idx[:2] = [0, fsq.codebook_size - 1]
+    digits = fsq.indices_to_digits(idx)
+    np.testing.assert_array_equal(fsq.digits_to_indices(digits), idx)
     np.testing.assert_array_equal(fsq.codes_to_indices(fsq.indices_to_codes(idx)), idx)
 
 
-def test_batch_shapes_match_flat() -> None:
-    fsq = FSQ([8, 6, 5, 5, 4])
-    z = np.random.default_rng(1).normal(0, 2, (2, 3, 4, 5)).astype(np.float32)
-    flat = fsq.indices(z.reshape(-1, 5))
-    assert fsq.indices(z).shape == (2, 3, 4)
-    np.testing.assert_array_equal(fsq.indices(z).reshape(-1), flat)
-    assert fsq.quantize(z).shape == z.shape
+def test_batch_shapes_match_flat(fx: Arrays) -> None:
+    fsq = make(fx)
+    d = len(fx["levels"])
+    z = fx["z"][:24]
+    b = fx["b"][:24]
+    batched_z, batched_b = z.reshape(2, 3, 4, d), b.reshape(2, 3, 4, d)
+    np.testing.assert_array_equal(fsq.indices(batched_z), fsq.indices(z).reshape(2, 3, 4))
+    assert_bits_equal(fsq.bound(batched_z), fsq.bound(z).reshape(2, 3, 4, d), "bound")
+    assert_bits_equal(fsq.quantize(batched_z), fsq.quantize(z).reshape(2, 3, 4, d), "zhat")
+    np.testing.assert_array_equal(fsq.digits(batched_z), fsq.digits(z).reshape(2, 3, 4, d))
+    np.testing.assert_array_equal(
+        fsq.indices_from_bounded(batched_b), fsq.indices_from_bounded(b).reshape(2, 3, 4)
+    )
+    idx = fsq.indices(z).reshape(2, 3, 4)
+    assert fsq.indices_to_codes(idx).shape == (2, 3, 4, d)
+    # A single row without a batch axis works too.
+    assert fsq.indices(z[0]).shape == ()
+    assert int(fsq.indices(z[0])) == fsq.indices(z)[0]
 
 
-def test_bad_inputs_raise_data_errors() -> None:
-    fsq = FSQ([8, 6, 5, 5, 4])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "bound",
+        "quantize",
+        "digits",
+        "indices",
+        "round_bounded",
+        "codes_from_bounded",
+        "digits_from_bounded",
+        "indices_from_bounded",
+        "codes_to_indices",
+        "digits_to_indices",
+    ],
+)
+def test_wrong_last_axis_is_a_data_error(call: str) -> None:
+    fn = getattr(FSQ([8, 6, 5, 5, 4]), call)
     with pytest.raises(DataError, match="last axis of 5, got last axis 4"):
-        fsq.indices(np.zeros((3, 4)))
-    with pytest.raises(DataError, match="NaN/inf"):
-        fsq.indices([[0, 0, np.nan, 0, 0]])
-    with pytest.raises(DataError, match="NaN/inf"):
-        fsq.indices_from_bounded([[0, 0, np.inf, 0, 0]])
-    with pytest.raises(DataError, match="out of range"):
-        fsq.indices_to_codes([4800])
-    assert issubclass(DataError, ValueError)
-    with pytest.raises(ConfigError, match=">= 3"):
-        FSQ([8, 2])
+        fn(np.zeros((3, 4)))
+    with pytest.raises(DataError, match="got a scalar"):
+        fn(0.0)
+    with pytest.raises(ValueError):
+        fn(np.zeros((2, 6)))
 
 
-def test_digits_and_codes_in_one_pass_agree_with_the_separate_calls() -> None:
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("call", ["bound", "quantize", "indices", "indices_from_bounded"])
+def test_nan_and_inf_are_data_errors(call: str, bad: float) -> None:
+    fn = getattr(FSQ([8, 6, 5, 5, 4]), call)
+    z = np.zeros((4, 5), np.float32)
+    z[2, 3] = bad
+    with pytest.raises(DataError, match="1 NaN/inf"):
+        fn(z)
+
+
+def test_out_of_range_indices_are_data_errors() -> None:
     fsq = FSQ([8, 6, 5, 5, 4])
-    b = np.random.default_rng(2).uniform(-4.4, 3.4, (1000, 5)).astype(np.float32)
-    digits, codes = fsq.digits_and_codes_from_bounded(b)
-    np.testing.assert_array_equal(digits, fsq.digits_from_bounded(b))
-    np.testing.assert_array_equal(bits(codes), bits(fsq.codes_from_bounded(b)))
+    for bad in ([4800], [-1], [[0, 4800]]):
+        with pytest.raises(DataError, match="out of range"):
+            fsq.indices_to_codes(bad)
+
+
+@pytest.mark.parametrize("levels", [[8, 2], [1], [0, 5], [-3], [], [3, 3, 2]], ids=str)
+def test_levels_below_three_are_config_errors(levels: list[int]) -> None:
+    with pytest.raises(ConfigError):
+        FSQ(levels)
+
+
+def test_error_types_are_value_errors() -> None:
+    assert issubclass(DataError, ValueError)
+    assert issubclass(ConfigError, ValueError)
