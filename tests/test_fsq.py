@@ -9,6 +9,7 @@ one-ulp tanh is the only difference, and it changes an index only on a rounding 
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +22,8 @@ from fsqd.fsq import FSQ
 
 FIXTURE_DIR = Path(__file__).parent / "fixtures" / "fsq"
 FIXTURES = sorted(FIXTURE_DIR.glob("levels_*.npz"))
-LEVEL_SETS = [
-    [8, 6, 5, 5, 4],
-    [8] * 8,
-    [4, 4, 4],
-    [8, 6, 5],
-    [8, 5, 5, 5],
-    [7, 5, 5, 5, 5],
-    [8, 8, 8, 6, 5],
-    [8, 8, 8, 5, 5, 5],
-    [3, 3, 3, 3],
-]
+# The same list tools/gen_fsq_fixture.py generates from.
+LEVEL_SETS = json.loads((FIXTURE_DIR / "level_sets.json").read_text())["level_sets"]
 Arrays = dict[str, npt.NDArray[Any]]
 
 

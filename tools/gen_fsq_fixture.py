@@ -34,6 +34,7 @@ Level sets the package refuses are skipped and reported on stdout.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Callable
@@ -46,19 +47,9 @@ import torch
 import vector_quantize_pytorch.finite_scalar_quantization as fsq_module
 from vector_quantize_pytorch import FSQ
 
-# The user's set, the FSQ paper's recommended sets (2^8 .. 2^16 codes), and small edge cases.
-LEVEL_SETS = [
-    [8, 6, 5, 5, 4],
-    [8] * 8,
-    [4, 4, 4],
-    [8, 6, 5],
-    [8, 5, 5, 5],
-    [7, 5, 5, 5, 5],
-    [8, 8, 8, 6, 5],
-    [8, 8, 8, 5, 5, 5],
-    [3, 3, 3, 3],
-]
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "fsq"
+# One list of level sets for the generator and the tests.
+LEVEL_SETS = json.loads((OUT / "level_sets.json").read_text())["level_sets"]
 SEED = 20240917
 KIND_NAMES = ["normal1", "normal3", "uniform10", "boundary", "zero", "saturation", "tiny"]
 F32 = npt.NDArray[np.float32]
