@@ -1,0 +1,144 @@
+"""Read TOML tables into typed values, reporting each problem on one line.
+
+A ``Table`` wraps one parsed table with the place it came from (``fsqd.toml [mqtt]``).
+Values are taken by key with the type they must have; ``done()`` then refuses any key
+nobody took, naming the nearest valid one, so a typo never silently falls back to a
+default. Every message starts with the place, then the key, then what was wrong.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from fsqd.errors import ConfigError
+
+T = TypeVar("T")
+
+_MISSING: Any = object()
+
+_KIND_NAMES: dict[type, str] = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a table",
+}
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+class Table:
+    """One TOML table, consumed key by key."""
+
+    def __init__(self, data: Mapping[str, Any], where: str) -> None:
+        self.data = data
+        self.where = where
+        self._taken: set[str] = set()
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        place = f"{self.where} {key}" if key else self.where
+        return ConfigError(f"{place}: {message}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def _raw(self, key: str, default: object) -> object:
+        self._taken.add(key)
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            raise self.error(key, "missing (required)")
+        return default
+
+    def get(self, key: str, kind: type[T], default: T = _MISSING) -> T:
+        """``key`` as ``kind`` (an int is accepted where a float is asked for)."""
+        value = self._raw(key, default)
+        if value is default and default is not _MISSING:
+            return default
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(
+                key, f"expected {_KIND_NAMES.get(kind, kind.__name__)}, got {_describe(value)}"
+            )
+        return value
+
+    def optional(self, key: str, kind: type[T]) -> T | None:
+        if key not in self.data:
+            self._taken.add(key)
+            return None
+        return self.get(key, kind)
+
+    def number(
+        self,
+        key: str,
+        default: float = _MISSING,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+    ) -> float:
+        """A finite float within [low, high] (or (low, high] with ``low_open``)."""
+        v = self.get(key, float, default)
+        bad = not math.isfinite(v)
+        if low is not None:
+            bad = bad or (v <= low if low_open else v < low)
+        if high is not None:
+            bad = bad or v > high
+        if bad:
+            lo = "" if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
+            hi = "" if high is None else f"<= {high:g}"
+            bounds = " and ".join(b for b in (lo, hi) if b) or "finite"
+            raise self.error(key, f"must be {bounds}, got {v:g}")
+        return v
+
+    def integer(
+        self, key: str, default: int = _MISSING, *, low: int | None = None, high: int | None = None
+    ) -> int:
+        v = self.get(key, int, default)
+        if (low is not None and v < low) or (high is not None and v > high):
+            span = f"{'' if low is None else low}..{'' if high is None else high}"
+            raise self.error(key, f"must be in {span}, got {v}")
+        return v
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str = _MISSING) -> str:
+        v = self.get(key, str, default)
+        if v not in choices:
+            raise self.error(
+                key, f"must be one of {', '.join(choices)}, got {v!r}{_near(v, choices)}"
+            )
+        return v
+
+    def table(self, key: str) -> Table:
+        """A sub-table (an empty one when absent)."""
+        value = self._raw(key, {})
+        if not isinstance(value, Mapping):
+            raise self.error(key, f"expected a table, got {_describe(value)}")
+        return Table(value, f"{self.where} [{key}]" if self.where else f"[{key}]")
+
+    def tables(self, key: str) -> list[Table]:
+        """An array of tables (``[[key]]``); empty when absent."""
+        value = self._raw(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+            raise self.error(key, f"expected [[{key}]] tables, got {_describe(value)}")
+        return [Table(v, f"{self.where} [[{key}]] #{i + 1}") for i, v in enumerate(value)]
+
+    def done(self) -> None:
+        """Refuse keys that nobody read, naming the nearest valid key."""
+        for key in self.data:
+            if key not in self._taken:
+                raise self.error(key, f"unknown key{_near(key, self._taken)}")
+
+
+def _near(word: str, valid: set[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
