@@ -103,13 +103,29 @@ def _copy(pkg: ModelPackage, tmp_path: Path) -> Path:
 def test_card_with_more_levels_than_the_encoder_output(
     pkg_d2: ModelPackage, tmp_path: Path
 ) -> None:
-    dst = _copy(pkg_d2, tmp_path)
+    """A projection-stage encoder has no FSQ constants to compare: the probe's width is
+    what catches a card with too many levels."""
+    dst = _projection_copy(pkg_d2, tmp_path)
     card = json.loads((dst / "model.json").read_text())
     card["levels"] = [8] * 8
     card["output"]["width"] = 8
     (dst / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="output is 5 wide but the card declares 8 FSQ levels"):
         CodePipeline(load_package(dst))
+
+
+def _projection_copy(pkg: ModelPackage, tmp_path: Path) -> Path:
+    """The package with its encoder cut before the FSQ bound, card stage 'projection'."""
+    from fsqd.model.surgery import Graph, extract, find_fsq
+
+    full = onnx.load(str(MODELS / "m13_d2" / "full.onnx"))
+    site = find_fsq(Graph(full))
+    dst = _copy(pkg, tmp_path)
+    onnx.save(extract(full, ["imu_data"], [site.projection]), str(dst / "encoder.onnx"))
+    card = json.loads((dst / "model.json").read_text())
+    card["output"] = {"name": site.projection, "stage": "projection", "width": 5}
+    (dst / "model.json").write_text(json.dumps(card))
+    return dst
 
 
 def test_card_width_and_levels_disagree(pkg_d2: ModelPackage, tmp_path: Path) -> None:
@@ -171,16 +187,7 @@ def test_projection_stage_package_applies_the_bound_on_the_host(
 ) -> None:
     """A package whose encoder stops before the bound (stage 'projection') gives the same
     codes: the host runs bound + round instead of round only."""
-    from fsqd.model.surgery import Graph, extract, find_fsq
-
-    full = onnx.load(str(MODELS / "m13_d2" / "full.onnx"))
-    site = find_fsq(Graph(full))
-    encoder = extract(full, ["imu_data"], [site.projection])
-    dst = _copy(pkg_d2, tmp_path)
-    onnx.save(encoder, str(dst / "encoder.onnx"))
-    card = json.loads((dst / "model.json").read_text())
-    card["output"] = {"name": site.projection, "stage": "projection", "width": 5}
-    (dst / "model.json").write_text(json.dumps(card))
+    dst = _projection_copy(pkg_d2, tmp_path)
     want = parity("m13_d2")
     got = CodePipeline(load_package(dst)).encode(want["x"])
     np.testing.assert_array_equal(got.index, want["indices"])

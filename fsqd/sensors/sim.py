@@ -37,7 +37,7 @@ INCLINATION = np.deg2rad(65.0)
 NOISE = {"acc": 0.03, "gyro": 0.005, "mag": 0.4}  # white noise RMS per axis
 _NOISE_BLOCK = 4096  # samples per independently seeded noise block
 _HARMONICS = 3  # sinusoids per angle / acceleration axis
-CSV_CHUNK = 16 * _NOISE_BLOCK  # samples per CSV write: bounded memory, few numpy calls
+CSV_CHUNK = _NOISE_BLOCK  # samples per CSV write: larger chunks only fragment the heap
 
 
 @dataclass(frozen=True)
