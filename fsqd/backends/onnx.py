@@ -115,6 +115,9 @@ class OnnxEncoder:
 
     def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         b = self.fixed_batch
+        if not len(x):
+            # Some exports cannot reshape an empty batch; nothing to run anyway.
+            return np.zeros((0, self.width), np.float32)
         if b is None or len(x) == b:
             return self._run(x)
         out = np.empty((len(x), self.width), np.float32)
