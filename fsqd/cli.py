@@ -165,6 +165,7 @@ def _render_inspect(info: dict[str, Any]) -> str:
             f"fsq        levels {list(card.levels)}, {card.codebook_size} codes",
             "head       " + (", ".join(card.head.labels) if card.head else "none"),
         ]
+        lines += _render_graph(info["graph"])
         for k, v in card.provenance.items():
             lines.append(f"provenance {k}: {v}")
         if info.get("hef"):
@@ -183,6 +184,25 @@ def _render_inspect(info: dict[str, Any]) -> str:
         else:
             lines.append("  hailo8 no unsupported operators")
     return "\n".join(lines)
+
+
+def _render_graph(g: dict[str, Any]) -> list[str]:
+    """The FSQ constants found in encoder.onnx and whether the card agrees with them."""
+    bound = g["bound_in_graph"]
+    if bound is None:
+        found = "no FSQ bound at the encoder's end (the host applies it)"
+    else:
+        nums = ", ".join(f"{k} [{', '.join(f'{v:.7g}' for v in bound[k])}]" for k in
+                         ("half_l", "offset", "shift"))  # fmt: skip
+        found = f"bound {' -> '.join(bound['nodes'])}: levels {bound['levels']}, {nums}"
+    verdict = "agrees with the card" if g["agrees"] else f"DISAGREES: {g['problem']}"
+    batch = g["fixed_batch"]
+    return [
+        f"graph      {found}",
+        f"           {verdict} (stage {g['card_stage']}, levels {g['card_levels']})",
+        "batch      "
+        + ("dynamic" if batch is None else f"fixed {batch} (inputs are sliced and padded)"),
+    ]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
