@@ -89,6 +89,9 @@ def cmd_model_import(args: argparse.Namespace) -> int:
         version=args.model_version,
         sample_rate_hz=args.rate,
         hop=args.hop,
+        channels=args.channels,
+        units=args.units,
+        head_output=args.head_output,
         layout=args.layout,
         description=args.description or "",
         provenance={"trained_on": args.trained_on} if args.trained_on else {},
@@ -292,7 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("--labels", type=_names, help="head class names, in logit order")
     mi.add_argument("--name", help="model name (default: the file's stem)")
     mi.add_argument("--model-version", default="1.0.0", help="model version for the card")
-    mi.add_argument("--rate", type=float, default=100.0, help="sample rate in Hz")
+    mi.add_argument(
+        "--rate", type=float, help="sample rate in Hz of the training data (required unless "
+        "the model's metadata has sample_rate_hz)"
+    )  # fmt: skip
+    mi.add_argument(
+        "--channels", type=_names, help="input channel names in model order (default: ax..mz)"
+    )
+    mi.add_argument("--units", type=_names, help="one unit per channel, e.g. m/s^2,rad/s")
+    mi.add_argument("--head-output", help="the graph output that is the classifier head")
     mi.add_argument("--hop", type=_positive_int, help="default hop (default: half a window)")
     mi.add_argument("--layout", help="input axis order, e.g. NCDT (default: from the shape)")
     mi.add_argument("--description", help="what the model recognises")
