@@ -186,3 +186,26 @@ def test_out_in_an_unwritable_place_is_an_output_error(run_cli: RunCli, tmp_path
     blocker.write_text("")
     code, _, err = run_cli("model", "import", IDX, "--out", blocker / "p", "--rate", "100")
     assert code == 74 and "cannot create the package" in err and err.count("\n") == 1
+
+
+def test_indices_output_that_disagrees_with_the_host_fails_the_self_check(
+    tmp_path: Path,
+) -> None:
+    """The graph's own indices are compared with the host's: a different basis (another
+    index order) must not pass as the same model."""
+    model = onnx.load(str(IDX))
+    basis = np.array([1, 8, 40, 200], np.float32)  # cumprod([1, 8, 5, 5]) for levels 8,5,5,5
+    consts = [n for n in model.graph.node if n.op_type == "Constant"]
+    hit = [
+        n
+        for n in consts
+        if np.array_equal(onnx.numpy_helper.to_array(n.attribute[0].t).reshape(-1), basis)
+    ]
+    assert len(hit) == 1
+    hit[0].attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(basis[::-1].copy()))
+    onnx.save(model, str(tmp_path / "other_basis.onnx"))
+    with pytest.raises(ModelError, match="indices differ from the model's 'fsq_indices'"):
+        import_model(
+            tmp_path / "other_basis.onnx", tmp_path / "p", ImportOptions(sample_rate_hz=RATE)
+        )
+    assert not (tmp_path / "p").exists()
