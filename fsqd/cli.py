@@ -107,7 +107,17 @@ def cmd_model_import(args: argparse.Namespace) -> int:
         f"({card.codebook_size} codes), input {card.input.name} {list(card.input.shape)} "
         f"{card.input.layout}, {head}"
     )
+    found = f"FSQ bound ends at {report.site.end_node}, Round {report.site.round_node}"
+    if card.head is not None:
+        found += f"; head {card.head.input} -> {card.head.output}"
+    if report.index_outputs:
+        found += f"; FSQ indices {', '.join(report.index_outputs)}"
+    if report.other_outputs:
+        found += f"; not kept: {', '.join(report.other_outputs)}"
+    print(f"found {found}")
     check = f"checked on {report.verified_windows} windows: host FSQ codes identical"
+    if report.index_outputs:
+        check += ", indices identical"
     if report.max_logit_diff is not None:
         check += f", max |logit difference| {report.max_logit_diff:.2g}"
     print(check)

@@ -154,6 +154,8 @@ def test_cli_options_and_errors(run_cli: RunCli, tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 0, err
     assert "head with 4 classes" in out
+    assert "FSQ indices fsq_indices; not kept: fsq_codes, behavior_probs" in out
+    assert "host FSQ codes identical, indices identical" in out
 
 
 def test_out_naming_a_file_is_refused_even_with_force(run_cli: RunCli, tmp_path: Path) -> None:

@@ -72,6 +72,8 @@ class ImportReport:
     hailo_parser_command: str
     verified_windows: int
     max_logit_diff: float | None
+    index_outputs: tuple[str, ...] = ()  # FSQ indices the graph returns, checked
+    other_outputs: tuple[str, ...] = ()  # graph outputs the package does not keep
 
 
 def _session(model: Any) -> Any:
@@ -301,7 +303,10 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
             shutil.rmtree(tmp, ignore_errors=True)
 
     command = f"hailo parser onnx {full} --hw-arch hailo8 --end-node-names {site.end_node} -y"
-    return ImportReport(card, site, command, verified, diff)
+    indices = tuple(index_outputs(graph, site.codes)) if site.codes else ()
+    kept = {head_spec.output} if head_spec is not None else set()
+    others = tuple(o for o in graph.outputs if o not in kept and o not in indices)
+    return ImportReport(card, site, command, verified, diff, indices, others)
 
 
 def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, float | None]:
