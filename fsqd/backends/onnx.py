@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from fsqd.errors import ModelError, NoInputError
 from fsqd.model.card import expected_input_shape
-from fsqd.model.graphcheck import check_card_against_graph
+from fsqd.model.graphcheck import check_package
 from fsqd.model.package import ModelPackage
 
 
@@ -66,7 +66,7 @@ class OnnxEncoder:
     def __init__(self, package: ModelPackage, threads: int | None = None) -> None:
         card = package.card
         path = package.encoder_onnx
-        check_card_against_graph(card, load_onnx(path), path)
+        check_package(package)
         self.session = open_session(path, threads)
         inputs = {i.name: i for i in self.session.get_inputs()}
         if card.input.name not in inputs:
