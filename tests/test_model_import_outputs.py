@@ -211,3 +211,28 @@ def test_indices_output_that_disagrees_with_the_host_fails_the_self_check(
             tmp_path / "other_basis.onnx", tmp_path / "p", ImportOptions(sample_rate_hz=RATE)
         )
     assert not (tmp_path / "p").exists()
+
+
+def test_fixed_batch_export_imports_and_runs(run_cli: RunCli, tmp_path: Path) -> None:
+    """torch.onnx.export without dynamic_axes bakes the batch size (8 here) into the graph:
+    the self-check runs the full model in padded slices, the card records the batch size,
+    and the package gives torch's answers for 20 windows (two slices and a padded one)."""
+    full = MODELS / "m13_d1_fb8" / "full.onnx"
+    report = import_model(full, tmp_path / "p", ImportOptions(sample_rate_hz=RATE))
+    assert report.card.input.shape == (8, 9, 1, 100)
+    _check_parity(tmp_path / "p", "m13_d1_fb8")
+    code, out, _ = run_cli("model", "inspect", tmp_path / "p")
+    assert code == 0 and "batch      fixed 8" in out and "agrees with the card" in out
+
+
+def test_card_batch_size_must_match_the_encoder(tmp_path: Path) -> None:
+    import json
+
+    import_model(IDX, tmp_path / "p", ImportOptions(sample_rate_hz=RATE))
+    card = json.loads((tmp_path / "p" / "model.json").read_text())
+    card["input"]["shape"][0] = 4
+    (tmp_path / "p" / "model.json").write_text(json.dumps(card))
+    with pytest.raises(
+        ModelError, match="card's input batch size is 4 but the ONNX input's is dynamic"
+    ):
+        CodePipeline(load_package(tmp_path / "p"))

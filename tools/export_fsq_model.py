@@ -52,6 +52,7 @@ def main() -> None:
         default="logits",
         help="comma-separated graph outputs: logits, codes, indices, probs (default logits)",
     )
+    ap.add_argument("--fixed-batch", type=int, help="export without a dynamic batch axis")
     ap.add_argument("--second-fsq", action="store_true", help="two FSQs (a model to refuse)")
     ap.add_argument("--rate-metadata", type=float, help="record sample_rate_hz in the metadata")
     ap.add_argument("--out", type=Path, required=True)
@@ -61,7 +62,7 @@ def main() -> None:
     model = build(levels, args.classes or None, args.seed, args.channels, args.second_fsq)
     args.out.mkdir(parents=True, exist_ok=True)
     outputs = tuple(args.outputs.split(","))
-    export_onnx(model, args.devices, 100, args.out / "full.onnx", outputs)
+    export_onnx(model, args.devices, 100, args.out / "full.onnx", outputs, args.fixed_batch)
     if args.rate_metadata is not None:
         import onnx
 

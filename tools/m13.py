@@ -96,14 +96,16 @@ def export_onnx(
     window: int,
     path: Path,
     outputs: tuple[str, ...] = ("logits",),
+    fixed_batch: int | None = None,
 ) -> None:
-    """torch.onnx.export like the user's: TorchScript exporter, opset 11, dynamic batch."""
+    """torch.onnx.export like the user's: TorchScript exporter, opset 11, dynamic batch
+    (or, with ``fixed_batch``, no dynamic axes: the batch size is baked into the graph)."""
     # The exporter restores the wrapper's train/eval mode afterwards, and a fresh wrapper is
     # in training mode: without eval() here the model comes back with batch-norm training on.
     model.outputs = outputs
     wrapper = Exported(model).eval()
     channels = model.encoder[0].in_channels
-    dummy = torch.zeros(1, channels, devices, window)
+    dummy = torch.zeros(fixed_batch or 1, channels, devices, window)
     names = [OUTPUT_NAMES[o] for o in outputs]
     torch.onnx.export(
         wrapper,
@@ -113,5 +115,7 @@ def export_onnx(
         opset_version=11,
         input_names=["imu_data"],
         output_names=names,
-        dynamic_axes={"imu_data": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+        dynamic_axes=None
+        if fixed_batch
+        else {"imu_data": {0: "batch"}, **{n: {0: "batch"} for n in names}},
     )

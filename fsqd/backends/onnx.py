@@ -88,6 +88,11 @@ class OnnxEncoder:
         fixed = onnx_shape[0]
         if fixed is not None and fixed < 1:
             raise ModelError(f"{path}: the ONNX input has a batch size of {fixed}")
+        if card.input.shape[0] is not None and card.input.shape[0] != fixed:
+            raise ModelError(
+                f"{path}: the card's input batch size is {card.input.shape[0]} but the ONNX "
+                f"input's is {'dynamic' if fixed is None else fixed}"
+            )
         self.fixed_batch: int | None = fixed
         outputs = [o.name for o in self.session.get_outputs()]
         if card.output.name not in outputs:

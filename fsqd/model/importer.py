@@ -17,6 +17,7 @@ import numpy.typing as npt
 from fsqd import __version__
 from fsqd.backends.onnx import load_onnx, open_session
 from fsqd.errors import ConfigError, ModelError, OutputError, UsageError
+from fsqd.model.batching import fixed_batch_of, run_padded
 from fsqd.model.card import (
     Channel,
     HeadSpec,
@@ -262,7 +263,7 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
         hop=opts.hop or max(1, window // 2),
         devices=devices,
         channels=tuple(Channel(c, u) for c, u in zip(channels, units, strict=True)),
-        input=InputSpec(input_name, layout, tuple([None, *in_shape[1:]])),
+        input=InputSpec(input_name, layout, tuple([fixed_batch_of(in_shape), *in_shape[1:]])),
         output=OutputSpec(site.bounded, "bounded", width),
         levels=site.levels,
         mean=_norm(opts.mean, 0.0, n),
@@ -331,7 +332,9 @@ def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, f
         probe.graph.output.append(
             onnx.helper.make_tensor_value_info(site.codes, onnx.TensorProto.FLOAT, None)
         )
-    outputs = _session(probe).run(None, {card.input.name: x})
+    session = _session(probe)
+    batch = fixed_batch_of(session.get_inputs()[0].shape)
+    outputs = run_padded(lambda v: session.run(None, {card.input.name: v}), x, batch)
     by_name = dict(zip([o.name for o in probe.graph.output], outputs, strict=True))
 
     encoded = pipeline.encode(x)
