@@ -139,13 +139,13 @@ def _read_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def cmd_model_inspect(args: argparse.Namespace) -> int:
-    from fsqd.model.inspect import inspect_package, onnx_summary
+    from fsqd.model.inspect import import_preview, inspect_package, onnx_summary
     from fsqd.model.package import load_package
 
     target: Path | None = args.package
     info: dict[str, Any]
     if target is not None and target.suffix == ".onnx" and target.is_file():
-        info = {"files": {"model": onnx_summary(target)}}
+        info = {"files": {"model": onnx_summary(target)}, "import": import_preview(target)}
     else:
         info = inspect_package(load_package(target))
     if args.json:
@@ -183,6 +183,8 @@ def _render_inspect(info: dict[str, Any]) -> str:
             lines.append(f"provenance {k}: {v}")
         if info.get("hef"):
             lines.append(f"hef        {info['hef']['file']} (present: {info['hef']['present']})")
+    if "import" in info:
+        lines += _render_preview(info["import"])
     for role, f in info["files"].items():
         lines.append(f"[{role}] {f['file']} (opset {f['opset']})")
         for io in ("inputs", "outputs"):
@@ -197,6 +199,26 @@ def _render_inspect(info: dict[str, Any]) -> str:
         else:
             lines.append("  hailo8 no unsupported operators")
     return "\n".join(lines)
+
+
+def _render_preview(p: dict[str, Any]) -> list[str]:
+    """What `fsqd model import` would find in a full export."""
+    if p["fsq"] is None:
+        return [f"import     would fail: {p['problem']}"]
+    heads = p["head_candidates"]
+    if not heads:
+        head = "no head (codes only)"
+    elif len(heads) == 1:
+        head = f"head -> {heads[0]}"
+    else:
+        head = f"several head candidates ({', '.join(heads)}): pass --head-output"
+    rate = p["sample_rate_hz"]
+    return [
+        f"fsq        levels {p['fsq']['levels']}, Round {p['fsq']['round']}, "
+        f"cut at {p['fsq']['end_node']}",
+        f"import     {head}; FSQ indices: {', '.join(p['index_outputs']) or 'none'}; "
+        + (f"sample rate {rate} Hz (metadata)" if rate else "no sample rate: pass --rate"),
+    ]
 
 
 def _render_graph(g: dict[str, Any]) -> list[str]:

@@ -83,3 +83,17 @@ def test_inspect_shows_a_disagreement_and_a_fixed_batch(
     code, out, _ = run_cli("model", "inspect", pkg.path)
     assert "DISAGREES: the card's levels [4, 5, 5, 6, 8]" in out
     assert "batch      fixed 4" in out
+
+
+def test_inspect_full_export_previews_the_import(run_cli: RunCli) -> None:
+    code, out, _ = run_cli("model", "inspect", MODELS / "m13_d1_multi" / "full.onnx")
+    assert code == 0
+    assert "fsq        levels [7, 6, 5, 4], Round /fsq_model/fsq/Round" in out
+    assert "several head candidates (behavior_logits, behavior_probs): pass --head-output" in out
+    assert "FSQ indices: fsq_indices; no sample rate: pass --rate" in out
+    code, out, _ = run_cli("model", "inspect", MODELS / "m13_c6" / "full.onnx", "--json")
+    preview = json.loads(out)["import"]
+    assert preview["head_candidates"] == ["behavior_logits"]
+    assert preview["sample_rate_hz"] == "52"
+    code, out, _ = run_cli("model", "inspect", MODELS / "two_fsq" / "full.onnx")
+    assert code == 0 and "import     would fail: the model has 2 FSQ bounds" in out

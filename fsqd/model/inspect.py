@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from fsqd.backends.onnx import load_onnx, open_session
+from fsqd.errors import ModelError
 from fsqd.model.graphcheck import check_graph
 from fsqd.model.package import ModelPackage
+from fsqd.model.surgery import Graph, find_fsq, head_candidates, index_outputs
 
 # Operators the Hailo-8 Dataflow Compiler does not map to the chip. Round is why the FSQ
 # runs on the host; control flow and data-dependent ops have no dataflow equivalent.
@@ -40,6 +42,25 @@ def onnx_summary(path: Path) -> dict[str, Any]:
         "outputs": [{"name": o.name, "shape": o.shape, "type": o.type} for o in sess.get_outputs()],
         "operators": dict(sorted(ops.items())),
         "hailo8_unsupported": blockers,
+    }
+
+
+def import_preview(path: Path) -> dict[str, Any]:
+    """What `fsqd model import` would find in a full export: the FSQ, the head, the indices."""
+    model = load_onnx(path)
+    graph = Graph(model)
+    try:
+        site = find_fsq(graph)
+    except ModelError as e:
+        return {"fsq": None, "problem": str(e)}
+    heads = head_candidates(graph, site.codes) if site.codes else []
+    meta = {p.key: p.value for p in model.metadata_props}
+    return {
+        "fsq": {"levels": list(site.levels), "end_node": site.end_node, "round": site.round_node},
+        "head_candidates": heads,
+        "index_outputs": index_outputs(graph, site.codes) if site.codes else [],
+        "sample_rate_hz": next((meta[k] for k in ("sample_rate_hz", "rate_hz") if k in meta), None),
+        "problem": None,
     }
 
 
