@@ -89,6 +89,9 @@ def cmd_model_import(args: argparse.Namespace) -> int:
         version=args.model_version,
         sample_rate_hz=args.rate,
         hop=args.hop,
+        channels=args.channels,
+        units=args.units,
+        head_output=args.head_output,
         layout=args.layout,
         description=args.description or "",
         provenance={"trained_on": args.trained_on} if args.trained_on else {},
@@ -104,7 +107,17 @@ def cmd_model_import(args: argparse.Namespace) -> int:
         f"({card.codebook_size} codes), input {card.input.name} {list(card.input.shape)} "
         f"{card.input.layout}, {head}"
     )
+    found = f"FSQ bound ends at {report.site.end_node}, Round {report.site.round_node}"
+    if card.head is not None:
+        found += f"; head {card.head.input} -> {card.head.output}"
+    if report.index_outputs:
+        found += f"; FSQ indices {', '.join(report.index_outputs)}"
+    if report.other_outputs:
+        found += f"; not kept: {', '.join(report.other_outputs)}"
+    print(f"found {found}")
     check = f"checked on {report.verified_windows} windows: host FSQ codes identical"
+    if report.index_outputs:
+        check += ", indices identical"
     if report.max_logit_diff is not None:
         check += f", max |logit difference| {report.max_logit_diff:.2g}"
     print(check)
@@ -126,13 +139,13 @@ def _read_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def cmd_model_inspect(args: argparse.Namespace) -> int:
-    from fsqd.model.inspect import inspect_package, onnx_summary
+    from fsqd.model.inspect import import_preview, inspect_package, onnx_summary
     from fsqd.model.package import load_package
 
     target: Path | None = args.package
     info: dict[str, Any]
     if target is not None and target.suffix == ".onnx" and target.is_file():
-        info = {"files": {"model": onnx_summary(target)}}
+        info = {"files": {"model": onnx_summary(target)}, "import": import_preview(target)}
     else:
         info = inspect_package(load_package(target))
     if args.json:
@@ -165,10 +178,13 @@ def _render_inspect(info: dict[str, Any]) -> str:
             f"fsq        levels {list(card.levels)}, {card.codebook_size} codes",
             "head       " + (", ".join(card.head.labels) if card.head else "none"),
         ]
+        lines += _render_graph(info["graph"])
         for k, v in card.provenance.items():
             lines.append(f"provenance {k}: {v}")
         if info.get("hef"):
             lines.append(f"hef        {info['hef']['file']} (present: {info['hef']['present']})")
+    if "import" in info:
+        lines += _render_preview(info["import"])
     for role, f in info["files"].items():
         lines.append(f"[{role}] {f['file']} (opset {f['opset']})")
         for io in ("inputs", "outputs"):
@@ -183,6 +199,45 @@ def _render_inspect(info: dict[str, Any]) -> str:
         else:
             lines.append("  hailo8 no unsupported operators")
     return "\n".join(lines)
+
+
+def _render_preview(p: dict[str, Any]) -> list[str]:
+    """What `fsqd model import` would find in a full export."""
+    if p["fsq"] is None:
+        return [f"import     would fail: {p['problem']}"]
+    heads = p["head_candidates"]
+    if not heads:
+        head = "no head (codes only)"
+    elif len(heads) == 1:
+        head = f"head -> {heads[0]}"
+    else:
+        head = f"several head candidates ({', '.join(heads)}): pass --head-output"
+    rate = p["sample_rate_hz"]
+    return [
+        f"fsq        levels {p['fsq']['levels']}, Round {p['fsq']['round']}, "
+        f"cut at {p['fsq']['end_node']}",
+        f"import     {head}; FSQ indices: {', '.join(p['index_outputs']) or 'none'}; "
+        + (f"sample rate {rate} Hz (metadata)" if rate else "no sample rate: pass --rate"),
+    ]
+
+
+def _render_graph(g: dict[str, Any]) -> list[str]:
+    """The FSQ constants found in encoder.onnx and whether the card agrees with them."""
+    bound = g["bound_in_graph"]
+    if bound is None:
+        found = "no FSQ bound at the encoder's end (the host applies it)"
+    else:
+        nums = ", ".join(f"{k} [{', '.join(f'{v:.7g}' for v in bound[k])}]" for k in
+                         ("half_l", "offset", "shift"))  # fmt: skip
+        found = f"bound {' -> '.join(bound['nodes'])}: levels {bound['levels']}, {nums}"
+    verdict = "agrees with the card" if g["agrees"] else f"DISAGREES: {g['problem']}"
+    batch = g["fixed_batch"]
+    return [
+        f"graph      {found}",
+        f"           {verdict} (stage {g['card_stage']}, levels {g['card_levels']})",
+        "batch      "
+        + ("dynamic" if batch is None else f"fixed {batch} (inputs are sliced and padded)"),
+    ]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -272,7 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("--labels", type=_names, help="head class names, in logit order")
     mi.add_argument("--name", help="model name (default: the file's stem)")
     mi.add_argument("--model-version", default="1.0.0", help="model version for the card")
-    mi.add_argument("--rate", type=float, default=100.0, help="sample rate in Hz")
+    mi.add_argument(
+        "--rate", type=float, help="sample rate in Hz of the training data (required unless "
+        "the model's metadata has sample_rate_hz)"
+    )  # fmt: skip
+    mi.add_argument(
+        "--channels", type=_names, help="input channel names in model order (default: ax..mz)"
+    )
+    mi.add_argument("--units", type=_names, help="one unit per channel, e.g. m/s^2,rad/s")
+    mi.add_argument("--head-output", help="the graph output that is the classifier head")
     mi.add_argument("--hop", type=_positive_int, help="default hop (default: half a window)")
     mi.add_argument("--layout", help="input axis order, e.g. NCDT (default: from the shape)")
     mi.add_argument("--description", help="what the model recognises")

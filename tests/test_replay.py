@@ -160,7 +160,13 @@ def test_bundled_model_is_the_import_of_its_committed_export(tmp_path: Path) -> 
     assert card.head is not None and card.head.labels == BEHAVIOURS
     assert "simulator" in card.provenance["trained_on"]
     again = tmp_path / "again"
-    opts = ImportOptions(levels=card.levels, mean=card.mean, std=card.std, labels=card.head.labels)
+    opts = ImportOptions(
+        levels=card.levels,
+        mean=card.mean,
+        std=card.std,
+        labels=card.head.labels,
+        sample_rate_hz=card.sample_rate_hz,
+    )
     import_model(MODELS / "default_full.onnx", again, opts)
     assert (again / "encoder.onnx").read_bytes() == bundled.encoder_onnx.read_bytes()
     assert bundled.head_onnx is not None
