@@ -34,8 +34,9 @@ RANDOM_CALIB_OUT = {
 
 
 def _drop_fake_modules() -> None:
-    for name in [m for m in sys.modules if m == "hailo_platform" or m.startswith("hailo_platform.")]:
-        del sys.modules[name]
+    for name in list(sys.modules):
+        if name == "hailo_platform" or name.startswith("hailo_platform."):
+            del sys.modules[name]
 
 
 @pytest.fixture

@@ -199,9 +199,8 @@ def test_status_codes_are_read_from_a_plain_hailort_exception(
     from hailo_platform.pyhailort import _pyhailort
     from hailo_platform.pyhailort.pyhailort import ExceptionWrapper, HailoRTException
 
-    with pytest.raises(HailoRTException) as e:
-        with ExceptionWrapper():
-            raise _pyhailort.HailoRTStatusException(str(code))
+    with pytest.raises(HailoRTException) as e, ExceptionWrapper():
+        raise _pyhailort.HailoRTStatusException(str(code))
     assert type(e.value) is HailoRTException  # no subclass for these codes
     assert status_of(e.value) == code
     bare = HailoRTException(str(e.value))  # e.g. re-raised without its cause
@@ -337,7 +336,7 @@ def test_a_dead_device_raises_after_the_rebuild_fails(npu: HailoEncoder) -> None
     import hailo_platform._fake as fake
 
     fake.STATE.dead = True
-    with pytest.raises(HailoRuntimeError, match="did not come back.*HAILO_OUT_OF_PHYSICAL"):
+    with pytest.raises(HailoRuntimeError, match=r"did not come back.*HAILO_OUT_OF_PHYSICAL"):
         npu(_x(npu.package, 4))
     assert fake.STATE.vdevices_alive == 0
 
