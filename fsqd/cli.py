@@ -305,18 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _log_to_stderr() -> None:
-    """Until logging is configured, structlog prints everything to stdout: keep stdout for
-    results and show only warnings (a fall-back, a range problem) on stderr."""
+    """structlog prints everything to stdout by default: keep stdout for results and show
+    only warnings (a fall-back, a range problem) on stderr. (The daemon configures its own.)"""
     import logging
 
     import structlog
 
-    if not structlog.is_configured():
-        structlog.configure(
-            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-            # Looked up per message, so a replaced sys.stderr (tests, redirections) is honoured.
-            logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
-        )
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        # Looked up per message, so a replaced sys.stderr (tests, redirections) is honoured.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

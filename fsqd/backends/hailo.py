@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -223,10 +224,15 @@ def version_mismatch_message(hp: ModuleType, settings: HailoSettings) -> str:
     )
 
 
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def open_vdevice(
-    hp: ModuleType, settings: HailoSettings, *, sleep: Callable[[float], None] = time.sleep
+    hp: ModuleType, settings: HailoSettings, *, sleep: Callable[[float], None] | None = None
 ) -> Any:
     """One VDevice with the ROUND_ROBIN scheduler, retrying while no device is free."""
+    sleep = sleep or _sleep
     params = hp.VDevice.create_params()
     params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
     if settings.multi_process_service:
@@ -453,8 +459,9 @@ _Run = _InferModelRun | _VStreamsRun
 
 # One VDevice per process: HailoRT ties it to the creating process and the device allows one
 # owner (without hailort.service); a second encoder in the same process would fight the first.
+# A weak reference: an encoder dropped without close() frees the slot with its VDevice.
 _owner_lock = threading.Lock()
-_owner: HailoEncoder | None = None
+_owner: weakref.ref[HailoEncoder] | None = None
 
 
 class HailoEncoder:
@@ -468,7 +475,7 @@ class HailoEncoder:
         hef: Path,
         settings: HailoSettings | None = None,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         global _owner
         self.package = package
@@ -483,12 +490,13 @@ class HailoEncoder:
         self._vdevice: Any = None
         self._run: _Run | None = None
         with _owner_lock:
-            if _owner is not None:
+            other = _owner() if _owner is not None else None
+            if other is not None and not other._closed:
                 raise HailoUnavailableError(
                     "a Hailo encoder is already open in this process (one VDevice per process): "
                     "close it first"
                 )
-            _owner = self
+            _owner = weakref.ref(self)
         try:
             self._open(self.settings.open_attempts)
             assert self._run is not None
@@ -621,7 +629,7 @@ class HailoEncoder:
             worker.shutdown(wait=True)
         self._release()
         with _owner_lock:
-            if _owner is self:
+            if _owner is not None and _owner() is self:
                 _owner = None
 
 
