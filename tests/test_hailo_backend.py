@@ -17,6 +17,7 @@ from hailo_support import (
     RANDOM_CALIB_OUT,
     fake_hailo,
     hef_pkg,
+    structlog_defaults,
     windows,
     write_fake_hef,
 )
@@ -37,7 +38,7 @@ from fsqd.errors import ModelError
 from fsqd.fsq import FSQ
 from fsqd.model.package import ModelPackage
 
-__all__ = ["fake_hailo", "hef_pkg"]  # fixtures used by name
+__all__ = ["fake_hailo", "hef_pkg", "structlog_defaults"]  # fixtures used by name
 
 FAST = HailoSettings(timeout_ms=200, backoff_s=0.0)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import structlog
 from conftest import RunCli, parity
-from hailo_support import fake_hailo, hef_pkg, windows, write_fake_hef
+from hailo_support import fake_hailo, hef_pkg, structlog_defaults, windows, write_fake_hef
 
 from fsqd.backends.base import encode_async
 from fsqd.backends.hailo import HailoEncoder, HailoSettings, HailoVersionError
@@ -20,7 +20,7 @@ from fsqd.backends.select import FallbackEncoder, encoder_stats, hef_path, open_
 from fsqd.errors import ModelError, NoInputError, UsageError
 from fsqd.model.package import ModelPackage
 
-__all__ = ["fake_hailo", "hef_pkg"]
+__all__ = ["fake_hailo", "hef_pkg", "structlog_defaults"]
 
 FAST = HailoSettings(timeout_ms=200, backoff_s=0.0, open_attempts=2)
 
