@@ -805,8 +805,8 @@ class VDevice:
 
     @staticmethod
     def _check_arch(hef: _FakeHef) -> None:
-        # A hailo8 HEF needs a Hailo-8; a hailo8l HEF also runs on a Hailo-8.
-        if hef.arch == "hailo8" and _fake.STATE.architecture != "HAILO8":
+        # Conservative: a HEF runs only on the architecture it was compiled for.
+        if hef.arch.upper() != _fake.STATE.architecture:
             _fail(93)
 
 
