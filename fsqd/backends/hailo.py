@@ -384,7 +384,9 @@ class _InferModelRun:
         self._infer_model = im  # keeps the VDevice's model alive as long as we run it
         self._cim_cm = im.configure()
         self.cim = self._cim_cm.__enter__()
-        self.queue = max(1, int(self.cim.get_async_queue_size()))
+        # Frames one run_async may carry (4.23 has get_async_queue_size; be safe before it).
+        queue_size = getattr(self.cim, "get_async_queue_size", None)
+        self.queue = max(1, int(queue_size())) if callable(queue_size) else 1
 
     def run(self, frames: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         n = len(frames)
