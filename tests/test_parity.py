@@ -101,9 +101,11 @@ def test_projection_stage_codes_are_bounded_first(pkg_d2: ModelPackage) -> None:
         pkg_d2.card, output=dataclasses.replace(pkg_d2.card.output, stage="projection")
     )
     pkg = ModelPackage(pkg_d2.path, card)
-    z = np.array([[10, -10, 10, -10, 10]], np.float32)
-    # Projections 10 and 20 both saturate to the same level: same code only after the bound.
-    assert compare(pkg, "a", z, "b", z * 2).same_codes == 1.0
+    za = np.full((1, 5), 0.1, np.float32)
+    zb = np.full((1, 5), 0.45, np.float32)
+    # Read as bounded values both round to level 0; bounded first (L=8) they give 0 and 1.
+    assert compare(pkg, "a", za, "b", zb).same_codes == 0.0
+    assert compare(pkg_d2, "a", za, "b", zb).same_codes == 1.0
 
 
 def test_bad_inputs(pkg_d2: ModelPackage, tmp_path: Path, w: Path) -> None:

@@ -545,9 +545,6 @@ class HailoEncoder:
             raise HailoUnavailableError(
                 f"{self.hef}: cannot load the HEF on the device ({describe_status(code)}): {e}"
             ) from None
-        except BaseException:
-            self._release()
-            raise
 
     def _release(self) -> None:
         run, vdevice = self._run, self._vdevice
@@ -610,16 +607,6 @@ class HailoEncoder:
             "input_out_of_range_share": round(self.range.share, 6),
             "input_range": [self.range.lo, self.range.hi],
         }
-
-    def reopen(self) -> None:
-        """One attempt to get the device back after a failure (the CPU covers meanwhile)."""
-        if self._worker is None:
-            raise HailoRuntimeError("the Hailo encoder is closed")
-        self._worker.submit(self._reopen).result()
-
-    def _reopen(self) -> None:
-        if self._run is None:
-            self._open(attempts=1)
 
     def close(self) -> None:
         global _owner
