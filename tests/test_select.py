@@ -280,3 +280,16 @@ def test_replay_takes_a_backend(run_cli: RunCli, tmp_path: Path) -> None:
     assert code == 0, err and len(out.splitlines()) == 5
     code, _, err = run_cli("replay", csv, "--backend", "hailo")
     assert code == 66 and "no encoder.hef" in err
+
+
+def test_a_batch_submitted_while_the_npu_closes_runs_on_the_cpu(
+    fake_hailo: ModuleType, hef_pkg: ModelPackage
+) -> None:
+    enc = _fallback(hef_pkg, Clock())
+    x = _x(hef_pkg)
+    try:
+        assert enc._npu is not None
+        enc._npu.close()  # as a fall-back on another thread does, between check and submit
+        np.testing.assert_array_equal(enc(x), OnnxEncoder(hef_pkg)(x))
+    finally:
+        enc.close()
