@@ -410,6 +410,13 @@ def test_describe_device(fake_hailo: ModuleType, tmp_path: Path) -> None:
             }
         ],
     }
+    fake_hailo.STATE.identify_status = 74
+    (dev,) = describe_device(HailoSettings(device_path="/nonexistent"))["devices"]  # type: ignore[index]
+    assert dev == {
+        "id": "0000:01:00.0",
+        "error": "status 74 HAILO_OUT_OF_PHYSICAL_DEVICES; no process visible here holds "
+        "/nonexistent",
+    }
     fake_hailo.STATE.dead = True
     assert describe_device()["devices"] == []  # type: ignore[index]
 

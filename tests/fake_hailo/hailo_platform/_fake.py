@@ -26,6 +26,7 @@ class FakeState:
     fail_status: int = 36
     busy_opens: int = 0  # the next N VDevice creations find the device in use (74)
     fail_loads: int = 0  # the next N HEF loads (create_infer_model / configure) fail (36)
+    identify_status: int = 0  # Control.identify() fails with this status (0: it answers)
     async_queue_size: int = 4
     # Observations for tests.
     vdevices_created: int = 0

@@ -876,6 +876,8 @@ class Control:
     def identify(self) -> BoardInformation:
         with ExceptionWrapper():
             _check_alive()
+            if _fake.STATE.identify_status:
+                _fail(_fake.STATE.identify_status)
             return BoardInformation()
 
 
