@@ -67,7 +67,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from fsqd.service.encode import encode_file
 
     with Output(args.out) as out:
-        n = encode_file(args.model, args.windows, out, batch=args.batch)
+        n = encode_file(args.model, args.windows, out, batch=args.batch, backend=args.backend)
     note(f"encoded {n} windows")
     return 0
 
@@ -240,6 +240,48 @@ def _render_graph(g: dict[str, Any]) -> list[str]:
     ]
 
 
+def cmd_model_calib(args: argparse.Namespace) -> int:
+    from fsqd.model.calib import build_calibration
+    from fsqd.model.package import load_package
+
+    report = build_calibration(
+        load_package(args.package),
+        args.out,
+        recordings=args.recordings or (),
+        sim_minutes=args.sim_minutes,
+        max_windows=args.max_windows,
+        hop=args.hop,
+        seed=args.seed,
+    )
+    print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_model_compile_script(args: argparse.Namespace) -> int:
+    from fsqd.model.compile_script import write_script
+    from fsqd.model.package import load_package
+
+    path, plan = write_script(load_package(args.package), args.out, arch=args.arch)
+    print(f"wrote {path} ({plan.arch}, parse up to {plan.end_node}):")
+    for c in plan.commands:
+        print(f"  {c}")
+    print(f"run it on an x86 host with the Hailo Dataflow Compiler, next to {plan.calib};")
+    print("it leaves encoder.hef in the package directory, where fsqd looks for it")
+    return 0
+
+
+def cmd_model_parity(args: argparse.Namespace) -> int:
+    from fsqd.model.package import load_package
+    from fsqd.model.parity import run_parity
+
+    report = run_parity(load_package(args.package), args.windows, reference=args.reference)
+    if args.json:
+        print(json.dumps(asdict(report) | {"passed": report.passed}, indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.passed else 1
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from fsqd.service.replay import replay
 
@@ -285,6 +327,16 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=_positive_int, help="onnxruntime threads for the encoder (default: cores)"
     )
+    _backend_argument(p)
+
+
+def _backend_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=["auto", "hailo", "onnx"],
+        default="auto",
+        help="encoder: auto (the package's encoder.hef on a Hailo device, else CPU), hailo, onnx",
+    )
 
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
@@ -297,6 +349,29 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", default="0", help="first timestamp: seconds, 'now' or ISO-8601")
     p.add_argument("--iso-time", action="store_true", help="write ISO-8601 UTC timestamps")
     p.add_argument("--no-labels", action="store_true", help="leave out the behaviour column")
+
+
+def _hailo_tool_parsers(msub: Any) -> None:
+    mc = msub.add_parser("calib", help="calibration windows (NHWC) for the Hailo compiler")
+    mc.add_argument("package", type=Path, metavar="PKG")
+    mc.add_argument("--out", type=Path, required=True, metavar="CALIB.npy")
+    mc.add_argument("--from", dest="recordings", type=Path, nargs="+", metavar="RECORDING")
+    mc.add_argument("--sim-minutes", type=float, help="simulated minutes instead of recordings")
+    mc.add_argument("--max-windows", type=_positive_int, default=1024, help="default 1024")
+    mc.add_argument("--hop", type=_positive_int, help="samples between windows (default: card)")
+    mc.add_argument("--seed", type=int, default=0, help="simulator seed")
+    mc.set_defaults(func=cmd_model_calib)
+    ms = msub.add_parser("compile-script", help="write the Dataflow Compiler commands for a HEF")
+    ms.add_argument("package", type=Path, metavar="PKG")
+    ms.add_argument("--arch", choices=["hailo8", "hailo8l"], default="hailo8")
+    ms.add_argument("--out", type=Path, help="script path (default: PKG/compile_hef.sh)")
+    ms.set_defaults(func=cmd_model_compile_script)
+    mp = msub.add_parser("parity", help="compare every available backend on the same windows")
+    mp.add_argument("package", type=Path, metavar="PKG")
+    mp.add_argument("--windows", type=Path, required=True, metavar="W.npy")
+    mp.add_argument("--reference", type=Path, help="encoder outputs from training (N, dim) .npy")
+    mp.add_argument("--json", action="store_true", help="machine-readable output")
+    mp.set_defaults(func=cmd_model_parity)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
     e.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
     e.add_argument("--batch", type=_positive_int, default=1024, help="windows per inference")
+    _backend_argument(e)
     e.set_defaults(func=cmd_encode)
 
     m = sub.add_parser("model", help="import and inspect model packages")
@@ -346,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("package", type=Path, nargs="?", metavar="PKG", help="default: bundled model")
     mn.add_argument("--json", action="store_true", help="machine-readable output")
     mn.set_defaults(func=cmd_model_inspect)
+    _hailo_tool_parsers(msub)
 
     r = sub.add_parser("replay", help="replay a recorded IMU file through the model")
     _replay_arguments(r)
@@ -356,6 +433,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_to_stderr() -> None:
+    """structlog prints everything to stdout by default: keep stdout for results and show
+    only warnings (a fall-back, a range problem) on stderr. (The daemon configures its own.)"""
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        # Looked up per message, so a replaced sys.stderr (tests, redirections) is honoured.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -364,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse exits 2 on bad usage; fsqd uses sysexits throughout (64 = usage).
         return EX_USAGE if e.code == 2 else int(e.code or 0)
     debug = args.debug or os.environ.get("FSQD_DEBUG") == "1"
+    _log_to_stderr()
     func: Command = args.func
     try:
         return func(args)

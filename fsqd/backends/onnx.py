@@ -136,3 +136,6 @@ class OnnxEncoder:
             else:
                 out[i : i + b] = self._run(part)
         return out
+
+    def close(self) -> None:
+        """Nothing to release early: the session goes with the object."""
