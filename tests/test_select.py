@@ -84,6 +84,19 @@ def test_hailo_when_asked_has_no_fallback(fake_hailo: ModuleType, hef_pkg: Model
         enc.close()
 
 
+def test_hailo_refuses_a_card_that_disagrees_with_its_graph(
+    fake_hailo: ModuleType, hef_pkg: ModelPackage
+) -> None:
+    card = json.loads((hef_pkg.path / "model.json").read_text())
+    card["levels"] = list(reversed(card["levels"]))
+    (hef_pkg.path / "model.json").write_text(json.dumps(card))
+    from fsqd.model.package import load_package
+
+    with pytest.raises(ModelError, match=r"disagree with the encoder's FSQ constants"):
+        open_encoder(load_package(hef_pkg.path), "hailo", hailo=FAST)
+    assert fake_hailo.STATE.vdevices_alive == 0
+
+
 def test_auto_without_hailort_is_the_cpu_and_says_why(hef_pkg: ModelPackage) -> None:
     with structlog.testing.capture_logs() as logs:
         enc = open_encoder(hef_pkg)

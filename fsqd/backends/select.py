@@ -31,6 +31,7 @@ from fsqd.backends.hailo import (
 )
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.errors import NoInputError, UsageError
+from fsqd.model.graphcheck import check_package
 from fsqd.model.package import ModelPackage
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,9 @@ def open_encoder(
     hef = hef_path(package)
     settings = hailo or HailoSettings()
     if backend == "hailo":
+        # The NPU never sees encoder.onnx, but the card must still agree with the graph
+        # the HEF was compiled from (the CPU paths check it when their session opens).
+        check_package(package)
         if hef is None:
             raise NoInputError(
                 f"{package.path}: no {HEF_FILE} beside the card; compile one with the script "
