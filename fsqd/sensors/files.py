@@ -120,6 +120,7 @@ class Recording:
     absolute_time: bool  # timestamps are UNIX epoch seconds (known after the first chunk)
     file_devices: int  # devices in the file (fewer than the card's with fill)
     bad_rows: int  # rows skipped (only with skip_bad_rows)
+    timed: bool  # the file has timestamps (else t = k / rate)
     time_unit: str  # s, ms, us, ns or iso: how the time column was read
     time_unit_reason: str  # "given", "detected: step 10 ms -> 100 Hz, ..." for the summary
 
@@ -132,6 +133,7 @@ class Recording:
         self.file_devices = options.devices
         self.columns = ()
         self._scale = _scale_vector(options)
+        self.timed = False
         self.time_unit = "s"
         self.time_unit_reason = "no time column"
         self._seconds_per_unit = 1.0
@@ -273,6 +275,7 @@ class CsvRecording(Recording):
         self.delimiter = max((",", ";", "\t"), key=header.count)
         self.header = [h.strip().strip('"').strip() for h in self._fields(header)]
         self._resolve_columns()
+        self.timed = self.time_index is not None
         self._iso = self._is_iso(first)
         if self.options.time_unit == "iso" and not self._iso and self.time_index is not None:
             raise DataError(f"{self.path}: --time-unit iso, but the time column holds numbers")
@@ -547,6 +550,7 @@ class ArrayRecording(Recording):
         self.t, self.x = self._load()
         if self.t is None and options.rate_hz is None:
             raise DataError(f"{path}: no time array (t, time or timestamp); give --rate")
+        self.timed = self.t is not None
         if self._datetime:
             self.time_unit, self.time_unit_reason = "iso", "datetime64 array"
         elif self.t is not None:

@@ -17,7 +17,7 @@ from typing import TextIO
 import numpy as np
 
 from fsqd.console import note
-from fsqd.errors import DataError, UsageError
+from fsqd.errors import DataError, FsqdError, UsageError
 from fsqd.metrics import StageTimer
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodePipeline, WindowStream, rates_match
@@ -26,10 +26,13 @@ from fsqd.sensors.files import ReadOptions, Recording, open_recording
 from fsqd.sinks.jsonl import Output, write_lines
 from fsqd.sinks.payload import LineFormatter
 from fsqd.stream.chunk import SampleChunk
-from fsqd.stream.resample import estimate_rate
+from fsqd.stream.plausibility import Finding
+from fsqd.stream.timebase import RateEstimate, check_rate, estimate_rate
 from fsqd.stream.windows import WindowBatch
 
 BATCH = 1024  # windows per inference call when replaying as fast as possible
+RATE_AGREEMENT = 0.02  # --rate and the timestamps' fit may differ by this (clock error)
+SPEED_RANGE = (1e-3, 1e6)  # --speed factors that make sense (and do not overflow a sleep)
 
 
 def _speed(text: str) -> float | None:
@@ -39,8 +42,9 @@ def _speed(text: str) -> float | None:
         v = float(text)
     except ValueError:
         v = math.nan
-    if not (v > 0 and math.isfinite(v)):
-        raise UsageError(f"--speed must be 'max' or a positive factor, got {text!r}")
+    lo, hi = SPEED_RANGE
+    if not (lo <= v <= hi):
+        raise UsageError(f"--speed must be 'max' or a factor from {lo:g} to {hi:g}, got {text!r}")
     return v
 
 
@@ -77,6 +81,33 @@ class _Timed:
         return chunk
 
 
+def _input_rate(
+    args: argparse.Namespace, rec: Recording, first: SampleChunk
+) -> tuple[float, RateEstimate | None]:
+    """The input's rate: fitted on the first chunk's timestamps, or --rate without them.
+
+    With both, they must agree within RATE_AGREEMENT: a disagreement means a wrong unit, a
+    wrong --rate or a wrong file, and guessing which would give confident wrong codes.
+    """
+    where = str(args.file)
+    if not rec.timed:
+        check_rate(float(args.rate), where)
+        return float(args.rate), None
+    if len(first.t) < 2:
+        raise DataError(f"{where}: only one sample in the first block; cannot learn the rate")
+    try:
+        est = estimate_rate(first.t, args.max_gap)
+    except FsqdError as e:
+        raise DataError(f"{where}: {e}") from None
+    check_rate(est.rate_hz, where)
+    if args.rate is not None and abs(args.rate - est.rate_hz) > RATE_AGREEMENT * est.rate_hz:
+        raise DataError(
+            f"{where}: --rate {args.rate:g} Hz disagrees with the timestamps' {est.rate_hz:.6g} Hz "
+            f"({rec.time_unit}); drop --rate, or fix the time unit with --time-unit"
+        )
+    return est.rate_hz, est
+
+
 def replay(args: argparse.Namespace) -> int:
     speed = _speed(args.speed)
     if not args.max_gap > 1:
@@ -94,21 +125,38 @@ def replay(args: argparse.Namespace) -> int:
         scale=_scale(args.scale),
         fill=args.fill,
         skip_bad_rows=args.skip_bad_rows,
+        time_unit=args.time_unit,
     )
     rec = open_recording(args.file, options)
     chunks = _Timed(iter(rec.chunks()), timer)
     first = next(chunks, None)
     if first is None or len(first.t) == 0:
         raise DataError(f"{args.file}: no samples")
-    in_rate = args.rate or (estimate_rate(first.t) if len(first.t) > 1 else card.sample_rate_hz)
-    if not rates_match(in_rate, card.sample_rate_hz):
-        if args.no_resample:
-            raise DataError(
-                f"{args.file}: sample rate {in_rate:.4g} Hz is not the model's "
-                f"{card.sample_rate_hz:g} Hz (--no-resample)"
-            )
-        note(f"{args.file}: resampling {in_rate:.4g} Hz -> {card.sample_rate_hz:g} Hz")
-    stream = WindowStream(pkg, in_rate, hop=args.hop, max_gap_periods=args.max_gap, timer=timer)
+    in_rate, est = _input_rate(args, rec, first)
+    resample = not rates_match(in_rate, card.sample_rate_hz)
+    if resample and args.no_resample:
+        raise DataError(
+            f"{args.file}: sample rate {in_rate:.6g} Hz is not the model's "
+            f"{card.sample_rate_hz:g} Hz (--no-resample)"
+        )
+
+    def on_finding(finding: Finding) -> None:
+        if args.strict:
+            raise DataError(f"{args.file}: {finding} (--strict)")
+        note(f"{args.file}: warning: {finding}")
+
+    stream = WindowStream(
+        pkg,
+        in_rate,
+        hop=args.hop,
+        max_gap_periods=args.max_gap,
+        timer=timer,
+        # A logger restart with --skip-bad-rows starts a segment; otherwise the reader has
+        # already refused it with FILE:LINE.
+        on_backwards="segment" if args.skip_bad_rows else "error",
+        respace_gap_s=est.gap_s if est is not None and est.bursty else None,
+        on_finding=on_finding,
+    )
     fmt = LineFormatter(pkg.label, pipeline.labels)
     seen: set[int] = set()
     seq = 0
@@ -129,6 +177,7 @@ def replay(args: argparse.Namespace) -> int:
         for chunk in _chain(first, chunks):
             t_last = float(chunk.t[-1]) if len(chunk.t) else t_last
             yield from stream.push(chunk)
+        yield from stream.flush()
 
     with Output(args.out) as out:
         if speed is None:
@@ -157,8 +206,39 @@ def replay(args: argparse.Namespace) -> int:
             f"{args.file}: no stretch without a gap is as long as one window "
             f"({card.window} samples at {card.sample_rate_hz:g} Hz): no codes"
         )
-    _summary(args.file, rec, chunks.samples, seq, len(seen), stream, timer, wall, t_last - t_first)
+    timing = _timing_line(rec, in_rate, est, stream, card.sample_rate_hz)
+    _summary(
+        args.file, rec, chunks.samples, seq, len(seen), stream, timer, wall, t_last - t_first,
+        timing,
+    )  # fmt: skip
     return 0
+
+
+def _timing_line(
+    rec: Recording, in_rate: float, est: RateEstimate | None, stream: WindowStream, model_hz: float
+) -> str:
+    """What the timestamps said and what was done about them, for the summary."""
+    if est is None:
+        found = f"rate {in_rate:g} Hz (given with --rate; no time column)"
+    else:
+        found = f"time unit {rec.time_unit} ({rec.time_unit_reason}); rate {est.describe()}"
+    done = []
+    if stream.respacer is not None:
+        done.append(
+            f"bursty timestamps re-spaced evenly at {in_rate:.6g} Hz "
+            f"({stream.respacer.anchors} anchor(s) on the real clock)"
+        )
+    r = stream.resampler
+    if r is None:
+        done.append(f"matches the model's {model_hz:g} Hz: not resampled")
+    else:
+        d = r.design
+        done.append(
+            f"resampling {in_rate:.6g} Hz -> {model_hz:g} Hz, positioned by the timestamps "
+            f"(anti-alias low-pass: flat to {d.pass_hz:.3g} Hz, -{d.stop_db:g} dB from "
+            f"{d.stop_hz:.3g} Hz, {2 * d.half_taps} taps)"
+        )
+    return found + ": " + "; ".join(done)
 
 
 class _Batcher:
@@ -218,13 +298,18 @@ def _summary(
     timer: StageTimer,
     wall: float,
     span: float,
+    timing: str,
 ) -> None:
     rate = windows / wall if wall > 0 else 0.0
+    g = stream.gaps
     lines = [
         f"replayed {path}: {samples} samples, {span:.1f} s of data in {wall:.2f} s "
         f"({span / wall if wall > 0 else 0:.0f}x real time)",
-        f"windows {windows}, distinct codes {distinct}, gaps {stream.gaps.gaps} "
-        f"({stream.gaps.gap_seconds:.2f} s), bad rows skipped {rec.bad_rows}",
+        timing,
+        f"windows {windows}, distinct codes {distinct}, gaps {g.gaps} "
+        f"({g.gap_seconds:.2f} s), time going back {g.backwards}, "
+        f"bad rows skipped {rec.bad_rows}",
+        stream.plausibility.summary(),
         f"throughput {rate:.0f} windows/s, {samples / wall if wall > 0 else 0:.0f} samples/s",
         timer.table(windows),
     ]
