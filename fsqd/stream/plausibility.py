@@ -5,7 +5,7 @@ and rad/s without any error and gives confident nonsense. This stage looks at a 
 samples at the start and then periodically (by sample count, so it is chunk-invariant):
 the accelerometer's median magnitude against gravity, the gyro's range and spread, the
 magnetometer's field strength against the Earth's, and the share of values far outside the
-card's training statistics. Each problem is reported once per channel group, with the
+card's training statistics. A problem is reported once per channel group, with the
 likely cause and the ``--scale`` that fixes it. The numbers stay available for a summary
 (replay) or a stats payload (the daemon).
 """
@@ -119,7 +119,7 @@ class Plausibility:
         self.findings: list[Finding] = []
         self.checks = 0  # blocks checked
         self.numbers: dict[str, float] = {}  # latest measurements, by "<group> <what>"
-        self._seen: set[tuple[str, str]] = set()
+        self._seen: set[str] = set()  # groups already warned about
         self._index = 0  # stream samples seen
         self._parts: list[npt.NDArray[np.float32]] = []
 
@@ -180,8 +180,10 @@ class Plausibility:
             far = self._far(g, v)
             if far is not None:
                 found.append(far)
-        fresh = [f for f in found if (f.group, f.kind) not in self._seen]
-        self._seen.update((f.group, f.kind) for f in fresh)
+        # Once per group: its first finding names the likely cause; later ones would be
+        # the same cause seen through another check.
+        fresh = [f for f in found if f.group not in self._seen]
+        self._seen.update(f.group for f in fresh)
         self.findings += fresh
         return fresh
 
