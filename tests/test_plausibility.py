@@ -36,7 +36,11 @@ def findings(x: np.ndarray, chunk: int = 100_000) -> list[str]:
 
 CASES = [
     ("m/s^2, rad/s, uT", recorded(), None),
-    ("milli-g", recorded(accel=1000 / 9.80665), "ax..az look like milli-g .* --scale 'a\\*=0.00980665'"),
+    (
+        "milli-g",
+        recorded(accel=1000 / 9.80665),
+        "ax..az look like milli-g .* --scale 'a\\*=0.00980665'",
+    ),
     ("g", recorded(accel=1 / 9.80665), "ax..az look like g .* --scale 'a\\*=9.80665'"),
     (
         "raw counts ±2 g",
@@ -46,13 +50,19 @@ CASES = [
     ("deg/s", recorded(gyro=180 / math.pi), "gx..gz look like deg/s .* --scale 'g\\*=0.0174533'"),
     ("gauss", recorded(mag=0.01), "mx..mz look like gauss .* --scale 'm\\*=100'"),
     ("nT", recorded(mag=1000), "mx..mz look like nT .* --scale 'm\\*=0.001'"),
-    ("1e30", np.where(np.arange(9) == 4, 1e30, recorded()).astype(np.float32), "gx..gz: values up to 1e\\+30 are not physical"),
+    (
+        "1e30",
+        np.where(np.arange(9) == 4, 1e30, recorded()).astype(np.float32),
+        "gx..gz: values up to 1e\\+30 are not physical",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("what", "x", "pattern"), CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("chunk", [100_000, 37])
-def test_units_are_recognised_with_the_fix(what: str, x: np.ndarray, pattern: str | None, chunk: int) -> None:
+def test_units_are_recognised_with_the_fix(
+    what: str, x: np.ndarray, pattern: str | None, chunk: int
+) -> None:
     got = findings(x, chunk)
     if pattern is None:
         assert got == []
@@ -88,3 +98,10 @@ def test_groups_follow_the_cards_units() -> None:
     p = Plausibility(channels, 1, [0, 0, 1], [1, 1, 1], 50.0)
     (f,) = p.push(recorded(accel=1000 / 9.80665)[:, :3])
     assert "acc_x..acc_z look like milli-g" in f.message and "--scale 'acc_*=0.001'" in f.message
+
+
+def test_channels_without_a_common_prefix_are_named_one_by_one() -> None:
+    channels = [Channel(n, "m/s^2") for n in ("x", "y", "z")]
+    p = Plausibility(channels, 1, [0, 0, 9.8], [1, 1, 1], 100.0)
+    (f,) = p.push(recorded(accel=1 / 9.80665)[:, :3])
+    assert f.message.endswith("--scale 'x=9.80665,y=9.80665,z=9.80665'")

@@ -44,7 +44,9 @@ def tone_gain_db(rin: float, rout: float, f: float, seconds: float = 20.0) -> fl
     ("rin", "rout", "f"),
     [(1000.0, 100.0, 95.0), (1000.0, 100.0, 55.0), (104.0, 100.0, 51.5), (833.0, 100.0, 60.0)],
 )
-def test_a_tone_above_the_new_nyquist_is_at_least_40_db_down(rin: float, rout: float, f: float) -> None:
+def test_a_tone_above_the_new_nyquist_is_at_least_40_db_down(
+    rin: float, rout: float, f: float
+) -> None:
     assert tone_gain_db(rin, rout, f) < -40
 
 

@@ -57,7 +57,7 @@ def test_unit_candidates_and_refusal() -> None:
     assert detect_time_unit(np.arange(100) * 0.001).unit == "s"  # 1 kHz in fractional seconds
     assert detect_time_unit(np.arange(100) * 1.0).unit == "ms"  # integers: 1 kHz, not 1 Hz
     assert detect_time_unit(1.7e9 + np.arange(100) * 1.0).unit == "s"  # 1 Hz epoch seconds
-    with pytest.raises(DataError, match="no unit gives a rate within 1 Hz..10 kHz"):
+    with pytest.raises(DataError, match=r"no unit gives a rate within 1 Hz\.\.10 kHz"):
         detect_time_unit(np.arange(100) * 2e9)
 
 

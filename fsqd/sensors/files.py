@@ -86,7 +86,9 @@ def _check_options(options: ReadOptions) -> None:
     if options.chunk_rows < 1:
         raise UsageError(f"chunk_rows must be >= 1, got {options.chunk_rows}")
     if options.time_unit is not None and options.time_unit not in TIME_UNITS:
-        raise UsageError(f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {options.time_unit!r}")
+        raise UsageError(
+            f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {options.time_unit!r}"
+        )
 
 
 def _scale_vector(options: ReadOptions) -> F64 | None:
@@ -238,9 +240,10 @@ class Recording:
                 if not finite[k].all():
                     raise DataError(f"{where(k)}: NaN or inf value")
                 c = int(np.flatnonzero(~fits[k])[0])
+                scaled = " after --scale" if self._scale is not None else ""
                 raise DataError(
                     f"{where(k)}: value {float(x[k, c]):.6g} in column {self.columns[c]!r} "
-                    f"does not fit float32 (largest {F32_MAX:.4g}{' after --scale' if self._scale is not None else ''})"
+                    f"does not fit float32 (largest {F32_MAX:.4g}{scaled})"
                 )
             self.bad_rows += int((~keep).sum())
             rows = np.flatnonzero(keep)

@@ -13,7 +13,6 @@ likely cause and the ``--scale`` that fixes it. The numbers stay available for a
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,7 +61,7 @@ class _Group:
     sensor: str  # accel | gyro | mag | other
     unit: str
     columns: tuple[int, ...]  # stream columns
-    pattern: str  # --scale pattern naming these channels
+    patterns: tuple[str, ...]  # --scale patterns naming these channels
 
 
 def _groups(channels: Sequence[Channel], devices: int) -> list[_Group]:
@@ -83,18 +82,28 @@ def _groups(channels: Sequence[Channel], devices: int) -> list[_Group]:
     for d in range(devices):
         for (sensor, unit), idx in kinds.items():
             names = [channels[i].name for i in idx]
-            prefix = os.path.commonprefix(names)
-            pattern = f"{prefix}*" if prefix else ",".join(names)
+            prefix = _common_prefix(names)
+            patterns = (f"{prefix}*",) if prefix else tuple(names)
             name = f"{names[0]}..{names[-1]}" if len(names) > 1 else names[0]
             if devices > 1:
                 name += f" (device {d})"
             cols = tuple(d * width + i for i in idx)
-            out.append(_Group(name, sensor, unit, cols, pattern))
+            out.append(_Group(name, sensor, unit, cols, patterns))
     return out
 
 
-def _factor(x: float) -> str:
-    return f"{x:.6g}"
+def _common_prefix(names: Sequence[str]) -> str:
+    """The leading characters all names share ("a" for ax, ay, az)."""
+    first = names[0]
+    n = 0
+    while n < len(first) and all(len(m) > n and m[n] == first[n] for m in names):
+        n += 1
+    return first[:n]
+
+
+def _scale(g: _Group, factor: float) -> str:
+    """The --scale argument that multiplies this group's channels by ``factor``."""
+    return "--scale '" + ",".join(f"{p}={factor:.6g}" for p in g.patterns) + "'"
 
 
 class Plausibility:
@@ -211,7 +220,7 @@ class Plausibility:
             g.name,
             "accel-unit",
             f"{g.name} look like {name} (median |a| {med:.4g} where 1 g is {one_g:.5g} "
-            f"{g.unit}): --scale '{g.pattern}={_factor(one_g / g_in_it)}'",
+            f"{g.unit}): {_scale(g, one_g / g_in_it)}",
         )
 
     def _gyro(self, g: _Group, v: npt.NDArray[np.float64]) -> Finding | None:
@@ -228,13 +237,13 @@ class Plausibility:
                 "gyro-unit",
                 f"{g.name} look like deg/s (99th percentile |w| {p99:.4g}, spread "
                 f"{spread:.0f}x the training data's; rad/s full scale is {full:.3g}): "
-                f"--scale '{g.pattern}={_factor(math.pi / 180)}'",
+                f"{_scale(g, math.pi / 180)}",
             )
         if p99 > 1.2 * full:
             counts = bool(np.all(v == np.round(v)))
             cause = (
                 "raw int16 counts? the factor depends on the full-scale range, e.g. ±2000 "
-                f"deg/s: --scale '{g.pattern}={_factor(2000 / 32768 * deg)}'"
+                f"deg/s: {_scale(g, 2000 / 32768 * deg)}"
                 if counts
                 else "an unknown unit"
             )
@@ -264,7 +273,7 @@ class Plausibility:
             g.name,
             "mag-unit",
             f"{g.name} look like {name} (median |m| {med:.4g} where the Earth's field is "
-            f"about {earth:g} {g.unit}): --scale '{g.pattern}={_factor(earth / typical)}'",
+            f"about {earth:g} {g.unit}): {_scale(g, earth / typical)}",
         )
 
     def _far(self, g: _Group, v: npt.NDArray[np.float64]) -> Finding | None:
