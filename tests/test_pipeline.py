@@ -48,7 +48,7 @@ def test_an_ntp_step_back_is_a_new_segment_for_the_live_policy() -> None:
     live = WindowStream(PKG, 100.0, hop=50, on_backwards="segment")
     starts = feed(live, t, rec.x, [500, 1000, 1500])
     assert live.gaps.backwards == 1 and len(starts) == 2 * ((1000 - 100) // 50 + 1)
-    with pytest.raises(DataError, match="sample 1000: timestamp 5.0 is not after"):
+    with pytest.raises(DataError, match=r"sample 1000: timestamp 5\.0 is not after"):
         feed(WindowStream(PKG, 100.0), t, rec.x, [])
 
 
