@@ -21,6 +21,7 @@ from fsqd.errors import ConfigError, DataError
 from fsqd.stream.chunk import SampleChunk
 
 PHASES = 512  # tabulated fractional offsets; linear between them (error ~1e-6 of the tap)
+MAX_RATIO = 1000.0  # 1 Hz -> 1 kHz at most: beyond, the output would dwarf the input
 WORK_VALUES = 1 << 20  # float64 values per step (weights + sums): bounded whatever the chunk
 
 
@@ -90,6 +91,12 @@ class Resampler:
         for name, rate in (("input", in_rate_hz), ("output", out_rate_hz)):
             if not (math.isfinite(rate) and rate > 0):
                 raise ConfigError(f"resampler {name} rate must be positive, got {rate} Hz")
+        ratio = out_rate_hz / in_rate_hz
+        if not (1 / MAX_RATIO <= ratio <= MAX_RATIO):
+            raise DataError(
+                f"resampling {in_rate_hz:.6g} Hz -> {out_rate_hz:.6g} Hz changes the rate by more "
+                f"than {MAX_RATIO:g}x: is the time unit right?"
+            )
         self.in_rate = in_rate_hz
         self.out_rate = out_rate_hz
         self.design = design(in_rate_hz, out_rate_hz, stop_db=stop_db, drift=drift)
