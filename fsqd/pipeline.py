@@ -60,7 +60,8 @@ class WindowStream:
 
     ``in_rate_hz`` is the input's nominal (or fitted) rate; the resampler runs when it is not
     the card's, or always with ``track_clock`` (a live sensor whose oscillator is a few
-    percent off still lands on the model's grid). ``respace_gap_s`` turns on re-spacing for a
+    percent off still lands on the model's grid). ``copy_windows=False`` hands out windows as
+    strided views (see ``Windower``). ``respace_gap_s`` turns on re-spacing for a
     bursty logger (see ``RateEstimate.bursty``/``gap_s``). Plausibility findings go to
     ``on_finding`` (which may raise to stop) and stay in ``plausibility.findings``.
     """
@@ -77,6 +78,7 @@ class WindowStream:
         respace_gap_s: float | None = None,
         track_clock: bool = False,
         on_finding: Callable[[Finding], None] | None = None,
+        copy_windows: bool = True,
     ) -> None:
         card = package.card
         self.timer = timer or StageTimer()
@@ -92,7 +94,7 @@ class WindowStream:
         self.plausibility = Plausibility(card.channels, card.devices, mean, std, out_rate)
         self._on_finding = on_finding
         self.normalize = Normalizer(mean.tolist(), std.tolist())
-        self.windower = Windower(card.window, hop or card.hop, card.stream_width)
+        self.windower = Windower(card.window, hop or card.hop, card.stream_width, copy=copy_windows)
 
     def push(self, chunk: SampleChunk) -> list[WindowBatch]:
         if self.respacer is not None:

@@ -134,7 +134,9 @@ def test_output_is_bounded_by_the_input() -> None:
 
 def test_absurd_ratios_are_refused_before_any_allocation() -> None:
     """Epoch microseconds read as seconds (1e-4 Hz) would ask for 1e6 outputs per input."""
-    with pytest.raises(DataError, match=r"0\.0001 Hz -> 100 Hz changes the rate by more than 1000x"):
+    with pytest.raises(
+        DataError, match=r"0\.0001 Hz -> 100 Hz changes the rate by more than 1000x"
+    ):
         Resampler(1e-4, 100.0)
     with pytest.raises(DataError, match="more than 1000x"):
         Resampler(1e6, 100.0)

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+import numpy.typing as npt
 
 from fsqd.console import note
 from fsqd.errors import DataError, FsqdError, UsageError
 from fsqd.metrics import StageTimer
+from fsqd.model.card import ModelCard, expected_input_shape
 from fsqd.model.package import load_package
-from fsqd.pipeline import CodePipeline, WindowStream, rates_match
+from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
 from fsqd.sensors.files import ReadOptions, Recording, open_recording
 from fsqd.sinks.jsonl import Output, write_lines
@@ -30,7 +32,9 @@ from fsqd.stream.plausibility import Finding
 from fsqd.stream.timebase import RateEstimate, check_rate, estimate_rate
 from fsqd.stream.windows import WindowBatch
 
-BATCH = 1024  # windows per inference call when replaying as fast as possible
+BATCH = 256  # windows per inference call when replaying as fast as possible
+POOL = 8  # encoder-layout batch buffers in rotation (more than the prefetch queue holds)
+PREFETCH_DEPTH = 4
 RATE_AGREEMENT = 0.02  # --rate and the timestamps' fit may differ by this (clock error)
 SPEED_RANGE = (1e-3, 1e6)  # --speed factors that make sense (and do not overflow a sleep)
 
@@ -115,7 +119,6 @@ def replay(args: argparse.Namespace) -> int:
     pkg = load_package(args.model)
     card = pkg.card
     timer = StageTimer()
-    pipeline = CodePipeline(pkg, threads=args.threads, timer=timer)
     options = ReadOptions(
         channels=card.channel_names,
         devices=card.devices,
@@ -156,21 +159,11 @@ def replay(args: argparse.Namespace) -> int:
         on_backwards="segment" if args.skip_bad_rows else "error",
         respace_gap_s=est.gap_s if est is not None and est.bursty else None,
         on_finding=on_finding,
+        # As fast as possible, windows are copied once, into encoder-layout batches.
+        copy_windows=speed is not None,
     )
-    fmt = LineFormatter(pkg.label, pipeline.labels)
-    seen: set[int] = set()
-    seq = 0
-    wall0 = time.perf_counter()
     t_first = float(first.t[0])
     t_last = t_first
-
-    def emit(out: TextIO, batch: WindowBatch) -> None:
-        nonlocal seq
-        codes = pipeline.encode_windows(batch)
-        with timer.stage("output", len(codes)):
-            write_lines(out, fmt(seq, codes, batch.t_start, batch.t_end))
-        seen.update(np.unique(codes.index).tolist())
-        seq += len(codes)
 
     def windows() -> Iterator[WindowBatch]:
         nonlocal t_last
@@ -179,27 +172,49 @@ def replay(args: argparse.Namespace) -> int:
             yield from stream.push(chunk)
         yield from stream.flush()
 
-    with Output(args.out) as out:
-        if speed is None:
-            # Parse the next chunk while onnxruntime (which releases the GIL) infers this one,
-            # in equal-sized batches: onnxruntime re-plans its memory for every new shape.
-            pending = _Batcher(BATCH)
-            for batch in prefetch(windows(), depth=4):
-                for full in pending.add(batch):
-                    emit(out, full)
-            rest = pending.flush()
-            if rest is not None:
-                emit(out, rest)
-        else:
-            for batch in windows():
-                for i in range(len(batch)):
-                    # Paced: a window is due when its last sample would have arrived.
-                    due = wall0 + (float(batch.t_end[i]) - t_first) / speed
-                    delay = due - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    emit(out, _slice(batch, i, i + 1))
-                    out.flush()
+    def batches() -> Iterator[WindowBatch]:
+        pool = _LayoutPool(card, BATCH, POOL, timer)
+        for batch in windows():
+            # Lazily: each full buffer is handed on before the next one is filled.
+            yield from pool.add(batch)
+        rest = pool.flush()
+        if rest is not None:
+            yield rest
+
+    # Parsing starts now, in its own thread, while onnxruntime loads and builds its session.
+    ahead = prefetch(batches(), depth=PREFETCH_DEPTH) if speed is None else None
+    try:
+        pipeline = CodePipeline(pkg, threads=args.threads, timer=timer)
+        fmt = LineFormatter(pkg.label, pipeline.labels)
+        seen: set[int] = set()
+        seq = 0
+        wall0 = time.perf_counter()
+
+        def emit(out: TextIO, codes: CodeBatch, batch: WindowBatch) -> None:
+            nonlocal seq
+            with timer.stage("output", len(codes)):
+                write_lines(out, fmt(seq, codes, batch.t_start, batch.t_end))
+            seen.update(np.unique(codes.index).tolist())
+            seq += len(codes)
+
+        with Output(args.out) as out:
+            if ahead is not None:
+                for batch in ahead:  # already in the encoder's layout
+                    emit(out, pipeline.encode(batch.x), batch)
+            elif speed is not None:
+                for batch in windows():
+                    for i in range(len(batch)):
+                        # Paced: a window is due when its last sample would have arrived.
+                        due = wall0 + (float(batch.t_end[i]) - t_first) / speed
+                        delay = due - time.perf_counter()
+                        if delay > 0:
+                            time.sleep(delay)
+                        one = _slice(batch, i, i + 1)
+                        emit(out, pipeline.encode_windows(one), one)
+                        out.flush()
+    finally:
+        if ahead is not None:
+            ahead.close()
     wall = time.perf_counter() - wall0
     if seq == 0:
         note(
@@ -241,42 +256,54 @@ def _timing_line(
     return found + ": " + "; ".join(done)
 
 
-class _Batcher:
-    """Regroups window batches of any size into batches of exactly ``size`` windows."""
+class _LayoutPool:
+    """Windows copied once, straight into encoder-layout batches of exactly ``size``.
 
-    def __init__(self, size: int) -> None:
+    Buffers are reused in rotation; ``count`` of them must exceed the batches that can be
+    alive at once (the prefetch queue, the one being encoded and the one being filled).
+    """
+
+    def __init__(self, card: ModelCard, size: int, count: int, timer: StageTimer) -> None:
         self.size = size
-        self._parts: list[WindowBatch] = []
-        self._n = 0
+        self.timer = timer
+        self.shape = expected_input_shape(card)
+        self.split = (card.window, card.devices, len(card.channels))
+        # Axis order of the encoder input within the (N, T, D, C) view of a window batch.
+        pos = {"N": 0, "T": 1, "D": 2, "C": 3}
+        layout = card.input.layout if "D" in card.input.layout else card.input.layout + "D"
+        self.perm = tuple(pos[a] for a in layout)
+        self._buffers = [np.empty((size, *self.shape), np.float32) for _ in range(count)]
+        self._next = 0
+        self._fill = 0
+        self._t_start: list[npt.NDArray[np.float64]] = []
+        self._t_end: list[npt.NDArray[np.float64]] = []
 
     def add(self, batch: WindowBatch) -> Iterator[WindowBatch]:
-        self._parts.append(batch)
-        self._n += len(batch)
-        if self._n < self.size:
-            return
-        whole = _concat(self._parts)
-        cut = self._n - self._n % self.size
-        for i in range(0, cut, self.size):
-            yield _slice(whole, i, i + self.size)
-        self._parts = [_slice(whole, cut, self._n)] if cut < self._n else []
-        self._n -= cut
+        n = len(batch)
+        view = batch.x.reshape(n, *self.split).transpose(self.perm).reshape(n, *self.shape)
+        a = 0
+        while a < n:
+            take = min(self.size - self._fill, n - a)
+            buf = self._buffers[self._next]
+            with self.timer.stage("layout", take):
+                np.copyto(buf[self._fill : self._fill + take], view[a : a + take])
+            self._t_start.append(batch.t_start[a : a + take])
+            self._t_end.append(batch.t_end[a : a + take])
+            self._fill += take
+            a += take
+            if self._fill == self.size:
+                yield self._take()
 
     def flush(self) -> WindowBatch | None:
-        if not self._n:
-            return None
-        whole = _concat(self._parts)
-        self._parts, self._n = [], 0
-        return whole
+        return self._take() if self._fill else None
 
-
-def _concat(parts: list[WindowBatch]) -> WindowBatch:
-    if len(parts) == 1:
-        return parts[0]
-    return WindowBatch(
-        np.concatenate([p.x for p in parts]),
-        np.concatenate([p.t_start for p in parts]),
-        np.concatenate([p.t_end for p in parts]),
-    )
+    def _take(self) -> WindowBatch:
+        buf = self._buffers[self._next][: self._fill]
+        ready = WindowBatch(buf, np.concatenate(self._t_start), np.concatenate(self._t_end))
+        self._next = (self._next + 1) % len(self._buffers)
+        self._fill = 0
+        self._t_start, self._t_end = [], []
+        return ready
 
 
 def _chain(first: SampleChunk, rest: Iterator[SampleChunk]) -> Iterator[SampleChunk]:
