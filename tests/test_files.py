@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fsqd.errors import DataError, FsqdError, NoInputError, UsageError
+from fsqd.sensors import files
 from fsqd.sensors.files import ReadOptions, iso_to_epoch, open_recording
 from fsqd.stream.chunk import SampleChunk
 
@@ -17,6 +18,14 @@ CH = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 OPTS = ReadOptions(channels=CH)
 HEADER = "t," + ",".join(CH)
 T_2026 = 1795341600.0  # 2026-11-22T10:00:00Z
+
+
+@pytest.fixture(autouse=True, params=["pyarrow", "classic"])
+def csv_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with pyarrow's parser (falling back where it must) and without it."""
+    if request.param == "classic":
+        monkeypatch.setattr(files, "_arrow", lambda: None)
+    return str(request.param)
 
 
 def write(path: Path, header: str, rows: list[str]) -> Path:
@@ -579,3 +588,22 @@ def test_a_logger_restart_is_kept_with_skip_bad_rows(tmp_path: Path) -> None:
     rec = open_recording(path, opts(skip_bad_rows=True, chunk_rows=64))
     t = np.concatenate([c.t for c in rec.chunks()])
     assert len(t) == 600 and rec.bad_rows == 1  # the repeated last row only
+
+
+def test_pyarrow_hands_over_to_the_line_reader_at_the_first_block_it_cannot_take(
+    tmp_path: Path, csv_parser: str
+) -> None:
+    body = rows(30000)  # several 1 MB pyarrow blocks
+    body[25000] = body[25000].replace(",", ", x", 1)
+    path = write(tmp_path / "a.csv", HEADER, body)
+    rec = open_recording(path, opts(chunk_rows=4096))
+    got = []
+    with pytest.raises(DataError, match=r"a.csv:25002: 'x250000' in column 'ax' is not a number"):
+        for chunk in rec.chunks():
+            got.append(chunk)
+    assert sum(len(c) for c in got) >= 16384
+    rec = open_recording(path, opts(chunk_rows=4096, skip_bad_rows=True))
+    t = np.concatenate([c.t for c in rec.chunks()])
+    assert len(t) == 29999 and rec.bad_rows == 1
+    want = np.round(np.delete(np.arange(30000), 25000) * 0.01, 6)
+    np.testing.assert_allclose(t, want, atol=1e-9)

@@ -52,6 +52,7 @@ class ReadOptions:
     scale: Mapping[str, float] = field(default_factory=dict)  # channel name or pattern -> factor
     fill: Literal["duplicate"] | None = None  # fewer devices in the file: copy device 0
     skip_bad_rows: bool = False  # also: time going back passes through (a new segment)
+    use_arrow: bool = True  # pyarrow's CSV parser when installed (the `csv` extra)
     chunk_rows: int = 65536
     time_unit: str | None = None  # s, ms, us, ns or iso; default: detected
 
@@ -335,8 +336,9 @@ class CsvRecording(Recording):
         try:
             # Spreadsheet exports start with a byte-order mark; "Unicode text" is UTF-16.
             with self.path.open("rb") as raw:
-                bom = raw.read(2)
-            utf16 = bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+                bom = raw.read(3)
+            utf16 = bom[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+            self._bom = utf16 or bom == codecs.BOM_UTF8
             self._encoding = "utf-16" if utf16 else "utf-8-sig"
             with self._open() as fh:
                 header = fh.readline(MAX_HEADER)
@@ -404,39 +406,150 @@ class CsvRecording(Recording):
             return "-" in value and ":" in value
 
     def chunks(self) -> Iterator[SampleChunk]:
+        """pyarrow's streaming parser when it is installed and the file is plain; the
+        line-by-line reader otherwise, and from the first block pyarrow cannot take."""
+        fast = self._arrow_reader() if self._arrow_ok() else None
+        if fast is None:
+            yield from self._classic_chunks()
+            return
+        state = _ReadState()
+        try:
+            yield from self._arrow_chunks(fast, state)
+            if state.emitted == 0:
+                raise DataError(f"{self.path}: no samples")
+            return
+        except _ArrowFallback:
+            pass
+        # Rows map 1:1 to lines (blank lines are rows of nulls): continue after the last
+        # row handed out, with the reader that names FILE:LINE.
+        yield from self._classic_chunks(state)
+
+    def _arrow_ok(self) -> bool:
+        return (
+            self.options.use_arrow
+            and self._encoding == "utf-8-sig"
+            and not self._bom
+            and not self._iso
+            and _arrow() is not None
+        )
+
+    def _arrow_reader(self) -> Any:
+        pa, pc = _arrow()
+        cols = [f"f{i}" for i in self._columns_used()]
+        try:
+            return pc.open_csv(
+                self.path,
+                read_options=pc.ReadOptions(
+                    block_size=1 << 20, skip_rows=1, autogenerate_column_names=True,
+                    use_threads=False,
+                ),
+                parse_options=pc.ParseOptions(
+                    delimiter=self.delimiter, ignore_empty_lines=False, newlines_in_values=False
+                ),
+                convert_options=pc.ConvertOptions(
+                    include_columns=cols, column_types=dict.fromkeys(cols, pa.float64())
+                ),
+            )  # fmt: skip
+        except (pa.ArrowException, OSError):
+            return None  # e.g. the first block is malformed: the classic reader names it
+
+    def _columns_used(self) -> list[int]:
+        ti = self.time_index
+        return [ti, *self.channel_index] if ti is not None else list(self.channel_index)
+
+    def _arrow_chunks(self, reader: Any, state: _ReadState) -> Iterator[SampleChunk]:
+        pa, _ = _arrow()
+        opts = self.options
+        finish = self._finisher()
+        width = len(self._columns_used())
+        parts: list[F64] = []
+        rows = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowException as e:
+                raise _ArrowFallback from e
+            if batch.num_rows == 0:
+                continue
+            if any(c.null_count for c in batch.columns):
+                raise _ArrowFallback
+            block = np.empty((batch.num_rows, width), np.float64)
+            for j, c in enumerate(batch.columns):
+                data = c.buffers()[1]
+                block[:, j] = np.frombuffer(data, np.float64, count=len(c), offset=8 * c.offset)
+            parts.append(block)
+            rows += len(block)
+            while rows >= opts.chunk_rows:
+                whole = np.concatenate(parts)
+                yield from self._arrow_emit(whole[: opts.chunk_rows], state, finish)
+                parts, rows = [whole[opts.chunk_rows :]], rows - opts.chunk_rows
+        if rows:
+            yield from self._arrow_emit(np.concatenate(parts), state, finish)
+
+    def _arrow_emit(
+        self, data: F64, state: _ReadState, finish: Callable[[F64], npt.NDArray[np.float32]]
+    ) -> Iterator[SampleChunk]:
+        opts = self.options
+        start = state.line_no + 1
+        numbers = np.arange(start, start + len(data), dtype=np.int64)
+        state.line_no += len(data)
+        if self.time_index is not None:
+            t, x = self._to_seconds(data[:, 0].copy()), data[:, 1:]
+        else:
+            t, x = (numbers - 2).astype(np.float64) / float(opts.rate_hz or 1.0), data
+        chunk = self._finish_block(t, x, numbers, state, finish)
+        if chunk is not None:
+            yield chunk
+
+    def _finish_block(
+        self,
+        t: F64,
+        x: F64,
+        numbers: npt.NDArray[np.int64],
+        state: _ReadState,
+        finish: Callable[[F64], npt.NDArray[np.float32]],
+    ) -> SampleChunk | None:
+        t, x = self._check_rows(t, x, _at_line(self.path, numbers), state.last_t)
+        if len(t) == 0:
+            return None
+        if state.last_t is None:
+            self.absolute_time = self._iso or float(t[0]) > ABSOLUTE_AFTER
+        state.last_t = float(t[-1])
+        chunk = SampleChunk(t, finish(x), new_segment=state.emitted == 0)
+        state.emitted += len(t)
+        return chunk
+
+    def _classic_chunks(self, state: _ReadState | None = None) -> Iterator[SampleChunk]:
+        state = state or _ReadState()
         try:
             with self._open() as fh:
-                fh.readline()  # the header, already read
-                yield from self._chunks(fh)
+                # The header, and the rows already read by the fast path.
+                for _ in itertools.islice(fh, state.line_no):
+                    pass
+                yield from self._chunks(fh, state)
         except UnicodeDecodeError:
             raise self._undecodable() from None
         except OSError as e:
             raise NoInputError(f"{self.path}: cannot read: {e.strerror or e}") from None
 
-    def _chunks(self, fh: Iterator[str]) -> Iterator[SampleChunk]:
+    def _chunks(self, fh: Iterator[str], state: _ReadState) -> Iterator[SampleChunk]:
         opts = self.options
         finish = self._finisher()
-        line_no = 1  # the header
-        last_t: float | None = None
-        emitted = 0
         while lines := list(itertools.islice(fh, opts.chunk_rows)):
-            start = line_no + 1
-            line_no += len(lines)
+            start = state.line_no + 1
+            state.line_no += len(lines)
             t, x, numbers = self._parse(lines, start)
             if t is None:
                 # Time from the row's place in the file, so a skipped bad row leaves a hole.
                 t = (numbers - 2).astype(np.float64) / float(opts.rate_hz or 1.0)
             elif not self._iso:
                 t = self._to_seconds(t)
-            t, x = self._check_rows(t, x, _at_line(self.path, numbers), last_t)
-            if len(t) == 0:
-                continue
-            if last_t is None:
-                self.absolute_time = self._iso or float(t[0]) > ABSOLUTE_AFTER
-            last_t = float(t[-1])
-            yield SampleChunk(t, finish(x), new_segment=emitted == 0)
-            emitted += len(t)
-        if emitted == 0:
+            chunk = self._finish_block(t, x, numbers, state, finish)
+            if chunk is not None:
+                yield chunk
+        if state.emitted == 0:
             raise DataError(f"{self.path}: no samples")
 
     def _parse(self, lines: list[str], start: int) -> tuple[F64 | None, F64, npt.NDArray[np.int64]]:
@@ -510,6 +623,29 @@ class CsvRecording(Recording):
         if not self.options.skip_bad_rows:
             raise DataError(f"{self.path}:{line_no}: {why}")
         self.bad_rows += 1
+
+
+@dataclass
+class _ReadState:
+    """Where a CSV read stands: lines consumed (header included), samples handed out."""
+
+    line_no: int = 1
+    last_t: float | None = None
+    emitted: int = 0
+
+
+class _ArrowFallback(Exception):
+    """pyarrow cannot take this block: the line-by-line reader continues from it."""
+
+
+def _arrow() -> Any:
+    """(pyarrow, pyarrow.csv), or None when pyarrow is not installed."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pc
+    except ImportError:
+        return None
+    return pa, pc
 
 
 def _number(text: str, column: str) -> float:
