@@ -11,6 +11,7 @@ timestamps) replayed at the card's default hop; prints wall time and the child's
 
     PYTHONPATH=$PWD python tools/bench_replay.py [--minutes 60] [--rounds 3] [--model PKG]
     PYTHONPATH=$PWD python tools/bench_replay.py --day [--hours 24]
+    (--root DIR replays with another checkout, e.g. `git archive` of an older commit)
 
 Numbers depend on the machine and on what else runs on it: report them with the command.
 """
@@ -74,20 +75,30 @@ def time_raw(pkg: ModelPackage, x: np.ndarray) -> float:
     return time.perf_counter() - t0
 
 
-def run_replay(args: list[str]) -> tuple[float, float, str]:
-    """(wall seconds launch to exit, child peak RSS in MB, stderr) of ``fsqd replay``."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "fsqd", "replay", *args]
+# `python -m fsqd replay ...`, plus the process's own peak RSS (VmHWM) on stderr: the
+# rusage of a child forked from this (large) process would count the fork's pages too.
+CHILD = (
+    "import sys\n"
+    "from fsqd.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "status = open('/proc/self/status').read()\n"
+    "print('VmHWM', status.split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_replay(args: list[str], root: Path = ROOT) -> tuple[float, float, str]:
+    """(wall seconds launch to exit, peak RSS in MB, stderr) of ``fsqd replay``."""
+    env = dict(os.environ, PYTHONPATH=str(root))
+    cmd = [sys.executable, "-c", CHILD, "replay", *args]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.decode()
     if proc.returncode != 0:
         raise SystemExit(f"replay failed ({proc.returncode}): {err}")
-    return wall, usage.ru_maxrss / 1024, err
+    peak_kb = float(err.rsplit("VmHWM", 1)[1].split()[0])
+    return wall, peak_kb / 1024, err
 
 
 def hour(args: argparse.Namespace) -> None:
@@ -109,7 +120,7 @@ def hour(args: argparse.Namespace) -> None:
         raw, full, rss = [], [], []
         for _ in range(args.rounds):
             raw.append(time_raw(pkg, x_windows))
-            wall, peak, _ = run_replay(replay_args)
+            wall, peak, _ = run_replay(replay_args, args.root)
             full.append(wall)
             rss.append(peak)
         lines = sum(1 for _ in out.open())
@@ -146,7 +157,7 @@ def day(args: argparse.Namespace) -> None:
         size = csv.stat().st_size / 1e6
         walls, rss = [], []
         for _ in range(args.rounds):
-            wall, peak, _ = run_replay([str(csv), "--out", str(out)])
+            wall, peak, _ = run_replay([str(csv), "--out", str(out)], args.root)
             walls.append(wall)
             rss.append(peak)
         lines = sum(1 for _ in out.open())
@@ -167,6 +178,9 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
     ap.add_argument("--day", action="store_true", help="a day of data at the default hop")
     ap.add_argument("--hours", type=float, default=24.0, help="with --day: hours of data")
+    ap.add_argument(
+        "--root", type=Path, default=ROOT, help="source tree to replay with (to compare versions)"
+    )
     args = ap.parse_args()
     if args.day:
         day(args)
