@@ -92,7 +92,8 @@ def run_replay(args: list[str], root: Path = ROOT) -> tuple[float, float, str]:
     env = dict(os.environ, PYTHONPATH=str(root))
     cmd = [sys.executable, "-c", CHILD, "replay", *args]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # cwd too: `python -c` puts the working directory first on sys.path.
+    proc = subprocess.run(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - t0
     err = proc.stderr.decode()
     if proc.returncode != 0:
