@@ -607,3 +607,13 @@ def test_pyarrow_hands_over_to_the_line_reader_at_the_first_block_it_cannot_take
     assert len(t) == 29999 and rec.bad_rows == 1
     want = np.round(np.delete(np.arange(30000), 25000) * 0.01, 6)
     np.testing.assert_allclose(t, want, atol=1e-9)
+
+
+def test_npz_integer_milliseconds_are_detected(tmp_path: Path) -> None:
+    x = np.ones((200, 9), np.float32)
+    t = 1_795_341_600_000 + np.floor(np.arange(200) * 1000 / 104).astype(np.int64)
+    np.savez(tmp_path / "ms.npz", t=t, x=x)
+    rec = open_recording(tmp_path / "ms.npz", OPTS)
+    got = np.concatenate([c.t for c in rec.chunks()])
+    assert rec.time_unit == "ms" and rec.absolute_time and got[0] == pytest.approx(T_2026)
+    assert got[-1] - got[0] == pytest.approx(1.913)
