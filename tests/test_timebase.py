@@ -67,3 +67,10 @@ def test_implausible_rates_are_refused_with_the_number(rate: float) -> None:
         check_rate(rate, "f.csv")
     check_rate(1.0)
     check_rate(10_000.0)
+
+
+def test_the_rate_alone_for_callers_that_need_only_it() -> None:
+    from fsqd.stream.resample import estimate_rate as rate_only
+
+    t = np.floor(np.arange(3000) * 1000 / 104) / 1000
+    assert rate_only(t) == estimate_rate(t).rate_hz == pytest.approx(104.0, rel=1e-3)

@@ -19,12 +19,19 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from fsqd.errors import ConfigError, DataError
+from fsqd.stream import timebase
 from fsqd.stream.chunk import SampleChunk
 
 PHASES = 512  # tabulated fractional offsets; linear between them (error ~1e-6 of the tap)
 MAX_RATIO = 1000.0  # 1 Hz -> 1 kHz at most: beyond, the output would dwarf the input
 LOOP_TAPS = 128  # up to here a loop over taps beats gathering them (measured, bench_resample)
 WORK_VALUES = 1 << 20  # float64 values per step (gathered taps + weights): bounded per chunk
+
+
+def estimate_rate(t: npt.ArrayLike) -> float:
+    """The rate in Hz fitted over gap-free stretches (``timebase.estimate_rate`` has the
+    jitter and the burst pattern too)."""
+    return timebase.estimate_rate(t).rate_hz
 
 
 @dataclass(frozen=True)
