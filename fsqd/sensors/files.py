@@ -123,7 +123,7 @@ class Recording:
     absolute_time: bool  # timestamps are UNIX epoch seconds (known after the first chunk)
     file_devices: int  # devices in the file (fewer than the card's with fill)
     bad_rows: int  # rows skipped (only with skip_bad_rows)
-    timed: bool  # the file has timestamps (else t = k / rate)
+    timed: bool  # the file has timestamps (else t = k / rate from --rate)
     time_unit: str  # s, ms, us, ns or iso: how the time column was read
     time_unit_reason: str  # "given", "detected: step 10 ms -> 100 Hz, ..." for the summary
 
@@ -136,9 +136,9 @@ class Recording:
         self.file_devices = options.devices
         self.columns = ()
         self._scale = _scale_vector(options)
-        self.timed = False
+        self.timed = True  # subclasses without timestamps say so
         self.time_unit = "s"
-        self.time_unit_reason = "no time column"
+        self.time_unit_reason = "seconds"
         self._seconds_per_unit = 1.0
 
     def _decide_time_unit(self, probe: F64) -> None:

@@ -94,7 +94,7 @@ def _input_rate(
     wrong --rate or a wrong file, and guessing which would give confident wrong codes.
     """
     where = str(args.file)
-    if not rec.timed:
+    if not rec.timed and args.rate is not None:
         check_rate(float(args.rate), where)
         return float(args.rate), None
     if len(first.t) < 2:
