@@ -105,3 +105,16 @@ def test_channels_without_a_common_prefix_are_named_one_by_one() -> None:
     p = Plausibility(channels, 1, [0, 0, 9.8], [1, 1, 1], 100.0)
     (f,) = p.push(recorded(accel=1 / 9.80665)[:, :3])
     assert f.message.endswith("--scale 'x=9.80665,y=9.80665,z=9.80665'")
+
+
+def test_stats_for_a_payload() -> None:
+    p = Plausibility(CARD.channels, 1, MEAN, STD, 100.0)
+    p.push(recorded(accel=1000 / 9.80665))
+    stats = p.stats()
+    assert stats["checks"] == 5 and stats["warnings"] == 1
+    groups = stats["groups"]
+    assert isinstance(groups, dict)
+    assert set(groups) == {"ax..az", "gx..gz", "mx..mz"}
+    assert 80 < groups["ax..az"]["accel_median_g"] < 130  # milli-g read as m/s^2
+    assert set(groups["gx..gz"]) == {"gyro_p99", "far_pct"}
+    assert 20 < groups["mx..mz"]["mag_median"] < 80

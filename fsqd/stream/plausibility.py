@@ -128,6 +128,9 @@ class Plausibility:
         self.findings: list[Finding] = []
         self.checks = 0  # blocks checked
         self.numbers: dict[str, float] = {}  # latest measurements, by "<group> <what>"
+        # The same, machine-readable: group -> {accel_median_g | gyro_p99 | mag_median |
+        # far_pct: value} (gyro and magnetometer in the card's units).
+        self.by_group: dict[str, dict[str, float]] = {}
         self._seen: set[str] = set()  # groups already warned about
         self._index = 0  # stream samples seen
         self._parts: list[npt.NDArray[np.float32]] = []
@@ -155,6 +158,18 @@ class Plausibility:
         parts = [f"{k} {v:.3g}" for k, v in self.numbers.items()]
         found = f"; {len(self.findings)} warning(s)" if self.findings else ""
         return f"plausibility ({self.checks} block(s)): " + (", ".join(parts) or "-") + found
+
+    def stats(self) -> dict[str, object]:
+        """For a stats payload: blocks checked, warnings, the latest numbers by group."""
+        return {
+            "checks": self.checks,
+            "warnings": len(self.findings),
+            "groups": {k: dict(v) for k, v in self.by_group.items()},
+        }
+
+    def _note(self, g: _Group, key: str, label: str, value: float) -> None:
+        self.numbers[f"{g.name} {label}"] = value
+        self.by_group.setdefault(g.name, {})[key] = value
 
     # -- checks --
 
@@ -199,7 +214,7 @@ class Plausibility:
     def _accel(self, g: _Group, v: npt.NDArray[np.float64]) -> Finding | None:
         one_g = ACCEL_UNITS[g.unit]
         med = float(np.median(np.sqrt((v**2).sum(axis=1))))
-        self.numbers[f"{g.name} |a| median (g)"] = med / one_g
+        self._note(g, "accel_median_g", "|a| median (g)", med / one_g)
         if 0.6 <= med / one_g <= 1.6:
             return None
         integers = bool(np.all(v == np.round(v)))
@@ -227,7 +242,7 @@ class Plausibility:
         full = GYRO_FULL_SCALE[g.unit]
         p99 = float(np.quantile(np.abs(v), 0.99))
         spread = float(np.median(v.std(axis=0) / self.std[list(g.columns)]))
-        self.numbers[f"{g.name} |w| p99 ({g.unit})"] = p99
+        self._note(g, "gyro_p99", f"|w| p99 ({g.unit})", p99)
         deg = math.pi / 180 if g.unit == "rad/s" else 1.0
         # deg/s read as rad/s: beyond a gyro's range but within 2000 deg/s, or 57x the
         # training data's spread (which also catches a calm recording).
@@ -258,7 +273,7 @@ class Plausibility:
     def _mag(self, g: _Group, v: npt.NDArray[np.float64]) -> Finding | None:
         earth = MAG_EARTH[g.unit]
         med = float(np.median(np.sqrt((v**2).sum(axis=1))))
-        self.numbers[f"{g.name} |m| median ({g.unit})"] = med
+        self._note(g, "mag_median", f"|m| median ({g.unit})", med)
         if 0.3 * earth <= med <= 2.5 * earth:  # 15..125 uT: the Earth plus hard iron
             return None
         name, typical = min(MAG_SUSPECTS, key=lambda s: abs(math.log(max(med, 1e-12) / s[1])))
@@ -280,7 +295,7 @@ class Plausibility:
         cols = list(g.columns)
         z = (v - self.mean[cols]) / self.std[cols]
         share = float((np.abs(z) > FAR_SD).mean())
-        self.numbers[f"{g.name} beyond {FAR_SD:g} sd (%)"] = 100 * share
+        self._note(g, "far_pct", f"beyond {FAR_SD:g} sd (%)", 100 * share)
         if share <= FAR_SHARE:
             return None
         return Finding(
