@@ -310,7 +310,17 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
         help="'max' (default: batched, as fast as possible) or a factor of real time, e.g. 1",
     )
     p.add_argument("--time-column", help="name of the timestamp column (default: t/time/timestamp)")
-    p.add_argument("--rate", type=float, help="sample rate in Hz for files without timestamps")
+    p.add_argument(
+        "--rate", type=float, help="sample rate in Hz (files without timestamps; else checked)"
+    )
+    p.add_argument(
+        "--time-unit",
+        choices=["s", "ms", "us", "ns", "iso"],
+        help="unit of the time column (default: detected from magnitude and step)",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="implausible values (wrong units) are errors"
+    )
     p.add_argument("--columns", help="file columns in the card's channel order, comma-separated")
     p.add_argument(
         "--scale",

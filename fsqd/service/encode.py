@@ -16,6 +16,7 @@ from fsqd.errors import DataError, NoInputError
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodePipeline
+from fsqd.sensors.files import NPY_MAGIC
 from fsqd.sinks.jsonl import write_lines
 from fsqd.sinks.payload import LineFormatter
 
@@ -24,6 +25,16 @@ def load_windows(path: Path) -> npt.NDArray[np.floating]:
     """Memory-map a .npy of windows; reject what is not a float array."""
     if not path.is_file():
         raise NoInputError(f"{path}: no such file")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(len(NPY_MAGIC))
+    except OSError as e:
+        raise NoInputError(f"{path}: cannot read: {e.strerror or e}") from None
+    if magic != NPY_MAGIC:
+        raise DataError(
+            f"{path}: not a .npy array; encode takes windows already cut and normalised "
+            f"(N, *input shape); for a recording (CSV, .npz) use: fsqd replay {path}"
+        )
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
