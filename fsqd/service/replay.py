@@ -28,8 +28,8 @@ from fsqd.model.package import load_package
 from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
 from fsqd.sensors.files import ReadOptions, Recording, open_recording
+from fsqd.sinks.batchlines import BatchLineFormatter
 from fsqd.sinks.jsonl import Output, write_lines
-from fsqd.sinks.payload import LineFormatter
 from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.plausibility import Finding
 from fsqd.stream.timebase import RateEstimate, check_rate, estimate_rate
@@ -193,7 +193,7 @@ def replay(args: argparse.Namespace) -> int:
     try:
         encoder = open_encoder(pkg, getattr(args, "backend", "auto"), threads=args.threads)
         pipeline = CodePipeline(pkg, encoder, timer=timer)
-        fmt = LineFormatter(pkg.label, pipeline.labels)
+        fmt = BatchLineFormatter(pkg.label, pipeline.labels)
         seen: set[int] = set()
         seq = 0
         wall0 = time.perf_counter()
