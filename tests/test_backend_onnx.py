@@ -73,10 +73,12 @@ class CountingSession:
 
     def __init__(self, session: Any, log: list[tuple[int, int]], which: int) -> None:
         self._session, self._log, self._which = session, log, which
+        self.inputs: list[bytes] = []
 
     def run(self, output: list[str], feeds: dict[str, np.ndarray]) -> Any:
         (x,) = feeds.values()
         self._log.append((self._which, len(x)))
+        self.inputs.append(x.tobytes())
         return self._session.run(output, feeds)
 
 
@@ -103,9 +105,14 @@ def test_default_threads_are_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -
     assert session_threads(None) == [2, 2]
 
 
-@pytest.mark.parametrize(("threads", "sessions"), [(0, None), (2, 3), (2, 0)])
-def test_impossible_thread_plans_are_usage_errors(threads: int, sessions: int | None) -> None:
-    with pytest.raises(UsageError, match="onnxruntime"):
+@pytest.mark.parametrize(
+    ("threads", "sessions", "match"),
+    [(0, None, "at least 1, got 0"), (2, 3, "3 onnxruntime sessions"), (2, 0, "0 onnxruntime")],
+)
+def test_impossible_thread_plans_are_usage_errors(
+    threads: int, sessions: int | None, match: str
+) -> None:
+    with pytest.raises(UsageError, match=match):
         session_threads(threads, sessions)
 
 
@@ -165,14 +172,18 @@ def test_fixed_batch_encoder_with_two_sessions_pads_the_same(
     single = OnnxEncoder(pkg, threads=2, sessions=1)
     pair = OnnxEncoder(pkg, threads=2)
     log: list[tuple[int, int]] = []
+    one = CountingSession(single.sessions[0], [], 0)
+    single.sessions = [one]
     pair.sessions = [CountingSession(s, log, i) for i, s in enumerate(pair.sessions)]
     want = single(x)
     assert pair(x).tobytes() == want.tobytes()
-    assert pair.submit(x).result().tobytes() == want.tobytes()
-    # Every run had exactly the fixed batch size, padded where the rows ran out.
+    # Every run had exactly the fixed batch size, padded where the rows ran out, and the
+    # same rows together as with one session.
     assert {size for _, size in log} == {batch}
+    assert sorted(s for c in pair.sessions for s in c.inputs) == sorted(one.inputs)
     if n > batch:
         assert {which for which, _ in log} == {0, 1}  # a long call used both sessions
+    assert pair.submit(x).result().tobytes() == want.tobytes()
     pair.close()
     single.close()
 

@@ -190,23 +190,24 @@ class OnnxEncoder:
                 out[i : i + b] = self._run(session, part)
         return out
 
-    def _next(self) -> int:
+    def _turns(self, count: int) -> list[tuple[Any, ThreadPoolExecutor]]:
+        """The next ``count`` sessions in turn, each with the worker that runs it."""
         with self._lock:
             if not self.sessions:
                 raise RuntimeError("the onnxruntime encoder is closed")
-            return next(self._turn) % len(self.sessions)
-
-    def _submit_to(self, k: int, x: npt.NDArray[np.float32]) -> Future[npt.NDArray[np.float32]]:
-        with self._lock:
-            if not self.sessions:
-                raise RuntimeError("the onnxruntime encoder is closed")
-            return self._workers[k].submit(self._encode, self.sessions[k], x)
+            k = len(self.sessions)
+            first = next(self._turn)
+            return [
+                (self.sessions[(first + j) % k], self._workers[(first + j) % k])
+                for j in range(count)
+            ]
 
     def submit(self, x: npt.NDArray[np.float32]) -> Future[npt.NDArray[np.float32]]:
         """Start encoding ``x`` on the next session in turn; the future completes from that
         session's worker thread. Successive batches alternate between the sessions, so a
         caller that keeps two in flight keeps both busy; it must read them in order."""
-        return self._submit_to(self._next(), x)
+        ((session, worker),) = self._turns(1)
+        return worker.submit(self._encode, session, x)
 
     def _pieces(self, n: int) -> list[tuple[int, int]]:
         """Row ranges of one call that may run at once on different sessions."""
@@ -214,7 +215,9 @@ class OnnxEncoder:
         if k < 2 or n < 2:
             return [(0, n)]
         if b is not None:
-            step = b * -(-n // (b * k))  # whole fixed batches, shared out evenly
+            # Whole fixed batches, shared out evenly: every row keeps the batch-mates it
+            # has with one session.
+            step = b * -(-n // (b * k))
         elif n >= SPLIT_MIN:
             step = -(-n // k)
         else:
@@ -222,13 +225,15 @@ class OnnxEncoder:
         return [(i, min(n, i + step)) for i in range(0, n, step)]
 
     def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        first = self._next()
         pieces = self._pieces(len(x))
+        turns = self._turns(len(pieces))
         if len(pieces) == 1:
             # onnxruntime sessions may run from several threads at once: no hand-off needed.
-            return self._encode(self.sessions[first], x)
-        k = len(self.sessions)
-        futures = [self._submit_to((first + j) % k, x[a:z]) for j, (a, z) in enumerate(pieces)]
+            return self._encode(turns[0][0], x)
+        futures = [
+            worker.submit(self._encode, session, x[a:z])
+            for (session, worker), (a, z) in zip(turns, pieces, strict=True)
+        ]
         return np.concatenate([f.result() for f in futures])
 
     def close(self) -> None:

@@ -48,8 +48,6 @@ class BatchLineFormatter:
         t_end: npt.NDArray[np.float64] | None = None,
     ) -> str:
         n = len(batch)
-        if n == 0:
-            return ""
         timed = t_start is not None and t_end is not None
         head = self._labels is not None and batch.label_id is not None and batch.p is not None
         key = (timed, head, n)
