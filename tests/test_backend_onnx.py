@@ -204,3 +204,13 @@ def test_close_finishes_submitted_batches_and_releases_the_sessions(pkg_d2: Mode
         enc.submit(x)
     with pytest.raises(RuntimeError, match="closed"):
         enc(x)
+
+
+def test_sessions_plan_no_memory_pattern(pkg_d2: ModelPackage) -> None:
+    """A memory pattern costs 20-50 MB of peak RSS per session at batch 256 (measured with
+    tools/bench_replay.py --day); every session fsqd opens goes without."""
+    enc = OnnxEncoder(pkg_d2, threads=2)
+    for session in enc.sessions:
+        opts = session.get_session_options()
+        assert not opts.enable_mem_pattern and opts.intra_op_num_threads == 1
+    enc.close()

@@ -280,6 +280,13 @@ def test_replay_as_a_program_writes_everything_and_exits(
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(root)}
     args = [sys.executable, "-m", "fsqd", "replay", str(recording), "--hop", "10"]
+    # Called with arguments, main() returns to its caller, which may have more to do
+    # (checked first: if it did not return, neither would this in-process test).
+    caller = "from fsqd.cli import main; import sys; print('back', main(sys.argv[1:]))"
+    called = subprocess.run(
+        [sys.executable, "-c", caller, *args[3:]], env=env, cwd=tmp_path, capture_output=True
+    )
+    assert called.returncode == 0 and called.stdout.endswith(b"back 0\n")
     proc = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     code, out, _ = run_cli("replay", recording, "--hop", "10")
