@@ -342,7 +342,10 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
         "--max-gap", type=float, default=2.5, help="a step over this many sample periods is a gap"
     )
     p.add_argument(
-        "--threads", type=_positive_int, help="onnxruntime threads for the encoder (default: cores)"
+        "--threads",
+        type=_positive_int,
+        help="onnxruntime threads for the encoder in total, over up to 2 sessions "
+        "(default: usable cores)",
     )
     _backend_argument(p)
 
