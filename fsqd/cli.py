@@ -197,6 +197,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_to_file(args)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from fsqd.config import load_config
+    from fsqd.service.daemon import run_daemon
+    from fsqd.service.simulate import parse_duration
+
+    duration = None if args.duration is None else parse_duration(args.duration)
+    return run_daemon(load_config(args.config), duration_s=duration, stdout=args.stdout)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from fsqd.config import describe, load_config
+
+    print(describe(load_config(args.config)))
+    return 0
+
+
 # -- parser --
 
 
@@ -290,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="write a simulated IMU recording (CSV)")
     _simulate_arguments(s)
     s.set_defaults(func=cmd_simulate)
+
+    rn = sub.add_parser("run", help="the daemon: sensors -> codes -> MQTT (or JSON lines)")
+    rn.add_argument("--config", type=Path, required=True, metavar="CFG", help="TOML config file")
+    rn.add_argument("--duration", help="stop after this long, e.g. 60s, 10m (default: run on)")
+    rn.add_argument("--stdout", action="store_true", help="codes as JSON lines on stdout, no MQTT")
+    rn.set_defaults(func=cmd_run)
+    cc = sub.add_parser("check-config", help="validate a config file and summarise it")
+    cc.add_argument("config", type=Path, metavar="CFG")
+    cc.set_defaults(func=cmd_check_config)
     return p
 
 
