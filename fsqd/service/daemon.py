@@ -148,13 +148,13 @@ class Daemon:
         self.stats_interval_s = config.stats.interval_s
         self.seq = 0
         self._pending: deque[tuple[npt.NDArray[np.float32], float, float]] = deque()
-        self._in_flight: dict[int, tuple[float, float]] = {}  # seq -> (t_end, submitted)
+        self._in_flight: dict[int, float] = {}  # seq -> t_end, until the sink has published it
         self._last_t = -np.inf
         self._started = time.monotonic()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fsqd-infer")
         self._synced: bool | None = clock_synced()
         for sink in self.sinks:
-            sink.on_delivered = self._delivered
+            sink.on_published = self._published
 
     @property
     def backend(self) -> str:
@@ -343,26 +343,22 @@ class Daemon:
             latency,
             self._synced,
         )
-        submitted = self.clock.now()
         for payload, t_end in zip(payloads, batch.t_end.tolist(), strict=True):
             seq = self.seq
             self.seq += 1
-            self._in_flight[seq] = (t_end, submitted)
+            self._in_flight[seq] = t_end
             if len(self._in_flight) > _MAX_IN_FLIGHT:
                 del self._in_flight[next(iter(self._in_flight))]
             for sink in self.sinks:
                 sink.submit_code(payload, seq)
         self.counters.coded += len(codes)
 
-    def _delivered(self, seq: int) -> None:
+    def _published(self, seq: int, latency_s: float) -> None:
         """A sink's acknowledgement (PUBACK, completed write): publish and e2e latency."""
-        entry = self._in_flight.pop(seq, None)
-        if entry is None:
-            return
-        t_end, submitted = entry
-        now = self.clock.now()
-        self.timer.add_seconds("publish", now - submitted)
-        self.timer.add_seconds("e2e", now - t_end)
+        self.timer.add_seconds("publish", latency_s)
+        t_end = self._in_flight.pop(seq, None)
+        if t_end is not None:  # None: spooled by an earlier run, or forgotten long ago
+            self.timer.add_seconds("e2e", self.clock.now() - t_end)
 
     def _check_clock(self) -> None:
         step = self.clock.check()

@@ -3,8 +3,9 @@
 Payloads are built once per window by ``fsqd.sinks.payload`` and handed to every sink
 as bytes. All methods except ``run``/``aclose`` are called on the event loop and must
 not block. A sink reports each code the other side has taken (the broker's PUBACK, a
-completed write) by calling ``on_delivered(seq)`` on the event loop: the daemon turns
-that into the ``publish`` and ``e2e`` latencies.
+completed write) by calling ``on_published(seq, latency_s)`` on the event loop, with
+the time since ``submit_code``: the daemon turns that into the ``publish`` and ``e2e``
+latencies.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-DeliveryCallback = Callable[[int], None]
+PublishedCallback = Callable[[int, float], None]  # (seq, seconds since submit_code)
 
 
 class Sink(Protocol):
-    on_delivered: DeliveryCallback | None
+    on_published: PublishedCallback | None
 
     async def run(self) -> None:
         """The sink's own loop (connection, reconnects) until cancelled."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 
 from fsqd.console import note
 from fsqd.errors import FsqdError, OutputError
-from fsqd.sinks.base import DeliveryCallback
+from fsqd.sinks.base import PublishedCallback
 
 
 def write_lines(out: TextIO, text: str) -> None:
@@ -66,18 +67,19 @@ class JsonLinesSink:
     def __init__(self, out: TextIO, *, meta: TextIO | None = None) -> None:
         self.out = out
         self.meta = meta
-        self.on_delivered: DeliveryCallback | None = None
+        self.on_published: PublishedCallback | None = None
         self.published = 0
 
     async def run(self) -> None:
         await asyncio.Event().wait()  # nothing to connect: idle until cancelled
 
     def submit_code(self, payload: bytes, seq: int) -> None:
+        t0 = time.perf_counter()
         write_lines(self.out, payload.decode() + "\n")
         self.out.flush()
         self.published += 1
-        if self.on_delivered is not None:
-            self.on_delivered(seq)
+        if self.on_published is not None:
+            self.on_published(seq, time.perf_counter() - t0)
 
     def publish_stats(self, payload: bytes) -> None:
         if self.meta is not None:
