@@ -24,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
-import os
 import signal
 import sys
 import time
@@ -45,6 +43,8 @@ from fsqd.errors import ConfigError, FsqdError
 from fsqd.metrics import StageTimer
 from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream
 from fsqd.service.clock import WallClock, clock_synced
+from fsqd.service.logging import configure_logging
+from fsqd.service.systemd import SystemdNotifier
 from fsqd.sinks.base import Sink
 from fsqd.sinks.payload import CodeMessages, info_payload, stats_payload
 from fsqd.stream.chunk import SampleChunk
@@ -457,7 +457,7 @@ class Daemon:
         if new.stats.interval_s != old.stats.interval_s:
             self.stats_interval_s = new.stats.interval_s
         if new.logging.level != old.logging.level:
-            set_log_level(new.logging.level)
+            configure_logging(old.logging.format, new.logging.level)
         restart = [
             name
             for name in ("model", "window", "mqtt", "homeassistant", "service", "sensors")
@@ -507,48 +507,7 @@ def _first_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
     return flat[0]
 
 
-# -- logging (until fsqd.service.logging lands) --
-
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
-_LEVELS["error"] = logging.ERROR
-
-
-def configure_logging(fmt: str = "auto", level: str = "info") -> None:
-    """structlog to stderr: console on a terminal, JSON lines otherwise."""
-    console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-        if console
-        else structlog.processors.JSONRenderer()
-    )
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-
-
-def set_log_level(level: str) -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]))
-
-
 # -- building a daemon from a config --
-
-
-def open_notifier() -> Notifier:
-    if os.environ.get("NOTIFY_SOCKET"):
-        try:
-            from fsqd.service.systemd import SystemdNotifier  # type: ignore[import-not-found]
-        except ImportError:
-            return NullNotifier()
-        notifier: Notifier = SystemdNotifier.from_environ()
-        return notifier
-    return NullNotifier()
 
 
 def open_sinks(config: Config, *, stdout: bool, out: TextIO) -> list[Sink]:
@@ -611,7 +570,7 @@ def run_daemon(
         config,
         acquisition=acquisition,
         sinks=sinks,
-        notifier=open_notifier(),
+        notifier=SystemdNotifier.from_environ(),
         duration_s=duration_s,
     )
     with contextlib.suppress(KeyboardInterrupt):
