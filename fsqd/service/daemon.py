@@ -167,6 +167,7 @@ class Daemon:
         self._wake = asyncio.Event()
         self._work = asyncio.Event()
         self._stop = asyncio.Event()
+        self._reschedule = asyncio.Event()
         self._stopping = False  # stop asked: the pump takes the last samples and ends
         self._input_done = False  # the pump has ended: inference drains the queue and ends
         self._period = self.timer.roll()
@@ -376,7 +377,13 @@ class Daemon:
 
     async def _stats_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.stats_interval_s)
+            try:
+                # A reload that changes the interval restarts the wait.
+                await asyncio.wait_for(self._reschedule.wait(), self.stats_interval_s)
+                self._reschedule.clear()
+                continue
+            except TimeoutError:
+                pass
             self._synced = clock_synced()
             self._publish_stats()
             self._summary_line(final=False)
@@ -456,6 +463,7 @@ class Daemon:
         old = self.config
         if new.stats.interval_s != old.stats.interval_s:
             self.stats_interval_s = new.stats.interval_s
+            self._reschedule.set()
         if new.logging.level != old.logging.level:
             configure_logging(old.logging.format, new.logging.level)
         restart = [
@@ -561,11 +569,16 @@ def open_source(config: Config) -> Acquisition:
 
 
 def run_daemon(
-    config: Config, *, duration_s: float | None, stdout: bool, out: TextIO = sys.stdout
+    config: Config,
+    *,
+    duration_s: float | None,
+    stdout: bool,
+    out: TextIO = sys.stdout,
+    acquisition: Acquisition | None = None,
 ) -> int:
     configure_logging(config.logging.format, config.logging.level)
     sinks = open_sinks(config, stdout=stdout, out=out)
-    acquisition = open_source(config)
+    acquisition = acquisition or open_source(config)
     daemon = Daemon(
         config,
         acquisition=acquisition,
