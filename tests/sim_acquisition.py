@@ -40,6 +40,7 @@ class SimAcquisition:
         self._thread: threading.Thread | None = None
         self.samples = 0
         self.first = True
+        self._block = np.zeros((0, self.channels), np.float32)
 
     def start(self, wake: Callable[[], None]) -> None:
         self._thread = threading.Thread(target=self._run, args=(wake,), daemon=True)
@@ -55,14 +56,22 @@ class SimAcquisition:
             if delay > 0:
                 self._stop.wait(delay)
                 continue
-            rec = self.sim.read(self.chunk)
+            x = self._next(self.chunk)
             t = np.array([sample_time(t0 + (k + i) * period) for i in range(self.chunk)])
             with self._lock:
-                self._out.append(SampleChunk(t, rec.x, new_segment=self.first))
+                self._out.append(SampleChunk(t, x, new_segment=self.first))
                 self.first = False
                 self.samples += self.chunk
             k += self.chunk
             wake()
+
+    def _next(self, n: int) -> np.ndarray:
+        # The simulator makes samples in blocks (its noise is drawn per 4096 samples):
+        # a sensor thread that costs little, like a FIFO read.
+        while len(self._block) < n:
+            self._block = np.concatenate([self._block, self.sim.read(1000).x])
+        x, self._block = self._block[:n], self._block[n:]
+        return x
 
     def read(self) -> list[SampleChunk]:
         with self._lock:
