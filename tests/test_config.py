@@ -11,7 +11,7 @@ from fsqd.config import DEFAULT_STATE_DIR, describe, load_config
 from fsqd.errors import EX_CONFIG, ConfigError
 from fsqd.model.package import bundled_model_path
 
-SENSOR = '[[sensor]]\nbus = "emulated"\n'
+SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
 
 
 def write(tmp_path: Path, body: str, sensor: str = SENSOR) -> Path:
@@ -141,3 +141,10 @@ def test_file_problems(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe[window]")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(binary)
+
+
+@pytest.mark.parametrize("name", ["fsqd.toml", "demo.toml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    root = Path(__file__).resolve().parents[1]
+    c = load_config(root / "configs" / name)
+    assert c.mqtt is not None and len(c.sensors) == 1

@@ -20,7 +20,7 @@ from fsqd.service.clock import WallClock
 from fsqd.service.daemon import Daemon
 from fsqd.sinks.jsonl import JsonLinesSink
 
-SENSOR = '[[sensor]]\nbus = "emulated"\n'
+SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
 
 
 def make_config(tmp_path: Path, body: str = "") -> Config:

@@ -17,7 +17,7 @@ from sdnotify import NotifyListener, unique_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_DAEMON = [sys.executable, str(ROOT / "tests" / "sim_daemon.py")]
-SENSOR = '[[sensor]]\nbus = "emulated"\n'
+SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
 
 
 def env(**extra: str) -> dict[str, str]:
