@@ -67,7 +67,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from fsqd.service.encode import encode_file
 
     with Output(args.out) as out:
-        n = encode_file(args.model, args.windows, out, batch=args.batch)
+        n = encode_file(args.model, args.windows, out, batch=args.batch, backend=args.backend)
     note(f"encoded {n} windows")
     return 0
 
@@ -246,6 +246,16 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=_positive_int, help="onnxruntime threads for the encoder (default: cores)"
     )
+    _backend_argument(p)
+
+
+def _backend_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=["auto", "hailo", "onnx"],
+        default="auto",
+        help="encoder: auto (the package's encoder.hef on a Hailo device, else CPU), hailo, onnx",
+    )
 
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
@@ -274,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
     e.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
     e.add_argument("--batch", type=_positive_int, default=1024, help="windows per inference")
+    _backend_argument(e)
     e.set_defaults(func=cmd_encode)
 
     m = sub.add_parser("model", help="import and inspect model packages")
@@ -318,6 +329,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_to_stderr() -> None:
+    """Until logging is configured, structlog prints everything to stdout: keep stdout for
+    results and show only warnings (a fall-back, a range problem) on stderr."""
+    import logging
+
+    import structlog
+
+    if not structlog.is_configured():
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            # Looked up per message, so a replaced sys.stderr (tests, redirections) is honoured.
+            logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -326,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse exits 2 on bad usage; fsqd uses sysexits throughout (64 = usage).
         return EX_USAGE if e.code == 2 else int(e.code or 0)
     debug = args.debug or os.environ.get("FSQD_DEBUG") == "1"
+    _log_to_stderr()
     func: Command = args.func
     try:
         return func(args)
