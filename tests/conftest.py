@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import structlog
 
 from fsqd.cli import main
 from fsqd.model.importer import ImportOptions, import_model
@@ -59,3 +60,12 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> RunCli:
         return code, out, err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _structlog_unconfigured() -> Iterator[None]:
+    """Each test starts with structlog as a fresh process has it (nothing configured):
+    a test that configures it (capture_logs, configure_logging) must not leave stdout
+    logging behind for the next test's in-process CLI run."""
+    yield
+    structlog.reset_defaults()

@@ -119,6 +119,9 @@ class SlowEncoder:
         time.sleep(self.delay_s)
         return self.inner(x)
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 def test_inference_falling_behind_drops_oldest_windows_and_counts(tmp_path: Path) -> None:
     config = make_config(tmp_path, "[window]\nhop = 1\nmax_pending = 5\nmax_batch = 2\n")

@@ -38,6 +38,7 @@ import numpy.typing as npt
 import structlog
 
 from fsqd.backends.base import Encoder
+from fsqd.backends.select import encoder_stats
 from fsqd.config import Config, load_config
 from fsqd.errors import ConfigError, FsqdError
 from fsqd.metrics import StageTimer
@@ -158,7 +159,8 @@ class Daemon:
 
     @property
     def backend(self) -> str:
-        return str(getattr(self.pipeline.encoder, "name", "onnx"))
+        # Read each time: "auto" falls back to the CPU and returns to the NPU at run time.
+        return self.pipeline.encoder.name
 
     # -- the run --
 
@@ -190,6 +192,7 @@ class Daemon:
         finally:
             self.acq.stop()
             self._executor.shutdown(wait=True)
+            self.pipeline.encoder.close()
             if self.handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
@@ -402,6 +405,8 @@ class Daemon:
         }
         for sink in self.sinks:
             counters.update(sink.counters())
+        encoder = encoder_stats(self.pipeline.encoder)
+        counters.update({f"encoder_{k}": v for k, v in encoder.items() if _is_number(v)})
         payload = stats_payload(
             run=self.run_id,
             node_id=self.config.service.node_id,
@@ -481,6 +486,10 @@ class Daemon:
         )
         self.config = dataclasses.replace(old, stats=new.stats, logging=new.logging)
         self.notifier.ready()
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _differs(a: Any, b: Any) -> bool:
