@@ -8,14 +8,20 @@ survive ``restart()`` on the same port. ``MOSQUITTO`` overrides the binary.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import aiomqtt
 
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 
@@ -190,3 +196,57 @@ class Mosquitto:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Collector:
+    """A subscriber that records (topic, payload, retain) in the background.
+
+    Use inside a running event loop: ``async with Collector(broker, "fsqd/#") as c``.
+    It reconnects on its own, so it can watch across broker restarts.
+    """
+
+    def __init__(self, broker: Mosquitto, *topics: str, **client_options: Any) -> None:
+        self.broker = broker
+        self.topics = topics
+        self.options = client_options
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.broker.host, self.broker.port, **self.options
+                ) as client:
+                    for t in self.topics:
+                        await client.subscribe(t, qos=1)
+                    self._subscribed.set()
+                    async for m in client.messages:
+                        payload = m.payload if isinstance(m.payload, bytes) else b""
+                        self.messages.append((str(m.topic), payload, m.retain))
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+
+    async def __aenter__(self) -> Collector:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._subscribed.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def payloads(self, topic: str) -> list[bytes]:
+        return [p for t, p, _ in self.messages if t == topic]
+
+    async def wait_for(
+        self, predicate: Callable[[Collector], bool], timeout_s: float = 10.0
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; got {len(self.messages)} messages")
+            await asyncio.sleep(0.02)

@@ -114,7 +114,10 @@ class MqttSink:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
+        # on_published(seq, seconds from submit_code to PUBACK); on_delivered(seq) is the
+        # daemon's Sink interface. Both run on the event loop at each PUBACK.
         self.on_published = on_published
+        self.on_delivered: Callable[[int], None] | None = None
         self.discovery = discovery
         self._rng = rng or random.Random()
         self._topic_codes = settings.topic("codes")
@@ -187,7 +190,7 @@ class MqttSink:
             "spooled": self.spooled,
             "spool_depth": self._disk_depth,
             "spool_dropped": self.spool_dropped + self.memory_dropped,
-            "pending": len(self._mem),
+            "unacked": len(self._mem),
             "oldest_unsent_age_s": 0.0 if oldest is None else max(0.0, time.time() - oldest),
             "reconnects": self.reconnects,
             "connect_failures": self.connect_failures,
@@ -263,6 +266,7 @@ class MqttSink:
         failures = 0
         while not self._stop.is_set():
             t_up: float | None = None
+            client: aiomqtt.Client | None = None
             try:
                 client = self._client()
                 async with client:
@@ -280,6 +284,8 @@ class MqttSink:
                     log.warning("mqtt connection lost", error=str(e))
             finally:
                 self.connected = False
+                if client is not None:
+                    _retrieve_disconnect_error(client)
             if t_up is not None and loop.time() - t_up >= self.settings.stable_s:
                 failures = 0
             else:
@@ -429,6 +435,8 @@ class MqttSink:
         if item.on_disk or item.persisting:
             self._pending_deletes.append(item.id)
             self._acked_on_disk.add(item.id)
+        if self.on_delivered is not None:
+            self.on_delivered(item.seq)
         if self.on_published is not None:
             if item.t_mono is not None:
                 latency = time.monotonic() - item.t_mono
@@ -494,3 +502,15 @@ class MqttSink:
         except OutputError as e:
             self.spool_errors += 1
             log.error("spool write failed at stop", error=str(e), lost=len(self._mem))
+
+
+def _retrieve_disconnect_error(client: aiomqtt.Client) -> None:
+    """Mark aiomqtt's disconnect future as seen (its error is already logged above).
+
+    aiomqtt sets an exception on it when the connection drops and only retrieves it
+    through ``client.messages``; otherwise asyncio reports "Future exception was never
+    retrieved" at garbage collection.
+    """
+    fut = client._disconnected
+    if fut.done() and not fut.cancelled():
+        fut.exception()
