@@ -114,10 +114,9 @@ class MqttSink:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        # on_published(seq, seconds from submit_code to PUBACK); on_delivered(seq) is the
-        # daemon's Sink interface. Both run on the event loop at each PUBACK.
+        # on_published(seq, seconds from submit_code to PUBACK), on the event loop; the
+        # daemon sets it after construction (its Sink interface).
         self.on_published = on_published
-        self.on_delivered: Callable[[int], None] | None = None
         self.discovery = discovery
         self._rng = rng or random.Random()
         self._topic_codes = settings.topic("codes")
@@ -435,8 +434,6 @@ class MqttSink:
         if item.on_disk or item.persisting:
             self._pending_deletes.append(item.id)
             self._acked_on_disk.add(item.id)
-        if self.on_delivered is not None:
-            self.on_delivered(item.seq)
         if self.on_published is not None:
             if item.t_mono is not None:
                 latency = time.monotonic() - item.t_mono
