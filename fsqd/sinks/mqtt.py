@@ -244,7 +244,7 @@ class MqttSink:
                 keyfile=None if s.key_file is None else str(s.key_file),
                 cert_reqs=ssl.CERT_REQUIRED,
             )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             s.host,
             s.port,
             identifier=s.client_id,
@@ -259,6 +259,10 @@ class MqttSink:
             tls_insecure=s.tls_insecure if s.tls else None,
             logger=_PAHO_LOGGER,
         )
+        # aiomqtt warns past 10 pending calls; up to max_inflight codes plus the
+        # retained topics are pending by design while a spool drains.
+        client.pending_calls_threshold = s.max_inflight + 10
+        return client
 
     async def _connection_loop(self) -> None:
         loop = asyncio.get_running_loop()
