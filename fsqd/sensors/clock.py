@@ -19,6 +19,9 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def tick(self) -> None:
+        """One step of a busy wait: keeps the CPU (and the GIL) on a real clock."""
+
 
 class SystemClock:
     """The real clocks: time.monotonic, mapped to UNIX time once at creation."""
@@ -33,12 +36,16 @@ class SystemClock:
         if seconds > 0:
             time.sleep(seconds)
 
+    def tick(self) -> None:
+        pass
+
 
 class ManualClock:
     """A clock that advances only through ``sleep``/``advance``; safe across threads."""
 
     def __init__(self, start: float = 1000.0, epoch_offset: float = 1_790_000_000.0) -> None:
         self._t = start
+        self.resolution = 20e-6  # one busy-wait step: about one register read
         self.epoch_offset = epoch_offset
         self._lock = threading.Lock()
 
@@ -52,6 +59,9 @@ class ManualClock:
 
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)
+
+    def tick(self) -> None:
+        self.advance(self.resolution)
 
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]

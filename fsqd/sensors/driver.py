@@ -102,8 +102,8 @@ class MagDriver(Protocol):
 
     def init(self) -> None: ...
 
-    def read(self) -> F64 | None:
-        """Latest (3,) field in uT, or None when no new sample is ready."""
+    def read(self) -> F64:
+        """The latest (3,) field in uT (the output registers, new sample or not)."""
 
     def close(self) -> None: ...
 
