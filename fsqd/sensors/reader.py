@@ -117,6 +117,8 @@ class SensorReader:
             self.reinits += 1
         self.inits += 1
         self.imu.init()
+        if self.inits == 1:  # the chip's own trim is known now; later, the fit is better
+            self.sample_clock.period = 1.0 / self.imu.rate_hint_hz
         if self.mag is not None:
             self.mag.init()
         self.chip_id_error = False
@@ -164,7 +166,9 @@ class SensorReader:
             tb, c, ta = self._count()
             if c != c0:
                 sc.add_anchor(self.total + c0, prev_tb, ta)
-                self._next_anchor_at = ta + ANCHOR_EVERY_S
+                # Anchors come quickly at first (0.1, 0.2, 0.4 .. s) to pin the rate
+                # down before the stamps can drift, then once a second.
+                self._next_anchor_at = ta + min(ANCHOR_EVERY_S, 0.05 * 2 ** len(sc.anchors))
                 return
             if ta > deadline:
                 self._next_anchor_at = ta  # try again at the next burst
