@@ -170,7 +170,7 @@ def test_retrying_bus_does_not_repeat_other_errors() -> None:
 
 
 def test_open_bus_missing_device_says_enable_i2c(tmp_path: Path) -> None:
-    with pytest.raises(NoInputError, match="no such I2C bus .*enable"):
+    with pytest.raises(NoInputError, match=r"no such I2C bus .*enable"):
         open_bus(str(tmp_path / "i2c-9"))
     with pytest.raises(NoInputError, match="/dev/i2c-250"):
         open_bus(250)
@@ -181,7 +181,7 @@ def test_open_bus_permission_denied_names_the_i2c_group(tmp_path: Path) -> None:
     dev = tmp_path / "i2c-1"
     dev.write_bytes(b"")
     dev.chmod(0)
-    with pytest.raises(NoInputError, match="permission denied.*'i2c' group"):
+    with pytest.raises(NoInputError, match=r"permission denied.*'i2c' group"):
         open_bus(str(dev))
 
 

@@ -25,10 +25,11 @@ from fsqd.sensors.sim import G
 
 
 def setup(
-    settings: ImuSettings = ImuSettings(), chip_cls: type[Lsm6dsoxChip] = Lsm6dsoxChip, **kw: float
+    settings: ImuSettings | None = None, **kw: float
 ) -> tuple[ManualClock, Lsm6dsoxChip, EmulatedBus, Lsm6dsox]:
+    settings = settings or ImuSettings()
     clock = ManualClock()
-    chip = chip_cls(0x6A, clock=clock, keep_truth=True, **kw)  # type: ignore[arg-type]
+    chip = Lsm6dsoxChip(0x6A, clock=clock, keep_truth=True, **kw)  # type: ignore[arg-type]
     bus = EmulatedBus([chip], clock=clock)
     return clock, chip, bus, Lsm6dsox(bus, 0x6A, settings)
 
@@ -124,7 +125,7 @@ def test_fifo_overrun_is_reported_then_reset_clears_it() -> None:
 
 def test_overrun_latch_survives_the_fifo_draining() -> None:
     """FIFO_OVR_LATCHED stays set until FIFO_STATUS2 is read, even after a drain."""
-    clock, chip, bus, drv = setup()
+    clock, _, bus, drv = setup()
     drv.init()
     clock.advance(3.0)
     bus.read_i2c_block_data(0x6A, 0x78, 7)  # someone pops a word: OVR_IA clears
