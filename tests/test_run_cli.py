@@ -146,7 +146,7 @@ def test_fsqd_run_with_an_emulated_sensor_prints_codes(tmp_path: Path) -> None:
     cfg = tmp_path / "fsqd.toml"
     cfg.write_text(
         "[window]\nhop = 10\n[logging]\nformat = 'json'\n"
-        '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\nmag_driver = "none"\n'
+        '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
     )
     before = time.time()
     r = subprocess.run(
