@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from fsqd.config import Config, load_config
 from fsqd.service.clock import WallClock
 from fsqd.service.daemon import Daemon, open_sinks
 from fsqd.sinks.jsonl import JsonLinesSink
+from fsqd.stream.chunk import SampleChunk
 
 SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
 
@@ -257,3 +259,90 @@ def test_no_broker_answering_prints_codes_when_the_config_says_so(
     assert [type(s).__name__ for s in open_sinks(prod, stdout=True, out=io.StringIO())] == [
         "JsonLinesSink"
     ]
+
+
+class StepBackSource(SimAcquisition):
+    """Delivers one chunk whose timestamps jump back 5 s (a source stamping with a wall
+    clock that stepped), then goes on from where it was."""
+
+    def read(self) -> list[SampleChunk]:
+        chunks = super().read()
+        out = []
+        for c in chunks:
+            if not self.stepped and self.samples > 150:
+                self.stepped = True
+                out.append(SampleChunk(c.t - 5.0, c.x))
+            else:
+                out.append(c)
+        return out
+
+    stepped = False
+
+
+def test_timestamps_going_backwards_are_dropped_not_fatal(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "[window]\nhop = 10\n")
+    out = io.StringIO()
+    daemon = Daemon(
+        config,
+        acquisition=StepBackSource(chunk=2),
+        sinks=[JsonLinesSink(out)],
+        duration_s=3.0,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    msgs = codes(out)
+    assert daemon.counters.time_errors == 2  # the two samples of the bad chunk
+    assert [m["seq"] for m in msgs] == list(range(len(msgs)))
+    assert len(msgs) >= 10
+    assert all(b > a for a, b in itertools.pairwise(m["t_end"] for m in msgs))
+
+
+class StallingSource(SimAcquisition):
+    """Stops delivering samples after ``stall_after`` samples (a sensor that hangs)."""
+
+    stall_after = 60
+
+    def read(self) -> list[SampleChunk]:
+        chunks = super().read()
+        return chunks if self.samples <= self.stall_after else []
+
+
+def test_watchdog_only_while_samples_advance(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "")
+    notes = Recorder(watchdog_interval_s=0.1)
+    daemon = Daemon(
+        config,
+        acquisition=StallingSource(chunk=2),
+        sinks=[JsonLinesSink(io.StringIO())],
+        notifier=notes,
+        duration_s=2.0,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    # ~0.6 s of samples, then nothing for ~1.4 s: pings stop with the samples.
+    assert 2 <= notes.calls.count("watchdog") <= 9
+
+
+class NeverAcks(JsonLinesSink):
+    """A sink whose other side never confirms (a broker that never sends PUBACK)."""
+
+    def submit_code(self, payload: bytes, seq: int) -> None:
+        self.published += 1
+
+
+def test_unconfirmed_codes_do_not_grow_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fsqd.service.daemon._MAX_IN_FLIGHT", 5)
+    config = make_config(tmp_path, "[window]\nhop = 5\n")
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[NeverAcks(io.StringIO())],
+        duration_s=2.0,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    assert daemon.seq > 10
+    assert len(daemon._in_flight) == 5
+    assert min(daemon._in_flight) == daemon.seq - 5  # the newest are kept
