@@ -18,6 +18,7 @@ from sim_acquisition import SimAcquisition
 
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.config import Config, load_config
+from fsqd.errors import OutputError
 from fsqd.service.clock import WallClock
 from fsqd.service.daemon import Daemon, open_sinks
 from fsqd.sinks.jsonl import JsonLinesSink
@@ -346,3 +347,65 @@ def test_unconfirmed_codes_do_not_grow_memory(
     assert daemon.seq > 10
     assert len(daemon._in_flight) == 5
     assert min(daemon._in_flight) == daemon.seq - 5  # the newest are kept
+
+
+def test_stop_drains_windows_still_waiting_for_inference(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "[window]\nhop = 5\nmax_pending = 1000\nmax_batch = 4\n")
+    out = io.StringIO()
+    # 20 windows/s in, at most 4 per 0.3 s out: a backlog builds up until the stop.
+    slow = SlowEncoder(OnnxEncoder(config.model.package), 0.3)
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[JsonLinesSink(out)],
+        encoder=slow,
+        duration_s=2.5,
+        handle_signals=False,
+    )
+    backlog: list[int] = []
+    daemon.stop = lambda why="stop", stop=daemon.stop: (  # type: ignore[method-assign]
+        backlog.append(len(daemon._pending)),
+        stop(why),
+    )[-1]
+    assert run(daemon) == 0
+    msgs = codes(out)
+    assert backlog[0] >= 5  # there was something to drain
+    assert daemon.counters.dropped == 0
+    assert len(msgs) == daemon.counters.windows  # every window cut was coded and written
+    assert [m["seq"] for m in msgs] == list(range(len(msgs)))
+
+
+def test_ready_waits_for_the_first_samples(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "")
+    notes = Recorder(watchdog_interval_s=0.1)
+    mute = StallingSource(chunk=2)
+    mute.stall_after = -1  # never delivers
+    daemon = Daemon(
+        config,
+        acquisition=mute,
+        sinks=[JsonLinesSink(io.StringIO())],
+        notifier=notes,
+        duration_s=0.8,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    assert "ready" not in notes.calls and "watchdog" not in notes.calls
+    assert "stopping" in notes.calls
+
+
+class BrokenSink(JsonLinesSink):
+    async def run(self) -> None:
+        raise OutputError("spool: disk full")
+
+
+def test_a_failing_sink_ends_the_run_with_its_own_error(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "")
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[BrokenSink(io.StringIO())],
+        duration_s=5.0,
+        handle_signals=False,
+    )
+    with pytest.raises(OutputError, match="disk full"):
+        run(daemon)
