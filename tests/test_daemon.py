@@ -153,6 +153,17 @@ def test_inference_falling_behind_drops_oldest_windows_and_counts(tmp_path: Path
     assert msgs[-1]["latency_ms"] < 1000
 
 
+class StepAwareSink(JsonLinesSink):
+    """A sink holding built codes (like a spool) is told of each step."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        super().__init__(out)
+        self.steps: list[float] = []
+
+    def clock_stepped(self, step_s: float) -> None:
+        self.steps.append(step_s)
+
+
 def test_wall_clock_step_remaps_unsent_windows_and_stream_goes_on(tmp_path: Path) -> None:
     config = make_config(tmp_path, "[window]\nhop = 10\n")
     step = [0.0]
@@ -160,10 +171,11 @@ def test_wall_clock_step_remaps_unsent_windows_and_stream_goes_on(tmp_path: Path
     out = io.StringIO()
     # Slow inference keeps windows pending while the clock steps.
     slow = SlowEncoder(OnnxEncoder(config.model.package), 0.05)
+    sink = StepAwareSink(out)
     daemon = Daemon(
         config,
         acquisition=SimAcquisition(chunk=2),
-        sinks=[JsonLinesSink(out)],
+        sinks=[sink],
         encoder=slow,
         clock=clock,
         duration_s=3.0,
@@ -179,6 +191,7 @@ def test_wall_clock_step_remaps_unsent_windows_and_stream_goes_on(tmp_path: Path
     msgs = codes(out)
     assert [m["seq"] for m in msgs] == list(range(len(msgs)))
     assert daemon.counters.clock_steps == 1
+    assert len(sink.steps) == 1 and sink.steps[0] == pytest.approx(3600.0, abs=0.01)
     t_end = np.array([m["t_end"] for m in msgs])
     jumps = np.diff(t_end)
     # One jump of an hour; everything else the hop.
