@@ -15,12 +15,14 @@ import os
 import re
 import socket
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fsqd.errors import ConfigError, FsqdError
 from fsqd.model.package import ModelPackage, load_package
+from fsqd.sinks.homeassistant import HomeAssistantSettings, parse_homeassistant
+from fsqd.sinks.mqtt import MqttSettings, parse_mqtt
 from fsqd.tomlcheck import Table
 
 BACKENDS = ("auto", "hailo", "onnx")
@@ -67,23 +69,6 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
-class MqttSettings:
-    """Stand-in until ``fsqd.sinks.mqtt.MqttSettings`` is merged: only what the daemon reads."""
-
-    host: str
-    port: int = 1883
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class HomeAssistantSettings:
-    """Stand-in until ``fsqd.sinks.homeassistant`` is merged."""
-
-    enabled: bool = True
-    prefix: str = "homeassistant"
-
-
-@dataclass(frozen=True)
 class Config:
     path: Path
     sha256: str  # of the file's bytes: the ``info`` payload's config hash
@@ -104,26 +89,14 @@ class Config:
 # -- the parts other modules own (one line each to swap in the real parser) --
 
 
-def _parse_mqtt(table: Table) -> MqttSettings | None:
+def _parse_mqtt(table: Table, service: ServiceConfig, base: Path) -> MqttSettings | None:
     if not table.data:
         return None
-    host = table.get("host", str)
-    port = table.integer("port", 1883, low=1, high=65535)
-    for key in ("password_file", "username_file", "ca_file", "cert_file", "key_file"):
-        path = table.optional(key, str)
-        if path is not None and not os.access(path, os.R_OK):
-            raise table.error(key, f"cannot read {path}")
-    options = {k: v for k, v in table.data.items() if k not in ("host", "port")}
-    for k in options:
-        table.get(k, object)
-    return MqttSettings(host, port, options)
+    return parse_mqtt(table, node_id=service.node_id, base_dir=base)
 
 
 def _parse_homeassistant(table: Table) -> HomeAssistantSettings:
-    return HomeAssistantSettings(
-        enabled=table.get("enabled", bool, True),
-        prefix=table.get("prefix", str, "homeassistant"),
-    )
+    return parse_homeassistant(table)
 
 
 def _parse_sensors(tables: list[Table]) -> tuple[Any, ...]:
@@ -169,7 +142,7 @@ def load_config(path: Path) -> Config:
     )
     log_t.done()
     mqtt_t = root.table("mqtt")
-    mqtt = _parse_mqtt(mqtt_t)
+    mqtt = _parse_mqtt(mqtt_t, service, base)
     mqtt_t.done()
     ha_t = root.table("homeassistant")
     ha = _parse_homeassistant(ha_t)

@@ -532,14 +532,17 @@ def open_sinks(config: Config, *, stdout: bool, out: TextIO) -> list[Sink]:
             file=sys.stderr,
         )
         return [JsonLinesSink(out)]
-    try:
-        from fsqd.sinks.mqtt import MqttSink  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError(
-            f"{config.path.name} [mqtt]: this build has no MQTT transport; "
-            "remove [mqtt] or run with --stdout"
-        ) from None
-    sink: Sink = MqttSink(config)
+    from fsqd.sinks.homeassistant import discovery_for
+    from fsqd.sinks.mqtt import MqttSink
+
+    card = config.model.package.card
+    discovery = discovery_for(
+        config.homeassistant,
+        mqtt,
+        labels=card.head.labels if card.head is not None else None,
+        model_name=card.name,
+    )
+    sink: Sink = MqttSink(mqtt, config.service.state_dir / "spool.sqlite", discovery=discovery)
     return [sink]
 
 
