@@ -213,6 +213,30 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tail(args: argparse.Namespace) -> int:
+    from fsqd.service.tail import TailOptions, run_tail, tail_settings
+
+    mqtt = None if args.config is None else tail_settings(args.config)
+    opts = TailOptions(
+        host=args.host or (mqtt.host if mqtt else "127.0.0.1"),
+        port=args.port or (mqtt.port if mqtt else 1883),
+        nodes=tuple(args.node or ()),
+        prefix=args.prefix or (mqtt.topic_prefix if mqtt else "fsqd"),
+        json=args.json,
+        live=sys.stdout.isatty(),
+        count=args.count,
+        duration_s=None if args.duration is None else _duration(args.duration),
+        mqtt=mqtt,
+    )
+    return run_tail(opts, sys.stdout)
+
+
+def _duration(text: str) -> float:
+    from fsqd.service.simulate import parse_duration
+
+    return parse_duration(text)
+
+
 # -- parser --
 
 
@@ -326,6 +350,21 @@ def build_parser() -> argparse.ArgumentParser:
     cc = sub.add_parser("check-config", help="validate a config file and summarise it")
     cc.add_argument("config", type=Path, metavar="CFG")
     cc.set_defaults(func=cmd_check_config)
+    tl = sub.add_parser("tail", help="watch codes and stats of one or many nodes over MQTT")
+    tl.add_argument("--node", action="append", help="node id (repeat for several; default: all)")
+    tl.add_argument("--host", help="broker (default: 127.0.0.1, or the config's)")
+    tl.add_argument("--port", type=_positive_int, help="default: 1883, or the config's")
+    tl.add_argument("--prefix", help="topic prefix (default: fsqd)")
+    tl.add_argument(
+        "--config",
+        type=Path,
+        metavar="CFG",
+        help="take broker, TLS and credentials from this fsqd.toml",
+    )
+    tl.add_argument("--json", action="store_true", help="one JSON object per message")
+    tl.add_argument("--count", type=_positive_int, help="stop after this many codes")
+    tl.add_argument("--duration", help="stop after this long, e.g. 30s")
+    tl.set_defaults(func=cmd_tail)
     return p
 
 
