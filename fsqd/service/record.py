@@ -12,7 +12,6 @@ import datetime as dt
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -97,7 +96,8 @@ def record(
     )
     woke = threading.Event()
     stop = stop or threading.Event()
-    start = time.monotonic()
+    now = acq.clock.now  # the acquisition's clock: a manual one in tests
+    start = now()
     shown = 0.0
     try:
         with _sigterm_as_interrupt():
@@ -108,7 +108,7 @@ def record(
                     woke.clear()
                     for chunk in acq.read():
                         writer.write(chunk)
-                    elapsed = time.monotonic() - start
+                    elapsed = now() - start
                     if tty is not None and elapsed - shown >= STATUS_EVERY_S:
                         shown = elapsed
                         tty.write("\r" + status_line(elapsed, acq.status()) + "\x1b[K")
