@@ -141,7 +141,17 @@ def logs_to_stderr() -> None:
     """Command-line tools keep stdout for their output: log lines go to stderr
     (unless logging was configured already)."""
     if not structlog.is_configured():
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(_Stderr()))  # type: ignore[arg-type]
+
+
+class _Stderr:
+    """Whatever sys.stderr is at the time of writing (it may be replaced)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def cmd_record(config: Path, out: Path, duration: str | None, fmt: str | None) -> int:
