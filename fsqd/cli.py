@@ -67,7 +67,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from fsqd.service.encode import encode_file
 
     with Output(args.out) as out:
-        n = encode_file(args.model, args.windows, out, batch=args.batch)
+        n = encode_file(args.model, args.windows, out, batch=args.batch, backend=args.backend)
     note(f"encoded {n} windows")
     return 0
 
@@ -197,6 +197,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_to_file(args)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from fsqd.config import load_config
+    from fsqd.service.daemon import run_daemon
+    from fsqd.service.simulate import parse_duration
+
+    duration = None if args.duration is None else parse_duration(args.duration)
+    return run_daemon(load_config(args.config), duration_s=duration, stdout=args.stdout)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from fsqd.config import describe, load_config
+
+    print(describe(load_config(args.config)))
+    return 0
+
+
 # -- parser --
 
 
@@ -230,6 +246,16 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=_positive_int, help="onnxruntime threads for the encoder (default: cores)"
     )
+    _backend_argument(p)
+
+
+def _backend_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=["auto", "hailo", "onnx"],
+        default="auto",
+        help="encoder: auto (the package's encoder.hef on a Hailo device, else CPU), hailo, onnx",
+    )
 
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
@@ -258,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
     e.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
     e.add_argument("--batch", type=_positive_int, default=1024, help="windows per inference")
+    _backend_argument(e)
     e.set_defaults(func=cmd_encode)
 
     m = sub.add_parser("model", help="import and inspect model packages")
@@ -290,7 +317,31 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="write a simulated IMU recording (CSV)")
     _simulate_arguments(s)
     s.set_defaults(func=cmd_simulate)
+
+    rn = sub.add_parser("run", help="the daemon: sensors -> codes -> MQTT (or JSON lines)")
+    rn.add_argument("--config", type=Path, required=True, metavar="CFG", help="TOML config file")
+    rn.add_argument("--duration", help="stop after this long, e.g. 60s, 10m (default: run on)")
+    rn.add_argument("--stdout", action="store_true", help="codes as JSON lines on stdout, no MQTT")
+    rn.set_defaults(func=cmd_run)
+    cc = sub.add_parser("check-config", help="validate a config file and summarise it")
+    cc.add_argument("config", type=Path, metavar="CFG")
+    cc.set_defaults(func=cmd_check_config)
     return p
+
+
+def _log_to_stderr() -> None:
+    """Until logging is configured, structlog prints everything to stdout: keep stdout for
+    results and show only warnings (a fall-back, a range problem) on stderr."""
+    import logging
+
+    import structlog
+
+    if not structlog.is_configured():
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            # Looked up per message, so a replaced sys.stderr (tests, redirections) is honoured.
+            logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -301,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse exits 2 on bad usage; fsqd uses sysexits throughout (64 = usage).
         return EX_USAGE if e.code == 2 else int(e.code or 0)
     debug = args.debug or os.environ.get("FSQD_DEBUG") == "1"
+    _log_to_stderr()
     func: Command = args.func
     try:
         return func(args)

@@ -105,3 +105,6 @@ class OnnxEncoder:
         (out,) = self.session.run(self._output, {self._input: x})
         y: npt.NDArray[np.float32] = np.asarray(out, dtype=np.float32)
         return y.reshape(x.shape[0], -1)
+
+    def close(self) -> None:
+        """Nothing to release early: the session goes with the object."""

@@ -11,6 +11,7 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.backends.select import open_encoder
 from fsqd.errors import DataError, NoInputError
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import load_package
@@ -34,9 +35,11 @@ def load_windows(path: Path) -> npt.NDArray[np.floating]:
     return arr
 
 
-def encode_file(model: Path | None, windows: Path, out: TextIO, *, batch: int = 1024) -> int:
+def encode_file(
+    model: Path | None, windows: Path, out: TextIO, *, batch: int = 1024, backend: str = "auto"
+) -> int:
     pkg = load_package(model)
-    pipeline = CodePipeline(pkg)
+    pipeline = CodePipeline(pkg, open_encoder(pkg, backend))
     arr = load_windows(windows)
     want = expected_input_shape(pkg.card)
     if arr.ndim != len(want) + 1 or tuple(arr.shape[1:]) != want:

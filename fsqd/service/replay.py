@@ -16,6 +16,7 @@ from typing import TextIO
 
 import numpy as np
 
+from fsqd.backends.select import open_encoder
 from fsqd.console import note
 from fsqd.errors import DataError, UsageError
 from fsqd.metrics import StageTimer
@@ -84,7 +85,8 @@ def replay(args: argparse.Namespace) -> int:
     pkg = load_package(args.model)
     card = pkg.card
     timer = StageTimer()
-    pipeline = CodePipeline(pkg, threads=args.threads, timer=timer)
+    encoder = open_encoder(pkg, getattr(args, "backend", "auto"), threads=args.threads)
+    pipeline = CodePipeline(pkg, encoder, timer=timer)
     options = ReadOptions(
         channels=card.channel_names,
         devices=card.devices,

@@ -1,0 +1,183 @@
+"""The daemon end to end, in process, with the simulator as a real-time sensor source."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from sim_acquisition import SimAcquisition
+
+from fsqd.backends.onnx import OnnxEncoder
+from fsqd.config import Config, load_config
+from fsqd.service.clock import WallClock
+from fsqd.service.daemon import Daemon
+from fsqd.sinks.jsonl import JsonLinesSink
+
+SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
+
+
+def make_config(tmp_path: Path, body: str = "") -> Config:
+    cfg = tmp_path / "fsqd.toml"
+    cfg.write_text(body + "\n" + SENSOR)
+    return load_config(cfg)
+
+
+class Recorder:
+    """Notifier that records what it was told."""
+
+    def __init__(self, watchdog_interval_s: float | None = None) -> None:
+        self.watchdog_interval_s = watchdog_interval_s
+        self.calls: list[str] = []
+
+    def ready(self) -> None:
+        self.calls.append("ready")
+
+    def status(self, line: str) -> None:
+        self.calls.append("status")
+
+    def watchdog(self) -> None:
+        self.calls.append("watchdog")
+
+    def stopping(self) -> None:
+        self.calls.append("stopping")
+
+    def reloading(self) -> None:
+        self.calls.append("reloading")
+
+
+def run(daemon: Daemon) -> int:
+    return asyncio.run(daemon.run())
+
+
+def codes(out: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_codes_are_contiguous_epoch_stamped_and_timed(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "[window]\nhop = 10\n[stats]\ninterval_s = 1\n")
+    out, meta = io.StringIO(), io.StringIO()
+    notes = Recorder(watchdog_interval_s=0.2)
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[JsonLinesSink(out, meta=meta)],
+        notifier=notes,
+        duration_s=3.0,
+        handle_signals=False,
+    )
+    before = time.time()
+    assert run(daemon) == 0
+    msgs = codes(out)
+    # 3 s at 100 Hz, hop 10: the first window after 1 s, then 10 per second.
+    assert 15 <= len(msgs) <= 22
+    assert [m["seq"] for m in msgs] == list(range(len(msgs)))
+    assert {m["run"] for m in msgs} == {daemon.run_id}
+    for m in msgs:
+        assert before < m["t_start"] < m["t_end"] < time.time()
+        assert m["t_end"] - m["t_start"] == pytest.approx(0.99, abs=1e-3)
+        assert 0 < m["latency_ms"] < 1000
+        assert m["clock_synced"] in (True, False, None)
+        assert m["label"] and 0 < m["p"] <= 1
+    steps = np.diff([m["t_end"] for m in msgs])
+    assert np.allclose(steps, 0.1, atol=1e-3)
+    period = daemon.timer.roll()
+    total = period.cumulative
+    for stage in ("window_ready", "normalise", "infer", "fsq", "publish", "e2e"):
+        assert total[stage].count > 0, stage
+    assert total["e2e"].count == len(msgs)
+    # Stats and info went to the meta stream; the last stats has the final counters.
+    meta_msgs = [json.loads(line) for line in meta.getvalue().splitlines()]
+    assert "versions" in meta_msgs[0]
+    last = meta_msgs[-1]
+    assert last["counters"]["windows"] == len(msgs)
+    assert last["counters"]["published"] == len(msgs)
+    assert last["counters"]["dropped"] == 0
+    assert last["hdr"]["e2e_total"]
+    assert notes.calls[0] == "ready" and "stopping" in notes.calls
+    assert notes.calls.count("watchdog") >= 5
+    assert notes.calls.index("stopping") > notes.calls.index("ready")
+
+
+class SlowEncoder:
+    """The real encoder, made artificially slow."""
+
+    name = "slow-onnx"
+
+    def __init__(self, inner: OnnxEncoder, delay_s: float) -> None:
+        self.inner, self.delay_s = inner, delay_s
+        self.calls = 0
+
+    def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return self.inner(x)
+
+
+def test_inference_falling_behind_drops_oldest_windows_and_counts(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "[window]\nhop = 1\nmax_pending = 5\nmax_batch = 2\n")
+    out = io.StringIO()
+    acq = SimAcquisition(chunk=1)
+    slow = SlowEncoder(OnnxEncoder(config.model.package), 0.1)
+    daemon = Daemon(
+        config,
+        acquisition=acq,
+        sinks=[JsonLinesSink(out)],
+        encoder=slow,
+        duration_s=2.5,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    msgs = codes(out)
+    c = daemon.counters
+    # 100 windows/s in, at most 2 per 0.1 s out: most are dropped, each one counted.
+    assert c.dropped > 50
+    assert c.windows == c.dropped + len(msgs)
+    assert [m["seq"] for m in msgs] == list(range(len(msgs)))
+    # Acquisition was never held back: every sample it made was taken.
+    assert c.samples == acq.samples
+    # What survives is the newest: windows are not stuck behind a growing queue.
+    assert msgs[-1]["latency_ms"] < 1000
+
+
+def test_wall_clock_step_remaps_unsent_windows_and_stream_goes_on(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "[window]\nhop = 10\n")
+    step = [0.0]
+    clock = WallClock(wall=lambda: time.time() + step[0])
+    out = io.StringIO()
+    # Slow inference keeps windows pending while the clock steps.
+    slow = SlowEncoder(OnnxEncoder(config.model.package), 0.05)
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[JsonLinesSink(out)],
+        encoder=slow,
+        clock=clock,
+        duration_s=3.0,
+        handle_signals=False,
+    )
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.8, lambda: step.__setitem__(0, 3600.0))
+        return await daemon.run()
+
+    assert asyncio.run(main()) == 0
+    msgs = codes(out)
+    assert [m["seq"] for m in msgs] == list(range(len(msgs)))
+    assert daemon.counters.clock_steps == 1
+    t_end = np.array([m["t_end"] for m in msgs])
+    jumps = np.diff(t_end)
+    # One jump of an hour; everything else the hop.
+    assert np.sum(np.abs(jumps - 0.1) > 1e-3) == 1
+    k = int(np.argmax(jumps))
+    assert jumps[k] == pytest.approx(3600.1, abs=1e-3)
+    # Windows that were cut before the step but sent after carry the new (true) time.
+    assert msgs[k + 1]["t_end"] > time.time() + 3000
+    assert daemon.stream.gaps.gaps == 0
