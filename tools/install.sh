@@ -156,7 +156,8 @@ do_install() {
     if [[ -e $cfg ]]; then
         echo "install.sh: keeping the existing $cfg"
     else
-        [[ -f $config ]] || die "no default config at $config (give one with --config FILE)"
+        [[ -f $config ]] || ((dry_run)) ||
+            die "no default config at $config (give one with --config FILE)"
         run install -D -m 0644 "$config" "$cfg"
     fi
 
