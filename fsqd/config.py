@@ -5,22 +5,24 @@ Tables: ``[model]``, ``[window]``, ``[mqtt]``, ``[homeassistant]``, ``[service]`
 nearest valid one; relative paths are relative to the config file's directory (a
 service's working directory is ``/``). The transport tables and the sensor tables are
 parsed by their owners (``fsqd.sinks.mqtt``, ``fsqd.sinks.homeassistant``,
-``fsqd.sensors.config``) through the three ``_parse_*`` functions below.
+``fsqd.sensors.config``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
-import socket
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fsqd.errors import ConfigError, FsqdError
 from fsqd.model.package import ModelPackage, load_package
+from fsqd.sinks.homeassistant import HomeAssistantSettings, parse_homeassistant
+from fsqd.sinks.mqtt import MqttSettings, default_node_id, parse_mqtt
 from fsqd.tomlcheck import Table
 
 BACKENDS = ("auto", "hailo", "onnx")
@@ -67,23 +69,6 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
-class MqttSettings:
-    """Stand-in until ``fsqd.sinks.mqtt.MqttSettings`` is merged: only what the daemon reads."""
-
-    host: str
-    port: int = 1883
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class HomeAssistantSettings:
-    """Stand-in until ``fsqd.sinks.homeassistant`` is merged."""
-
-    enabled: bool = True
-    prefix: str = "homeassistant"
-
-
-@dataclass(frozen=True)
 class Config:
     path: Path
     sha256: str  # of the file's bytes: the ``info`` payload's config hash
@@ -104,26 +89,16 @@ class Config:
 # -- the parts other modules own (one line each to swap in the real parser) --
 
 
-def _parse_mqtt(table: Table) -> MqttSettings | None:
+def _parse_mqtt(table: Table, node_id: str | None) -> MqttSettings | None:
+    """``[mqtt]`` by its owner; the node id is one value, from [service] or [mqtt]."""
     if not table.data:
         return None
-    host = table.get("host", str)
-    port = table.integer("port", 1883, low=1, high=65535)
-    for key in ("password_file", "username_file", "ca_file", "cert_file", "key_file"):
-        path = table.optional(key, str)
-        if path is not None and not os.access(path, os.R_OK):
-            raise table.error(key, f"cannot read {path}")
-    options = {k: v for k, v in table.data.items() if k not in ("host", "port")}
-    for k in options:
-        table.get(k, object)
-    return MqttSettings(host, port, options)
-
-
-def _parse_homeassistant(table: Table) -> HomeAssistantSettings:
-    return HomeAssistantSettings(
-        enabled=table.get("enabled", bool, True),
-        prefix=table.get("prefix", str, "homeassistant"),
-    )
+    if node_id is not None and table.has("node_id") and table.data["node_id"] != node_id:
+        raise table.error("node_id", f"differs from [service] node_id = {node_id!r}: give one")
+    settings = parse_mqtt(table)
+    if node_id is not None and not table.has("node_id"):
+        settings = dataclasses.replace(settings, node_id=node_id)
+    return settings
 
 
 def _parse_sensors(tables: list[Table]) -> tuple[Any, ...]:
@@ -159,7 +134,8 @@ def load_config(path: Path) -> Config:
     base = path.parent
     model = _model(root.table("model"), base)
     window = _window(root.table("window"), model.package)
-    service = _service(root.table("service"), base)
+    service_t = root.table("service")
+    given_node = service_t.optional("node_id", str)
     stats_t = root.table("stats")
     stats = StatsConfig(stats_t.number("interval_s", 60.0, low=1.0, high=86400.0))
     stats_t.done()
@@ -169,10 +145,16 @@ def load_config(path: Path) -> Config:
     )
     log_t.done()
     mqtt_t = root.table("mqtt")
-    mqtt = _parse_mqtt(mqtt_t)
+    if given_node is not None and not _NODE_ID.match(given_node):
+        raise service_t.error(
+            "node_id", f"{given_node!r}: use 1-64 letters, digits, '_' or '-' (it is an MQTT topic)"
+        )
+    mqtt = _parse_mqtt(mqtt_t, given_node)
     mqtt_t.done()
+    node_id = given_node or (mqtt.node_id if mqtt is not None else default_node_id())
+    service = _service(service_t, base, node_id)
     ha_t = root.table("homeassistant")
-    ha = _parse_homeassistant(ha_t)
+    ha = parse_homeassistant(ha_t)
     ha_t.done()
     sensor_tables = root.tables("sensor")
     if not sensor_tables:
@@ -225,24 +207,13 @@ def _optional_int(t: Table, key: str, low: int, high: int) -> int | None:
     return t.integer(key, low=low, high=high) if t.has(key) else t.optional(key, int)
 
 
-def default_node_id() -> str:
-    """The hostname, made safe for MQTT topics and Home Assistant ids."""
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:64]
-    return name or "fsqd"
-
-
 def default_state_dir() -> Path:
     # systemd's StateDirectory= sets STATE_DIRECTORY (colon-separated when several).
     env = os.environ.get("STATE_DIRECTORY")
     return Path(env.split(":")[0]) if env else DEFAULT_STATE_DIR
 
 
-def _service(t: Table, base: Path) -> ServiceConfig:
-    node_id = t.get("node_id", str, "") or default_node_id()
-    if not _NODE_ID.match(node_id):
-        raise t.error(
-            "node_id", f"{node_id!r}: use 1-64 letters, digits, '_' or '-' (it is an MQTT topic)"
-        )
+def _service(t: Table, base: Path, node_id: str) -> ServiceConfig:
     state = t.optional("state_dir", str)
     cfg = ServiceConfig(
         node_id=node_id,
@@ -268,8 +239,13 @@ def describe(config: Config) -> str:
         f"at most {config.window.max_pending} pending",
         f"sensors    {len(config.sensors)} table(s)",
         "mqtt       "
-        + ("none: codes as JSON lines on stdout" if mqtt is None else f"{mqtt.host}:{mqtt.port}"),
-        f"discovery  {'on' if getattr(ha, 'enabled', True) else 'off'}",
+        + (
+            "none: codes as JSON lines on stdout"
+            if mqtt is None
+            else f"{mqtt.host}:{mqtt.port}{' TLS' if mqtt.tls else ''}, "
+            f"topics {mqtt.base_topic}/..."
+        ),
+        f"discovery  {'on' if ha.enabled else 'off'} ({ha.prefix})",
         f"service    node {config.service.node_id}, state {config.service.state_dir}, "
         f"without broker: {config.service.without_broker}",
         f"stats      every {config.stats.interval_s:g} s; logging "

@@ -12,12 +12,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from mosquitto import Collector, Mosquitto, free_port
 from sim_acquisition import SimAcquisition
 
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.config import Config, load_config
 from fsqd.service.clock import WallClock
-from fsqd.service.daemon import Daemon
+from fsqd.service.daemon import Daemon, open_sinks
 from fsqd.sinks.jsonl import JsonLinesSink
 
 SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
@@ -119,6 +120,9 @@ class SlowEncoder:
         time.sleep(self.delay_s)
         return self.inner(x)
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 def test_inference_falling_behind_drops_oldest_windows_and_counts(tmp_path: Path) -> None:
     config = make_config(tmp_path, "[window]\nhop = 1\nmax_pending = 5\nmax_batch = 2\n")
@@ -181,3 +185,75 @@ def test_wall_clock_step_remaps_unsent_windows_and_stream_goes_on(tmp_path: Path
     # Windows that were cut before the step but sent after carry the new (true) time.
     assert msgs[k + 1]["t_end"] > time.time() + 3000
     assert daemon.stream.gaps.gaps == 0
+
+
+def test_codes_stats_info_through_a_real_broker(tmp_path: Path, broker: Mosquitto) -> None:
+    config = make_config(
+        tmp_path,
+        f"""
+[window]
+hop = 10
+[stats]
+interval_s = 1
+[service]
+node_id = "n1"
+state_dir = "state"
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+""",
+    )
+    sinks = open_sinks(config, stdout=False, out=io.StringIO())
+    assert [type(s).__name__ for s in sinks] == ["MqttSink"]
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=sinks,
+        duration_s=2.5,
+        handle_signals=False,
+    )
+
+    async def main() -> list[tuple[str, bytes, bool]]:
+        async with Collector(broker, "fsqd/n1/#", "homeassistant/#") as c:
+            await daemon.run()
+            await asyncio.sleep(0.3)
+            return c.messages
+
+    msgs = asyncio.run(main())
+    codes = [json.loads(p) for t, p, _ in msgs if t == "fsqd/n1/codes"]
+    assert len(codes) >= 10
+    assert [m["seq"] for m in codes] == list(range(len(codes)))
+    assert all(abs(m["t_end"] - time.time()) < 10 for m in codes)
+    stats = [json.loads(p) for t, p, _ in msgs if t == "fsqd/n1/stats"]
+    assert stats[-1]["counters"]["published"] == len(codes)
+    assert stats[-1]["counters"]["spool_depth"] == 0
+    assert any(t == "fsqd/n1/info" for t, _, _ in msgs)
+    assert b"online" in [p for t, p, _ in msgs if t == "fsqd/n1/status"]
+    assert any(t.startswith("homeassistant/device/") for t, _, _ in msgs)
+    # PUBACKs came back through on_published: publish and end-to-end latency per code.
+    total = daemon.timer.roll().cumulative
+    assert total["publish"].count == len(codes)
+    assert total["e2e"].count == len(codes)
+    assert 0 < total["e2e"].p50 < 500_000
+
+
+def test_no_broker_answering_prints_codes_when_the_config_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nothing listens: the connect probe is refused at once
+    body = f"[mqtt]\nhost = '127.0.0.1'\nport = {port}\n[service]\nstate_dir = 'state'\n"
+    demo = make_config(tmp_path, body + "without_broker = 'stdout'\n")
+    t0 = time.monotonic()
+    sinks = open_sinks(demo, stdout=False, out=io.StringIO())
+    assert time.monotonic() - t0 < 1.0
+    assert [type(s).__name__ for s in sinks] == ["JsonLinesSink"]
+    assert f"no MQTT broker answers at 127.0.0.1:{port}" in capsys.readouterr().err
+    # A production config keeps MQTT and spools until the broker comes.
+    prod = make_config(tmp_path, body)
+    assert [type(s).__name__ for s in open_sinks(prod, stdout=False, out=io.StringIO())] == [
+        "MqttSink"
+    ]
+    # --stdout wins over a configured broker.
+    assert [type(s).__name__ for s in open_sinks(prod, stdout=True, out=io.StringIO())] == [
+        "JsonLinesSink"
+    ]

@@ -38,6 +38,7 @@ import numpy.typing as npt
 import structlog
 
 from fsqd.backends.base import Encoder
+from fsqd.backends.select import encoder_stats
 from fsqd.config import Config, load_config
 from fsqd.errors import ConfigError, FsqdError
 from fsqd.metrics import StageTimer
@@ -158,7 +159,8 @@ class Daemon:
 
     @property
     def backend(self) -> str:
-        return str(getattr(self.pipeline.encoder, "name", "onnx"))
+        # Read each time: "auto" falls back to the CPU and returns to the NPU at run time.
+        return self.pipeline.encoder.name
 
     # -- the run --
 
@@ -190,6 +192,7 @@ class Daemon:
         finally:
             self.acq.stop()
             self._executor.shutdown(wait=True)
+            self.pipeline.encoder.close()
             if self.handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
@@ -402,6 +405,8 @@ class Daemon:
         }
         for sink in self.sinks:
             counters.update(sink.counters())
+        encoder = encoder_stats(self.pipeline.encoder)
+        counters.update({f"encoder_{k}": v for k, v in encoder.items() if _is_number(v)})
         payload = stats_payload(
             run=self.run_id,
             node_id=self.config.service.node_id,
@@ -483,6 +488,10 @@ class Daemon:
         self.notifier.ready()
 
 
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def _differs(a: Any, b: Any) -> bool:
     return bool(a != b)
 
@@ -532,15 +541,22 @@ def open_sinks(config: Config, *, stdout: bool, out: TextIO) -> list[Sink]:
             file=sys.stderr,
         )
         return [JsonLinesSink(out)]
-    try:
-        from fsqd.sinks.mqtt import MqttSink  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError(
-            f"{config.path.name} [mqtt]: this build has no MQTT transport; "
-            "remove [mqtt] or run with --stdout"
-        ) from None
-    sink: Sink = MqttSink(config)
+    from fsqd.sinks.homeassistant import discovery_for
+    from fsqd.sinks.mqtt import MqttSink
+
+    card = config.model.package.card
+    discovery = discovery_for(
+        config.homeassistant,
+        mqtt,
+        labels=card.head.labels if card.head is not None else None,
+        model_name=card.name,
+        model_version=card.version,
+    )
+    sink: Sink = MqttSink(mqtt, config.service.state_dir / SPOOL_FILE, discovery=discovery)
     return [sink]
+
+
+SPOOL_FILE = "spool.sqlite3"
 
 
 PROBE_TIMEOUT_S = 0.5
