@@ -103,7 +103,7 @@ def _parse_mqtt(table: Table, node_id: str | None) -> MqttSettings | None:
 
 def _parse_sensors(tables: list[Table]) -> tuple[Any, ...]:
     try:
-        from fsqd.sensors.config import parse_sensors  # type: ignore[import-not-found]
+        from fsqd.sensors.config import parse_sensors  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         for t in tables:  # the sensors module is not in this build: take the tables as they are
             for k in t.data:

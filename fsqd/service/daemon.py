@@ -575,7 +575,7 @@ def broker_answers(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> 
 
 def open_source(config: Config) -> Acquisition:
     try:
-        from fsqd.sensors.acquire import open_acquisition  # type: ignore[import-not-found]
+        from fsqd.sensors.acquire import open_acquisition  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         raise ConfigError(
             f"{config.path.name} [[sensor]]: this build has no sensor acquisition"
