@@ -17,10 +17,10 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fsqd.errors import ConfigError, FsqdError
 from fsqd.model.package import ModelPackage, load_package
+from fsqd.sensors.config import SensorConfig, parse_sensors
 from fsqd.sinks.homeassistant import HomeAssistantSettings, parse_homeassistant
 from fsqd.sinks.mqtt import MqttSettings, default_node_id, parse_mqtt
 from fsqd.tomlcheck import Table
@@ -79,7 +79,7 @@ class Config:
     logging: LoggingConfig
     mqtt: MqttSettings | None  # None: no broker configured (codes go to stdout)
     homeassistant: HomeAssistantSettings
-    sensors: tuple[Any, ...]  # fsqd.sensors.config.SensorConfig
+    sensors: tuple[SensorConfig, ...]
 
     @property
     def hash(self) -> str:
@@ -99,18 +99,6 @@ def _parse_mqtt(table: Table, node_id: str | None) -> MqttSettings | None:
     if node_id is not None and not table.has("node_id"):
         settings = dataclasses.replace(settings, node_id=node_id)
     return settings
-
-
-def _parse_sensors(tables: list[Table]) -> tuple[Any, ...]:
-    try:
-        from fsqd.sensors.config import parse_sensors  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        for t in tables:  # the sensors module is not in this build: take the tables as they are
-            for k in t.data:
-                t.get(k, object)
-        return tuple(dict(t.data) for t in tables)
-    out: tuple[Any, ...] = parse_sensors(tables)
-    return out
 
 
 # -- the file --
@@ -159,7 +147,7 @@ def load_config(path: Path) -> Config:
     sensor_tables = root.tables("sensor")
     if not sensor_tables:
         raise root.error("[[sensor]]", "missing: the daemon needs at least one sensor table")
-    sensors = _parse_sensors(sensor_tables)
+    sensors = parse_sensors(sensor_tables)
     for t in sensor_tables:
         t.done()
     root.done()

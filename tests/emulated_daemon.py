@@ -20,8 +20,8 @@ _open_source = fsqd.service.daemon.open_source
 _buses: list[EmulatedBus] = []
 
 
-def _open_with_fault_switch(config: Any) -> Any:
-    acquisition = _open_source(config)
+def _open_with_fault_switch(config: Any, *args: Any, **kwargs: Any) -> Any:
+    acquisition = _open_source(config, *args, **kwargs)
     _buses.extend(b for b in acquisition.buses if isinstance(b, EmulatedBus))
     return acquisition
 

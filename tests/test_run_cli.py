@@ -138,3 +138,30 @@ def test_run_with_a_bad_config_is_one_line_78(tmp_path: Path) -> None:
     assert r.returncode == 78
     assert r.stderr.count("\n") == 1 and "[model] path" in r.stderr
     assert r.stdout == ""
+
+
+def test_fsqd_run_with_an_emulated_sensor_prints_codes(tmp_path: Path) -> None:
+    """The real acquisition (register-level emulated LSM6DSOX at 104 Hz, resampled to the
+    card's 100 Hz) through `python -m fsqd run`, no broker configured."""
+    cfg = tmp_path / "fsqd.toml"
+    cfg.write_text(
+        "[window]\nhop = 10\n[logging]\nformat = 'json'\n"
+        '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
+    )
+    before = time.time()
+    r = subprocess.run(
+        [sys.executable, "-m", "fsqd", "run", "--config", str(cfg), "--duration", "3s"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    codes = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(codes) >= 10
+    assert [m["seq"] for m in codes] == list(range(len(codes)))
+    assert all(before < m["t_start"] < m["t_end"] < time.time() for m in codes)
+    summary = [e for e in log_events(r.stderr) if e.get("event") == "summary"][-1]
+    assert summary["sensors"] == "ok" and summary["dropped"] == 0
+    assert summary["published"] == len(codes)

@@ -30,8 +30,6 @@ OM_UHP = 0x03
 FAST_ODR = 0x02
 MD_CONTINUOUS, MD_POWER_DOWN = 0x00, 0x03
 BDU = 0x40
-ZYXDA = 0x08
-FIRST_SAMPLE_READS = 500  # status reads (~0.1 ms each at 400 kHz) before giving up
 FAST_ODR_HZ = {0: 1000.0, 1: 560.0, 2: 300.0, 3: 155.0}  # OM -> rate with FAST_ODR
 DO_HZ = (0.625, 1.25, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
 # Full scale in uT -> (FS code, LSB per gauss); 1 gauss = 100 uT.
@@ -65,11 +63,6 @@ class Lis3mdl:
         w(self.address, CTRL_REG4, OM_UHP << 2)  # Z axis in the same mode
         w(self.address, CTRL_REG5, BDU)
         w(self.address, CTRL_REG3, MD_CONTINUOUS)
-        # The first sample takes one period (6.5 ms); until then the output reads zero.
-        for _ in range(FIRST_SAMPLE_READS):
-            if self.bus.read_byte_data(self.address, STATUS_REG) & ZYXDA:
-                return
-        raise OSError(f"0x{self.address:02x}: no magnetometer sample after start")
 
     def read(self) -> npt.NDArray[np.float64]:
         raw = bytes(self.bus.read_i2c_block_data(self.address, OUT_X_L, 6))

@@ -40,9 +40,11 @@ import structlog
 from fsqd.backends.base import Encoder
 from fsqd.backends.select import encoder_stats
 from fsqd.config import Config, load_config
-from fsqd.errors import ConfigError, FsqdError
+from fsqd.errors import FsqdError
 from fsqd.metrics import StageTimer
 from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream
+from fsqd.sensors.acquire import open_acquisition
+from fsqd.sensors.clock import SystemClock
 from fsqd.service.clock import WallClock, clock_synced
 from fsqd.service.logging import configure_logging
 from fsqd.service.systemd import SystemdNotifier
@@ -224,8 +226,6 @@ class Daemon:
         )
         for sink in self.sinks:
             sink.publish_info(info)
-        # Sensor and model are up: ready, without waiting for a broker.
-        self.notifier.ready()
         async with asyncio.TaskGroup() as tg:
             sink_tasks = [tg.create_task(s.run(), name=type(s).__name__) for s in self.sinks]
             pump = tg.create_task(self._pump(), name="pump")
@@ -275,6 +275,10 @@ class Daemon:
             chunk = self._monotonic(chunk)
             if not len(chunk):
                 continue
+            if not self.counters.samples:
+                # Model loaded and the sensor delivers: ready, without waiting for a broker.
+                log.info("ready", first_sample=float(chunk.t[0]))
+                self.notifier.ready()
             self.counters.samples += len(chunk)
             for batch in self.stream.push(chunk):
                 self._queue(batch)
@@ -447,7 +451,7 @@ class Daemon:
         interval = self.notifier.watchdog_interval_s
         if interval is None:
             return
-        seen = -1
+        seen = 0  # no sample yet is no progress
         while True:
             # Only while samples still advance: a stuck sensor lets systemd restart us.
             if self.counters.samples != seen:
@@ -573,14 +577,10 @@ def broker_answers(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> 
         return False
 
 
-def open_source(config: Config) -> Acquisition:
-    try:
-        from fsqd.sensors.acquire import open_acquisition  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise ConfigError(
-            f"{config.path.name} [[sensor]]: this build has no sensor acquisition"
-        ) from None
-    acq: Acquisition = open_acquisition(config.sensors, config.model.package.card.devices)
+def open_source(config: Config, clock: SystemClock) -> Acquisition:
+    acq: Acquisition = open_acquisition(
+        config.sensors, config.model.package.card.devices, clock=clock
+    )
     return acq
 
 
@@ -594,11 +594,15 @@ def run_daemon(
 ) -> int:
     configure_logging(config.logging.format, config.logging.level)
     sinks = open_sinks(config, stdout=stdout, out=out)
-    acquisition = acquisition or open_source(config)
+    # Samples are stamped on the acquisition clock's timeline (CLOCK_MONOTONIC + the
+    # offset it captured); the wall clock is followed from that same offset.
+    sample_clock = SystemClock()
+    acquisition = acquisition or open_source(config, sample_clock)
     daemon = Daemon(
         config,
         acquisition=acquisition,
         sinks=sinks,
+        clock=WallClock(base=sample_clock.epoch_offset),
         notifier=SystemdNotifier.from_environ(),
         duration_s=duration_s,
     )

@@ -31,6 +31,7 @@ FS_G_FROM_BITS = {0x00: 250.0, 0x04: 500.0, 0x08: 1000.0, 0x0C: 2000.0}
 class Lsm6dsoxChip(EmulatedChip):
     who_am_i_value = 0x6C
     fifo_words = reg.FIFO_WORDS
+    report_trim = True  # INTERNAL_FREQ_FINE tells the oscillator error (False: reads 0)
 
     def reset(self) -> None:
         self.fifo: deque[bytes] = deque()
@@ -44,6 +45,8 @@ class Lsm6dsoxChip(EmulatedChip):
         self.registers[reg.INTERNAL_FREQ_FINE] = self._freq_fine()
 
     def _freq_fine(self) -> int:
+        if not self.report_trim:
+            return 0
         fine = max(-128, min(127, round(self.oscillator_error / 0.0015)))
         return fine & 0xFF
 
