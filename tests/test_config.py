@@ -108,6 +108,11 @@ def test_config_hash_follows_the_bytes(tmp_path: Path) -> None:
         ("[service]\nnode_id = 'a/b'", "[service] node_id: 'a/b': use 1-64 letters"),
         ("[service]\nwithout_broker = 'drop'", "[service] without_broker: must be one of spool"),
         ("[mqtt]\nport = 1883", "[mqtt] host: missing (required)"),
+        ("[model]\nbackends = 'onnx'", "[model] backends: unknown key (did you mean 'backend'?)"),
+        ("[stats]\ninterval = 5", "[stats] interval: unknown key (did you mean 'interval_s'?)"),
+        ("[logging]\nlevl = 'info'", "[logging] levl: unknown key (did you mean 'level'?)"),
+        ("[service]\nstate_directory = 'x'", "[service] state_directory: unknown key"),
+        ("[homeassistant]\nenable = false", "[homeassistant] enable: unknown key"),
         ("window = 3", "fsqd.toml window: expected a table, got 3 (int)"),
     ],
 )

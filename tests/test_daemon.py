@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import time
 from pathlib import Path
@@ -17,9 +18,11 @@ from sim_acquisition import SimAcquisition
 
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.config import Config, load_config
+from fsqd.errors import OutputError
 from fsqd.service.clock import WallClock
 from fsqd.service.daemon import Daemon, open_sinks
 from fsqd.sinks.jsonl import JsonLinesSink
+from fsqd.stream.chunk import SampleChunk
 
 SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
 
@@ -150,6 +153,17 @@ def test_inference_falling_behind_drops_oldest_windows_and_counts(tmp_path: Path
     assert msgs[-1]["latency_ms"] < 1000
 
 
+class StepAwareSink(JsonLinesSink):
+    """A sink holding built codes (like a spool) is told of each step."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        super().__init__(out)
+        self.steps: list[float] = []
+
+    def clock_stepped(self, step_s: float) -> None:
+        self.steps.append(step_s)
+
+
 def test_wall_clock_step_remaps_unsent_windows_and_stream_goes_on(tmp_path: Path) -> None:
     config = make_config(tmp_path, "[window]\nhop = 10\n")
     step = [0.0]
@@ -157,10 +171,11 @@ def test_wall_clock_step_remaps_unsent_windows_and_stream_goes_on(tmp_path: Path
     out = io.StringIO()
     # Slow inference keeps windows pending while the clock steps.
     slow = SlowEncoder(OnnxEncoder(config.model.package), 0.05)
+    sink = StepAwareSink(out)
     daemon = Daemon(
         config,
         acquisition=SimAcquisition(chunk=2),
-        sinks=[JsonLinesSink(out)],
+        sinks=[sink],
         encoder=slow,
         clock=clock,
         duration_s=3.0,
@@ -176,6 +191,7 @@ def test_wall_clock_step_remaps_unsent_windows_and_stream_goes_on(tmp_path: Path
     msgs = codes(out)
     assert [m["seq"] for m in msgs] == list(range(len(msgs)))
     assert daemon.counters.clock_steps == 1
+    assert len(sink.steps) == 1 and sink.steps[0] == pytest.approx(3600.0, abs=0.01)
     t_end = np.array([m["t_end"] for m in msgs])
     jumps = np.diff(t_end)
     # One jump of an hour; everything else the hop.
@@ -257,3 +273,152 @@ def test_no_broker_answering_prints_codes_when_the_config_says_so(
     assert [type(s).__name__ for s in open_sinks(prod, stdout=True, out=io.StringIO())] == [
         "JsonLinesSink"
     ]
+
+
+class StepBackSource(SimAcquisition):
+    """Delivers one chunk whose timestamps jump back 5 s (a source stamping with a wall
+    clock that stepped), then goes on from where it was."""
+
+    def read(self) -> list[SampleChunk]:
+        chunks = super().read()
+        out = []
+        for c in chunks:
+            if not self.stepped and self.samples > 150:
+                self.stepped = True
+                out.append(SampleChunk(c.t - 5.0, c.x))
+            else:
+                out.append(c)
+        return out
+
+    stepped = False
+
+
+def test_timestamps_going_backwards_are_dropped_not_fatal(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "[window]\nhop = 10\n")
+    out = io.StringIO()
+    daemon = Daemon(
+        config,
+        acquisition=StepBackSource(chunk=2),
+        sinks=[JsonLinesSink(out)],
+        duration_s=3.0,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    msgs = codes(out)
+    assert daemon.counters.time_errors == 2  # the two samples of the bad chunk
+    assert [m["seq"] for m in msgs] == list(range(len(msgs)))
+    assert len(msgs) >= 10
+    assert all(b > a for a, b in itertools.pairwise(m["t_end"] for m in msgs))
+
+
+class StallingSource(SimAcquisition):
+    """Stops delivering samples after ``stall_after`` samples (a sensor that hangs)."""
+
+    stall_after = 60
+
+    def read(self) -> list[SampleChunk]:
+        chunks = super().read()
+        return chunks if self.samples <= self.stall_after else []
+
+
+def test_watchdog_only_while_samples_advance(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "")
+    notes = Recorder(watchdog_interval_s=0.1)
+    daemon = Daemon(
+        config,
+        acquisition=StallingSource(chunk=2),
+        sinks=[JsonLinesSink(io.StringIO())],
+        notifier=notes,
+        duration_s=2.0,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    # ~0.6 s of samples, then nothing for ~1.4 s: pings stop with the samples.
+    assert 2 <= notes.calls.count("watchdog") <= 9
+
+
+class NeverAcks(JsonLinesSink):
+    """A sink whose other side never confirms (a broker that never sends PUBACK)."""
+
+    def submit_code(self, payload: bytes, seq: int) -> None:
+        self.published += 1
+
+
+def test_unconfirmed_codes_do_not_grow_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fsqd.service.daemon._MAX_IN_FLIGHT", 5)
+    config = make_config(tmp_path, "[window]\nhop = 5\n")
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[NeverAcks(io.StringIO())],
+        duration_s=2.0,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    assert daemon.seq > 10
+    assert len(daemon._in_flight) == 5
+    assert min(daemon._in_flight) == daemon.seq - 5  # the newest are kept
+
+
+def test_stop_drains_windows_still_waiting_for_inference(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "[window]\nhop = 5\nmax_pending = 1000\nmax_batch = 4\n")
+    out = io.StringIO()
+    # 20 windows/s in, at most 4 per 0.3 s out: a backlog builds up until the stop.
+    slow = SlowEncoder(OnnxEncoder(config.model.package), 0.3)
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[JsonLinesSink(out)],
+        encoder=slow,
+        duration_s=2.5,
+        handle_signals=False,
+    )
+    backlog: list[int] = []
+    daemon.stop = lambda why="stop", stop=daemon.stop: (  # type: ignore[method-assign]
+        backlog.append(len(daemon._pending)),
+        stop(why),
+    )[-1]
+    assert run(daemon) == 0
+    msgs = codes(out)
+    assert backlog[0] >= 5  # there was something to drain
+    assert daemon.counters.dropped == 0
+    assert len(msgs) == daemon.counters.windows  # every window cut was coded and written
+    assert [m["seq"] for m in msgs] == list(range(len(msgs)))
+
+
+def test_ready_waits_for_the_first_samples(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "")
+    notes = Recorder(watchdog_interval_s=0.1)
+    mute = StallingSource(chunk=2)
+    mute.stall_after = -1  # never delivers
+    daemon = Daemon(
+        config,
+        acquisition=mute,
+        sinks=[JsonLinesSink(io.StringIO())],
+        notifier=notes,
+        duration_s=0.8,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    assert "ready" not in notes.calls and "watchdog" not in notes.calls
+    assert "stopping" in notes.calls
+
+
+class BrokenSink(JsonLinesSink):
+    async def run(self) -> None:
+        raise OutputError("spool: disk full")
+
+
+def test_a_failing_sink_ends_the_run_with_its_own_error(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "")
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[BrokenSink(io.StringIO())],
+        duration_s=5.0,
+        handle_signals=False,
+    )
+    with pytest.raises(OutputError, match="disk full"):
+        run(daemon)
