@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -22,6 +23,7 @@ from fsqd.errors import OutputError
 from fsqd.service.clock import WallClock
 from fsqd.service.daemon import Daemon, open_sinks
 from fsqd.sinks.jsonl import JsonLinesSink
+from fsqd.sinks.schemas import load as load_schema
 from fsqd.stream.chunk import SampleChunk
 
 SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
@@ -236,6 +238,11 @@ port = {broker.port}
             return c.messages
 
     msgs = asyncio.run(main())
+    # Every message the daemon published is valid against its shipped schema.
+    for topic, payload, _ in msgs:
+        kind = "homeassistant" if topic.startswith("homeassistant/") else topic.split("/")[-1]
+        body = payload.decode() if kind == "status" else json.loads(payload)
+        jsonschema.Draft202012Validator(load_schema(kind)).validate(body)
     codes = [json.loads(p) for t, p, _ in msgs if t == "fsqd/n1/codes"]
     assert len(codes) >= 10
     assert [m["seq"] for m in codes] == list(range(len(codes)))
