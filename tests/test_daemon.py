@@ -95,9 +95,11 @@ def test_codes_are_contiguous_epoch_stamped_and_timed(tmp_path: Path) -> None:
     assert np.allclose(steps, 0.1, atol=1e-3)
     period = daemon.timer.roll()
     total = period.cumulative
-    for stage in ("window_ready", "normalise", "infer", "fsq", "publish", "e2e"):
+    for stage in ("acquire", "window_ready", "normalise", "infer", "fsq", "publish", "e2e"):
         assert total[stage].count > 0, stage
     assert total["e2e"].count == len(msgs)
+    # Stages nest: a sample's age when read <= its window's age when cut <= end to end.
+    assert total["acquire"].p50 <= total["window_ready"].p50 <= total["e2e"].p50
     # Stats and info went to the meta stream; the last stats has the final counters.
     meta_msgs = [json.loads(line) for line in meta.getvalue().splitlines()]
     assert "versions" in meta_msgs[0]
