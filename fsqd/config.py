@@ -10,7 +10,6 @@ parsed by their owners (``fsqd.sinks.mqtt``, ``fsqd.sinks.homeassistant``,
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import re
@@ -86,19 +85,16 @@ class Config:
         return self.sha256[:16]
 
 
-# -- the parts other modules own (one line each to swap in the real parser) --
+# -- [mqtt] (parsed by fsqd.sinks.mqtt) --
 
 
-def _parse_mqtt(table: Table, node_id: str | None) -> MqttSettings | None:
+def _parse_mqtt(table: Table, node_id: str | None, base: Path) -> MqttSettings | None:
     """``[mqtt]`` by its owner; the node id is one value, from [service] or [mqtt]."""
     if not table.data:
         return None
     if node_id is not None and table.has("node_id") and table.data["node_id"] != node_id:
         raise table.error("node_id", f"differs from [service] node_id = {node_id!r}: give one")
-    settings = parse_mqtt(table)
-    if node_id is not None and not table.has("node_id"):
-        settings = dataclasses.replace(settings, node_id=node_id)
-    return settings
+    return parse_mqtt(table, node_id=node_id, base_dir=base)
 
 
 # -- the file --
@@ -124,6 +120,10 @@ def load_config(path: Path) -> Config:
     window = _window(root.table("window"), model.package)
     service_t = root.table("service")
     given_node = service_t.optional("node_id", str)
+    if given_node is not None and not _NODE_ID.match(given_node):
+        raise service_t.error(
+            "node_id", f"{given_node!r}: use 1-64 letters, digits, '_' or '-' (it is an MQTT topic)"
+        )
     stats_t = root.table("stats")
     stats = StatsConfig(stats_t.number("interval_s", 60.0, low=1.0, high=86400.0))
     stats_t.done()
@@ -133,11 +133,7 @@ def load_config(path: Path) -> Config:
     )
     log_t.done()
     mqtt_t = root.table("mqtt")
-    if given_node is not None and not _NODE_ID.match(given_node):
-        raise service_t.error(
-            "node_id", f"{given_node!r}: use 1-64 letters, digits, '_' or '-' (it is an MQTT topic)"
-        )
-    mqtt = _parse_mqtt(mqtt_t, given_node)
+    mqtt = _parse_mqtt(mqtt_t, given_node, base)
     mqtt_t.done()
     node_id = given_node or (mqtt.node_id if mqtt is not None else default_node_id())
     service = _service(service_t, base, node_id)

@@ -373,6 +373,11 @@ class Daemon:
         if step is not None:
             self.counters.clock_steps += 1
             self._synced = clock_synced()
+            for sink in self.sinks:
+                # Codes a sink still holds (spooled) were built with the old mapping.
+                hook = getattr(sink, "clock_stepped", None)
+                if hook is not None:
+                    hook(step)
             log.warning(
                 "wall clock stepped: unsent windows re-mapped",
                 step_s=round(step, 3),
@@ -560,7 +565,7 @@ def open_sinks(config: Config, *, stdout: bool, out: TextIO) -> list[Sink]:
     return [sink]
 
 
-SPOOL_FILE = "spool.sqlite3"
+SPOOL_FILE = "spool.sqlite"
 
 
 PROBE_TIMEOUT_S = 0.5

@@ -83,12 +83,20 @@ def default_node_id() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", host)[:64]
 
 
-def parse_mqtt(table: Table) -> MqttSettings:
-    """Read ``[mqtt]``; every problem is one ConfigError line naming the key."""
+def parse_mqtt(
+    table: Table, *, node_id: str | None = None, base_dir: Path | None = None
+) -> MqttSettings:
+    """Read ``[mqtt]``; every problem is one ConfigError line naming the key.
+
+    ``node_id`` is the default for the table's own ``node_id`` (the daemon passes
+    ``[service] node_id``; without it, the hostname). Relative file paths are taken
+    relative to ``base_dir`` (the config file's directory) when given.
+    """
+    base = base_dir
     host = table.get("host", str)
     if not host.strip():
         raise table.error("host", "must not be empty")
-    node_id = table.get("node_id", str, default_node_id())
+    node_id = table.get("node_id", str, node_id or default_node_id())
     if not _NODE_ID.match(node_id):
         raise table.error("node_id", f"must be 1-64 characters of A-Z a-z 0-9 _ -, got {node_id!r}")
     prefix = table.get("topic_prefix", str, "fsqd")
@@ -96,9 +104,9 @@ def parse_mqtt(table: Table) -> MqttSettings:
         raise table.error(
             "topic_prefix", f"must be topic levels of A-Z a-z 0-9 _ - joined by '/', got {prefix!r}"
         )
-    ca_file = _path(table, "ca_file")
-    cert_file = _path(table, "cert_file")
-    key_file = _path(table, "key_file")
+    ca_file = _path(table, "ca_file", base)
+    cert_file = _path(table, "cert_file", base)
+    key_file = _path(table, "key_file", base)
     tls = table.get("tls", bool, ca_file is not None or cert_file is not None)
     if (cert_file is None) != (key_file is None):
         raise table.error(
@@ -112,8 +120,8 @@ def parse_mqtt(table: Table) -> MqttSettings:
         raise table.error(
             "password", "not allowed in the config file: use password_file or password_credential"
         )
-    username = _secret_source(table, "username", inline_ok=True)
-    password = _secret_source(table, "password", inline_ok=False)
+    username = _secret_source(table, "username", base, inline_ok=True)
+    password = _secret_source(table, "password", base, inline_ok=False)
     if password is not None and username is None:
         raise table.error("password_file", "a password needs a username")
     settings = MqttSettings(
@@ -145,17 +153,22 @@ def parse_mqtt(table: Table) -> MqttSettings:
     return settings
 
 
-def _path(table: Table, key: str) -> Path | None:
+def _resolve(text: str, base: Path | None) -> Path:
+    path = Path(text).expanduser()
+    return path if base is None else base / path  # an absolute path stays as it is
+
+
+def _path(table: Table, key: str, base: Path | None) -> Path | None:
     text = table.optional(key, str)
     if text is None:
         return None
-    path = Path(text).expanduser()
+    path = _resolve(text, base)
     if not path.is_file():
         raise table.error(key, f"{path}: no such file")
     return path
 
 
-def _secret_source(table: Table, name: str, *, inline_ok: bool) -> Secret | None:
+def _secret_source(table: Table, name: str, base: Path | None, *, inline_ok: bool) -> Secret | None:
     """``<name>`` (inline, usernames only), ``<name>_file`` or ``<name>_credential``."""
     keys = [k for k in (name, f"{name}_file", f"{name}_credential") if table.has(k)]
     if not inline_ok and name in keys:
@@ -182,7 +195,7 @@ def _secret_source(table: Table, name: str, *, inline_ok: bool) -> Secret | None
             raise table.error(key, f"must be a credential name without '/', got {text!r}")
         path = Path(directory) / text
     else:
-        path = Path(text).expanduser()
+        path = _resolve(text, base)
     try:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

@@ -63,6 +63,7 @@ class Spool:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(_SCHEMA)
+            self._depth = int(self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0])
         except (sqlite3.Error, OSError) as e:
             raise OutputError(f"{path}: cannot open the spool: {e}") from None
 
@@ -70,8 +71,7 @@ class Spool:
         self._db.close()
 
     def depth(self) -> int:
-        (n,) = self._db.execute("SELECT COUNT(*) FROM spool").fetchone()
-        return int(n)
+        return self._depth
 
     def max_id(self) -> int:
         (n,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM spool").fetchone()
@@ -97,14 +97,17 @@ class Spool:
         db = self._db
         try:
             db.execute("BEGIN")
+            depth = self._depth
             if deletes:
-                db.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in deletes])
+                cur = db.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in deletes])
+                depth -= cur.rowcount
             if inserts:
-                db.executemany(
-                    "INSERT OR REPLACE INTO spool (id, seq, t_submit, payload) VALUES (?, ?, ?, ?)",
+                # An id already on disk is the same code (a commit the sink saw cancelled).
+                cur = db.executemany(
+                    "INSERT OR IGNORE INTO spool (id, seq, t_submit, payload) VALUES (?, ?, ?, ?)",
                     [(r.id, r.seq, r.t_submit, r.payload) for r in inserts],
                 )
-            depth = int(db.execute("SELECT COUNT(*) FROM spool").fetchone()[0])
+                depth += cur.rowcount
             dropped = 0
             if depth > self.max_rows:
                 dropped = depth - self.max_rows
@@ -118,6 +121,7 @@ class Spool:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise OutputError(f"{self.path}: spool write failed: {e}") from None
+        self._depth = depth
         self.commits += 1
         return CommitResult(
             inserted=len(inserts),
