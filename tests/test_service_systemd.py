@@ -63,7 +63,6 @@ name = "collar"
 driver = "lsm6dsox"
 bus = "emulated"
 rate_hz = 104
-mag_driver = "none"
 """
     )
     return cfg
