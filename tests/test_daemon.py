@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -22,6 +23,7 @@ from fsqd.errors import OutputError
 from fsqd.service.clock import WallClock
 from fsqd.service.daemon import Daemon, open_sinks
 from fsqd.sinks.jsonl import JsonLinesSink
+from fsqd.sinks.schemas import load as load_schema
 from fsqd.stream.chunk import SampleChunk
 
 SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
@@ -93,9 +95,11 @@ def test_codes_are_contiguous_epoch_stamped_and_timed(tmp_path: Path) -> None:
     assert np.allclose(steps, 0.1, atol=1e-3)
     period = daemon.timer.roll()
     total = period.cumulative
-    for stage in ("window_ready", "normalise", "infer", "fsq", "publish", "e2e"):
+    for stage in ("acquire", "window_ready", "normalise", "infer", "fsq", "publish", "e2e"):
         assert total[stage].count > 0, stage
     assert total["e2e"].count == len(msgs)
+    # Stages nest: a sample's age when read <= its window's age when cut <= end to end.
+    assert total["acquire"].p50 <= total["window_ready"].p50 <= total["e2e"].p50
     # Stats and info went to the meta stream; the last stats has the final counters.
     meta_msgs = [json.loads(line) for line in meta.getvalue().splitlines()]
     assert "versions" in meta_msgs[0]
@@ -236,6 +240,11 @@ port = {broker.port}
             return c.messages
 
     msgs = asyncio.run(main())
+    # Every message the daemon published is valid against its shipped schema.
+    for topic, payload, _ in msgs:
+        kind = "homeassistant" if topic.startswith("homeassistant/") else topic.split("/")[-1]
+        body = payload.decode() if kind == "status" else json.loads(payload)
+        jsonschema.Draft202012Validator(load_schema(kind)).validate(body)
     codes = [json.loads(p) for t, p, _ in msgs if t == "fsqd/n1/codes"]
     assert len(codes) >= 10
     assert [m["seq"] for m in codes] == list(range(len(codes)))

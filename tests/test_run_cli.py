@@ -165,3 +165,16 @@ def test_fsqd_run_with_an_emulated_sensor_prints_codes(tmp_path: Path) -> None:
     summary = [e for e in log_events(r.stderr) if e.get("event") == "summary"][-1]
     assert summary["sensors"] == "ok" and summary["dropped"] == 0
     assert summary["published"] == len(codes)
+
+
+def test_run_with_a_bad_duration_is_a_usage_error(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "fsqd.toml", "")
+    r = subprocess.run(
+        [sys.executable, "-m", "fsqd", "run", "--config", str(cfg), "--duration", "5 parsecs"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+    )
+    assert r.returncode == 64
+    assert r.stderr.count("\n") == 1 and "duration" in r.stderr

@@ -280,6 +280,8 @@ class Daemon:
                 log.info("ready", first_sample=float(chunk.t[0]))
                 self.notifier.ready()
             self.counters.samples += len(chunk)
+            # How old the newest sample is when the loop gets it (FIFO wait, bus, hand-over).
+            self.timer.add_seconds("acquire", self.clock.now() - float(chunk.t[-1]))
             for batch in self.stream.push(chunk):
                 self._queue(batch)
 
