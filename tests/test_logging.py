@@ -35,7 +35,14 @@ from fsqd.service.logging import (
 DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
 HAVE_PYTHON_SYSTEMD = (DIST_PACKAGES / "systemd" / "journal.py").exists()
 ROOT = Path(__file__).resolve().parents[1]
-UNSHARE = ["unshare", "-m", "--propagation", "private"]
+# As a normal user, a private mount namespace needs a user namespace too.
+UNSHARE = [
+    "unshare",
+    *(["--map-root-user"] if os.geteuid() != 0 else []),
+    "-m",
+    "--propagation",
+    "private",
+]
 
 
 @pytest.fixture(autouse=True)

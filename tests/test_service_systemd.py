@@ -25,7 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "emulated_daemon.py"
 UNIT = ROOT / "systemd" / "fsqd.service"
 WATCHDOG_USEC = 1_000_000  # pings every 0.5 s
-UNSHARE = ["unshare", "-m", "--propagation", "private"]
+# As a normal user, a private mount namespace needs a user namespace too.
+UNSHARE = [
+    "unshare",
+    *(["--map-root-user"] if os.geteuid() != 0 else []),
+    "-m",
+    "--propagation",
+    "private",
+]
 
 
 def unit_seconds(key: str) -> float:
@@ -56,7 +63,6 @@ name = "collar"
 driver = "lsm6dsox"
 bus = "emulated"
 rate_hz = 104
-mag_driver = "none"
 """
     )
     return cfg
