@@ -431,3 +431,56 @@ def test_a_failing_sink_ends_the_run_with_its_own_error(tmp_path: Path) -> None:
     )
     with pytest.raises(OutputError, match="disk full"):
         run(daemon)
+
+
+def test_ready_without_the_broker_and_everything_delivered_when_it_comes(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    broker.stop()  # the broker is down when the daemon starts
+    config = make_config(
+        tmp_path,
+        f"""
+[window]
+hop = 10
+[stats]
+interval_s = 1
+[service]
+node_id = "n2"
+state_dir = "state"
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+reconnect_min = 0.1
+reconnect_max = 0.3
+""",
+    )
+    notes = Recorder()
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=open_sinks(config, stdout=False, out=io.StringIO()),
+        notifier=notes,
+        duration_s=5.0,
+        handle_signals=False,
+    )
+    ready_at: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        ready = notes.ready
+
+        def record_ready() -> None:
+            ready_at.append(loop.time() - t0)
+            ready()
+
+        notes.ready = record_ready  # type: ignore[method-assign]
+        loop.call_later(2.5, broker.start)
+        await daemon.run()
+
+    asyncio.run(main())
+    assert ready_at and ready_at[0] < 1.0  # not waiting for the broker
+    # After the stop (aclose drained what was in flight): everything reached the broker.
+    counters = daemon.sinks[0].counters()
+    assert counters["published"] == daemon.seq > 30
+    assert counters["spool_depth"] == 0 and counters["spool_dropped"] == 0
