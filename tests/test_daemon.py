@@ -484,3 +484,35 @@ reconnect_max = 0.3
     counters = daemon.sinks[0].counters()
     assert counters["published"] == daemon.seq > 30
     assert counters["spool_depth"] == 0 and counters["spool_dropped"] == 0
+
+
+class SlowAcks(JsonLinesSink):
+    """Confirms each code 0.3 s after it was submitted (a slow broker)."""
+
+    def submit_code(self, payload: bytes, seq: int) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = time.monotonic()
+
+        def ack() -> None:
+            self.published += 1
+            if self.on_published is not None:
+                self.on_published(seq, time.monotonic() - t0)
+
+        loop.call_later(0.3, ack)
+
+
+def test_final_stats_wait_for_the_last_confirmations(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "[window]\nhop = 10\n")
+    meta = io.StringIO()
+    sink = SlowAcks(io.StringIO(), meta=meta)
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[sink],
+        duration_s=2.0,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    final = json.loads(meta.getvalue().splitlines()[-1])
+    assert final["counters"]["published"] == daemon.seq > 5
+    assert final["latency_us_total"]["publish"]["count"] == daemon.seq

@@ -57,6 +57,8 @@ log = structlog.get_logger(__name__)
 
 # Deliveries we still wait for (PUBACK); past this, the oldest are forgotten (spooled long ago).
 _MAX_IN_FLIGHT = 100_000
+# On stop, how long the final stats wait for the last PUBACKs (the rest is the spool's).
+FINAL_STATS_WAIT_S = 1.0
 
 
 class Acquisition(Protocol):
@@ -246,12 +248,19 @@ class Daemon:
             await infer
             for t in periodic:
                 t.cancel()
+            await self._settle(min(FINAL_STATS_WAIT_S, self.config.service.drain_timeout_s))
             self._publish_stats()
             for sink in self.sinks:
                 await sink.aclose(self.config.service.drain_timeout_s)
             for t in sink_tasks:
                 t.cancel()
         self._summary_line(final=True)
+
+    async def _settle(self, timeout_s: float) -> None:
+        """Give the sinks a moment to confirm the last codes, so the final stats count them."""
+        deadline = time.monotonic() + timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def stop(self, why: str = "stop") -> None:
         if not self._stop.is_set():
