@@ -516,3 +516,24 @@ def test_final_stats_wait_for_the_last_confirmations(tmp_path: Path) -> None:
     final = json.loads(meta.getvalue().splitlines()[-1])
     assert final["counters"]["published"] == daemon.seq > 5
     assert final["latency_us_total"]["publish"]["count"] == daemon.seq
+
+
+class OddCounters(JsonLinesSink):
+    def counters(self) -> dict[str, int | float]:
+        return {"published": self.published, "never": float("inf"), "unknown": float("nan")}
+
+
+def test_stats_are_strict_json_whatever_a_sink_counts(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "")
+    meta = io.StringIO()
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[OddCounters(io.StringIO(), meta=meta)],
+        duration_s=0.5,
+        handle_signals=False,
+    )
+    assert run(daemon) == 0
+    final = meta.getvalue().splitlines()[-1]
+    counters = json.loads(final, parse_constant=lambda c: pytest.fail(f"{c} in stats"))["counters"]
+    assert "never" not in counters and "unknown" not in counters and "published" in counters

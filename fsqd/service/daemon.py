@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import signal
 import sys
 import time
@@ -427,6 +428,8 @@ class Daemon:
             counters.update(sink.counters())
         encoder = encoder_stats(self.pipeline.encoder)
         counters.update({f"encoder_{k}": v for k, v in encoder.items() if _is_number(v)})
+        # JSON has no Infinity/NaN: a counter that is not finite is left out, not sent broken.
+        counters = {k: v for k, v in counters.items() if _is_number(v)}
         payload = stats_payload(
             run=self.run_id,
             node_id=self.config.service.node_id,
@@ -509,7 +512,7 @@ class Daemon:
 
 
 def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _differs(a: Any, b: Any) -> bool:
