@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from mosquitto import Collector, Mosquitto, free_port
-from sim_acquisition import SimAcquisition
+from sim_acquisition import SimAcquisition, Status
 
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.config import Config, load_config
@@ -518,6 +518,11 @@ def test_final_stats_wait_for_the_last_confirmations(tmp_path: Path) -> None:
     assert final["latency_us_total"]["publish"]["count"] == daemon.seq
 
 
+class UnmeasuredRate(SimAcquisition):
+    def status(self) -> list[Status]:
+        return [Status("sim", "simulator", "ok", float("nan"), self.samples)]
+
+
 class OddCounters(JsonLinesSink):
     def counters(self) -> dict[str, int | float]:
         return {"published": self.published, "never": float("inf"), "unknown": float("nan")}
@@ -528,7 +533,7 @@ def test_stats_are_strict_json_whatever_a_sink_counts(tmp_path: Path) -> None:
     meta = io.StringIO()
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=UnmeasuredRate(chunk=2),
         sinks=[OddCounters(io.StringIO(), meta=meta)],
         duration_s=0.5,
         handle_signals=False,
@@ -537,3 +542,4 @@ def test_stats_are_strict_json_whatever_a_sink_counts(tmp_path: Path) -> None:
     final = meta.getvalue().splitlines()[-1]
     counters = json.loads(final, parse_constant=lambda c: pytest.fail(f"{c} in stats"))["counters"]
     assert "never" not in counters and "unknown" not in counters and "published" in counters
+    assert json.loads(final)["sensors"][0]["rate_hz"] is None

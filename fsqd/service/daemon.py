@@ -526,7 +526,15 @@ def _plain(status: Any) -> dict[str, Any]:
         d = dict(status)
     else:
         d = dict(vars(status))
-    return {k: (str(v) if hasattr(v, "value") else v) for k, v in d.items()}
+    return {k: _json_value(v) for k, v in d.items()}
+
+
+def _json_value(v: Any) -> Any:
+    if hasattr(v, "value"):  # an enum (SensorState)
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # e.g. a rate not measured yet: JSON has no NaN
+    return v
 
 
 def _first_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
