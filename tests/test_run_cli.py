@@ -126,6 +126,16 @@ def test_check_config_summarises(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "ok (config hash" in r.stdout and "hop 10" in r.stdout
+    write_config(cfg, "[window]\nhopp = 10\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "fsqd", "check-config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+    )
+    assert r.returncode == 78 and r.stdout == ""
+    assert r.stderr == "fsqd: error: fsqd.toml [window] hopp: unknown key (did you mean 'hop'?)\n"
 
 
 def test_run_with_a_bad_config_is_one_line_78(tmp_path: Path) -> None:
