@@ -381,8 +381,11 @@ def test_tls_with_ca_and_client_certificate(
     run(main())
 
 
-def test_kick_right_after_connack_backs_off(broker: Mosquitto, tmp_path: Path) -> None:
+def test_kick_right_after_connack_backs_off(
+    broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Two processes with one client id kick each other; back-off keeps it slow."""
+    import gc
 
     async def main() -> None:
         s = settings(broker, "dup", reconnect_min_s=0.1, reconnect_max_s=1.6, stable_s=5.0)
@@ -398,6 +401,9 @@ def test_kick_right_after_connack_backs_off(broker: Mosquitto, tmp_path: Path) -
         await asyncio.gather(*tasks)
 
     run(main())
+    gc.collect()
+    # Each kick ends a connection with an error aiomqtt stores in a future: seen, not leaked.
+    assert "exception was never retrieved" not in caplog.text
 
 
 def test_backoff_grows_caps_and_jitters(tmp_path: Path) -> None:
@@ -465,27 +471,6 @@ def test_aclose_without_broker_spools_everything(tmp_path: Path) -> None:
         assert [r.seq for r in rows] == list(range(7))
 
     run(main())
-
-
-def test_no_unretrieved_future_errors_after_dropped_connections(
-    broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    import gc
-
-    async def main() -> None:
-        sink = MqttSink(settings(broker), tmp_path / "s.db")
-        task = asyncio.create_task(sink.run())
-        for _ in range(3):
-            await wait_until(lambda: sink.counters()["connected"] == 1)
-            broker.stop()
-            await wait_until(lambda: sink.counters()["connected"] == 0)
-            broker.start()
-        await sink.aclose(2)
-        await task
-        gc.collect()
-
-    run(main())
-    assert "exception was never retrieved" not in caplog.text
 
 
 def test_acknowledged_spooled_codes_are_not_resent_after_a_reconnect(
