@@ -185,6 +185,48 @@ def _render_inspect(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_model_calib(args: argparse.Namespace) -> int:
+    from fsqd.model.calib import build_calibration
+    from fsqd.model.package import load_package
+
+    report = build_calibration(
+        load_package(args.package),
+        args.out,
+        recordings=args.recordings or (),
+        sim_minutes=args.sim_minutes,
+        max_windows=args.max_windows,
+        hop=args.hop,
+        seed=args.seed,
+    )
+    print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_model_compile_script(args: argparse.Namespace) -> int:
+    from fsqd.model.compile_script import write_script
+    from fsqd.model.package import load_package
+
+    path, plan = write_script(load_package(args.package), args.out, arch=args.arch)
+    print(f"wrote {path} ({plan.arch}, parse up to {plan.end_node}):")
+    for c in plan.commands:
+        print(f"  {c}")
+    print(f"run it on an x86 host with the Hailo Dataflow Compiler, next to {plan.calib};")
+    print("it leaves encoder.hef in the package directory, where fsqd looks for it")
+    return 0
+
+
+def cmd_model_parity(args: argparse.Namespace) -> int:
+    from fsqd.model.package import load_package
+    from fsqd.model.parity import run_parity
+
+    report = run_parity(load_package(args.package), args.windows, reference=args.reference)
+    if args.json:
+        print(json.dumps(asdict(report) | {"passed": report.passed}, indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.passed else 1
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from fsqd.service.replay import replay
 
@@ -235,6 +277,18 @@ def _duration(text: str) -> float:
     from fsqd.service.simulate import parse_duration
 
     return parse_duration(text)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from fsqd.service.record import cmd_record as record
+
+    return record(args.config, args.out, args.duration, args.format)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from fsqd.service.probe import cmd_probe as probe
+
+    return probe(args.bus, emulated=args.emulated, seconds=args.seconds)
 
 
 # -- parser --
@@ -294,6 +348,29 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-labels", action="store_true", help="leave out the behaviour column")
 
 
+def _hailo_tool_parsers(msub: Any) -> None:
+    mc = msub.add_parser("calib", help="calibration windows (NHWC) for the Hailo compiler")
+    mc.add_argument("package", type=Path, metavar="PKG")
+    mc.add_argument("--out", type=Path, required=True, metavar="CALIB.npy")
+    mc.add_argument("--from", dest="recordings", type=Path, nargs="+", metavar="RECORDING")
+    mc.add_argument("--sim-minutes", type=float, help="simulated minutes instead of recordings")
+    mc.add_argument("--max-windows", type=_positive_int, default=1024, help="default 1024")
+    mc.add_argument("--hop", type=_positive_int, help="samples between windows (default: card)")
+    mc.add_argument("--seed", type=int, default=0, help="simulator seed")
+    mc.set_defaults(func=cmd_model_calib)
+    ms = msub.add_parser("compile-script", help="write the Dataflow Compiler commands for a HEF")
+    ms.add_argument("package", type=Path, metavar="PKG")
+    ms.add_argument("--arch", choices=["hailo8", "hailo8l"], default="hailo8")
+    ms.add_argument("--out", type=Path, help="script path (default: PKG/compile_hef.sh)")
+    ms.set_defaults(func=cmd_model_compile_script)
+    mp = msub.add_parser("parity", help="compare every available backend on the same windows")
+    mp.add_argument("package", type=Path, metavar="PKG")
+    mp.add_argument("--windows", type=Path, required=True, metavar="W.npy")
+    mp.add_argument("--reference", type=Path, help="encoder outputs from training (N, dim) .npy")
+    mp.add_argument("--json", action="store_true", help="machine-readable output")
+    mp.set_defaults(func=cmd_model_parity)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fsqd",
@@ -334,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("package", type=Path, nargs="?", metavar="PKG", help="default: bundled model")
     mn.add_argument("--json", action="store_true", help="machine-readable output")
     mn.set_defaults(func=cmd_model_inspect)
+    _hailo_tool_parsers(msub)
 
     r = sub.add_parser("replay", help="replay a recorded IMU file through the model")
     _replay_arguments(r)
@@ -365,22 +443,32 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--count", type=_positive_int, help="stop after this many codes")
     tl.add_argument("--duration", help="stop after this long, e.g. 30s")
     tl.set_defaults(func=cmd_tail)
+    rec = sub.add_parser("record", help="record raw samples from the configured IMUs")
+    rec.add_argument("--config", type=Path, required=True, help="TOML with [[sensor]] tables")
+    rec.add_argument("--out", type=Path, required=True, help="FILE.fsqr (native) or FILE.csv")
+    rec.add_argument("--duration", help="e.g. 90s, 10m, 1h (default: until Ctrl-C)")
+    rec.add_argument("--format", choices=["native", "csv"], help="default: from --out's suffix")
+    rec.set_defaults(func=cmd_record)
+    pr = sub.add_parser("probe", help="find IMUs on the I2C buses and check their readings")
+    pr.add_argument("--bus", action="append", help="bus number or /dev path (default: all)")
+    pr.add_argument("--emulated", action="store_true", help="probe an emulated bus instead")
+    pr.add_argument("--seconds", type=float, default=1.0, help="burst length (default 1 s)")
+    pr.set_defaults(func=cmd_probe)
     return p
 
 
 def _log_to_stderr() -> None:
-    """Until logging is configured, structlog prints everything to stdout: keep stdout for
-    results and show only warnings (a fall-back, a range problem) on stderr."""
+    """structlog prints everything to stdout by default: keep stdout for results and show
+    only warnings (a fall-back, a range problem) on stderr. (The daemon configures its own.)"""
     import logging
 
     import structlog
 
-    if not structlog.is_configured():
-        structlog.configure(
-            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-            # Looked up per message, so a replaced sys.stderr (tests, redirections) is honoured.
-            logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
-        )
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        # Looked up per message, so a replaced sys.stderr (tests, redirections) is honoured.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

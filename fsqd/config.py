@@ -5,7 +5,7 @@ Tables: ``[model]``, ``[window]``, ``[mqtt]``, ``[homeassistant]``, ``[service]`
 nearest valid one; relative paths are relative to the config file's directory (a
 service's working directory is ``/``). The transport tables and the sensor tables are
 parsed by their owners (``fsqd.sinks.mqtt``, ``fsqd.sinks.homeassistant``,
-``fsqd.sensors.config``) through the three ``_parse_*`` functions below.
+``fsqd.sensors.config``).
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fsqd.errors import ConfigError, FsqdError
 from fsqd.model.package import ModelPackage, load_package
+from fsqd.sensors.config import SensorConfig, parse_sensors
 from fsqd.sinks.homeassistant import HomeAssistantSettings, parse_homeassistant
-from fsqd.sinks.mqtt import MqttSettings, parse_mqtt
+from fsqd.sinks.mqtt import MqttSettings, default_node_id, parse_mqtt
 from fsqd.tomlcheck import Table
 
 BACKENDS = ("auto", "hailo", "onnx")
@@ -79,36 +78,23 @@ class Config:
     logging: LoggingConfig
     mqtt: MqttSettings | None  # None: no broker configured (codes go to stdout)
     homeassistant: HomeAssistantSettings
-    sensors: tuple[Any, ...]  # fsqd.sensors.config.SensorConfig
+    sensors: tuple[SensorConfig, ...]
 
     @property
     def hash(self) -> str:
         return self.sha256[:16]
 
 
-# -- the parts other modules own (one line each to swap in the real parser) --
+# -- [mqtt] (parsed by fsqd.sinks.mqtt) --
 
 
-def _parse_mqtt(table: Table, service: ServiceConfig, base: Path) -> MqttSettings | None:
+def _parse_mqtt(table: Table, node_id: str | None, base: Path) -> MqttSettings | None:
+    """``[mqtt]`` by its owner; the node id is one value, from [service] or [mqtt]."""
     if not table.data:
         return None
-    return parse_mqtt(table, node_id=service.node_id, base_dir=base)
-
-
-def _parse_homeassistant(table: Table) -> HomeAssistantSettings:
-    return parse_homeassistant(table)
-
-
-def _parse_sensors(tables: list[Table]) -> tuple[Any, ...]:
-    try:
-        from fsqd.sensors.config import parse_sensors  # type: ignore[import-not-found]
-    except ImportError:
-        for t in tables:  # the sensors module is not in this build: take the tables as they are
-            for k in t.data:
-                t.get(k, object)
-        return tuple(dict(t.data) for t in tables)
-    out: tuple[Any, ...] = parse_sensors(tables)
-    return out
+    if node_id is not None and table.has("node_id") and table.data["node_id"] != node_id:
+        raise table.error("node_id", f"differs from [service] node_id = {node_id!r}: give one")
+    return parse_mqtt(table, node_id=node_id, base_dir=base)
 
 
 # -- the file --
@@ -132,7 +118,12 @@ def load_config(path: Path) -> Config:
     base = path.parent
     model = _model(root.table("model"), base)
     window = _window(root.table("window"), model.package)
-    service = _service(root.table("service"), base)
+    service_t = root.table("service")
+    given_node = service_t.optional("node_id", str)
+    if given_node is not None and not _NODE_ID.match(given_node):
+        raise service_t.error(
+            "node_id", f"{given_node!r}: use 1-64 letters, digits, '_' or '-' (it is an MQTT topic)"
+        )
     stats_t = root.table("stats")
     stats = StatsConfig(stats_t.number("interval_s", 60.0, low=1.0, high=86400.0))
     stats_t.done()
@@ -142,15 +133,17 @@ def load_config(path: Path) -> Config:
     )
     log_t.done()
     mqtt_t = root.table("mqtt")
-    mqtt = _parse_mqtt(mqtt_t, service, base)
+    mqtt = _parse_mqtt(mqtt_t, given_node, base)
     mqtt_t.done()
+    node_id = given_node or (mqtt.node_id if mqtt is not None else default_node_id())
+    service = _service(service_t, base, node_id)
     ha_t = root.table("homeassistant")
-    ha = _parse_homeassistant(ha_t)
+    ha = parse_homeassistant(ha_t)
     ha_t.done()
     sensor_tables = root.tables("sensor")
     if not sensor_tables:
         raise root.error("[[sensor]]", "missing: the daemon needs at least one sensor table")
-    sensors = _parse_sensors(sensor_tables)
+    sensors = parse_sensors(sensor_tables)
     for t in sensor_tables:
         t.done()
     root.done()
@@ -198,24 +191,13 @@ def _optional_int(t: Table, key: str, low: int, high: int) -> int | None:
     return t.integer(key, low=low, high=high) if t.has(key) else t.optional(key, int)
 
 
-def default_node_id() -> str:
-    """The hostname, made safe for MQTT topics and Home Assistant ids."""
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:64]
-    return name or "fsqd"
-
-
 def default_state_dir() -> Path:
     # systemd's StateDirectory= sets STATE_DIRECTORY (colon-separated when several).
     env = os.environ.get("STATE_DIRECTORY")
     return Path(env.split(":")[0]) if env else DEFAULT_STATE_DIR
 
 
-def _service(t: Table, base: Path) -> ServiceConfig:
-    node_id = t.get("node_id", str, "") or default_node_id()
-    if not _NODE_ID.match(node_id):
-        raise t.error(
-            "node_id", f"{node_id!r}: use 1-64 letters, digits, '_' or '-' (it is an MQTT topic)"
-        )
+def _service(t: Table, base: Path, node_id: str) -> ServiceConfig:
     state = t.optional("state_dir", str)
     cfg = ServiceConfig(
         node_id=node_id,
@@ -241,8 +223,13 @@ def describe(config: Config) -> str:
         f"at most {config.window.max_pending} pending",
         f"sensors    {len(config.sensors)} table(s)",
         "mqtt       "
-        + ("none: codes as JSON lines on stdout" if mqtt is None else f"{mqtt.host}:{mqtt.port}"),
-        f"discovery  {'on' if getattr(ha, 'enabled', True) else 'off'}",
+        + (
+            "none: codes as JSON lines on stdout"
+            if mqtt is None
+            else f"{mqtt.host}:{mqtt.port}{' TLS' if mqtt.tls else ''}, "
+            f"topics {mqtt.base_topic}/..."
+        ),
+        f"discovery  {'on' if ha.enabled else 'off'} ({ha.prefix})",
         f"service    node {config.service.node_id}, state {config.service.state_dir}, "
         f"without broker: {config.service.without_broker}",
         f"stats      every {config.stats.interval_s:g} s; logging "

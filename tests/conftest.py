@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import structlog
 
 from fsqd.cli import main
 from fsqd.model.importer import ImportOptions, import_model
@@ -60,6 +61,15 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> RunCli:
         return code, out, err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _structlog_unconfigured() -> Iterator[None]:
+    """Each test starts with structlog as a fresh process has it (nothing configured):
+    a test that configures it (capture_logs, configure_logging) must not leave stdout
+    logging behind for the next test's in-process CLI run."""
+    yield
+    structlog.reset_defaults()
 
 
 # -- MQTT: a real Mosquitto broker on a free loopback port (tests/mosquitto.py) --

@@ -100,3 +100,13 @@ def windows(n: int, card_shape: tuple[int, ...], seed: int = 0, scale: float = 1
     level = rng.standard_normal((n, card_shape[0], *(1,) * (len(card_shape) - 1)))
     x = level + 0.5 * rng.standard_normal((n, *card_shape))
     return (x * scale).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def structlog_defaults() -> Iterator[None]:
+    """capture_logs sees every level only under structlog's defaults (the CLI filters)."""
+    import structlog
+
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

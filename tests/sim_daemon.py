@@ -18,7 +18,7 @@ import fsqd.service.daemon
 from fsqd.cli import main
 
 
-def _source(config: Any) -> SimAcquisition:
+def _source(config: Any, clock: Any) -> SimAcquisition:
     return SimAcquisition(chunk=2)
 
 

@@ -108,6 +108,11 @@ def test_config_hash_follows_the_bytes(tmp_path: Path) -> None:
         ("[service]\nnode_id = 'a/b'", "[service] node_id: 'a/b': use 1-64 letters"),
         ("[service]\nwithout_broker = 'drop'", "[service] without_broker: must be one of spool"),
         ("[mqtt]\nport = 1883", "[mqtt] host: missing (required)"),
+        ("[model]\nbackends = 'onnx'", "[model] backends: unknown key (did you mean 'backend'?)"),
+        ("[stats]\ninterval = 5", "[stats] interval: unknown key (did you mean 'interval_s'?)"),
+        ("[logging]\nlevl = 'info'", "[logging] levl: unknown key (did you mean 'level'?)"),
+        ("[service]\nstate_directory = 'x'", "[service] state_directory: unknown key"),
+        ("[homeassistant]\nenable = false", "[homeassistant] enable: unknown key"),
         ("window = 3", "fsqd.toml window: expected a table, got 3 (int)"),
     ],
 )
@@ -122,7 +127,9 @@ def test_missing_model(tmp_path: Path) -> None:
 
 
 def test_unreadable_credential_file(tmp_path: Path) -> None:
-    msg = error(tmp_path, f"[mqtt]\nhost = 'b'\npassword_file = '{tmp_path / 'nope'}'")
+    msg = error(
+        tmp_path, f"[mqtt]\nhost = 'b'\nusername = 'u'\npassword_file = '{tmp_path / 'nope'}'"
+    )
     assert "[mqtt] password_file" in msg
 
 
@@ -148,3 +155,13 @@ def test_shipped_configs_are_valid(name: str) -> None:
     root = Path(__file__).resolve().parents[1]
     c = load_config(root / "configs" / name)
     assert c.mqtt is not None and len(c.sensors) == 1
+
+
+def test_one_node_id_for_service_and_topics(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path, "[service]\nnode_id = 'n7'\n[mqtt]\nhost = 'b'"))
+    assert c.service.node_id == "n7" and c.mqtt is not None and c.mqtt.node_id == "n7"
+    assert c.mqtt.base_topic == "fsqd/n7"
+    c = load_config(write(tmp_path, "[mqtt]\nhost = 'b'\nnode_id = 'm3'"))
+    assert c.service.node_id == "m3"
+    msg = error(tmp_path, "[service]\nnode_id = 'n7'\n[mqtt]\nhost = 'b'\nnode_id = 'm3'")
+    assert "[mqtt] node_id: differs from [service] node_id = 'n7'" in msg

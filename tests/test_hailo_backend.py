@@ -17,6 +17,7 @@ from hailo_support import (
     RANDOM_CALIB_OUT,
     fake_hailo,
     hef_pkg,
+    structlog_defaults,
     windows,
     write_fake_hef,
 )
@@ -37,7 +38,7 @@ from fsqd.errors import ModelError
 from fsqd.fsq import FSQ
 from fsqd.model.package import ModelPackage
 
-__all__ = ["fake_hailo", "hef_pkg"]  # fixtures used by name
+__all__ = ["fake_hailo", "hef_pkg", "structlog_defaults"]  # fixtures used by name
 
 FAST = HailoSettings(timeout_ms=200, backoff_s=0.0)
 
@@ -55,6 +56,15 @@ def npu(fake_hailo: ModuleType, hef_pkg: ModelPackage) -> HailoEncoder:
     enc = HailoEncoder(hef_pkg, hef_pkg.path / "encoder.hef", FAST)
     yield enc
     enc.close()
+
+
+def test_the_vdevice_runs_the_round_robin_scheduler(npu: HailoEncoder) -> None:
+    import hailo_platform
+    import hailo_platform._fake as fake
+
+    (params,) = fake.STATE.vdevice_params
+    assert params.scheduling_algorithm == hailo_platform.HailoSchedulingAlgorithm.ROUND_ROBIN
+    assert params.multi_process_service is False
 
 
 @pytest.mark.parametrize("api", ["infer_model", "vstreams"])
@@ -209,6 +219,17 @@ def test_status_codes_are_read_from_a_plain_hailort_exception(
     assert status_of(named) == code
 
 
+def test_status_codes_from_the_cause_or_the_number_alone(fake_hailo: ModuleType) -> None:
+    from hailo_platform.pyhailort import _pyhailort
+    from hailo_platform.pyhailort.pyhailort import HailoRTException
+
+    try:
+        raise HailoRTException("failed") from _pyhailort.HailoRTStatusException("85")
+    except HailoRTException as e:
+        assert status_of(e) == 85  # only the cause knows
+    assert status_of(HailoRTException("libhailort failed with error: 74")) == 74
+
+
 def test_status_codes_of_subclasses(fake_hailo: ModuleType) -> None:
     from hailo_platform.pyhailort.pyhailort import ExceptionWrapper
 
@@ -323,6 +344,15 @@ def test_a_transient_driver_failure_rebuilds_the_vdevice(npu: HailoEncoder) -> N
     assert fake.STATE.vdevices_created == 2 and fake.STATE.vdevices_alive == 1
 
 
+def test_a_rebuild_that_cannot_load_the_hef_releases_the_device(npu: HailoEncoder) -> None:
+    import hailo_platform._fake as fake
+
+    fake.STATE.fail_runs, fake.STATE.fail_loads = 1, 1
+    with pytest.raises(HailoRuntimeError, match=r"did not come back.*cannot load the HEF"):
+        npu(_x(npu.package, 4))
+    assert fake.STATE.vdevices_created == 2 and fake.STATE.vdevices_alive == 0
+
+
 def test_a_hang_times_out_and_a_failed_rebuild_raises(npu: HailoEncoder) -> None:
     import hailo_platform._fake as fake
 
@@ -379,6 +409,13 @@ def test_describe_device(fake_hailo: ModuleType, tmp_path: Path) -> None:
                 "board": "Hailo-8",
             }
         ],
+    }
+    fake_hailo.STATE.identify_status = 74
+    (dev,) = describe_device(HailoSettings(device_path="/nonexistent"))["devices"]  # type: ignore[index]
+    assert dev == {
+        "id": "0000:01:00.0",
+        "error": "status 74 HAILO_OUT_OF_PHYSICAL_DEVICES; no process visible here holds "
+        "/nonexistent",
     }
     fake_hailo.STATE.dead = True
     assert describe_device()["devices"] == []  # type: ignore[index]

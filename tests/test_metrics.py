@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
+
+import pytest
 
 from fsqd.metrics import HIGH_US, StageTimer, decode_histogram, encode, new_histogram
 
@@ -34,7 +38,20 @@ def test_recording_from_many_threads_loses_nothing() -> None:
     )
 
 
-def test_roll_while_recording_keeps_every_value_in_exactly_one_period() -> None:
+def test_roll_while_recording_keeps_every_value_in_exactly_one_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Switch threads as often as the interpreter can, so a missing lock shows.
+    monkeypatch.setattr(sys, "getswitchinterval", sys.getswitchinterval)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        _roll_while_recording()
+    finally:
+        sys.setswitchinterval(old)
+
+
+def _roll_while_recording() -> None:
     timer = StageTimer()
     stop = threading.Event()
     recorded = [0]
@@ -47,7 +64,8 @@ def test_roll_while_recording_keeps_every_value_in_exactly_one_period() -> None:
     t = threading.Thread(target=work)
     t.start()
     periods = []
-    for _ in range(50):
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
         periods.append(timer.roll())
     stop.set()
     t.join()

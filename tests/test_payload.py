@@ -10,7 +10,13 @@ from fsqd import __version__
 from fsqd.metrics import StageTimer, decode_histogram
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodeBatch
-from fsqd.sinks.payload import CodeMessages, LineFormatter, info_payload, stats_payload
+from fsqd.sinks.payload import (
+    CodeMessages,
+    LineFormatter,
+    info_payload,
+    shift_code_times,
+    stats_payload,
+)
 
 
 def batch(n: int) -> CodeBatch:
@@ -106,3 +112,18 @@ def test_info_payload() -> None:
     assert i["model"]["tag"] == pkg.label and i["model"]["hop"] == 10
     assert i["model"]["levels"] == list(pkg.card.levels)
     assert i["config_hash"] == "0123456789abcdef"
+
+
+def test_shift_code_times_moves_only_the_times() -> None:
+    (raw,) = CodeMessages("r", "m", ("a", "b"))(
+        7, batch(1), np.array([100.25]), np.array([101.24]), np.array([0.001]), False
+    )
+    shifted = json.loads(shift_code_times(raw, 1_790_000_000.5))
+    m = json.loads(raw)
+    assert shifted["t_start"] == 1_790_000_100.75
+    assert shifted["t_end"] == 1_790_000_101.74
+    assert {k: v for k, v in shifted.items() if not k.startswith("t_")} == {
+        k: v for k, v in m.items() if not k.startswith("t_")
+    }
+    back = json.loads(shift_code_times(shift_code_times(raw, -3600.0), 3600.0))
+    assert back == m

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mosquitto import Collector, Mosquitto
 from sdnotify import NotifyListener, unique_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,3 +140,82 @@ def test_run_with_a_bad_config_is_one_line_78(tmp_path: Path) -> None:
     assert r.returncode == 78
     assert r.stderr.count("\n") == 1 and "[model] path" in r.stderr
     assert r.stdout == ""
+
+
+def test_fsqd_run_with_an_emulated_sensor_prints_codes(tmp_path: Path) -> None:
+    """The real acquisition (register-level emulated LSM6DSOX at 104 Hz, resampled to the
+    card's 100 Hz) through `python -m fsqd run`, no broker configured."""
+    cfg = tmp_path / "fsqd.toml"
+    cfg.write_text(
+        "[window]\nhop = 10\n[logging]\nformat = 'json'\n"
+        '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
+    )
+    before = time.time()
+    r = subprocess.run(
+        [sys.executable, "-m", "fsqd", "run", "--config", str(cfg), "--duration", "3s"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    codes = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(codes) >= 10
+    assert [m["seq"] for m in codes] == list(range(len(codes)))
+    assert all(before < m["t_start"] < m["t_end"] < time.time() for m in codes)
+    summary = [e for e in log_events(r.stderr) if e.get("event") == "summary"][-1]
+    assert summary["sensors"] == "ok" and summary["dropped"] == 0
+    assert summary["published"] == len(codes)
+
+
+def test_run_with_a_bad_duration_is_a_usage_error(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "fsqd.toml", "")
+    r = subprocess.run(
+        [sys.executable, "-m", "fsqd", "run", "--config", str(cfg), "--duration", "5 parsecs"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+    )
+    assert r.returncode == 64
+    assert r.stderr.count("\n") == 1 and "duration" in r.stderr
+
+
+def test_sigterm_with_a_broker_delivers_every_code_then_offline(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    cfg = write_config(
+        tmp_path / "fsqd.toml",
+        f"[window]\nhop = 10\n[logging]\nformat = 'json'\n[service]\nnode_id = 'n9'\n"
+        f"state_dir = 'state'\n[mqtt]\nhost = '{broker.host}'\nport = {broker.port}\n",
+    )
+
+    async def scenario() -> tuple[int, str, list[tuple[str, bytes, bool]]]:
+        async with Collector(broker, "fsqd/n9/#") as c:
+            proc = await asyncio.create_subprocess_exec(
+                *SIM_DAEMON,
+                "run",
+                "--config",
+                str(cfg),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env=env(),
+            )
+            deadline = time.monotonic() + 30
+            while sum(t.endswith("/codes") for t, _, _ in c.messages) < 15:
+                assert time.monotonic() < deadline, "no codes arrived"
+                await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+            await asyncio.sleep(0.3)
+            return proc.returncode or 0, err.decode(), list(c.messages)
+
+    code, err, msgs = asyncio.run(scenario())
+    assert code == 0, err
+    codes = [json.loads(p)["seq"] for t, p, _ in msgs if t == "fsqd/n9/codes"]
+    summary = [e for e in log_events(err) if e.get("event") == "summary"][-1]
+    # Every window cut before the stop reached the broker, in order, once.
+    assert codes == list(range(summary["windows"]))
+    status = [p for t, p, _ in msgs if t == "fsqd/n9/status"]
+    assert status[0] == b"online" and status[-1] == b"offline"

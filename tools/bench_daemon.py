@@ -58,7 +58,7 @@ def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("mosquitto did not start")
 
 
-def config_text(port: int | None, state: Path, hop: int, rate: float) -> str:
+def config_text(port: int | None, state: Path, hop: int, rate: float, poll_ms: float) -> str:
     mqtt = "" if port is None else f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
     return f"""
 [window]
@@ -76,6 +76,7 @@ name = "bench"
 driver = "lsm6dsox"
 bus = "emulated"
 rate_hz = {rate}
+poll_ms = {poll_ms}
 """
 
 
@@ -126,6 +127,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
     ap.add_argument("--hop", type=int, default=10)
     ap.add_argument("--rate", type=float, default=100.0)
+    ap.add_argument("--poll-ms", type=float, default=20.0, help="sensor FIFO burst period")
     ap.add_argument("--transport", choices=["mqtt", "stdout"], default="mqtt")
     ap.add_argument(
         "--sim-source",
@@ -144,7 +146,7 @@ def main() -> int:
             sub = Subscriber(port)
             sub.connected.wait(10)
         cfg = work / "bench.toml"
-        cfg.write_text(config_text(port, work / "state", args.hop, args.rate))
+        cfg.write_text(config_text(port, work / "state", args.hop, args.rate, args.poll_ms))
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         entry = [str(ROOT / "tests" / "sim_daemon.py")] if args.sim_source else ["-m", "fsqd"]
         run = [sys.executable, *entry, "run", "--config", str(cfg)]
@@ -187,7 +189,11 @@ def main() -> int:
             broker.wait()
         lat = np.array(latencies[first:last]) * 1000
         cpu = 100 * (cpu1 - cpu0) / (w1 - w0)
-        print(f"fsqd run, {args.transport}, emulated sensor {args.rate:g} Hz, hop {args.hop}")
+        source = "simulator source" if args.sim_source else f"emulated sensor {args.rate:g} Hz"
+        print(
+            f"fsqd run, {args.transport}, {source}, hop {args.hop}, "
+            f"poll {args.poll_ms:g} ms, {os.cpu_count()} cores"
+        )
         print(f"measured {w1 - w0:.1f} s after {args.warmup:g} s warm-up: {len(lat)} codes")
         print(
             f"end-to-end (receive - t_end): p50 {np.percentile(lat, 50):.1f} ms, "

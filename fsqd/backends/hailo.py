@@ -20,6 +20,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -223,10 +224,15 @@ def version_mismatch_message(hp: ModuleType, settings: HailoSettings) -> str:
     )
 
 
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def open_vdevice(
-    hp: ModuleType, settings: HailoSettings, *, sleep: Callable[[float], None] = time.sleep
+    hp: ModuleType, settings: HailoSettings, *, sleep: Callable[[float], None] | None = None
 ) -> Any:
     """One VDevice with the ROUND_ROBIN scheduler, retrying while no device is free."""
+    sleep = sleep or _sleep
     params = hp.VDevice.create_params()
     params.scheduling_algorithm = hp.HailoSchedulingAlgorithm.ROUND_ROBIN
     if settings.multi_process_service:
@@ -378,7 +384,9 @@ class _InferModelRun:
         self._infer_model = im  # keeps the VDevice's model alive as long as we run it
         self._cim_cm = im.configure()
         self.cim = self._cim_cm.__enter__()
-        self.queue = max(1, int(self.cim.get_async_queue_size()))
+        # Frames one run_async may carry (4.23 has get_async_queue_size; be safe before it).
+        queue_size = getattr(self.cim, "get_async_queue_size", None)
+        self.queue = max(1, int(queue_size())) if callable(queue_size) else 1
 
     def run(self, frames: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         n = len(frames)
@@ -453,8 +461,9 @@ _Run = _InferModelRun | _VStreamsRun
 
 # One VDevice per process: HailoRT ties it to the creating process and the device allows one
 # owner (without hailort.service); a second encoder in the same process would fight the first.
+# A weak reference: an encoder dropped without close() frees the slot with its VDevice.
 _owner_lock = threading.Lock()
-_owner: HailoEncoder | None = None
+_owner: weakref.ref[HailoEncoder] | None = None
 
 
 class HailoEncoder:
@@ -468,7 +477,7 @@ class HailoEncoder:
         hef: Path,
         settings: HailoSettings | None = None,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         global _owner
         self.package = package
@@ -483,12 +492,13 @@ class HailoEncoder:
         self._vdevice: Any = None
         self._run: _Run | None = None
         with _owner_lock:
-            if _owner is not None:
+            other = _owner() if _owner is not None else None
+            if other is not None and not other._closed:
                 raise HailoUnavailableError(
                     "a Hailo encoder is already open in this process (one VDevice per process): "
                     "close it first"
                 )
-            _owner = self
+            _owner = weakref.ref(self)
         try:
             self._open(self.settings.open_attempts)
             assert self._run is not None
@@ -535,9 +545,6 @@ class HailoEncoder:
             raise HailoUnavailableError(
                 f"{self.hef}: cannot load the HEF on the device ({describe_status(code)}): {e}"
             ) from None
-        except BaseException:
-            self._release()
-            raise
 
     def _release(self) -> None:
         run, vdevice = self._run, self._vdevice
@@ -601,16 +608,6 @@ class HailoEncoder:
             "input_range": [self.range.lo, self.range.hi],
         }
 
-    def reopen(self) -> None:
-        """One attempt to get the device back after a failure (the CPU covers meanwhile)."""
-        if self._worker is None:
-            raise HailoRuntimeError("the Hailo encoder is closed")
-        self._worker.submit(self._reopen).result()
-
-    def _reopen(self) -> None:
-        if self._run is None:
-            self._open(attempts=1)
-
     def close(self) -> None:
         global _owner
         if self._closed:
@@ -621,7 +618,7 @@ class HailoEncoder:
             worker.shutdown(wait=True)
         self._release()
         with _owner_lock:
-            if _owner is self:
+            if _owner is not None and _owner() is self:
                 _owner = None
 
 

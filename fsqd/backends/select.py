@@ -145,7 +145,11 @@ class FallbackEncoder:
             else:
                 out.set_exception(exc)
 
-        npu.submit(x).add_done_callback(done)
+        try:
+            started = npu.submit(x)
+        except (HailoRuntimeError, RuntimeError):  # closed by a fall-back meanwhile
+            return self._worker.submit(self.cpu, x)
+        started.add_done_callback(done)
         return out
 
     def _cover(self, npu: HailoEncoder, exc: BaseException, x: Array, out: Future[Array]) -> None:

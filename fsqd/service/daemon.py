@@ -38,10 +38,13 @@ import numpy.typing as npt
 import structlog
 
 from fsqd.backends.base import Encoder
+from fsqd.backends.select import encoder_stats
 from fsqd.config import Config, load_config
-from fsqd.errors import ConfigError, FsqdError
+from fsqd.errors import FsqdError
 from fsqd.metrics import StageTimer
 from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream
+from fsqd.sensors.acquire import open_acquisition
+from fsqd.sensors.clock import SystemClock
 from fsqd.service.clock import WallClock, clock_synced
 from fsqd.service.logging import configure_logging
 from fsqd.service.systemd import SystemdNotifier
@@ -54,6 +57,8 @@ log = structlog.get_logger(__name__)
 
 # Deliveries we still wait for (PUBACK); past this, the oldest are forgotten (spooled long ago).
 _MAX_IN_FLIGHT = 100_000
+# On stop, how long the final stats wait for the last PUBACKs (the rest is the spool's).
+FINAL_STATS_WAIT_S = 1.0
 
 
 class Acquisition(Protocol):
@@ -158,7 +163,8 @@ class Daemon:
 
     @property
     def backend(self) -> str:
-        return str(getattr(self.pipeline.encoder, "name", "onnx"))
+        # Read each time: "auto" falls back to the CPU and returns to the NPU at run time.
+        return self.pipeline.encoder.name
 
     # -- the run --
 
@@ -190,6 +196,7 @@ class Daemon:
         finally:
             self.acq.stop()
             self._executor.shutdown(wait=True)
+            self.pipeline.encoder.close()
             if self.handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
@@ -221,8 +228,6 @@ class Daemon:
         )
         for sink in self.sinks:
             sink.publish_info(info)
-        # Sensor and model are up: ready, without waiting for a broker.
-        self.notifier.ready()
         async with asyncio.TaskGroup() as tg:
             sink_tasks = [tg.create_task(s.run(), name=type(s).__name__) for s in self.sinks]
             pump = tg.create_task(self._pump(), name="pump")
@@ -243,12 +248,19 @@ class Daemon:
             await infer
             for t in periodic:
                 t.cancel()
+            await self._settle(min(FINAL_STATS_WAIT_S, self.config.service.drain_timeout_s))
             self._publish_stats()
             for sink in self.sinks:
                 await sink.aclose(self.config.service.drain_timeout_s)
             for t in sink_tasks:
                 t.cancel()
         self._summary_line(final=True)
+
+    async def _settle(self, timeout_s: float) -> None:
+        """Give the sinks a moment to confirm the last codes, so the final stats count them."""
+        deadline = time.monotonic() + timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def stop(self, why: str = "stop") -> None:
         if not self._stop.is_set():
@@ -272,7 +284,13 @@ class Daemon:
             chunk = self._monotonic(chunk)
             if not len(chunk):
                 continue
+            if not self.counters.samples:
+                # Model loaded and the sensor delivers: ready, without waiting for a broker.
+                log.info("ready", first_sample=float(chunk.t[0]))
+                self.notifier.ready()
             self.counters.samples += len(chunk)
+            # How old the newest sample is when the loop gets it (FIFO wait, bus, hand-over).
+            self.timer.add_seconds("acquire", self.clock.now() - float(chunk.t[-1]))
             for batch in self.stream.push(chunk):
                 self._queue(batch)
 
@@ -366,6 +384,11 @@ class Daemon:
         if step is not None:
             self.counters.clock_steps += 1
             self._synced = clock_synced()
+            for sink in self.sinks:
+                # Codes a sink still holds (spooled) were built with the old mapping.
+                hook = getattr(sink, "clock_stepped", None)
+                if hook is not None:
+                    hook(step)
             log.warning(
                 "wall clock stepped: unsent windows re-mapped",
                 step_s=round(step, 3),
@@ -402,6 +425,8 @@ class Daemon:
         }
         for sink in self.sinks:
             counters.update(sink.counters())
+        encoder = encoder_stats(self.pipeline.encoder)
+        counters.update({f"encoder_{k}": v for k, v in encoder.items() if _is_number(v)})
         payload = stats_payload(
             run=self.run_id,
             node_id=self.config.service.node_id,
@@ -442,7 +467,7 @@ class Daemon:
         interval = self.notifier.watchdog_interval_s
         if interval is None:
             return
-        seen = -1
+        seen = 0  # no sample yet is no progress
         while True:
             # Only while samples still advance: a stuck sensor lets systemd restart us.
             if self.counters.samples != seen:
@@ -481,6 +506,10 @@ class Daemon:
         )
         self.config = dataclasses.replace(old, stats=new.stats, logging=new.logging)
         self.notifier.ready()
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _differs(a: Any, b: Any) -> bool:
@@ -541,9 +570,13 @@ def open_sinks(config: Config, *, stdout: bool, out: TextIO) -> list[Sink]:
         mqtt,
         labels=card.head.labels if card.head is not None else None,
         model_name=card.name,
+        model_version=card.version,
     )
-    sink: Sink = MqttSink(mqtt, config.service.state_dir / "spool.sqlite", discovery=discovery)
+    sink: Sink = MqttSink(mqtt, config.service.state_dir / SPOOL_FILE, discovery=discovery)
     return [sink]
+
+
+SPOOL_FILE = "spool.sqlite"
 
 
 PROBE_TIMEOUT_S = 0.5
@@ -560,14 +593,10 @@ def broker_answers(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> 
         return False
 
 
-def open_source(config: Config) -> Acquisition:
-    try:
-        from fsqd.sensors.acquire import open_acquisition  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError(
-            f"{config.path.name} [[sensor]]: this build has no sensor acquisition"
-        ) from None
-    acq: Acquisition = open_acquisition(config.sensors, config.model.package.card.devices)
+def open_source(config: Config, clock: SystemClock) -> Acquisition:
+    acq: Acquisition = open_acquisition(
+        config.sensors, config.model.package.card.devices, clock=clock
+    )
     return acq
 
 
@@ -581,11 +610,15 @@ def run_daemon(
 ) -> int:
     configure_logging(config.logging.format, config.logging.level)
     sinks = open_sinks(config, stdout=stdout, out=out)
-    acquisition = acquisition or open_source(config)
+    # Samples are stamped on the acquisition clock's timeline (CLOCK_MONOTONIC + the
+    # offset it captured); the wall clock is followed from that same offset.
+    sample_clock = SystemClock()
+    acquisition = acquisition or open_source(config, sample_clock)
     daemon = Daemon(
         config,
         acquisition=acquisition,
         sinks=sinks,
+        clock=WallClock(base=sample_clock.epoch_offset),
         notifier=SystemdNotifier.from_environ(),
         duration_s=duration_s,
     )

@@ -14,7 +14,7 @@ import numpy.typing as npt
 from fsqd.backends.select import open_encoder
 from fsqd.errors import DataError, NoInputError
 from fsqd.model.card import expected_input_shape
-from fsqd.model.package import load_package
+from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodePipeline
 from fsqd.sinks.jsonl import write_lines
 from fsqd.sinks.payload import LineFormatter
@@ -39,7 +39,16 @@ def encode_file(
     model: Path | None, windows: Path, out: TextIO, *, batch: int = 1024, backend: str = "auto"
 ) -> int:
     pkg = load_package(model)
-    pipeline = CodePipeline(pkg, open_encoder(pkg, backend))
+    encoder = open_encoder(pkg, backend)
+    try:
+        return _encode(pkg, CodePipeline(pkg, encoder), windows, out, batch)
+    finally:
+        encoder.close()
+
+
+def _encode(
+    pkg: ModelPackage, pipeline: CodePipeline, windows: Path, out: TextIO, batch: int
+) -> int:
     arr = load_windows(windows)
     want = expected_input_shape(pkg.card)
     if arr.ndim != len(want) + 1 or tuple(arr.shape[1:]) != want:

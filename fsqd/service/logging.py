@@ -22,6 +22,7 @@ Formats:
 
 from __future__ import annotations
 
+import array
 import errno
 import fcntl
 import importlib
@@ -290,7 +291,9 @@ class NativeJournal:
             os.write(fd, data)
             seals = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
-            socket.send_fds(self._sock, [], [fd], socket.MSG_DONTWAIT, self.path)
+            # Not socket.send_fds: it drops its flags and address arguments (3.11).
+            rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))
+            self._sock.sendmsg([], [rights], socket.MSG_DONTWAIT, self.path)
         finally:
             os.close(fd)
 

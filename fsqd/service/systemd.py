@@ -134,7 +134,7 @@ class SystemdNotifier:
         self, send: Send | None, *, watchdog_interval_s: float | None, via: str = "none"
     ) -> None:
         self._send = send
-        self.watchdog_interval_s = watchdog_interval_s if send is not None else None
+        self.watchdog_interval_s = watchdog_interval_s
         self.via = via  # "libsystemd", "socket" or "none": said once in the startup log
         self.sent = 0
         self.failed = 0

@@ -16,6 +16,13 @@ from typing import Protocol
 PublishedCallback = Callable[[int, float], None]  # (seq, seconds since submit_code)
 
 
+class ClockStepAware(Protocol):
+    """Optional for a sink that holds built codes (a spool): told of each wall-clock step
+    so it can re-map their times (``fsqd.sinks.payload.shift_code_times``)."""
+
+    def clock_stepped(self, step_s: float) -> None: ...
+
+
 class Sink(Protocol):
     on_published: PublishedCallback | None
 

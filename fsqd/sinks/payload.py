@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import re
 from typing import Any
 
 import numpy as np
@@ -203,3 +204,20 @@ def library_versions() -> dict[str, str | None]:
     with contextlib.suppress(metadata.PackageNotFoundError):
         out["hailort"] = metadata.version("hailort")
     return out
+
+
+_TIMES = re.compile(rb'"t_start":(-?[0-9.]+),"t_end":(-?[0-9.]+)')
+
+
+def shift_code_times(payload: bytes, step_s: float) -> bytes:
+    """A ``codes`` payload with ``t_start``/``t_end`` moved by a wall-clock step.
+
+    For codes built before the step but not yet delivered (a spool): after the step
+    their times are re-mapped like every unsent window. Only the two fields change.
+    """
+
+    def shift(m: re.Match[bytes]) -> bytes:
+        a, b = float(m.group(1)) + step_s, float(m.group(2)) + step_s
+        return f'"t_start":{a:.6f},"t_end":{b:.6f}'.encode()
+
+    return _TIMES.sub(shift, payload, count=1)

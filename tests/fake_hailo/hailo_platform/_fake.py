@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 LIBRARY_VERSION = "4.23.0"
 
@@ -24,11 +25,14 @@ class FakeState:
     fail_runs: int = 0  # the next N jobs complete with fail_status through the callback
     fail_status: int = 36
     busy_opens: int = 0  # the next N VDevice creations find the device in use (74)
+    fail_loads: int = 0  # the next N HEF loads (create_infer_model / configure) fail (36)
+    identify_status: int = 0  # Control.identify() fails with this status (0: it answers)
     async_queue_size: int = 4
     # Observations for tests.
     vdevices_created: int = 0
     vdevices_alive: int = 0
     frames_run: int = 0
+    vdevice_params: list[Any] = field(default_factory=list)  # as each VDevice got them
     in_use: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -92,6 +92,10 @@ class HailoCommunicationClosedException(HailoRTException):
     pass
 
 
+class HailoRTNetworkGroupNotActivatedException(HailoRTException):
+    pass
+
+
 class HailoStatusInvalidValueException(Exception):
     pass
 
@@ -133,6 +137,8 @@ class ExceptionWrapper:
             return HailoRTDriverOperationFailedException(
                 "Failure in hailort driver ioctl. run 'dmesg | grep hailo' for more information"
             )
+        if name == "HAILO_NETWORK_GROUP_NOT_ACTIVATED":
+            return HailoRTNetworkGroupNotActivatedException("Network group is not activated")
         if name == "HAILO_COMMUNICATION_CLOSED":
             return HailoCommunicationClosedException(
                 "Communication closed failure. Check server-client connection"
@@ -251,6 +257,13 @@ def dequantize(q_arr: numpy.ndarray, q: QuantInfo) -> numpy.ndarray:
     return ((q_arr.astype(numpy.float32) - q.qp_zp) * q.qp_scale).astype(numpy.float32)
 
 
+def _check_load() -> None:
+    with _fake.STATE.lock:
+        if _fake.STATE.fail_loads > 0:
+            _fake.STATE.fail_loads -= 1
+            _fail(36)
+
+
 def _check_alive() -> None:
     if _fake.STATE.dead:
         _fail(36)  # HAILO_DRIVER_OPERATION_FAILED
@@ -313,10 +326,22 @@ class EmptyContextManager:
         pass
 
 
+class _Activation:
+    def __init__(self, network: ConfiguredNetwork) -> None:
+        self._network = network
+
+    def __enter__(self) -> None:
+        self._network._activated = True
+
+    def __exit__(self, *args: Any) -> None:
+        self._network._activated = False
+
+
 class ConfiguredNetwork:
     def __init__(self, hef: _FakeHef, vdevice: VDevice) -> None:
         self._hef = hef
         self._vdevice = vdevice
+        self._activated = False
 
     @property
     def name(self) -> str:
@@ -335,10 +360,10 @@ class ConfiguredNetwork:
     def create_params() -> dict[str, Any]:
         return {}
 
-    def activate(self, network_group_params: Any = None) -> EmptyContextManager:
+    def activate(self, network_group_params: Any = None) -> EmptyContextManager | _Activation:
         if self._vdevice._scheduled:
             return EmptyContextManager()  # the real one warns that this is deprecated
-        return EmptyContextManager()
+        return _Activation(self)
 
 
 @dataclass
@@ -421,6 +446,8 @@ class InferVStreams:
         with ExceptionWrapper():
             if data.nbytes != n * _frame_bytes(hef.input, fmt.type):
                 _fail(2)
+            if not (self._ng._vdevice._scheduled or self._ng._activated):
+                _fail(69)  # HAILO_NETWORK_GROUP_NOT_ACTIVATED: no scheduler, no activate()
             if _fake.STATE.hang:
                 _fail(4)
             _check_alive()
@@ -532,11 +559,11 @@ class AsyncInferJob:
         self._job = job
 
     def wait(self, timeout_ms: int) -> None:
+        # Like AsyncInferJobImpl::wait: only a timeout is an error here; a failed job reports
+        # its status to the callback alone.
         with ExceptionWrapper():
             if not self._job.done.wait(timedelta(milliseconds=timeout_ms).total_seconds()):
                 _fail(4)
-            if self._job.status:
-                _fail(self._job.status)
 
 
 class ConfiguredInferModel:
@@ -751,6 +778,7 @@ class VDevice:
             with st.lock:
                 st.vdevices_created += 1
                 st.vdevices_alive += 1
+                st.vdevice_params.append(self._params)
             self._vdevice = taken or "service"
         self._scheduled = self._params.scheduling_algorithm != _pyhailort.SchedulingAlgorithm.NONE
 
@@ -783,6 +811,7 @@ class VDevice:
                 "VDevice can only be configured from the process it was created in."
             )
         with ExceptionWrapper():
+            _check_load()
             self._check_arch(hef._hef)
             networks = [ConfiguredNetwork(hef._hef, self)]
         self._loaded_network_groups.extend(networks)
@@ -799,14 +828,15 @@ class VDevice:
         with ExceptionWrapper():
             if not isinstance(hef_source, str):
                 raise ValueError("the fake creates infer models from HEF paths only")
+            _check_load()
             hef = _FakeHef(hef_source)
             self._check_arch(hef)
         return InferModel(hef, hef_source, self)
 
     @staticmethod
     def _check_arch(hef: _FakeHef) -> None:
-        # A hailo8 HEF needs a Hailo-8; a hailo8l HEF also runs on a Hailo-8.
-        if hef.arch == "hailo8" and _fake.STATE.architecture != "HAILO8":
+        # Conservative: a HEF runs only on the architecture it was compiled for.
+        if hef.arch.upper() != _fake.STATE.architecture:
             _fail(93)
 
 
@@ -846,6 +876,8 @@ class Control:
     def identify(self) -> BoardInformation:
         with ExceptionWrapper():
             _check_alive()
+            if _fake.STATE.identify_status:
+                _fail(_fake.STATE.identify_status)
             return BoardInformation()
 
 
