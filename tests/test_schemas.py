@@ -9,6 +9,7 @@ subscriber receives them.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,55 @@ def test_messages_as_a_subscriber_receives_them(broker: Mosquitto, tmp_path: Pat
     for raw in got["fsqd/n1/status"]:
         validator("status").validate(raw.decode())  # plain text
     assert [json.loads(p)["seq"] for p in got["fsqd/n1/codes"]] == list(range(25))
+
+
+def test_the_daemon_over_mqtt_publishes_schema_valid_messages(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """fsqd's daemon, the simulator as a real-time sensor, MqttSink to a real broker."""
+    from sim_acquisition import SimAcquisition
+
+    from fsqd.config import load_config
+    from fsqd.service.daemon import Daemon, open_sinks
+
+    cfg = tmp_path / "fsqd.toml"
+    cfg.write_text(
+        f'[window]\nhop = 10\n[stats]\ninterval_s = 1\n[service]\nnode_id = "e2e"\n'
+        f'state_dir = "state"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
+    )
+    config = load_config(cfg)
+
+    async def main() -> tuple[Daemon, dict[str, list[bytes]]]:
+        async with Collector(broker, "fsqd/e2e/#", "homeassistant/device/#") as c:
+            sinks = open_sinks(config, stdout=False, out=io.StringIO())
+            daemon = Daemon(
+                config,
+                acquisition=SimAcquisition(chunk=2),
+                sinks=sinks,
+                duration_s=3.0,
+                handle_signals=False,
+            )
+            assert await daemon.run() == 0
+            await c.wait_for(lambda c: c.payloads("fsqd/e2e/status")[-1:] == [b"offline"])
+            return daemon, {t: c.payloads(t) for t in {t for t, _, _ in c.messages}}
+
+    daemon, got = asyncio.run(main())
+    codes = [json.loads(p) for p in got["fsqd/e2e/codes"]]
+    assert 15 <= len(codes) <= 22
+    assert [m["seq"] for m in codes] == list(range(len(codes)))
+    for name, topic in (
+        ("codes", "fsqd/e2e/codes"),
+        ("stats", "fsqd/e2e/stats"),
+        ("info", "fsqd/e2e/info"),
+        ("homeassistant", "homeassistant/device/fsqd_e2e/config"),
+    ):
+        assert got[topic], topic
+        for raw in got[topic]:
+            validator(name).validate(json.loads(raw))
+    assert got["fsqd/e2e/status"] == [b"online", b"offline"]
+    last = json.loads(got["fsqd/e2e/stats"][-1])
+    assert last["counters"]["published"] == len(codes) and last["counters"]["connected"] == 1
+    total = daemon.timer.roll().cumulative
+    assert total["publish"].count == total["e2e"].count == len(codes)  # PUBACKs reported
+    assert (tmp_path / "state" / "spool.sqlite").exists()

@@ -201,7 +201,7 @@ class MqttSink:
     async def run(self) -> None:
         """Connect, publish, reconnect with back-off; returns after ``aclose``."""
         if self._closed:
-            raise RuntimeError("MqttSink.run() after aclose()")
+            return  # aclose() came first (a stop right at start): nothing to run
         self._run_task = asyncio.current_task()
         try:
             async with asyncio.TaskGroup() as tg:

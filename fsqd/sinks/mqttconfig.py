@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fsqd.tomlcheck import Table
@@ -24,7 +24,7 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 class Secret:
     """A string that never appears in a repr, a log line or an error message."""
 
-    value: str = field(repr=False)
+    value: str
 
     def __repr__(self) -> str:
         return "Secret('***')"
