@@ -543,3 +543,18 @@ def test_stats_are_strict_json_whatever_a_sink_counts(tmp_path: Path) -> None:
     counters = json.loads(final, parse_constant=lambda c: pytest.fail(f"{c} in stats"))["counters"]
     assert "never" not in counters and "unknown" not in counters and "published" in counters
     assert json.loads(final)["sensors"][0]["rate_hz"] is None
+
+
+def test_demo_mode_says_where_codes_go_when_the_broker_answers(
+    tmp_path: Path, broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(
+        tmp_path,
+        f"[service]\nnode_id = 'd1'\nstate_dir = 'state'\nwithout_broker = 'stdout'\n"
+        f"[mqtt]\nhost = '{broker.host}'\nport = {broker.port}\n",
+    )
+    assert [type(s).__name__ for s in open_sinks(config, stdout=False, out=io.StringIO())] == [
+        "MqttSink"
+    ]
+    err = capsys.readouterr().err
+    assert f"publishing to the MQTT broker at {broker.host}:{broker.port}, topics fsqd/d1/#" in err

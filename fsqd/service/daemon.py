@@ -565,13 +565,21 @@ def open_sinks(config: Config, *, stdout: bool, out: TextIO) -> list[Sink]:
     mqtt = config.mqtt
     if stdout or mqtt is None:
         return [JsonLinesSink(out)]
-    if config.service.without_broker == "stdout" and not broker_answers(mqtt.host, mqtt.port):
+    if config.service.without_broker == "stdout":
+        # The demo's choice: say where the codes go, since it depends on the machine.
+        if not broker_answers(mqtt.host, mqtt.port):
+            print(
+                f"fsqd: no MQTT broker answers at {mqtt.host}:{mqtt.port} "
+                f"(TCP connect probe, {PROBE_TIMEOUT_S:g} s): printing codes as JSON lines",
+                file=sys.stderr,
+            )
+            return [JsonLinesSink(out)]
         print(
-            f"fsqd: no MQTT broker answers at {mqtt.host}:{mqtt.port} "
-            f"(TCP connect probe, {PROBE_TIMEOUT_S:g} s): printing codes as JSON lines",
+            f"fsqd: publishing to the MQTT broker at {mqtt.host}:{mqtt.port}, "
+            f"topics {mqtt.base_topic}/# (watch with: mosquitto_sub -h {mqtt.host} "
+            f"-p {mqtt.port} -t '{mqtt.base_topic}/#' -v)",
             file=sys.stderr,
         )
-        return [JsonLinesSink(out)]
     from fsqd.sinks.homeassistant import discovery_for
     from fsqd.sinks.mqtt import MqttSink
 
