@@ -172,6 +172,18 @@ def test_chip_that_resets_silently_is_noticed_by_the_stall() -> None:
     assert 0.2 <= st.lost / 104 < 0.5
 
 
+def test_a_magnetometer_that_reset_silently_is_configured_again() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    r.bus.chips[0x1C].power_cycle()  # answers, but powered down: output registers 0
+    r.run(2.0)
+    st = r.acq.status()[0]
+    assert st.reinits == 1 and st.segments == 2
+    assert "magnetometer reads all zero" in st.message
+    _, x = r.samples()
+    assert (np.linalg.norm(x[-50:, 6:9], axis=1) > 25).all()
+
+
 def test_wrong_chip_is_lost_with_a_message_and_never_raises() -> None:
     r = rig(one_sensor(104))
     r.imu.who_am_i = 0x69

@@ -66,6 +66,10 @@ class Lis3mdl:
 
     def read(self) -> npt.NDArray[np.float64]:
         raw = bytes(self.bus.read_i2c_block_data(self.address, OUT_X_L, 6))
+        if raw == bytes(6):
+            # Exactly zero on three noisy axes: not measuring (reset by a brown-out, or
+            # powered down), so the sensor must be configured again.
+            raise OSError(f"0x{self.address:02x}: magnetometer reads all zero (not sampling)")
         return np.frombuffer(raw, "<i2").astype(np.float64) * self.lsb_ut
 
     def close(self) -> None:
