@@ -123,6 +123,9 @@ class Mosquitto:
             "log_type information",
             "connection_messages true",
             "max_inflight_messages 20",
+            # The default (1000) drops QoS 1 messages for a subscriber that falls behind a
+            # draining spool; tests count every message.
+            "max_queued_messages 1000000",
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise it drops to 'mosquitto' and cannot read tmp

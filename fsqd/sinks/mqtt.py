@@ -269,10 +269,13 @@ class MqttSink:
         failures = 0
         while not self._stop.is_set():
             t_up: float | None = None
-            client: aiomqtt.Client | None = None
             try:
                 client = self._client()
+                # Before and after: __aenter__ replaces the future when a kick lands
+                # between CONNACK and its return.
+                _retrieve_disconnect_error(client)
                 async with client:
+                    _retrieve_disconnect_error(client)
                     t_up = loop.time()
                     self._on_connected()
                     await self._serve(client)
@@ -287,8 +290,6 @@ class MqttSink:
                     log.warning("mqtt connection lost", error=str(e))
             finally:
                 self.connected = False
-                if client is not None:
-                    _retrieve_disconnect_error(client)
             if t_up is not None and loop.time() - t_up >= self.settings.stable_s:
                 failures = 0
             else:
@@ -506,12 +507,16 @@ class MqttSink:
 
 
 def _retrieve_disconnect_error(client: aiomqtt.Client) -> None:
-    """Mark aiomqtt's disconnect future as seen (its error is already logged above).
+    """Mark aiomqtt's disconnect future as seen whenever it fails (we log the cause).
 
-    aiomqtt sets an exception on it when the connection drops and only retrieves it
-    through ``client.messages``; otherwise asyncio reports "Future exception was never
-    retrieved" at garbage collection.
+    aiomqtt sets an exception on it when the connection drops, sometimes after the
+    ``async with`` has already exited, and only retrieves it through
+    ``client.messages``; unseen, asyncio reports "Future exception was never
+    retrieved" when it is garbage collected.
     """
-    fut = client._disconnected
-    if fut.done() and not fut.cancelled():
+    client._disconnected.add_done_callback(_seen)
+
+
+def _seen(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
         fut.exception()
