@@ -373,7 +373,7 @@ def test_real_time_thread_with_a_busy_event_loop(rate: int) -> None:
     # 833 Hz, is an overrun, and must show as one).
     assert status.samples == len(t)
     pending = len(tt) - (status.samples + status.lost)  # still in the FIFO at stop()
-    assert 0 <= pending <= rate * 0.05
+    assert 0 <= pending <= 2
     assert [c.new_segment for c in chunks].count(True) == 1 + status.overruns
     # Each delivered sample is the chip's, stamped within 1 ms of when it was taken.
     idx = np.searchsorted(tt, t - 0.5 / rate)
