@@ -317,7 +317,12 @@ def test_burst_period_leaves_the_fifo_8x_headroom(rate: int, poll_s: float) -> N
 def test_stop_is_idempotent_and_closes_the_bus() -> None:
     r = rig(one_sensor(104))
     r.run(0.5)
+    r.clock.sleep(0.04)  # a few samples wait in the FIFO
     r.acq.stop()
+    r.chunks += r.acq.read()
+    t, _ = r.samples()
+    tt, _ = r.imu.truth()
+    assert len(tt) - len(t) <= 1  # stop drained them
     r.acq.stop()
     assert r.bus.closed
     assert r.imu.sampling_rate_hz == 0  # powered down
