@@ -67,7 +67,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from fsqd.service.encode import encode_file
 
     with Output(args.out) as out:
-        n = encode_file(args.model, args.windows, out, batch=args.batch)
+        n = encode_file(args.model, args.windows, out, batch=args.batch, backend=args.backend)
     note(f"encoded {n} windows")
     return 0
 
@@ -89,6 +89,9 @@ def cmd_model_import(args: argparse.Namespace) -> int:
         version=args.model_version,
         sample_rate_hz=args.rate,
         hop=args.hop,
+        channels=args.channels,
+        units=args.units,
+        head_output=args.head_output,
         layout=args.layout,
         description=args.description or "",
         provenance={"trained_on": args.trained_on} if args.trained_on else {},
@@ -104,7 +107,17 @@ def cmd_model_import(args: argparse.Namespace) -> int:
         f"({card.codebook_size} codes), input {card.input.name} {list(card.input.shape)} "
         f"{card.input.layout}, {head}"
     )
+    found = f"FSQ bound ends at {report.site.end_node}, Round {report.site.round_node}"
+    if card.head is not None:
+        found += f"; head {card.head.input} -> {card.head.output}"
+    if report.index_outputs:
+        found += f"; FSQ indices {', '.join(report.index_outputs)}"
+    if report.other_outputs:
+        found += f"; not kept: {', '.join(report.other_outputs)}"
+    print(f"found {found}")
     check = f"checked on {report.verified_windows} windows: host FSQ codes identical"
+    if report.index_outputs:
+        check += ", indices identical"
     if report.max_logit_diff is not None:
         check += f", max |logit difference| {report.max_logit_diff:.2g}"
     print(check)
@@ -126,13 +139,13 @@ def _read_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def cmd_model_inspect(args: argparse.Namespace) -> int:
-    from fsqd.model.inspect import inspect_package, onnx_summary
+    from fsqd.model.inspect import import_preview, inspect_package, onnx_summary
     from fsqd.model.package import load_package
 
     target: Path | None = args.package
     info: dict[str, Any]
     if target is not None and target.suffix == ".onnx" and target.is_file():
-        info = {"files": {"model": onnx_summary(target)}}
+        info = {"files": {"model": onnx_summary(target)}, "import": import_preview(target)}
     else:
         info = inspect_package(load_package(target))
     if args.json:
@@ -165,10 +178,13 @@ def _render_inspect(info: dict[str, Any]) -> str:
             f"fsq        levels {list(card.levels)}, {card.codebook_size} codes",
             "head       " + (", ".join(card.head.labels) if card.head else "none"),
         ]
+        lines += _render_graph(info["graph"])
         for k, v in card.provenance.items():
             lines.append(f"provenance {k}: {v}")
         if info.get("hef"):
             lines.append(f"hef        {info['hef']['file']} (present: {info['hef']['present']})")
+    if "import" in info:
+        lines += _render_preview(info["import"])
     for role, f in info["files"].items():
         lines.append(f"[{role}] {f['file']} (opset {f['opset']})")
         for io in ("inputs", "outputs"):
@@ -183,6 +199,87 @@ def _render_inspect(info: dict[str, Any]) -> str:
         else:
             lines.append("  hailo8 no unsupported operators")
     return "\n".join(lines)
+
+
+def _render_preview(p: dict[str, Any]) -> list[str]:
+    """What `fsqd model import` would find in a full export."""
+    if p["fsq"] is None:
+        return [f"import     would fail: {p['problem']}"]
+    heads = p["head_candidates"]
+    if not heads:
+        head = "no head (codes only)"
+    elif len(heads) == 1:
+        head = f"head -> {heads[0]}"
+    else:
+        head = f"several head candidates ({', '.join(heads)}): pass --head-output"
+    rate = p["sample_rate_hz"]
+    return [
+        f"fsq        levels {p['fsq']['levels']}, Round {p['fsq']['round']}, "
+        f"cut at {p['fsq']['end_node']}",
+        f"import     {head}; FSQ indices: {', '.join(p['index_outputs']) or 'none'}; "
+        + (f"sample rate {rate} Hz (metadata)" if rate else "no sample rate: pass --rate"),
+    ]
+
+
+def _render_graph(g: dict[str, Any]) -> list[str]:
+    """The FSQ constants found in encoder.onnx and whether the card agrees with them."""
+    bound = g["bound_in_graph"]
+    if bound is None:
+        found = "no FSQ bound at the encoder's end (the host applies it)"
+    else:
+        nums = ", ".join(f"{k} [{', '.join(f'{v:.7g}' for v in bound[k])}]" for k in
+                         ("half_l", "offset", "shift"))  # fmt: skip
+        found = f"bound {' -> '.join(bound['nodes'])}: levels {bound['levels']}, {nums}"
+    verdict = "agrees with the card" if g["agrees"] else f"DISAGREES: {g['problem']}"
+    batch = g["fixed_batch"]
+    return [
+        f"graph      {found}",
+        f"           {verdict} (stage {g['card_stage']}, levels {g['card_levels']})",
+        "batch      "
+        + ("dynamic" if batch is None else f"fixed {batch} (inputs are sliced and padded)"),
+    ]
+
+
+def cmd_model_calib(args: argparse.Namespace) -> int:
+    from fsqd.model.calib import build_calibration
+    from fsqd.model.package import load_package
+
+    report = build_calibration(
+        load_package(args.package),
+        args.out,
+        recordings=args.recordings or (),
+        sim_minutes=args.sim_minutes,
+        max_windows=args.max_windows,
+        hop=args.hop,
+        seed=args.seed,
+    )
+    print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_model_compile_script(args: argparse.Namespace) -> int:
+    from fsqd.model.compile_script import write_script
+    from fsqd.model.package import load_package
+
+    path, plan = write_script(load_package(args.package), args.out, arch=args.arch)
+    print(f"wrote {path} ({plan.arch}, parse up to {plan.end_node}):")
+    for c in plan.commands:
+        print(f"  {c}")
+    print(f"run it on an x86 host with the Hailo Dataflow Compiler, next to {plan.calib};")
+    print("it leaves encoder.hef in the package directory, where fsqd looks for it")
+    return 0
+
+
+def cmd_model_parity(args: argparse.Namespace) -> int:
+    from fsqd.model.package import load_package
+    from fsqd.model.parity import run_parity
+
+    report = run_parity(load_package(args.package), args.windows, reference=args.reference)
+    if args.json:
+        print(json.dumps(asdict(report) | {"passed": report.passed}, indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.passed else 1
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -225,7 +322,17 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
         help="'max' (default: batched, as fast as possible) or a factor of real time, e.g. 1",
     )
     p.add_argument("--time-column", help="name of the timestamp column (default: t/time/timestamp)")
-    p.add_argument("--rate", type=float, help="sample rate in Hz for files without timestamps")
+    p.add_argument(
+        "--rate", type=float, help="sample rate in Hz (files without timestamps; else checked)"
+    )
+    p.add_argument(
+        "--time-unit",
+        choices=["s", "ms", "us", "ns", "iso"],
+        help="unit of the time column (default: detected from magnitude and step)",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="implausible values (wrong units) are errors"
+    )
     p.add_argument("--columns", help="file columns in the card's channel order, comma-separated")
     p.add_argument(
         "--scale",
@@ -242,6 +349,16 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=_positive_int, help="onnxruntime threads for the encoder (default: cores)"
     )
+    _backend_argument(p)
+
+
+def _backend_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=["auto", "hailo", "onnx"],
+        default="auto",
+        help="encoder: auto (the package's encoder.hef on a Hailo device, else CPU), hailo, onnx",
+    )
 
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
@@ -254,6 +371,29 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", default="0", help="first timestamp: seconds, 'now' or ISO-8601")
     p.add_argument("--iso-time", action="store_true", help="write ISO-8601 UTC timestamps")
     p.add_argument("--no-labels", action="store_true", help="leave out the behaviour column")
+
+
+def _hailo_tool_parsers(msub: Any) -> None:
+    mc = msub.add_parser("calib", help="calibration windows (NHWC) for the Hailo compiler")
+    mc.add_argument("package", type=Path, metavar="PKG")
+    mc.add_argument("--out", type=Path, required=True, metavar="CALIB.npy")
+    mc.add_argument("--from", dest="recordings", type=Path, nargs="+", metavar="RECORDING")
+    mc.add_argument("--sim-minutes", type=float, help="simulated minutes instead of recordings")
+    mc.add_argument("--max-windows", type=_positive_int, default=1024, help="default 1024")
+    mc.add_argument("--hop", type=_positive_int, help="samples between windows (default: card)")
+    mc.add_argument("--seed", type=int, default=0, help="simulator seed")
+    mc.set_defaults(func=cmd_model_calib)
+    ms = msub.add_parser("compile-script", help="write the Dataflow Compiler commands for a HEF")
+    ms.add_argument("package", type=Path, metavar="PKG")
+    ms.add_argument("--arch", choices=["hailo8", "hailo8l"], default="hailo8")
+    ms.add_argument("--out", type=Path, help="script path (default: PKG/compile_hef.sh)")
+    ms.set_defaults(func=cmd_model_compile_script)
+    mp = msub.add_parser("parity", help="compare every available backend on the same windows")
+    mp.add_argument("package", type=Path, metavar="PKG")
+    mp.add_argument("--windows", type=Path, required=True, metavar="W.npy")
+    mp.add_argument("--reference", type=Path, help="encoder outputs from training (N, dim) .npy")
+    mp.add_argument("--json", action="store_true", help="machine-readable output")
+    mp.set_defaults(func=cmd_model_parity)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
     e.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
     e.add_argument("--batch", type=_positive_int, default=1024, help="windows per inference")
+    _backend_argument(e)
     e.set_defaults(func=cmd_encode)
 
     m = sub.add_parser("model", help="import and inspect model packages")
@@ -284,7 +425,15 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("--labels", type=_names, help="head class names, in logit order")
     mi.add_argument("--name", help="model name (default: the file's stem)")
     mi.add_argument("--model-version", default="1.0.0", help="model version for the card")
-    mi.add_argument("--rate", type=float, default=100.0, help="sample rate in Hz")
+    mi.add_argument(
+        "--rate", type=float, help="sample rate in Hz of the training data (required unless "
+        "the model's metadata has sample_rate_hz)"
+    )  # fmt: skip
+    mi.add_argument(
+        "--channels", type=_names, help="input channel names in model order (default: ax..mz)"
+    )
+    mi.add_argument("--units", type=_names, help="one unit per channel, e.g. m/s^2,rad/s")
+    mi.add_argument("--head-output", help="the graph output that is the classifier head")
     mi.add_argument("--hop", type=_positive_int, help="default hop (default: half a window)")
     mi.add_argument("--layout", help="input axis order, e.g. NCDT (default: from the shape)")
     mi.add_argument("--description", help="what the model recognises")
@@ -295,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("package", type=Path, nargs="?", metavar="PKG", help="default: bundled model")
     mn.add_argument("--json", action="store_true", help="machine-readable output")
     mn.set_defaults(func=cmd_model_inspect)
+    _hailo_tool_parsers(msub)
 
     r = sub.add_parser("replay", help="replay a recorded IMU file through the model")
     _replay_arguments(r)
@@ -317,6 +467,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_to_stderr() -> None:
+    """structlog prints everything to stdout by default: keep stdout for results and show
+    only warnings (a fall-back, a range problem) on stderr. (The daemon configures its own.)"""
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        # Looked up per message, so a replaced sys.stderr (tests, redirections) is honoured.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -325,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse exits 2 on bad usage; fsqd uses sysexits throughout (64 = usage).
         return EX_USAGE if e.code == 2 else int(e.code or 0)
     debug = args.debug or os.environ.get("FSQD_DEBUG") == "1"
+    _log_to_stderr()
     func: Command = args.func
     try:
         return func(args)

@@ -22,9 +22,11 @@ from fsqd.metrics import StageTimer
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage
 from fsqd.stream.chunk import SampleChunk
-from fsqd.stream.gaps import GapSplitter
+from fsqd.stream.gaps import Backwards, GapSplitter
 from fsqd.stream.normalize import Normalizer
-from fsqd.stream.resample import LinearResampler
+from fsqd.stream.plausibility import Finding, Plausibility
+from fsqd.stream.resample import Resampler
+from fsqd.stream.respace import Respacer
 from fsqd.stream.windows import WindowBatch, Windower
 
 # Rates this close are the same clock read through timestamp jitter, not a resample.
@@ -50,7 +52,19 @@ class CodeBatch:
 
 
 class WindowStream:
-    """Chunks of raw samples in, normalised windows out, stateful across chunks."""
+    """Chunks of raw samples in, normalised windows out, stateful across chunks.
+
+    Stages: [re-space a bursty logger's timestamps] -> split at gaps (and, by
+    ``on_backwards``, where time goes back) -> [resample onto the card's rate from the real
+    timestamps] -> plausibility of the raw values -> normalise -> windows.
+
+    ``in_rate_hz`` is the input's nominal (or fitted) rate; the resampler runs when it is not
+    the card's, or always with ``track_clock`` (a live sensor whose oscillator is a few
+    percent off still lands on the model's grid). ``copy_windows=False`` hands out windows as
+    strided views (see ``Windower``). ``respace_gap_s`` turns on re-spacing for a
+    bursty logger (see ``RateEstimate.bursty``/``gap_s``). Plausibility findings go to
+    ``on_finding`` (which may raise to stop) and stay in ``plausibility.findings``.
+    """
 
     def __init__(
         self,
@@ -60,32 +74,62 @@ class WindowStream:
         hop: int | None = None,
         max_gap_periods: float = 2.5,
         timer: StageTimer | None = None,
+        on_backwards: Backwards = "error",
+        respace_gap_s: float | None = None,
+        track_clock: bool = False,
+        on_finding: Callable[[Finding], None] | None = None,
+        copy_windows: bool = True,
     ) -> None:
         card = package.card
         self.timer = timer or StageTimer()
-        self.gaps = GapSplitter(in_rate_hz, max_gap_periods)
+        self.respacer = None if respace_gap_s is None else Respacer(in_rate_hz, respace_gap_s)
+        self.gaps = GapSplitter(in_rate_hz, max_gap_periods, on_backwards)
         self.resampler = (
             None
-            if rates_match(in_rate_hz, card.sample_rate_hz)
-            else LinearResampler(in_rate_hz, card.sample_rate_hz)
+            if rates_match(in_rate_hz, card.sample_rate_hz) and not track_clock
+            else Resampler(in_rate_hz, card.sample_rate_hz, max_step_periods=max_gap_periods)
         )
         mean, std = card.stream_mean_std()
+        out_rate = card.sample_rate_hz if self.resampler is not None else in_rate_hz
+        self.plausibility = Plausibility(card.channels, card.devices, mean, std, out_rate)
+        self._on_finding = on_finding
         self.normalize = Normalizer(mean.tolist(), std.tolist())
-        self.windower = Windower(card.window, hop or card.hop, card.stream_width)
+        self.windower = Windower(card.window, hop or card.hop, card.stream_width, copy=copy_windows)
 
     def push(self, chunk: SampleChunk) -> list[WindowBatch]:
-        out = []
+        if self.respacer is not None:
+            chunk = self.respacer.push(chunk)
+        out: list[WindowBatch] = []
         for piece in self.gaps.split(chunk):
-            if self.resampler is not None:
-                with self.timer.stage("resample"):
-                    piece = self.resampler.push(piece)
-            with self.timer.stage("normalise"):
-                piece = SampleChunk(piece.t, self.normalize(piece.x), piece.new_segment)
-            with self.timer.stage("window"):
-                batch = self.windower.push(piece)
-            if len(batch.x):
-                out.append(batch)
+            if self.resampler is None:
+                self._window(piece, out)
+                continue
+            with self.timer.stage("resample"):
+                pieces = self.resampler.push(piece)
+            for p in pieces:
+                self._window(p, out)
         return out
+
+    def flush(self) -> list[WindowBatch]:
+        """At the end of the stream: the last resampled samples of the open segment."""
+        out: list[WindowBatch] = []
+        if self.resampler is not None:
+            for p in self.resampler.flush():
+                self._window(p, out)
+        return out
+
+    def _window(self, piece: SampleChunk, out: list[WindowBatch]) -> None:
+        with self.timer.stage("check"):
+            findings = self.plausibility.push(piece.x)
+        for f in findings:
+            if self._on_finding is not None:
+                self._on_finding(f)
+        with self.timer.stage("normalise"):
+            piece = SampleChunk(piece.t, self.normalize(piece.x), piece.new_segment)
+        with self.timer.stage("window"):
+            batch = self.windower.push(piece)
+        if len(batch.x):
+            out.append(batch)
 
 
 class CodePipeline:

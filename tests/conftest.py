@@ -30,14 +30,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pkg_d2(tmp_path_factory: pytest.TempPathFactory) -> ModelPackage:
     """The user-shaped export (2 devices, levels 8,6,5,5,4, 10-class head) imported."""
     out = tmp_path_factory.mktemp("pkg") / "m13_d2"
-    import_model(MODELS / "m13_d2" / "full.onnx", out, ImportOptions(levels=(8, 6, 5, 5, 4)))
+    import_model(
+        MODELS / "m13_d2" / "full.onnx",
+        out,
+        ImportOptions(levels=(8, 6, 5, 5, 4), sample_rate_hz=100.0),
+    )
     return load_package(out)
 
 
 @pytest.fixture(scope="session")
 def pkg_nohead(tmp_path_factory: pytest.TempPathFactory) -> ModelPackage:
     out = tmp_path_factory.mktemp("pkg") / "m13_d1_nohead"
-    import_model(MODELS / "m13_d1_nohead" / "full.onnx", out, ImportOptions())
+    import_model(MODELS / "m13_d1_nohead" / "full.onnx", out, ImportOptions(sample_rate_hz=100.0))
     return load_package(out)
 
 

@@ -64,9 +64,22 @@ def test_wrong_shape_dtype_nan_missing(
         assert message in err and "Traceback" not in err, err
     (tmp_path / "junk.npy").write_text("not numpy")
     got, _, err = _err(run_cli, pkg_d2, tmp_path / "junk.npy")
-    assert got == 65 and "not a readable .npy" in err
+    assert got == 65 and "junk.npy: not a .npy array" in err
     got, _, err = _err(run_cli, pkg_d2, tmp_path / "absent.npy")
     assert got == 66 and "no such file" in err
+
+
+def test_a_recording_given_to_encode_points_to_replay(run_cli: RunCli, tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("t,ax,ay,az,gx,gy,gz,mx,my,mz\n0,1,2,3,4,5,6,7,8,9\n")
+    code, out, err = run_cli("encode", data)
+    assert (code, out) == (65, "") and err.count("\n") == 1
+    assert f"use: fsqd replay {data}" in err and "pickle" not in err
+    truncated = tmp_path / "truncated.npy"
+    np.save(truncated, np.zeros((4, 9, 1, 100), np.float32))
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    code, _, err = run_cli("encode", truncated)
+    assert code == 65 and "not a readable .npy" in err
 
 
 def test_bad_usage_exits_64(run_cli: RunCli) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fsqd.errors import DataError, FsqdError, NoInputError, UsageError
+from fsqd.sensors import files
 from fsqd.sensors.files import ReadOptions, iso_to_epoch, open_recording
 from fsqd.stream.chunk import SampleChunk
 
@@ -17,6 +18,14 @@ CH = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 OPTS = ReadOptions(channels=CH)
 HEADER = "t," + ",".join(CH)
 T_2026 = 1795341600.0  # 2026-11-22T10:00:00Z
+
+
+@pytest.fixture(autouse=True, params=["pyarrow", "classic"])
+def csv_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with pyarrow's parser (falling back where it must) and without it."""
+    if request.param == "classic":
+        monkeypatch.setattr(files, "_arrow", lambda: None)
+    return str(request.param)
 
 
 def write(path: Path, header: str, rows: list[str]) -> Path:
@@ -198,8 +207,8 @@ def test_time_column_by_name_and_by_option(tmp_path: Path) -> None:
         ["5,0" + ",1" * 9, "6,1" + ",1" * 9],
     )
     t, _, _ = read_all(path)
-    assert t.tolist() == [5.0, 6.0]
-    t, _, _ = read_all(path, opts(time_column="ELAPSED"))
+    assert t.tolist() == [0.005, 0.006]  # integer steps of 1: milliseconds (1 kHz), not 1 Hz
+    t, _, _ = read_all(path, opts(time_column="ELAPSED", time_unit="s"))
     assert t.tolist() == [0.0, 1.0]
     assert error(path, opts(time_column="clock")) == (
         f"{path}:1: no column 'clock'; the file has columns: "
@@ -258,7 +267,11 @@ def test_bad_rows_name_file_and_line(
     assert error(path, opts(chunk_rows=chunk_rows)) == f"{path}:{message}"
     rec = open_recording(path, opts(skip_bad_rows=True, chunk_rows=chunk_rows))
     t = np.concatenate([c.t for c in rec.chunks()])
-    assert rec.bad_rows == 1 and t.tolist() == [0.0, 0.01, 0.02, 1.0, 1.01, 1.02]
+    if "not after" in message and "0.02 is" not in message:
+        # Time going back is kept with --skip-bad-rows: the stream stages start a segment.
+        assert rec.bad_rows == 0 and t.tolist() == [0.0, 0.01, 0.02, 0.01, 1.0, 1.01, 1.02]
+    else:
+        assert rec.bad_rows == 1 and t.tolist() == [0.0, 0.01, 0.02, 1.0, 1.01, 1.02]
 
 
 def test_skipping_gives_the_same_samples_for_every_chunk_size(tmp_path: Path) -> None:
@@ -275,12 +288,12 @@ def test_skipping_gives_the_same_samples_for_every_chunk_size(tmp_path: Path) ->
         assert all(len(c.t) <= chunk_rows for c in chunks)
         assert [c.new_segment for c in chunks].count(True) == 1 and chunks[0].new_segment
         got = (np.concatenate([c.t for c in chunks]), np.concatenate([c.x for c in chunks]))
-        assert rec.bad_rows == 4  # the blank line is not a row
+        assert rec.bad_rows == 3  # the blank line is not a row; time going back is kept
         if want is None:
             want = got
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
-    assert want is not None and len(want[0]) == 35
+    assert want is not None and len(want[0]) == 36
 
 
 def test_time_going_back_across_a_block_boundary(tmp_path: Path) -> None:
@@ -433,11 +446,11 @@ def test_npz_time_and_matrix(tmp_path: Path) -> None:
     np.savez(tmp_path / "short.npz", t=np.arange(9.0), x=x)
     with pytest.raises(DataError, match=r"time array has shape \(9,\), expected \(10,\)"):
         open_recording(tmp_path / "short.npz", OPTS)
-    back = np.arange(10.0)
-    back[6] = 2.0
+    back = np.arange(10.0) / 100
+    back[6] = 0.02
     np.savez(tmp_path / "back.npz", t=back, x=x)
     assert error(tmp_path / "back.npz") == (
-        f"{tmp_path / 'back.npz'}: row 6: timestamp 2.0 is not after the previous one (5.0)"
+        f"{tmp_path / 'back.npz'}: row 6: timestamp 0.02 is not after the previous one (0.05)"
     )
     stamps = np.datetime64("2026-11-22T10:00:00", "ms") + np.arange(10) * np.timedelta64(10, "ms")
     np.savez(tmp_path / "dt.npz", timestamp=stamps, x=x)
@@ -493,3 +506,114 @@ def test_object_arrays_are_refused_not_unpickled(tmp_path: Path) -> None:
         np.lib.format.write_array(f, np.array([[1, "a"]], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match="not a readable NumPy file"):
         open_recording(path, opts(rate_hz=1.0))
+
+
+# -- real-world timestamps and values --
+
+
+@pytest.mark.parametrize(
+    ("first", "step", "unit", "scale"),
+    [
+        (0.0, 0.01, "s", 1.0),
+        (0, 10, "ms", 1e-3),
+        (0, 10_000, "us", 1e-6),
+        (0, 10_000_000, "ns", 1e-9),
+        (1_795_341_600, 0.01, "s", 1.0),
+        (1_795_341_600_000, 10, "ms", 1e-3),
+        (1_795_341_600_000_000, 10_000, "us", 1e-6),
+        (1_795_341_600_000_000_000, 10_000_000, "ns", 1e-9),
+        (100_000_000, 10_000, "us", 1e-6),  # microseconds since boot, not 1973 in seconds
+    ],
+)
+def test_time_unit_is_detected_from_magnitude_and_step(
+    tmp_path: Path, first: float, step: float, unit: str, scale: float
+) -> None:
+    body = [f"{first + i * step}," + ",".join("1" * 9) for i in range(50)]
+    path = write(tmp_path / "a.csv", HEADER, body)
+    rec = open_recording(path, OPTS)
+    t = np.concatenate([c.t for c in rec.chunks()])
+    assert rec.time_unit == unit and rec.time_unit_reason.startswith("detected")
+    assert t[1] - t[0] == pytest.approx(0.01, rel=1e-6)
+    assert t[0] == pytest.approx(first * scale)
+
+
+def test_time_unit_can_be_forced_and_implausible_steps_are_refused(tmp_path: Path) -> None:
+    body = [f"{i * 10}," + ",".join("1" * 9) for i in range(50)]
+    path = write(tmp_path / "a.csv", HEADER, body)
+    rec = open_recording(path, opts(time_unit="us"))
+    assert rec.time_unit == "us" and next(iter(rec.chunks())).t[1] == pytest.approx(1e-5)
+    with pytest.raises(DataError, match="--time-unit iso, but the time column holds numbers"):
+        open_recording(path, opts(time_unit="iso"))
+    with pytest.raises(UsageError, match="--time-unit must be one of s, ms, us, ns, iso"):
+        open_recording(path, opts(time_unit="min"))
+    fast = write(tmp_path / "b.csv", HEADER, [f"{i * 2e-5}," + ",".join("1" * 9) for i in range(9)])
+    assert error(fast) == (
+        f"{fast}: timestamps advance by 2e-05 per sample (5e+04 Hz as s, 5e+07 Hz as ms, "
+        "5e+10 Hz as us, 5e+13 Hz as ns): no unit gives a rate within 1 Hz..10 kHz; "
+        "give --time-unit or --rate"
+    )
+
+
+def test_a_value_overflowing_float32_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.csv", HEADER, [*rows(3), "0.03,1,2,1e39,4,5,6,7,8,9"])
+    assert error(path) == (
+        f"{path}:5: value 1e+39 in column 'az' does not fit float32 (largest 3.403e+38)"
+    )
+    ok = write(tmp_path / "b.csv", HEADER, [*rows(3), "0.03,1,2,1e37,4,5,6,7,8,9"])
+    assert error(ok, opts(scale={"az": 100.0})).endswith(
+        ":5: value 1e+37 in column 'az' does not fit float32 (largest 3.403e+38 after --scale)"
+    )
+    rec = open_recording(path, opts(skip_bad_rows=True))
+    assert len(np.concatenate([c.t for c in rec.chunks()])) == 3 and rec.bad_rows == 1
+
+
+def test_a_quoted_field_may_hold_the_delimiter(tmp_path: Path) -> None:
+    body = [f'{i / 100},"walk, slow",' + ",".join(str(c) for c in range(9)) for i in range(5)]
+    body[2] = '0.02,"stand",' + ",".join(str(c) for c in range(9))
+    path = write(tmp_path / "a.csv", "t,note," + ",".join(CH), body)
+    t, x, _ = read_all(path)
+    assert t.tolist() == [0.0, 0.01, 0.02, 0.03, 0.04] and x[4].tolist() == list(range(9))
+    iso = write(
+        tmp_path / "b.csv",
+        '"note, free text",timestamp,' + ",".join(CH),
+        [f'"a, b",2026-11-22T10:00:00.{i}0Z,' + ",".join("1" * 9) for i in range(3)],
+    )
+    t, _, _ = read_all(iso)
+    assert t[2] - t[0] == pytest.approx(0.2)
+
+
+def test_a_logger_restart_is_kept_with_skip_bad_rows(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.csv", HEADER, [*rows(300), *rows(300), *rows(1, start=2.99)])
+    assert error(path).startswith(f"{path}:302: timestamp 0.0 is not after the previous one")
+    rec = open_recording(path, opts(skip_bad_rows=True, chunk_rows=64))
+    t = np.concatenate([c.t for c in rec.chunks()])
+    assert len(t) == 600 and rec.bad_rows == 1  # the repeated last row only
+
+
+def test_pyarrow_hands_over_to_the_line_reader_at_the_first_block_it_cannot_take(
+    tmp_path: Path, csv_parser: str
+) -> None:
+    body = rows(30000)  # several 1 MB pyarrow blocks
+    body[25000] = body[25000].replace(",", ", x", 1)
+    path = write(tmp_path / "a.csv", HEADER, body)
+    rec = open_recording(path, opts(chunk_rows=4096))
+    got = []
+    with pytest.raises(DataError, match=r"a.csv:25002: 'x250000' in column 'ax' is not a number"):
+        for chunk in rec.chunks():
+            got.append(chunk)
+    assert sum(len(c) for c in got) >= 16384
+    rec = open_recording(path, opts(chunk_rows=4096, skip_bad_rows=True))
+    t = np.concatenate([c.t for c in rec.chunks()])
+    assert len(t) == 29999 and rec.bad_rows == 1
+    want = np.round(np.delete(np.arange(30000), 25000) * 0.01, 6)
+    np.testing.assert_allclose(t, want, atol=1e-9)
+
+
+def test_npz_integer_milliseconds_are_detected(tmp_path: Path) -> None:
+    x = np.ones((200, 9), np.float32)
+    t = 1_795_341_600_000 + np.floor(np.arange(200) * 1000 / 104).astype(np.int64)
+    np.savez(tmp_path / "ms.npz", t=t, x=x)
+    rec = open_recording(tmp_path / "ms.npz", OPTS)
+    got = np.concatenate([c.t for c in rec.chunks()])
+    assert rec.time_unit == "ms" and rec.absolute_time and got[0] == pytest.approx(T_2026)
+    assert got[-1] - got[0] == pytest.approx(1.913)

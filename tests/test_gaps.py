@@ -98,3 +98,22 @@ def test_rejects_bad_settings_and_mismatched_chunks() -> None:
         GapSplitter(100.0, max_gap_periods=1.0)
     with pytest.raises(DataError, match="2 timestamps but 3 samples"):
         GapSplitter(100.0).split(SampleChunk(np.zeros(2), np.zeros((3, 1), np.float32)))
+
+
+def test_time_going_back_is_a_counted_new_segment_under_the_segment_policy() -> None:
+    """An NTP step or a logger restart: the live daemon's policy never stops the stream."""
+    t = np.concatenate([np.arange(100) / 100, 0.5 + np.arange(100) / 100])  # back by 0.49 s
+    t[150] = t[149]  # and a repeated timestamp
+    x = np.arange(200, dtype=np.float32)[:, None]
+    want = None
+    for cuts in ([], [100], [50, 150], list(range(1, 200, 3))):
+        g = GapSplitter(100.0, on_backwards="segment")
+        got = segments([p for c in chunked(t, x, cuts) for p in g.split(c)])
+        assert g.backwards == 2 and g.gaps == 0
+        want = want or got
+        assert got == want
+    assert want is not None and [len(s) for s in want] == [100, 50, 50]
+    with pytest.raises(DataError, match=r"sample 100: timestamp 0.5 is not after"):
+        GapSplitter(100.0).split(SampleChunk(t, x, True))
+    with pytest.raises(ConfigError, match="on_backwards must be 'error' or 'segment'"):
+        GapSplitter(100.0, on_backwards="drop")  # type: ignore[arg-type]

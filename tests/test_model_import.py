@@ -16,6 +16,8 @@ from fsqd.model.importer import ImportOptions, import_model
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodePipeline
 
+RATE = ImportOptions(sample_rate_hz=100.0)
+
 
 def test_card_describes_the_user_shaped_model(pkg_d2: ModelPackage) -> None:
     card = pkg_d2.card
@@ -68,7 +70,9 @@ def test_model_without_head_gives_codes_only(pkg_nohead: ModelPackage) -> None:
 def test_levels_option_is_checked_against_the_graph(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"--levels 8,8,8 .* 8,6,5,5,4"):
         import_model(
-            MODELS / "m13_d2" / "full.onnx", tmp_path / "p", ImportOptions(levels=(8, 8, 8))
+            MODELS / "m13_d2" / "full.onnx",
+            tmp_path / "p",
+            ImportOptions(levels=(8, 8, 8), sample_rate_hz=100.0),
         )
     assert not (tmp_path / "p").exists()
 
@@ -76,21 +80,27 @@ def test_levels_option_is_checked_against_the_graph(tmp_path: Path) -> None:
 def test_labels_must_match_head_classes(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="3 classes but the head has 10"):
         import_model(
-            MODELS / "m13_d2" / "full.onnx", tmp_path / "p", ImportOptions(labels=("a", "b", "c"))
+            MODELS / "m13_d2" / "full.onnx",
+            tmp_path / "p",
+            ImportOptions(labels=("a", "b", "c"), sample_rate_hz=100.0),
         )
 
 
 def test_model_without_round_is_refused(tmp_path: Path, pkg_d2: ModelPackage) -> None:
     with pytest.raises(ModelError, match="no Round node"):
-        import_model(pkg_d2.encoder_onnx, tmp_path / "p", ImportOptions())
+        import_model(pkg_d2.encoder_onnx, tmp_path / "p", ImportOptions(sample_rate_hz=100.0))
 
 
 def test_existing_output_needs_force(tmp_path: Path) -> None:
     out = tmp_path / "p"
     out.mkdir()
     with pytest.raises(ConfigError, match="already exists"):
-        import_model(MODELS / "m13_d1_nohead" / "full.onnx", out, ImportOptions())
-    import_model(MODELS / "m13_d1_nohead" / "full.onnx", out, ImportOptions(overwrite=True))
+        import_model(MODELS / "m13_d1_nohead" / "full.onnx", out, RATE)
+    import_model(
+        MODELS / "m13_d1_nohead" / "full.onnx",
+        out,
+        ImportOptions(sample_rate_hz=100.0, overwrite=True),
+    )
     assert load_package(out).card.levels == (7, 5, 5, 5, 5)
 
 
@@ -103,13 +113,29 @@ def _copy(pkg: ModelPackage, tmp_path: Path) -> Path:
 def test_card_with_more_levels_than_the_encoder_output(
     pkg_d2: ModelPackage, tmp_path: Path
 ) -> None:
-    dst = _copy(pkg_d2, tmp_path)
+    """A projection-stage encoder has no FSQ constants to compare: the probe's width is
+    what catches a card with too many levels."""
+    dst = _projection_copy(pkg_d2, tmp_path)
     card = json.loads((dst / "model.json").read_text())
     card["levels"] = [8] * 8
     card["output"]["width"] = 8
     (dst / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="output is 5 wide but the card declares 8 FSQ levels"):
         CodePipeline(load_package(dst))
+
+
+def _projection_copy(pkg: ModelPackage, tmp_path: Path) -> Path:
+    """The package with its encoder cut before the FSQ bound, card stage 'projection'."""
+    from fsqd.model.surgery import Graph, extract, find_fsq
+
+    full = onnx.load(str(MODELS / "m13_d2" / "full.onnx"))
+    site = find_fsq(Graph(full))
+    dst = _copy(pkg, tmp_path)
+    onnx.save(extract(full, ["imu_data"], [site.projection]), str(dst / "encoder.onnx"))
+    card = json.loads((dst / "model.json").read_text())
+    card["output"] = {"name": site.projection, "stage": "projection", "width": 5}
+    (dst / "model.json").write_text(json.dumps(card))
+    return dst
 
 
 def test_card_width_and_levels_disagree(pkg_d2: ModelPackage, tmp_path: Path) -> None:
@@ -126,7 +152,7 @@ def test_cli_import_prints_the_hailo_parser_command(run_cli: RunCli, tmp_path: P
     code, out, err = run_cli(
         "model", "import", full, "--out", tmp_path / "p", "--levels", "8,6,5,5,4",
         "--labels", ",".join(f"b{i}" for i in range(10)), "--mean", ",".join(["0.5"] * 9),
-        "--std", ",".join(["2"] * 9), "--name", "dog", "--model-version", "2.1",
+        "--std", ",".join(["2"] * 9), "--name", "dog", "--model-version", "2.1", "--rate", "100",
     )  # fmt: skip
     assert code == 0, err
     assert f"hailo parser onnx {full} --hw-arch hailo8 --end-node-names /fsq_model/fsq/Sub" in out
@@ -171,16 +197,7 @@ def test_projection_stage_package_applies_the_bound_on_the_host(
 ) -> None:
     """A package whose encoder stops before the bound (stage 'projection') gives the same
     codes: the host runs bound + round instead of round only."""
-    from fsqd.model.surgery import Graph, extract, find_fsq
-
-    full = onnx.load(str(MODELS / "m13_d2" / "full.onnx"))
-    site = find_fsq(Graph(full))
-    encoder = extract(full, ["imu_data"], [site.projection])
-    dst = _copy(pkg_d2, tmp_path)
-    onnx.save(encoder, str(dst / "encoder.onnx"))
-    card = json.loads((dst / "model.json").read_text())
-    card["output"] = {"name": site.projection, "stage": "projection", "width": 5}
-    (dst / "model.json").write_text(json.dumps(card))
+    dst = _projection_copy(pkg_d2, tmp_path)
     want = parity("m13_d2")
     got = CodePipeline(load_package(dst)).encode(want["x"])
     np.testing.assert_array_equal(got.index, want["indices"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from conftest import MODELS, RunCli
 
@@ -51,3 +52,48 @@ def test_module_entry_point_runs() -> None:
         [sys.executable, "-m", "fsqd", "--version"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and done.stdout.startswith("fsqd ")
+
+
+def test_inspect_shows_the_fsq_constants_and_that_they_agree(
+    run_cli: RunCli, pkg_d2: ModelPackage
+) -> None:
+    code, out, _ = run_cli("model", "inspect", pkg_d2.path)
+    assert code == 0
+    assert "levels [8, 6, 5, 5, 4], half_l [3.5035, 2.5025, 2.002, 2.002, 1.5015]" in out
+    assert "offset [0.5, 0.5, 0, 0, 0.5]" in out
+    assert "agrees with the card (stage bounded" in out
+    assert "batch      dynamic" in out
+
+
+def test_inspect_shows_a_disagreement_and_a_fixed_batch(
+    run_cli: RunCli, pkg_d2: ModelPackage, tmp_path: Path
+) -> None:
+    from test_backend_onnx import fixed_batch_package
+
+    pkg = fixed_batch_package(pkg_d2, tmp_path, 4)
+    card = json.loads((pkg.path / "model.json").read_text())
+    card["levels"] = [4, 5, 5, 6, 8]
+    (pkg.path / "model.json").write_text(json.dumps(card))
+    code, out, _ = run_cli("model", "inspect", pkg.path, "--json")
+    assert code == 0
+    graph = json.loads(out)["graph"]
+    assert graph["agrees"] is False and "(reversed)" in graph["problem"]
+    assert graph["bound_in_graph"]["levels"] == [8, 6, 5, 5, 4]
+    assert graph["fixed_batch"] == 4
+    code, out, _ = run_cli("model", "inspect", pkg.path)
+    assert "DISAGREES: the card's levels [4, 5, 5, 6, 8]" in out
+    assert "batch      fixed 4" in out
+
+
+def test_inspect_full_export_previews_the_import(run_cli: RunCli) -> None:
+    code, out, _ = run_cli("model", "inspect", MODELS / "m13_d1_multi" / "full.onnx")
+    assert code == 0
+    assert "fsq        levels [7, 6, 5, 4], Round /fsq_model/fsq/Round" in out
+    assert "several head candidates (behavior_logits, behavior_probs): pass --head-output" in out
+    assert "FSQ indices: fsq_indices; no sample rate: pass --rate" in out
+    code, out, _ = run_cli("model", "inspect", MODELS / "m13_c6" / "full.onnx", "--json")
+    preview = json.loads(out)["import"]
+    assert preview["head_candidates"] == ["behavior_logits"]
+    assert preview["sample_rate_hz"] == "52"
+    code, out, _ = run_cli("model", "inspect", MODELS / "two_fsq" / "full.onnx")
+    assert code == 0 and "import     would fail: the model has 2 FSQ bounds" in out

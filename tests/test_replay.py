@@ -149,7 +149,9 @@ def test_skip_bad_rows_counts_them(run_cli: RunCli, tmp_path: Path) -> None:
     text[50] = text[50].replace(",", ",x", 1)
     path.write_text("\n".join(text) + "\n")
     code, out, err = run_cli("replay", path, "--skip-bad-rows")
-    assert code == 0 and "bad rows skipped 1" in err and len(lines(out)) == 4
+    assert code == 0 and "bad rows skipped 1" in err
+    # 299 samples over 2.99 s fit 99.7 Hz: resampled from the timestamps, the hole is filled.
+    assert "resampling 99.66" in err and len(lines(out)) == 5
 
 
 def test_bundled_model_is_the_import_of_its_committed_export(tmp_path: Path) -> None:
@@ -160,7 +162,13 @@ def test_bundled_model_is_the_import_of_its_committed_export(tmp_path: Path) -> 
     assert card.head is not None and card.head.labels == BEHAVIOURS
     assert "simulator" in card.provenance["trained_on"]
     again = tmp_path / "again"
-    opts = ImportOptions(levels=card.levels, mean=card.mean, std=card.std, labels=card.head.labels)
+    opts = ImportOptions(
+        levels=card.levels,
+        mean=card.mean,
+        std=card.std,
+        labels=card.head.labels,
+        sample_rate_hz=card.sample_rate_hz,
+    )
     import_model(MODELS / "default_full.onnx", again, opts)
     assert (again / "encoder.onnx").read_bytes() == bundled.encoder_onnx.read_bytes()
     assert bundled.head_onnx is not None
@@ -181,3 +189,34 @@ def test_failure_midway_keeps_partial_output(run_cli: RunCli, tmp_path: Path) ->
     assert "late.csv:150001: NaN or inf value (partial output kept in" in err
     partial = tmp_path / ".codes.jsonl.partial"
     assert not out.exists() and len(partial.read_text().splitlines()) > 1000
+
+
+@pytest.mark.parametrize("batch", [16, 256])
+def test_pooled_encoder_batches_give_the_same_codes(
+    run_cli: RunCli,
+    recording: Path,
+    pkg_d2: ModelPackage,
+    batch: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows copied once into rotating encoder-layout buffers: many batches per chunk, a
+    2-device layout, and the paced path (which does not pool) all agree."""
+    import fsqd.service.replay as replay_module
+
+    monkeypatch.setattr(replay_module, "BATCH", batch)
+    for model in (None, pkg_d2.path):
+        extra = ["--fill", "duplicate", "--model", str(model)] if model else []
+        code, out, err = run_cli("replay", recording, "--hop", "10", *extra)
+        assert code == 0, err
+        rows = lines(out)
+        assert len(rows) == (12000 - 100) // 10 + 1
+        pkg = load_package(model)
+        rec_x = np.loadtxt(recording, delimiter=",", skiprows=1, usecols=range(1, 10))
+        x = np.tile(rec_x.astype(np.float32), pkg.card.devices)
+        mean, std = pkg.card.stream_mean_std()
+        z = (x - mean) / std
+        windows = np.lib.stride_tricks.sliding_window_view(z, 100, axis=0)[::10]
+        want = CodePipeline(pkg).encode(
+            InputLayout(pkg.card)(np.ascontiguousarray(windows.transpose(0, 2, 1)))
+        )
+        assert [r["code"] for r in rows] == want.index.tolist()

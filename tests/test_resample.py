@@ -1,4 +1,4 @@
-"""Rate estimate and LinearResampler: np.interp's values, the same for every chunking."""
+"""Resampler: anti-aliasing measured on tones, chunk invariance, timestamps drive the grid."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy import signal
 
 from fsqd.errors import ConfigError, DataError
 from fsqd.stream.chunk import SampleChunk
-from fsqd.stream.resample import LinearResampler, estimate_rate
+from fsqd.stream.resample import PHASES, Resampler, design, kernel_table
 
 RNG = np.random.default_rng(3)
 
@@ -19,74 +20,130 @@ def chunked(t: np.ndarray, x: np.ndarray, cuts: list[int]) -> list[SampleChunk]:
     return [SampleChunk(t[a:b], x[a:b], a == 0) for a, b in itertools.pairwise(edges)]
 
 
-def resample(r: LinearResampler, chunks: list[SampleChunk]) -> tuple[np.ndarray, np.ndarray]:
-    out = [r.push(c) for c in chunks]
-    return np.concatenate([o.t for o in out]), np.concatenate([o.x for o in out])
+def run(r: Resampler, chunks: list[SampleChunk]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+    out = [p for c in chunks for p in r.push(c)] + r.flush()
+    return (
+        np.concatenate([o.t for o in out]),
+        np.concatenate([o.x for o in out]),
+        [o.new_segment for o in out],
+    )
 
 
-def interp(grid: np.ndarray, t: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.stack([np.interp(grid, t, x[:, i]) for i in range(x.shape[1])], axis=1)
+def tone_gain_db(rin: float, rout: float, f: float, seconds: float = 20.0) -> float:
+    """Amplitude of what a unit tone at ``f`` becomes at its (aliased) output frequency."""
+    t = np.arange(int(seconds * rin)) / rin
+    x = np.sin(2 * np.pi * f * t)[:, None].astype(np.float32)
+    tt, y, _ = run(Resampler(rin, rout), [SampleChunk(t, x, True)])
+    alias = abs((f + rout / 2) % rout - rout / 2)
+    m = slice(int(rout), len(y) - int(rout))  # away from the held ends
+    amp = 2 * abs(np.mean(y[m, 0] * np.exp(-2j * np.pi * alias * tt[m])))
+    return float(20 * np.log10(max(amp, 1e-12)))
 
 
-@pytest.mark.parametrize(("rin", "rout"), [(50.0, 100.0), (100.0, 30.0), (104.3, 100.0)])
+@pytest.mark.parametrize(
+    ("rin", "rout", "f"),
+    [(1000.0, 100.0, 95.0), (1000.0, 100.0, 55.0), (104.0, 100.0, 51.5), (833.0, 100.0, 60.0)],
+)
+def test_a_tone_above_the_new_nyquist_is_at_least_40_db_down(
+    rin: float, rout: float, f: float
+) -> None:
+    assert tone_gain_db(rin, rout, f) < -40
+
+
+@pytest.mark.parametrize(("rin", "rout"), [(1000.0, 100.0), (104.0, 100.0), (50.0, 100.0)])
+@pytest.mark.parametrize("f", [1.0, 5.0, 12.0])
+def test_in_band_tones_pass_within_a_small_ripple(rin: float, rout: float, f: float) -> None:
+    assert abs(tone_gain_db(rin, rout, f)) < 0.1
+
+
+def test_the_kernel_matches_its_design_in_scipys_frequency_response() -> None:
+    d = design(1000.0, 100.0)
+    h = kernel_table(d)[0]  # the zero-offset phase: an ordinary FIR at the input rate
+    freqs, resp = signal.freqz(h, worN=8192, fs=1000.0)
+    db = 20 * np.log10(np.abs(resp) + 1e-15)
+    assert np.abs(db[freqs <= d.pass_hz]).max() < 0.05
+    assert db[freqs >= d.stop_hz].max() < -d.stop_db + 1
+    assert d.stop_hz < 50 and kernel_table(d).shape == (PHASES + 1, 2 * d.half_taps)
+
+
+@pytest.mark.parametrize(("rin", "rout"), [(50.0, 100.0), (1000.0, 100.0), (104.3, 100.0)])
 @pytest.mark.parametrize("t0", [0.0, 1.8e9])
-def test_chunked_equals_whole_and_matches_interp(rin: float, rout: float, t0: float) -> None:
-    n = 400
+def test_chunked_equals_whole_bit_for_bit(rin: float, rout: float, t0: float) -> None:
+    n = 1500
     t = t0 + np.arange(n) / rin + RNG.normal(0, 0.02 / rin, n)  # jittered clock
     x = (RNG.normal(size=(n, 3)) * [1, 10, 100]).astype(np.float32)
-    grid, whole = resample(LinearResampler(rin, rout), [SampleChunk(t, x, True)])
-    assert grid[0] == t[0] and grid[-1] <= t[-1] < grid[-1] + 1 / rout
+    grid, whole, flags = run(Resampler(rin, rout), [SampleChunk(t, x, True)])
+    assert flags[0] and not any(flags[1:])
     np.testing.assert_array_equal(grid, t[0] + np.arange(len(grid)) / rout)
-    want = interp(grid, t, x.astype(np.float64)).astype(np.float32)
-    np.testing.assert_array_max_ulp(whole, want, maxulp=1)
-    cutss = [list(range(1, n))] + [
-        sorted(RNG.choice(np.arange(1, n), k, replace=False).tolist()) for k in (1, 7, 80)
+    assert grid[-1] <= t[-1] < grid[-1] + 1 / rout  # the grid covers the segment
+    cutss = [list(range(1, n, 7))] + [
+        sorted(RNG.choice(np.arange(1, n), k, replace=False).tolist()) for k in (1, 13, 200)
     ]
     for cuts in cutss:
-        tt, xx = resample(LinearResampler(rin, rout), chunked(t, x, cuts))
+        tt, xx, _ = run(Resampler(rin, rout), chunked(t, x, cuts))
         np.testing.assert_array_equal(tt, grid)
         np.testing.assert_array_equal(xx, whole)
 
 
-def test_a_new_segment_restarts_the_grid_at_its_first_sample() -> None:
-    r = LinearResampler(50.0, 100.0)
-    x = np.arange(4, dtype=np.float32)[:, None]
-    a = r.push(SampleChunk(np.arange(4) / 50, x, True))
-    b = r.push(SampleChunk(10.005 + np.arange(4) / 50, x, True))
-    assert a.new_segment and b.new_segment
-    assert a.t.tolist() == pytest.approx([0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
-    assert b.t[0] == 10.005 and b.x[:, 0].tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3]
+def test_a_sensor_clock_off_nominal_still_lands_on_the_grid() -> None:
+    """A chip nominally at 104 Hz really running 3 % fast: the timestamps place the output."""
+    true_rate = 104.0 * 1.03
+    t = 5.0 + np.arange(3000) / true_rate
+    x = np.sin(2 * np.pi * 2.0 * t)[:, None].astype(np.float32)
+    r = Resampler(104.0, 100.0)
+    pieces = [p for c in chunked(t, x, list(range(100, 3000, 100))) for p in r.push(c)]
+    tt = np.concatenate([p.t for p in pieces])
+    y = np.concatenate([p.x for p in pieces])[:, 0]
+    np.testing.assert_array_equal(tt, 5.0 + np.arange(len(tt)) / 100.0)
+    inner = slice(50, len(y) - 50)
+    np.testing.assert_allclose(y[inner], np.sin(2 * np.pi * 2.0 * tt[inner]), atol=2e-3)
 
 
-def test_a_segment_flag_on_an_empty_chunk_is_not_lost() -> None:
-    r = LinearResampler(50.0, 100.0)
-    x = np.zeros((2, 1), np.float32)
-    r.push(SampleChunk(np.array([0.0, 0.02]), x, True))
-    empty = r.push(SampleChunk(np.zeros(0), np.zeros((0, 1), np.float32), True))
-    assert empty.x.shape == (0, 1) and empty.x.dtype == np.float32
-    out = r.push(SampleChunk(np.array([5.0, 5.02]), x))
-    assert out.new_segment and out.t[0] == 5.0
+def test_segments_restart_the_grid_and_finish_the_previous_one() -> None:
+    r = Resampler(50.0, 100.0)
+    x = np.arange(40, dtype=np.float32)[:, None]
+    a = r.push(SampleChunk(np.arange(40) / 50, x, True))
+    b = r.push(SampleChunk(10.005 + np.arange(40) / 50, x, True))
+    c = r.flush()
+    assert [p.new_segment for p in a + b + c] == [True, False, True, False]
+    first = np.concatenate([p.t for p in a + b[:1]])
+    assert len(first) == 79 and first[-1] == pytest.approx(0.78)  # up to the last input
+    assert b[1].t[0] == 10.005 and c[-1].t[-1] == pytest.approx(10.785)
+    assert r.flush() == []
 
 
-def test_equal_rates_pass_samples_through() -> None:
-    r = LinearResampler(100.0, 100.0)
-    chunk = SampleChunk(np.array([0.0, 0.0101, 0.0199]), np.ones((3, 2), np.float32), True)
-    assert r.push(chunk) is chunk
-    out = r.push(SampleChunk(np.array([0.03]), np.ones((1, 2), np.float64)))
-    assert out.x.dtype == np.float32 and out.t[0] == 0.03
+def test_an_empty_chunk_keeps_its_segment_flag() -> None:
+    r = Resampler(50.0, 100.0)
+    x = np.zeros((40, 1), np.float32)
+    r.push(SampleChunk(np.arange(40) / 50, x, True))
+    tail = r.push(SampleChunk(np.zeros(0), np.zeros((0, 1), np.float32), True))
+    assert tail and tail[-1].t[-1] == pytest.approx(0.78)  # the first segment finished
+    out = r.push(SampleChunk(5.0 + np.arange(40) / 50, x)) + r.flush()
+    assert out[0].new_segment and out[0].t[0] == 5.0
 
 
-def test_estimate_rate_ignores_gaps_jitter_and_repeats() -> None:
-    t = np.cumsum(np.full(1000, 0.02) + RNG.normal(0, 1e-4, 1000))
-    t[500:] += 10.0
-    t[10] = t[9]
-    assert estimate_rate(t) == pytest.approx(50.0, rel=1e-2)
-    for bad in ([1.0], [], [2.0, 2.0]):
-        with pytest.raises(DataError, match="at least two increasing timestamps"):
-            estimate_rate(np.array(bad))
+def test_output_is_bounded_by_the_input() -> None:
+    """A step far longer than the gap threshold is refused, not turned into a huge grid."""
+    r = Resampler(100.0, 100.0 * 0.99)
+    x = np.zeros((200, 1), np.float32)
+    t = np.arange(200) / 100.0
+    t[100:] += 1e6  # a unit error (us read as s) that was not split off as a gap
+    with pytest.raises(DataError, match="outputs due for 200 input samples"):
+        r.push(SampleChunk(t, x, True))
+
+
+def test_absurd_ratios_are_refused_before_any_allocation() -> None:
+    """Epoch microseconds read as seconds (1e-4 Hz) would ask for 1e6 outputs per input."""
+    with pytest.raises(
+        DataError, match=r"0\.0001 Hz -> 100 Hz changes the rate by more than 1000x"
+    ):
+        Resampler(1e-4, 100.0)
+    with pytest.raises(DataError, match="more than 1000x"):
+        Resampler(1e6, 100.0)
+    Resampler(1.0, 1000.0)
 
 
 def test_rejects_bad_rates() -> None:
     for rates in [(0.0, 100.0), (100.0, -1.0), (float("nan"), 100.0), (100.0, float("inf"))]:
         with pytest.raises(ConfigError, match="rate must be positive"):
-            LinearResampler(*rates)
+            Resampler(*rates)

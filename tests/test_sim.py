@@ -16,6 +16,7 @@ from fsqd.sensors.sim import (
     SimConfig,
     Simulator,
     simulate,
+    stream_csv,
     write_csv,
 )
 
@@ -96,3 +97,44 @@ def test_bad_arguments() -> None:
         Simulator(SimConfig(rate_hz=0))
     with pytest.raises(UsageError, match="unknown behaviours"):
         Simulator(SimConfig(behaviours=("fly",)))
+
+
+def test_one_sample_reads_across_many_bouts_equal_one_read() -> None:
+    cfg = SimConfig(seed=9, rate_hz=20, mean_bout_s=0.5)
+    whole = simulate(200, cfg)
+    sim = Simulator(cfg)
+    parts = [sim.read(1) for _ in range(len(whole.t))]
+    np.testing.assert_array_equal(np.concatenate([p.x for p in parts]), whole.x)
+    np.testing.assert_array_equal(np.concatenate([p.labels for p in parts]), whole.labels)
+    assert len(np.unique(whole.labels)) == len(BEHAVIOURS)
+
+
+def test_memory_does_not_grow_with_time() -> None:
+    """A simulator read for hours keeps only the bouts it still needs."""
+    sim = Simulator(SimConfig(seed=10, rate_hz=10, mean_bout_s=2.0))
+    held = []
+    for _ in range(60):
+        sim.read(6000)  # 10 minutes
+        held.append(sim.bouts_held)
+    assert sim.samples_read == 360_000
+    assert max(held) <= 5  # ~5400 bouts went by
+
+
+def test_streamed_csv_equals_one_batch_write(tmp_path: Path) -> None:
+    cfg = SimConfig(seed=12, devices=2, start_time=1.7e9)
+    write_csv(simulate(30, cfg), tmp_path / "batch.csv", iso_time=True)
+    with (tmp_path / "stream.csv").open("w", newline="") as fh:
+        stream_csv(Simulator(cfg), 3000, fh, iso_time=True, chunk=777)
+    assert (tmp_path / "stream.csv").read_bytes() == (tmp_path / "batch.csv").read_bytes()
+
+
+def test_cli_simulate_streams_the_csv(tmp_path: Path) -> None:
+    from fsqd.cli import main
+
+    out = tmp_path / "sim.csv"
+    assert main(["simulate", "--out", str(out), "--duration", "3m", "--seed", "4"]) == 0
+    write_csv(simulate(180, SimConfig(seed=4)), tmp_path / "ref.csv")
+    assert out.read_bytes() == (tmp_path / "ref.csv").read_bytes()
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["simulate", "--out", str(blocked / "x.csv"), "--duration", "1s"]) == 74

@@ -1,43 +1,60 @@
-"""Benchmark: the whole replay pipeline against raw batched onnxruntime inference.
+"""Benchmark `fsqd replay` as a user runs it, against raw batched onnxruntime inference.
 
-Replays one hour of simulated 100 Hz 9-axis data (CSV) with hop 10 through the bundled
-model, and in the same run times raw ``InferenceSession.run`` of the same encoder on the
-same windows in batches of the same size. The pipeline (parse, window, normalise, infer,
-FSQ, head, JSON) should reach at least 80 % of the raw inference throughput.
+Hour mode (default): one hour of simulated 100 Hz 9-axis CSV at hop 10. Each round times
+raw ``InferenceSession.run`` of the same encoder on the same windows (built outside the
+clock, batches of replay's size) and then the whole ``python -m fsqd replay`` process as a
+subprocess, launch to exit, as a user sees it. Rounds alternate so machine noise hits both;
+the best round of each counts. Prints windows/s and replay / raw.
 
-    python tools/bench_replay.py [--minutes 60] [--rounds 3]
+Day mode (``--day``): 24 h of 100 Hz CSV (the simulated hour tiled with continuous
+timestamps) replayed at the card's default hop; prints wall time and the child's peak RSS.
 
-Prints windows/s for both and their ratio; rounds alternate the two so machine noise
-hits both alike, and the best round of each counts.
+    PYTHONPATH=$PWD python tools/bench_replay.py [--minutes 60] [--rounds 3] [--model PKG]
+    PYTHONPATH=$PWD python tools/bench_replay.py --day [--hours 24]
+    (--root DIR replays with another checkout, e.g. `git archive` of an older commit)
+
+Numbers depend on the machine and on what else runs on it: report them with the command.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
-import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from fsqd.cli import main as fsqd_main
 from fsqd.model.layout import InputLayout
-from fsqd.model.package import load_package
+from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import WindowStream
 from fsqd.sensors.files import ReadOptions, open_recording
-from fsqd.sensors.sim import SimConfig, simulate, write_csv
+from fsqd.sensors.sim import SimConfig, simulate
 from fsqd.service.replay import BATCH
 
 HOP = 10
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def model_windows(csv: Path) -> np.ndarray:
+def write_csv(path: Path, x: np.ndarray, hours: float = 0.0) -> int:
+    """``x`` as 100 Hz CSV, tiled to ``hours`` when given; returns the rows written."""
+    header = "t," + ",".join(("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")) + "\n"
+    values = [",".join(f"{v:.5g}" for v in row) for row in x.tolist()]
+    total = round(hours * 360_000) if hours else len(values)
+    with path.open("w") as fh:
+        fh.write(header)
+        for start in range(0, total, len(values)):
+            n = min(len(values), total - start)
+            stamps = (np.arange(start, start + n) / 100).tolist()
+            fh.write("".join(f"{t:.2f},{v}\n" for t, v in zip(stamps, values[:n], strict=True)))
+    return total
+
+
+def model_windows(pkg: ModelPackage, csv: Path) -> np.ndarray:
     """The exact encoder inputs replay builds, prepared outside the clock."""
-    pkg = load_package(None)
     card = pkg.card
     stream = WindowStream(pkg, card.sample_rate_hz, hop=HOP)
     rec = open_recording(csv, ReadOptions(channels=card.channel_names, devices=card.devices))
@@ -46,11 +63,10 @@ def model_windows(csv: Path) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def time_raw(x: np.ndarray, threads: int | None) -> float:
+def time_raw(pkg: ModelPackage, x: np.ndarray) -> float:
     from fsqd.backends.onnx import open_session
 
-    pkg = load_package(None)
-    sess = open_session(pkg.encoder_onnx, threads)
+    sess = open_session(pkg.encoder_onnx, None)
     name, out = pkg.card.input.name, [pkg.card.output.name]
     sess.run(out, {name: x[:BATCH]})  # warm-up
     t0 = time.perf_counter()
@@ -59,62 +75,118 @@ def time_raw(x: np.ndarray, threads: int | None) -> float:
     return time.perf_counter() - t0
 
 
-def time_replay(path: Path, out: Path, threads: int | None) -> tuple[float, float]:
-    """(seconds end to end, seconds from the first sample read to the last line written)."""
-    err = io.StringIO()
-    rate = ["--rate", "100"] if path.suffix == ".npy" else []
-    rate += ["--threads", str(threads)] if threads else []
+# `python -m fsqd replay ...`, plus the process's own peak RSS (VmHWM) on stderr: the
+# rusage of a child forked from this (large) process would count the fork's pages too.
+CHILD = (
+    "import sys\n"
+    "from fsqd.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "status = open('/proc/self/status').read()\n"
+    "print('VmHWM', status.split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_replay(args: list[str], root: Path = ROOT) -> tuple[float, float, str]:
+    """(wall seconds launch to exit, peak RSS in MB, stderr) of ``fsqd replay``."""
+    env = dict(os.environ, PYTHONPATH=str(root))
+    cmd = [sys.executable, "-c", CHILD, "replay", *args]
     t0 = time.perf_counter()
-    with contextlib.redirect_stderr(err):
-        code = fsqd_main(["replay", str(path), "--hop", str(HOP), "--out", str(out), *rate])
-    elapsed = time.perf_counter() - t0
-    if code != 0:
-        raise SystemExit(f"replay failed: {err.getvalue()}")
-    # The summary's own clock starts after the model is loaded and its sessions built.
-    m = re.search(r"of data in ([0-9.]+) s", err.getvalue())
-    if m is None:
-        raise SystemExit(f"no summary in: {err.getvalue()}")
-    return elapsed, float(m.group(1))
+    # cwd too: `python -c` puts the working directory first on sys.path.
+    proc = subprocess.run(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.decode()
+    if proc.returncode != 0:
+        raise SystemExit(f"replay failed ({proc.returncode}): {err}")
+    peak_kb = float(err.rsplit("VmHWM", 1)[1].split()[0])
+    return wall, peak_kb / 1024, err
+
+
+def hour(args: argparse.Namespace) -> None:
+    pkg = load_package(args.model)
+    devices = pkg.card.devices
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, out = Path(tmp) / "hour.csv", Path(tmp) / "codes.jsonl"
+        x = simulate(args.minutes * 60, SimConfig(seed=1)).x
+        write_csv(csv, x)
+        x_windows = model_windows(pkg, csv) if devices == 1 else None
+        replay_args = [str(csv), "--hop", str(HOP), "--out", str(out)]
+        if devices > 1:
+            replay_args += ["--fill", "duplicate"]
+            x_windows = _filled_windows(pkg, csv)
+        if args.model:
+            replay_args += ["--model", str(args.model)]
+        assert x_windows is not None
+        n = len(x_windows)
+        raw, full, rss = [], [], []
+        for _ in range(args.rounds):
+            raw.append(time_raw(pkg, x_windows))
+            wall, peak, _ = run_replay(replay_args, args.root)
+            full.append(wall)
+            rss.append(peak)
+        lines = sum(1 for _ in out.open())
+        if lines != n:
+            raise SystemExit(f"replay wrote {lines} lines for {n} windows")
+    raw_rate, replay_rate = n / min(raw), n / min(full)
+    print(
+        f"data        {args.minutes:g} min at 100 Hz, hop {HOP}: {n} windows, model "
+        f"{pkg.label} ({devices} device(s)), batch {BATCH}, {os.cpu_count()} cores"
+    )
+    print(f"raw infer   {raw_rate:9.0f} windows/s  (best of {args.rounds}: {min(raw):.2f} s)")
+    print(
+        f"replay      {replay_rate:9.0f} windows/s  whole process, launch to exit "
+        f"(best of {args.rounds}: {min(full):.2f} s; all: "
+        f"{', '.join(f'{t:.2f}' for t in full)}), peak RSS {max(rss):.0f} MB"
+    )
+    print(f"ratio       {replay_rate / raw_rate:.2f} of raw inference")
+
+
+def _filled_windows(pkg: ModelPackage, csv: Path) -> np.ndarray:
+    card = pkg.card
+    stream = WindowStream(pkg, card.sample_rate_hz, hop=HOP)
+    options = ReadOptions(channels=card.channel_names, devices=card.devices, fill="duplicate")
+    rec = open_recording(csv, options)
+    layout = InputLayout(card)
+    return np.concatenate([layout(b.x) for c in rec.chunks() for b in stream.push(c)])
+
+
+def day(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, out = Path(tmp) / "day.csv", Path(tmp) / "codes.jsonl"
+        x = simulate(3600, SimConfig(seed=1)).x
+        rows = write_csv(csv, x, hours=args.hours)
+        size = csv.stat().st_size / 1e6
+        walls, rss = [], []
+        for _ in range(args.rounds):
+            wall, peak, _ = run_replay([str(csv), "--out", str(out)], args.root)
+            walls.append(wall)
+            rss.append(peak)
+        lines = sum(1 for _ in out.open())
+    print(
+        f"day         {args.hours:g} h at 100 Hz ({rows} rows, {size:.0f} MB CSV), default hop: "
+        f"{lines} windows"
+    )
+    print(
+        f"replay      wall {min(walls):.1f} s (all: {', '.join(f'{w:.1f}' for w in walls)}), "
+        f"peak RSS {max(rss):.0f} MB"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all)")
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        csv, out = Path(tmp) / "hour.csv", Path(tmp) / "codes.jsonl"
-        rec = simulate(args.minutes * 60, SimConfig(seed=1))
-        write_csv(rec, csv, label_column=False)
-        npy = Path(tmp) / "hour.npy"
-        np.save(npy, rec.x)
-        x = model_windows(csv)
-        n = len(x)
-        raw, full, from_npy = [], [], []
-        for _ in range(args.rounds):
-            raw.append(time_raw(x, args.threads))
-            full.append(time_replay(csv, out, args.threads))
-            from_npy.append(time_replay(npy, out, args.threads))
-        lines = sum(1 for _ in out.open())
-        if lines != n:
-            raise SystemExit(f"replay wrote {lines} lines for {n} windows")
-    raw_rate = n / min(raw)
-    print(
-        f"data        {args.minutes:g} min at 100 Hz, hop {HOP}: {n} windows, batch {BATCH}, "
-        f"{os.cpu_count()} cores, onnxruntime threads {args.threads or 'default'}"
+    ap.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
+    ap.add_argument("--day", action="store_true", help="a day of data at the default hop")
+    ap.add_argument("--hours", type=float, default=24.0, help="with --day: hours of data")
+    ap.add_argument(
+        "--root", type=Path, default=ROOT, help="source tree to replay with (to compare versions)"
     )
-    print(f"raw infer   {raw_rate:9.0f} windows/s  (best of {args.rounds}: {min(raw):.2f} s)")
-    for name, times in (("replay csv", full), ("replay npy", from_npy)):
-        for what, best in (
-            ("end to end", min(t[0] for t in times)),
-            ("streaming", min(t[1] for t in times)),
-        ):
-            rate = n / best
-            print(
-                f"{name}  {rate:9.0f} windows/s  {what:<10} (best of {args.rounds}: {best:.2f} s)"
-                f" = {100 * rate / raw_rate:.1f} % of raw inference"
-            )
+    args = ap.parse_args()
+    if args.day:
+        day(args)
+    else:
+        hour(args)
 
 
 if __name__ == "__main__":

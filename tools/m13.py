@@ -6,6 +6,12 @@ Architecture (DESIGN.md section 2): Conv2d(9->32, k=(1,5), pad (0,2)) + BN + ReL
 64->128, global average pool, Linear(128->len(levels)), FSQ(levels), classifier head
 Linear(d->256) ReLU Dropout Linear(256->classes). The export wraps it in a module named
 ``fsq_model`` so node names read ``/fsq_model/fsq/...`` as in users' graphs.
+
+Users' graphs often return more than the logits: ``outputs`` picks the export's outputs from
+``logits`` (the head), ``codes`` (zhat), ``indices`` (FSQ's int32 codebook indices, so
+``(logits, indices)`` is what a model passing vector-quantize-pytorch's return value on
+gives) and ``probs`` (softmax of the logits). ``second_fsq`` quantizes the projection with
+two FSQs (the importer must refuse it).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ def _block(cin: int, cout: int) -> list[nn.Module]:
 
 
 class ConvFSQ(nn.Module):
-    def __init__(self, levels: list[int], classes: int | None, channels: int = 9) -> None:
+    def __init__(
+        self, levels: list[int], classes: int | None, channels: int = 9, second_fsq: bool = False
+    ) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
             *_block(channels, 32),
@@ -33,6 +41,8 @@ class ConvFSQ(nn.Module):
             nn.Linear(128, len(levels)),
         )
         self.fsq = FSQ(levels)
+        self.fsq2 = FSQ(levels) if second_fsq else None
+        self.outputs: tuple[str, ...] = ("logits",)  # what forward returns, in order
         self.classifier: nn.Module | None = None
         if classes is not None:
             self.classifier = nn.Sequential(
@@ -43,11 +53,22 @@ class ConvFSQ(nn.Module):
         """(zhat, indices) for input (N, 9, D, T)."""
         z = self.encoder(x)
         zhat, idx = self.fsq(z.unsqueeze(1))
+        if self.fsq2 is not None:  # a second FSQ of the same projection, added on
+            zhat = zhat + self.fsq2(z.unsqueeze(1) * 0.5)[0]
         return zhat.squeeze(1), idx.squeeze(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        zhat, _ = self.quantized(x)
-        return zhat if self.classifier is None else self.classifier(zhat)
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        zhat, idx = self.quantized(x)
+        logits = zhat if self.classifier is None else self.classifier(zhat)
+        if self.outputs == ("logits",):
+            return logits
+        values = {
+            "logits": logits,
+            "codes": zhat,
+            "indices": idx,
+            "probs": torch.softmax(logits, dim=-1),
+        }
+        return tuple(values[name] for name in self.outputs)
 
 
 class Exported(nn.Module):
@@ -57,16 +78,35 @@ class Exported(nn.Module):
         super().__init__()
         self.fsq_model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         return self.fsq_model(x)
 
 
-def export_onnx(model: ConvFSQ, devices: int, window: int, path: Path) -> None:
-    """torch.onnx.export like the user's: TorchScript exporter, opset 11, dynamic batch."""
+OUTPUT_NAMES = {
+    "logits": "behavior_logits",
+    "codes": "fsq_codes",
+    "indices": "fsq_indices",
+    "probs": "behavior_probs",
+}
+
+
+def export_onnx(
+    model: ConvFSQ,
+    devices: int,
+    window: int,
+    path: Path,
+    outputs: tuple[str, ...] = ("logits",),
+    fixed_batch: int | None = None,
+) -> None:
+    """torch.onnx.export like the user's: TorchScript exporter, opset 11, dynamic batch
+    (or, with ``fixed_batch``, no dynamic axes: the batch size is baked into the graph)."""
     # The exporter restores the wrapper's train/eval mode afterwards, and a fresh wrapper is
     # in training mode: without eval() here the model comes back with batch-norm training on.
+    model.outputs = outputs
     wrapper = Exported(model).eval()
-    dummy = torch.zeros(1, 9, devices, window)
+    channels = model.encoder[0].in_channels
+    dummy = torch.zeros(fixed_batch or 1, channels, devices, window)
+    names = [OUTPUT_NAMES[o] for o in outputs]
     torch.onnx.export(
         wrapper,
         (dummy,),
@@ -74,6 +114,8 @@ def export_onnx(model: ConvFSQ, devices: int, window: int, path: Path) -> None:
         dynamo=False,
         opset_version=11,
         input_names=["imu_data"],
-        output_names=["behavior_logits"],
-        dynamic_axes={"imu_data": {0: "batch"}, "behavior_logits": {0: "batch"}},
+        output_names=names,
+        dynamic_axes=None
+        if fixed_batch
+        else {"imu_data": {0: "batch"}, **{n: {0: "batch"} for n in names}},
     )

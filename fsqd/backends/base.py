@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from concurrent.futures import Future
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+Array = npt.NDArray[np.float32]
 
 
 class Encoder(Protocol):
     """Runs everything up to the FSQ stage the card names (``projection`` or ``bounded``)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The backend that computes the next batch ("onnx", "hailo"), for logs, info and stats."""
+        ...
 
-    def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def __call__(self, x: Array) -> Array:
         """(N, *input shape) float32 in the card's layout -> (N, FSQ dim) float32."""
         ...
+
+    def close(self) -> None:
+        """Release the session or device; idempotent."""
+        ...
+
+
+@runtime_checkable
+class AsyncEncoder(Protocol):
+    """An encoder that can start a batch and return at once (the NPU works meanwhile)."""
+
+    def submit(self, x: Array) -> Future[Array]:
+        """Start encoding ``x``; the future completes from a backend thread."""
+        ...
+
+
+async def encode_async(encoder: Encoder, x: Array) -> Array:
+    """Encode without blocking the event loop.
+
+    A backend with ``submit`` (the NPU) completes a ``concurrent.futures.Future`` from its
+    own thread; ``asyncio.wrap_future`` hands the result to the loop thread-safely. Others
+    run in the loop's default executor.
+    """
+    if isinstance(encoder, AsyncEncoder):
+        return await asyncio.wrap_future(encoder.submit(x))
+    return await asyncio.get_running_loop().run_in_executor(None, encoder, x)

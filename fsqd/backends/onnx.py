@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from fsqd.errors import ModelError, NoInputError
 from fsqd.model.card import expected_input_shape
+from fsqd.model.graphcheck import check_package
 from fsqd.model.package import ModelPackage
 
 
@@ -53,13 +54,19 @@ def _dims(shape: list[Any]) -> list[int | None]:
 
 
 class OnnxEncoder:
-    """Callable: model-layout windows (N, ...) -> FSQ-stage values (N, dim) float32."""
+    """Callable: model-layout windows (N, ...) -> FSQ-stage values (N, dim) float32.
+
+    Opening it checks the card against the graph (input, output, FSQ stage and levels).
+    An encoder exported or compiled with a fixed batch size B > 1 gets its input in
+    slices of B, the last one zero-padded, and only the real rows come back.
+    """
 
     name = "onnx"
 
     def __init__(self, package: ModelPackage, threads: int | None = None) -> None:
         card = package.card
         path = package.encoder_onnx
+        check_package(package)
         self.session = open_session(path, threads)
         inputs = {i.name: i for i in self.session.get_inputs()}
         if card.input.name not in inputs:
@@ -78,7 +85,15 @@ class OnnxEncoder:
                 f"{path}: ONNX input shape {onnx_shape} does not match the card's "
                 f"[N, {', '.join(map(str, want))}] (layout {card.input.layout})"
             )
-        self._fixed_batch = onnx_shape[0]
+        fixed = onnx_shape[0]
+        if fixed is not None and fixed < 1:
+            raise ModelError(f"{path}: the ONNX input has a batch size of {fixed}")
+        if card.input.shape[0] is not None and card.input.shape[0] != fixed:
+            raise ModelError(
+                f"{path}: the card's input batch size is {card.input.shape[0]} but the ONNX "
+                f"input's is {'dynamic' if fixed is None else fixed}"
+            )
+        self.fixed_batch: int | None = fixed
         outputs = [o.name for o in self.session.get_outputs()]
         if card.output.name not in outputs:
             raise ModelError(
@@ -87,21 +102,40 @@ class OnnxEncoder:
             )
         self._input = card.input.name
         self._output = [card.output.name]
-        # FSQ reshapes with a runtime shape, so shape inference cannot tell the width: run once.
-        width = self(np.zeros((1, *want), np.float32)).shape[-1]
+        # FSQ reshapes with a runtime shape, so shape inference cannot tell the width: run
+        # once, with the batch size the model really takes.
+        probe = np.zeros((fixed or 1, *want), np.float32)
+        width = self._run(probe).shape[-1]
         if width != card.output.width:
             raise ModelError(
                 f"{path}: the encoder output is {width} wide but the card declares "
                 f"{card.output.width} FSQ levels {list(card.levels)}"
             )
+        self.width = width
 
-    def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        if self._fixed_batch is not None and x.shape[0] != self._fixed_batch:
-            # A model exported without a dynamic batch axis: feed it one batch at a time.
-            parts = [
-                self(x[i : i + self._fixed_batch]) for i in range(0, len(x), self._fixed_batch)
-            ]
-            return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    def _run(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         (out,) = self.session.run(self._output, {self._input: x})
         y: npt.NDArray[np.float32] = np.asarray(out, dtype=np.float32)
         return y.reshape(x.shape[0], -1)
+
+    def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        b = self.fixed_batch
+        if not len(x):
+            # Some exports cannot reshape an empty batch; nothing to run anyway.
+            return np.zeros((0, self.width), np.float32)
+        if b is None or len(x) == b:
+            return self._run(x)
+        out = np.empty((len(x), self.width), np.float32)
+        for i in range(0, len(x), b):
+            part = x[i : i + b]
+            if len(part) < b:
+                # The model takes exactly b windows: pad with zeros, keep the real rows.
+                padded = np.zeros((b, *x.shape[1:]), np.float32)
+                padded[: len(part)] = part
+                out[i:] = self._run(padded)[: len(part)]
+            else:
+                out[i : i + b] = self._run(part)
+        return out
+
+    def close(self) -> None:
+        """Nothing to release early: the session goes with the object."""

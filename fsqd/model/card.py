@@ -37,7 +37,7 @@ class Channel:
 class InputSpec:
     name: str
     layout: str  # e.g. "NCDT"; D may be omitted when the model has one device
-    shape: tuple[int | None, ...]  # None for the dynamic batch axis
+    shape: tuple[int | None, ...]  # batch axis: None when dynamic, B when fixed at B
 
 
 @dataclass(frozen=True)

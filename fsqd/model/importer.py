@@ -16,7 +16,8 @@ import numpy.typing as npt
 
 from fsqd import __version__
 from fsqd.backends.onnx import load_onnx, open_session
-from fsqd.errors import ConfigError, ModelError
+from fsqd.errors import ConfigError, ModelError, OutputError, UsageError
+from fsqd.model.batching import fixed_batch_of, run_padded
 from fsqd.model.card import (
     Channel,
     HeadSpec,
@@ -26,11 +27,22 @@ from fsqd.model.card import (
     expected_input_shape,
 )
 from fsqd.model.package import CARD_FILE, load_package
-from fsqd.model.surgery import FsqSite, Graph, extract, find_fsq, find_head_input, rename_input
-from fsqd.pipeline import CodePipeline
+from fsqd.model.surgery import (
+    FsqSite,
+    Graph,
+    extract,
+    find_fsq,
+    find_head,
+    index_outputs,
+    rename_input,
+)
+from fsqd.pipeline import CodePipeline, rates_match
 
 DEFAULT_CHANNELS = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 DEFAULT_UNITS = ("m/s^2",) * 3 + ("rad/s",) * 3 + ("uT",) * 3
+KNOWN_UNITS = dict(zip(DEFAULT_CHANNELS, DEFAULT_UNITS, strict=True))
+# ONNX metadata keys a model may carry its training sample rate under.
+RATE_METADATA = ("sample_rate_hz", "rate_hz")
 HEAD_INPUT = "codes"
 VERIFY_WINDOWS = 256
 
@@ -43,10 +55,11 @@ class ImportOptions:
     labels: tuple[str, ...] | None = None
     name: str | None = None
     version: str = "1.0.0"
-    sample_rate_hz: float = 100.0
+    sample_rate_hz: float | None = None  # required unless the model's metadata says it
     hop: int | None = None  # default: half a window
-    channels: tuple[str, ...] = DEFAULT_CHANNELS
-    units: tuple[str, ...] = DEFAULT_UNITS
+    channels: tuple[str, ...] | None = None  # default: the 9 standard channels
+    units: tuple[str, ...] | None = None  # default: from the channel names
+    head_output: str | None = None  # which float output is the head, when several are
     layout: str | None = None  # default: NCDT for 4-D input, NCT for 3-D
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -60,13 +73,68 @@ class ImportReport:
     hailo_parser_command: str
     verified_windows: int
     max_logit_diff: float | None
+    index_outputs: tuple[str, ...] = ()  # FSQ indices the graph returns, checked
+    other_outputs: tuple[str, ...] = ()  # graph outputs the package does not keep
 
 
 def _session(model: Any) -> Any:
     return open_session(model.SerializeToString())
 
 
-def _input_layout(shape: Sequence[Any], opts: ImportOptions) -> tuple[str, int, int]:
+def _channels(opts: ImportOptions) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(names, units): the 9 standard channels unless --channels says otherwise."""
+    names = opts.channels or DEFAULT_CHANNELS
+    if len(set(names)) != len(names):
+        raise UsageError(f"--channels names a channel twice: {','.join(names)}")
+    if opts.units is not None:
+        if len(opts.units) != len(names):
+            raise UsageError(
+                f"--units gives {len(opts.units)} units for {len(names)} channels "
+                f"({','.join(names)})"
+            )
+        return names, opts.units
+    unknown = [n for n in names if n not in KNOWN_UNITS]
+    if unknown:
+        raise UsageError(
+            f"no known unit for the channels {','.join(unknown)}: pass --units, one per "
+            "channel, e.g. m/s^2,rad/s,uT"
+        )
+    return names, tuple(KNOWN_UNITS[n] for n in names)
+
+
+def _sample_rate(model: Any, opts: ImportOptions) -> float:
+    """--rate, or the rate in the model's metadata; refuse to guess."""
+    meta = {p.key: p.value for p in model.metadata_props}
+    found = next(((k, meta[k]) for k in RATE_METADATA if k in meta), None)
+    graph_rate = None
+    if found is not None:
+        try:
+            graph_rate = float(found[1])
+        except ValueError:
+            raise ModelError(
+                f"the model's metadata {found[0]}={found[1]!r} is not a number"
+            ) from None
+    rate = opts.sample_rate_hz
+    if rate is None and graph_rate is None:
+        raise UsageError(
+            "the model does not record its sample rate: pass --rate HZ, the rate its "
+            "training data had"
+        )
+    if rate is not None and graph_rate is not None and not rates_match(rate, graph_rate):
+        raise UsageError(
+            f"--rate {rate:g} disagrees with the model's metadata {found and found[0]}="
+            f"{graph_rate:g}"
+        )
+    value = rate if rate is not None else graph_rate
+    assert value is not None
+    if not (0 < value < float("inf")):
+        raise UsageError(f"--rate must be a positive number of Hz, got {value:g}")
+    return value
+
+
+def _input_layout(
+    shape: Sequence[Any], opts: ImportOptions, channels: tuple[str, ...]
+) -> tuple[str, int, int]:
     """(layout, devices, window) from the ONNX input shape."""
     dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
     layout = opts.layout or {4: "NCDT", 3: "NCT"}.get(len(dims))
@@ -76,12 +144,37 @@ def _input_layout(shape: Sequence[Any], opts: ImportOptions) -> tuple[str, int, 
         )
     size = dict(zip(layout, dims, strict=True))
     window, devices = size.get("T"), size.get("D", 1)
-    if window is None or devices is None or size.get("C") != len(opts.channels):
+    if window is None or devices is None:
         raise ConfigError(
-            f"input shape {list(shape)} read as {layout} needs C={len(opts.channels)} channels "
-            "and fixed D and T; pass --layout or --channels"
+            f"input shape {list(shape)} read as {layout} needs a fixed size for D and T; "
+            "pass --layout if the axes are in another order"
+        )
+    c = size.get("C")
+    if c != len(channels):
+        names = ",".join(channels)
+        raise ConfigError(
+            f"input shape {list(shape)} read as {layout} has {c} channels but {len(channels)} "
+            f"are named ({names}); pass --channels with {c} names (and --units), "
+            "or --layout if the axes are in another order"
         )
     return layout, devices, window
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """--out must be a new directory, or a package to replace with --force; never a file,
+    never someone's other directory."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"{out}: is a file; --out names the package directory to create")
+    is_package = (out / CARD_FILE).is_file()
+    if not is_package and any(out.iterdir()):
+        raise ConfigError(
+            f"{out}: is a directory that is not a model package (no {CARD_FILE}); "
+            "choose a new --out (fsqd will not replace it, even with --force)"
+        )
+    if not overwrite:
+        raise ConfigError(f"{out}: already exists (pass --force to replace it)")
 
 
 def _fix_output_shape(model: Any, name: str, shape: tuple[int, ...]) -> None:
@@ -115,8 +208,8 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
     """Cut ``full`` at the FSQ, write a package at ``out`` and check it end to end."""
     import onnx
 
-    if out.exists() and not opts.overwrite:
-        raise ConfigError(f"{out}: already exists (pass --force to replace it)")
+    _check_out(out, opts.overwrite)
+    channels, units = _channels(opts)
     model = load_onnx(full)
     graph = Graph(model)
     if len(graph.inputs) != 1:
@@ -128,7 +221,8 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
     in_shape = [
         d.dim_value if d.HasField("dim_value") else None for d in in_vi.type.tensor_type.shape.dim
     ]
-    layout, devices, window = _input_layout(in_shape, opts)
+    layout, devices, window = _input_layout(in_shape, opts, channels)
+    rate = _sample_rate(model, opts)
 
     encoder = extract(model, [input_name], [site.bounded])
     probe_shape = [1 if d is None else d for d in in_shape]
@@ -139,7 +233,7 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
 
     head_model = None
     head_spec = None
-    head_io = find_head_input(graph, site.codes) if site.codes else None
+    head_io = find_head(graph, site.codes, opts.head_output) if site.codes else None
     if head_io is not None:
         head_in, head_out = head_io
         head_model = extract(model, [head_in], [head_out])
@@ -156,18 +250,20 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
         head_spec = HeadSpec("head.onnx", HEAD_INPUT, head_out, tuple(labels))
     elif opts.labels:
         raise ConfigError("--labels given but the model has no classifier head after the FSQ")
+    elif opts.head_output is not None:
+        raise ConfigError("--head-output given but the model does not compute the FSQ codes")
 
-    n = len(opts.channels)
+    n = len(channels)
     digest = hashlib.sha256(full.read_bytes()).hexdigest()
     card = ModelCard(
         name=opts.name or full.stem,
         version=opts.version,
-        sample_rate_hz=opts.sample_rate_hz,
+        sample_rate_hz=rate,
         window=window,
         hop=opts.hop or max(1, window // 2),
         devices=devices,
-        channels=tuple(Channel(c, u) for c, u in zip(opts.channels, opts.units, strict=True)),
-        input=InputSpec(input_name, layout, tuple([None, *in_shape[1:]])),
+        channels=tuple(Channel(c, u) for c, u in zip(channels, units, strict=True)),
+        input=InputSpec(input_name, layout, tuple([fixed_batch_of(in_shape), *in_shape[1:]])),
         output=OutputSpec(site.bounded, "bounded", width),
         levels=site.levels,
         mean=_norm(opts.mean, 0.0, n),
@@ -186,8 +282,11 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
     )
 
     # Write into a temporary sibling and rename, so a failed import leaves nothing behind.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create the package: {e.strerror or e}") from None
     try:
         onnx.save(encoder, str(tmp / card.encoder_onnx))
         if head_model is not None and head_spec is not None:
@@ -198,12 +297,17 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
             shutil.rmtree(out)
         tmp.chmod(0o755)  # mkdtemp makes it private; a package is meant to be shared
         tmp.rename(out)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write the package: {e.strerror or e}") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
     command = f"hailo parser onnx {full} --hw-arch hailo8 --end-node-names {site.end_node} -y"
-    return ImportReport(card, site, command, verified, diff)
+    indices = tuple(index_outputs(graph, site.codes)) if site.codes else ()
+    kept = {head_spec.output} if head_spec is not None else set()
+    others = tuple(o for o in graph.outputs if o not in kept and o not in indices)
+    return ImportReport(card, site, command, verified, diff, indices, others)
 
 
 def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, float | None]:
@@ -223,15 +327,18 @@ def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, f
     x = rng.normal(0.0, 2.0, shape).astype(np.float32)
     probe = onnx.ModelProto()
     probe.CopyFrom(full)
-    extra = [site.codes] if site.codes else []
-    for name in extra:
+    graph = Graph(full)
+    if site.codes and site.codes not in graph.outputs:
         probe.graph.output.append(
-            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+            onnx.helper.make_tensor_value_info(site.codes, onnx.TensorProto.FLOAT, None)
         )
-    outputs = _session(probe).run(None, {card.input.name: x})
+    session = _session(probe)
+    batch = fixed_batch_of(session.get_inputs()[0].shape)
+    outputs = run_padded(lambda v: session.run(None, {card.input.name: v}), x, batch)
     by_name = dict(zip([o.name for o in probe.graph.output], outputs, strict=True))
 
-    zhat = pipeline.encode(x).codes
+    encoded = pipeline.encode(x)
+    zhat, pipeline_index = encoded.codes, encoded.index
     if site.codes:
         want: npt.NDArray[np.float32] = np.asarray(by_name[site.codes]).reshape(zhat.shape)
         bad = int(np.count_nonzero((want != zhat).any(axis=1)))
@@ -240,6 +347,15 @@ def verify_against_full(pkg_dir: Path, full: Any, site: FsqSite) -> tuple[int, f
                 f"self-check failed: host FSQ codes differ from the full model's on {bad} of "
                 f"{len(x)} windows"
             )
+        # FSQ's own codebook indices, when the graph returns them (e.g. (logits, indices)).
+        for name in index_outputs(graph, site.codes):
+            idx = np.asarray(by_name[name]).reshape(-1).astype(np.int64)
+            if idx.shape == pipeline_index.shape and not np.array_equal(idx, pipeline_index):
+                bad = int(np.count_nonzero(idx != pipeline_index))
+                raise ModelError(
+                    f"self-check failed: host FSQ indices differ from the model's {name!r} on "
+                    f"{bad} of {len(x)} windows"
+                )
     if card.head is None or pipeline.head is None:
         return len(x), None
     logits = pipeline.head.logits(zhat)

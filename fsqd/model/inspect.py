@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from fsqd.backends.onnx import load_onnx, open_session
+from fsqd.errors import ModelError
+from fsqd.model.graphcheck import check_graph
 from fsqd.model.package import ModelPackage
+from fsqd.model.surgery import Graph, find_fsq, head_candidates, index_outputs
 
 # Operators the Hailo-8 Dataflow Compiler does not map to the chip. Round is why the FSQ
 # runs on the host; control flow and data-dependent ops have no dataflow equivalent.
@@ -42,6 +45,55 @@ def onnx_summary(path: Path) -> dict[str, Any]:
     }
 
 
+def import_preview(path: Path) -> dict[str, Any]:
+    """What `fsqd model import` would find in a full export: the FSQ, the head, the indices."""
+    model = load_onnx(path)
+    graph = Graph(model)
+    try:
+        site = find_fsq(graph)
+    except ModelError as e:
+        return {"fsq": None, "problem": str(e)}
+    heads = head_candidates(graph, site.codes) if site.codes else []
+    meta = {p.key: p.value for p in model.metadata_props}
+    return {
+        "fsq": {"levels": list(site.levels), "end_node": site.end_node, "round": site.round_node},
+        "head_candidates": heads,
+        "index_outputs": index_outputs(graph, site.codes) if site.codes else [],
+        "sample_rate_hz": next((meta[k] for k in ("sample_rate_hz", "rate_hz") if k in meta), None),
+        "problem": None,
+    }
+
+
+def graph_summary(pkg: ModelPackage) -> dict[str, Any]:
+    """The FSQ bound found in the encoder, whether it agrees with the card, the batch size."""
+    model = load_onnx(pkg.encoder_onnx)
+    check = check_graph(pkg.card, model)
+    found = check.found
+    dims = [
+        d.dim_value if d.HasField("dim_value") else None
+        for i in model.graph.input
+        if i.name == pkg.card.input.name
+        for d in i.type.tensor_type.shape.dim[:1]
+    ]
+    batch = dims[0] if dims and dims[0] else None
+    return {
+        "card_stage": check.card_stage,
+        "card_levels": list(check.card_levels),
+        "bound_in_graph": None
+        if found is None
+        else {
+            "nodes": list(found.nodes),
+            "levels": list(found.levels),
+            "half_l": list(found.half_l),
+            "offset": list(found.offset),
+            "shift": list(found.shift),
+        },
+        "agrees": check.agrees,
+        "problem": check.problem,
+        "fixed_batch": batch,
+    }
+
+
 def inspect_package(pkg: ModelPackage) -> dict[str, Any]:
     files: dict[str, Any] = {"encoder": onnx_summary(pkg.encoder_onnx)}
     if pkg.head_onnx is not None:
@@ -51,6 +103,7 @@ def inspect_package(pkg: ModelPackage) -> dict[str, Any]:
         "package": str(pkg.path),
         "model": pkg.label,
         "card": pkg.card,
+        "graph": graph_summary(pkg),
         "files": files,
         "hef": None if hef is None else {"file": str(hef), "present": hef.is_file()},
     }

@@ -101,14 +101,53 @@ def _expect(graph: Graph, tensor: str, op: str, what: str) -> tuple[Any, str, np
     return node, parts[0], parts[1]
 
 
-def find_fsq(graph: Graph) -> FsqSite:
+def _feeds_from_bound(graph: Graph, tensor: str) -> bool:
+    """Whether ``tensor`` is the output of a Sub(Mul(Tanh(Add(z, c)), c), c) bound."""
+    node = graph.producer.get(tensor)
+    for op in ("Sub", "Mul"):
+        parts = graph.split_const(node) if node is not None and node.op_type == op else None
+        if parts is None:
+            return False
+        node = graph.producer.get(parts[0])
+    if node is None or node.op_type != "Tanh":
+        return False
+    add = graph.producer.get(node.input[0])
+    return add is not None and add.op_type == "Add" and graph.split_const(add) is not None
+
+
+def _fsq_round(graph: Graph) -> Any:
+    """The Round of the one FSQ. vector-quantize-pytorch rounds a second time when the model
+    returns indices (``(zhat * basis).sum().round()``): that Round comes after the FSQ's
+    and is fine; a second Round fed by its own bound is a second FSQ and is refused."""
     rounds = [n for n in graph.nodes if n.op_type == "Round"]
     if not rounds:
         raise ModelError("the model has no Round node: is it a full FSQ model?")
-    if len(rounds) > 1:
+    bound = [n for n in rounds if _feeds_from_bound(graph, n.input[0])]
+    if len(bound) > 1:
+        names = ", ".join(n.name for n in bound)
+        raise ModelError(
+            f"the model has {len(bound)} FSQ bounds feeding Round ({names}); fsqd handles one FSQ"
+        )
+    if not bound:
+        if len(rounds) == 1:
+            return rounds[0]  # let the bound check below say what it found instead
         names = ", ".join(n.name for n in rounds)
-        raise ModelError(f"the model has {len(rounds)} Round nodes ({names}); fsqd handles one FSQ")
-    rnd = rounds[0]
+        raise ModelError(
+            f"none of the {len(rounds)} Round nodes ({names}) is fed by an FSQ bound "
+            "Add->Tanh->Mul->Sub"
+        )
+    fsq = bound[0]
+    for other in rounds:
+        if other is not fsq and not _reaches(graph, fsq.output[0], other.input[0]):
+            raise ModelError(
+                f"Round {other.name!r} does not follow the FSQ's Round {fsq.name!r} (it is not "
+                "the index computation): fsqd handles one FSQ"
+            )
+    return fsq
+
+
+def find_fsq(graph: Graph) -> FsqSite:
+    rnd = _fsq_round(graph)
     bounded = rnd.input[0]
     sub, mul_out, offset = _expect(graph, bounded, "Sub", "offset")
     _, tanh_out, half_l = _expect(graph, mul_out, "Mul", "half_l")
@@ -163,28 +202,102 @@ def _find_codes(graph: Graph, rounded: str, levels: npt.NDArray[np.int64]) -> st
     return None
 
 
-def find_head_input(graph: Graph, codes: str) -> tuple[str, str] | None:
-    """(head input tensor, head output) or None when the codes reach an output untouched.
+# ONNX element types of float tensors (FLOAT, FLOAT16, DOUBLE, BFLOAT16).
+_FLOAT_TYPES = frozenset({1, 10, 11, 16})
 
-    Walks from zhat through reshapes, casts and the conditional squeeze to the first
-    compute node (the head's first Gemm); the tensor it reads is the head's input.
+
+def _output_types(graph: Graph) -> dict[str, int]:
+    return {o.name: o.type.tensor_type.elem_type for o in graph.model.graph.output}
+
+
+def code_aliases(graph: Graph, codes: str) -> set[str]:
+    """``codes`` and every tensor that only reshapes, casts or squeezes it."""
+    out, stack = {codes}, [codes]
+    while stack:
+        t = stack.pop()
+        for n in graph.consumers.get(t, []):
+            if n.op_type in _PASS_THROUGH:
+                for o in n.output:
+                    if o not in out:
+                        out.add(o)
+                        stack.append(o)
+    return out
+
+
+def head_candidates(graph: Graph, codes: str) -> list[str]:
+    """Float graph outputs computed from the codes (not the codes themselves)."""
+    types = _output_types(graph)
+    aliases = code_aliases(graph, codes)
+    return [
+        o
+        for o in graph.outputs
+        if types.get(o) in _FLOAT_TYPES and o not in aliases and _reaches(graph, codes, o)
+    ]
+
+
+def index_outputs(graph: Graph, codes: str) -> list[str]:
+    """Integer graph outputs computed from the codes (FSQ's codebook indices)."""
+    types = _output_types(graph)
+    return [
+        o for o in graph.outputs if types.get(o) not in _FLOAT_TYPES and _reaches(graph, codes, o)
+    ]
+
+
+def _ancestors(graph: Graph, tensor: str) -> set[str]:
+    """Every tensor ``tensor`` is computed from (through subgraph reads too)."""
+    out, stack = {tensor}, [tensor]
+    while stack:
+        node = graph.producer.get(stack.pop())
+        if node is None:
+            continue
+        for name in _all_inputs(node):
+            if name not in out:
+                out.add(name)
+                stack.append(name)
+    return out
+
+
+def find_head(graph: Graph, codes: str, head_output: str | None = None) -> tuple[str, str] | None:
+    """(head input tensor, head output), or None when no float output follows the codes.
+
+    The head is the compute that leads from the codes to a float output, whatever else the
+    graph returns (the codes, FSQ's integer indices, a softmax of the logits). Walking from
+    zhat through reshapes, casts and the conditional squeeze along the path to that output,
+    the tensor the first compute node reads is the head's input.
     """
+    candidates = head_candidates(graph, codes)
+    if head_output is not None:
+        if head_output not in candidates:
+            found = ", ".join(candidates) or "none"
+            raise ModelError(
+                f"--head-output {head_output!r} is not a float output computed from the FSQ "
+                f"codes; those are: {found}"
+            )
+        head_out = head_output
+    elif not candidates:
+        return None
+    elif len(candidates) > 1:
+        raise ModelError(
+            f"several float outputs follow the FSQ codes ({', '.join(candidates)}): pass "
+            "--head-output NAME to say which one is the classifier head"
+        )
+    else:
+        head_out = candidates[0]
+    on_path = _ancestors(graph, head_out)
     current = codes
     for _ in range(16):
-        if current in graph.outputs:
-            return None
-        data = [n for n in graph.consumers.get(current, []) if n.op_type != "Shape"]
+        data = [
+            n
+            for n in graph.consumers.get(current, [])
+            if n.op_type != "Shape" and any(o in on_path for o in n.output)
+        ]
         movers = [n for n in data if n.op_type in _PASS_THROUGH]
-        compute = [n for n in data if n.op_type not in _PASS_THROUGH]
-        if compute:
-            head_outputs = [o for o in graph.outputs if _reaches(graph, current, o)]
-            if len(head_outputs) != 1:
-                raise ModelError(f"expected one head output after the FSQ, found {head_outputs}")
-            return current, head_outputs[0]
+        if len(data) > len(movers):
+            return current, head_out
         if len(movers) != 1:
             break
         current = movers[0].output[0]
-    raise ModelError(f"cannot follow the FSQ codes {codes!r} to a classifier head or an output")
+    raise ModelError(f"cannot follow the FSQ codes {codes!r} to the head output {head_out!r}")
 
 
 def _reaches(graph: Graph, src: str, dst: str) -> bool:

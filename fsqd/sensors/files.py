@@ -10,6 +10,7 @@ same way, naming a bad row by its index.
 from __future__ import annotations
 
 import codecs
+import csv
 import datetime as dt
 import fnmatch
 import itertools
@@ -26,12 +27,16 @@ import numpy.typing as npt
 
 from fsqd.errors import DataError, FsqdError, NoInputError, UsageError
 from fsqd.stream.chunk import SampleChunk
+from fsqd.stream.timebase import UNITS, detect_time_unit
 
 TIME_NAMES = ("t", "time", "timestamp")
 ABSOLUTE_AFTER = 1e8  # numeric seconds past this are UNIX epoch times (1973 onwards)
 MAX_HEADER = 1 << 16  # characters; a longer first line is not a CSV header
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # an .npz is a zip archive (possibly empty)
+PROBE_ROWS = 4096  # timestamps read ahead to decide their unit, whatever the chunk size
+F32_MAX = float(np.finfo(np.float32).max)
+TIME_UNITS = (*UNITS, "iso")
 
 F64 = npt.NDArray[np.float64]
 Where = Callable[[int], str]  # row k of a block -> "FILE:LINE" or "FILE: row N"
@@ -46,8 +51,10 @@ class ReadOptions:
     rate_hz: float | None = None  # for files without timestamps: t = k / rate
     scale: Mapping[str, float] = field(default_factory=dict)  # channel name or pattern -> factor
     fill: Literal["duplicate"] | None = None  # fewer devices in the file: copy device 0
-    skip_bad_rows: bool = False
+    skip_bad_rows: bool = False  # also: time going back passes through (a new segment)
+    use_arrow: bool = True  # pyarrow's CSV parser when installed (the `csv` extra)
     chunk_rows: int = 65536
+    time_unit: str | None = None  # s, ms, us, ns or iso; default: detected
 
 
 def column_names(channels: Sequence[str], devices: int) -> list[str]:
@@ -79,6 +86,10 @@ def _check_options(options: ReadOptions) -> None:
         raise UsageError(f"--fill must be 'duplicate', got {options.fill!r}")
     if options.chunk_rows < 1:
         raise UsageError(f"chunk_rows must be >= 1, got {options.chunk_rows}")
+    if options.time_unit is not None and options.time_unit not in TIME_UNITS:
+        raise UsageError(
+            f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {options.time_unit!r}"
+        )
 
 
 def _scale_vector(options: ReadOptions) -> F64 | None:
@@ -112,6 +123,9 @@ class Recording:
     absolute_time: bool  # timestamps are UNIX epoch seconds (known after the first chunk)
     file_devices: int  # devices in the file (fewer than the card's with fill)
     bad_rows: int  # rows skipped (only with skip_bad_rows)
+    timed: bool  # the file has timestamps (else t = k / rate from --rate)
+    time_unit: str  # s, ms, us, ns or iso: how the time column was read
+    time_unit_reason: str  # "given", "detected: step 10 ms -> 100 Hz, ..." for the summary
 
     def __init__(self, path: Path, options: ReadOptions) -> None:
         _check_options(options)
@@ -122,6 +136,32 @@ class Recording:
         self.file_devices = options.devices
         self.columns = ()
         self._scale = _scale_vector(options)
+        self.timed = True  # subclasses without timestamps say so
+        self.time_unit = "s"
+        self.time_unit_reason = "seconds"
+        self._seconds_per_unit = 1.0
+
+    def _decide_time_unit(self, probe: F64) -> None:
+        """Numeric timestamps' unit: the one asked for, else detected on the file's head."""
+        forced = self.options.time_unit
+        if forced == "iso":
+            raise DataError(f"{self.path}: --time-unit iso, but the time column holds numbers")
+        if forced is not None:
+            self.time_unit, self.time_unit_reason = forced, "given with --time-unit"
+        else:
+            probe = probe[np.isfinite(probe)]
+            if len(probe) < 2:
+                self.time_unit, self.time_unit_reason = "s", "assumed (fewer than 2 timestamps)"
+            else:
+                try:
+                    guess = detect_time_unit(probe)
+                except DataError as e:
+                    raise DataError(f"{self.path}: {e}") from None
+                self.time_unit, self.time_unit_reason = guess.unit, f"detected: {guess.reason}"
+        self._seconds_per_unit = UNITS[self.time_unit]
+
+    def _to_seconds(self, t: F64) -> F64:
+        return t if self._seconds_per_unit == 1.0 else t * self._seconds_per_unit
 
     def chunks(self) -> Iterator[SampleChunk]:
         raise NotImplementedError
@@ -161,6 +201,13 @@ class Recording:
                 f"({n_ch} channels x {want} devices)"
             )
 
+    @property
+    def _f32_limit(self) -> F64 | float:
+        """Largest raw magnitude per file column that still fits float32 once scaled."""
+        if self._scale is None:
+            return F32_MAX
+        return F32_MAX / np.abs(np.tile(self._scale, self.file_devices))
+
     def _finisher(self) -> Callable[[F64], npt.NDArray[np.float32]]:
         """Scale per channel (every device's copy) and copy device 0 to missing devices."""
         n_ch, want, have = len(self.options.channels), self.options.devices, self.file_devices
@@ -176,14 +223,29 @@ class Recording:
         return finish
 
     def _check_rows(self, t: F64, x: F64, where: Where, last_t: float | None) -> tuple[F64, F64]:
-        """NaN/inf values and non-increasing timestamps: error, or drop and count."""
-        keep = np.isfinite(x).all(axis=1) & np.isfinite(t)
+        """Bad values and timestamps: error, or drop and count (``skip_bad_rows``).
+
+        Values must be finite and, once scaled, fit float32 (1e39 is finite in float64 but
+        inf to the model). A timestamp equal to the previous one is a repeated row; one
+        before it is an error, or with ``skip_bad_rows`` kept: the stream stages start a
+        new segment there (a logger restart), they do not drop the rest of the file.
+        """
+        finite = np.isfinite(x)
+        fits = np.abs(x) <= self._f32_limit
+        keep = (finite & fits).all(axis=1) & np.isfinite(t)
         if not keep.all():
             if not self.options.skip_bad_rows:
                 k = int(np.flatnonzero(~keep)[0])
                 if not math.isfinite(t[k]):
                     raise DataError(f"{where(k)}: timestamp {float(t[k])!r} is not a finite number")
-                raise DataError(f"{where(k)}: NaN or inf value")
+                if not finite[k].all():
+                    raise DataError(f"{where(k)}: NaN or inf value")
+                c = int(np.flatnonzero(~fits[k])[0])
+                scaled = " after --scale" if self._scale is not None else ""
+                raise DataError(
+                    f"{where(k)}: value {float(x[k, c]):.6g} in column {self.columns[c]!r} "
+                    f"does not fit float32 (largest {F32_MAX:.4g}{scaled})"
+                )
             self.bad_rows += int((~keep).sum())
             rows = np.flatnonzero(keep)
             t, x = t[keep], x[keep]
@@ -198,9 +260,8 @@ class Recording:
                     f"{where(k)}: timestamp {float(t[k])!r} is not after the previous one "
                     f"({before!r})"
                 )
-            # Keep only rows later than everything kept before them.
-            running = np.maximum.accumulate(np.concatenate([[prev], t]))[:-1]
-            ok = t > running
+            # A run of repeats compares equal to the row kept before it: all dropped.
+            ok = steps != 0
             self.bad_rows += int((~ok).sum())
             t, x = t[ok], x[ok]
         return t, x
@@ -216,9 +277,42 @@ class CsvRecording(Recording):
         super().__init__(path, options)
         header, first = self._head()
         self.delimiter = max((",", ";", "\t"), key=header.count)
-        self.header = [h.strip().strip('"').strip() for h in header.split(self.delimiter)]
+        self.header = [h.strip().strip('"').strip() for h in self._fields(header)]
         self._resolve_columns()
+        self.timed = self.time_index is not None
         self._iso = self._is_iso(first)
+        if self.options.time_unit == "iso" and not self._iso and self.time_index is not None:
+            raise DataError(f"{self.path}: --time-unit iso, but the time column holds numbers")
+        if self._iso and self.options.time_unit not in (None, "iso"):
+            raise DataError(
+                f"{self.path}: --time-unit {self.options.time_unit}, but the time column holds "
+                "ISO-8601 text"
+            )
+        if self._iso:
+            self.time_unit, self.time_unit_reason = "iso", "ISO-8601 text"
+        elif self.time_index is not None:
+            self._decide_time_unit(self._probe_times())
+
+    def _fields(self, line: str) -> list[str]:
+        """A line's fields; quoted ones may hold the delimiter (a note, a label)."""
+        if '"' not in line:
+            return line.split(self.delimiter)
+        return next(csv.reader([line], delimiter=self.delimiter, skipinitialspace=True), [])
+
+    def _probe_times(self) -> F64:
+        """The numeric timestamps of the first rows that have one, for the unit."""
+        assert self.time_index is not None
+        values: list[float] = []
+        with self._open() as fh:
+            fh.readline()
+            for line in itertools.islice(fh, PROBE_ROWS):
+                fields = self._fields(line.rstrip("\r\n"))
+                if len(fields) > self.time_index:
+                    try:
+                        values.append(float(fields[self.time_index].strip().strip('"')))
+                    except ValueError:
+                        continue
+        return np.asarray(values, np.float64)
 
     def _open(self) -> TextIO:
         return self.path.open("r", encoding=self._encoding, newline="")
@@ -242,8 +336,9 @@ class CsvRecording(Recording):
         try:
             # Spreadsheet exports start with a byte-order mark; "Unicode text" is UTF-16.
             with self.path.open("rb") as raw:
-                bom = raw.read(2)
-            utf16 = bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+                bom = raw.read(3)
+            utf16 = bom[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+            self._bom = utf16 or bom == codecs.BOM_UTF8
             self._encoding = "utf-16" if utf16 else "utf-8-sig"
             with self._open() as fh:
                 header = fh.readline(MAX_HEADER)
@@ -300,7 +395,7 @@ class CsvRecording(Recording):
         """Whether the time column holds ISO-8601 text, judged on the first data row."""
         if self.time_index is None:
             return False
-        fields = line.split(self.delimiter)
+        fields = self._fields(line)
         if len(fields) <= self.time_index:
             return False
         value = fields[self.time_index].strip().strip('"')
@@ -311,37 +406,150 @@ class CsvRecording(Recording):
             return "-" in value and ":" in value
 
     def chunks(self) -> Iterator[SampleChunk]:
+        """pyarrow's streaming parser when it is installed and the file is plain; the
+        line-by-line reader otherwise, and from the first block pyarrow cannot take."""
+        fast = self._arrow_reader() if self._arrow_ok() else None
+        if fast is None:
+            yield from self._classic_chunks()
+            return
+        state = _ReadState()
+        try:
+            yield from self._arrow_chunks(fast, state)
+            if state.emitted == 0:
+                raise DataError(f"{self.path}: no samples")
+            return
+        except _ArrowFallback:
+            pass
+        # Rows map 1:1 to lines (blank lines are rows of nulls): continue after the last
+        # row handed out, with the reader that names FILE:LINE.
+        yield from self._classic_chunks(state)
+
+    def _arrow_ok(self) -> bool:
+        return (
+            self.options.use_arrow
+            and self._encoding == "utf-8-sig"
+            and not self._bom
+            and not self._iso
+            and _arrow() is not None
+        )
+
+    def _arrow_reader(self) -> Any:
+        pa, pc = _arrow()
+        cols = [f"f{i}" for i in self._columns_used()]
+        try:
+            return pc.open_csv(
+                self.path,
+                read_options=pc.ReadOptions(
+                    block_size=1 << 20, skip_rows=1, autogenerate_column_names=True,
+                    use_threads=False,
+                ),
+                parse_options=pc.ParseOptions(
+                    delimiter=self.delimiter, ignore_empty_lines=False, newlines_in_values=False
+                ),
+                convert_options=pc.ConvertOptions(
+                    include_columns=cols, column_types=dict.fromkeys(cols, pa.float64())
+                ),
+            )  # fmt: skip
+        except (pa.ArrowException, OSError):
+            return None  # e.g. the first block is malformed: the classic reader names it
+
+    def _columns_used(self) -> list[int]:
+        ti = self.time_index
+        return [ti, *self.channel_index] if ti is not None else list(self.channel_index)
+
+    def _arrow_chunks(self, reader: Any, state: _ReadState) -> Iterator[SampleChunk]:
+        pa, _ = _arrow()
+        opts = self.options
+        finish = self._finisher()
+        width = len(self._columns_used())
+        parts: list[F64] = []
+        rows = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowException as e:
+                raise _ArrowFallback from e
+            if batch.num_rows == 0:
+                continue
+            if any(c.null_count for c in batch.columns):
+                raise _ArrowFallback
+            block = np.empty((batch.num_rows, width), np.float64)
+            for j, c in enumerate(batch.columns):
+                data = c.buffers()[1]
+                block[:, j] = np.frombuffer(data, np.float64, count=len(c), offset=8 * c.offset)
+            parts.append(block)
+            rows += len(block)
+            while rows >= opts.chunk_rows:
+                whole = np.concatenate(parts)
+                yield from self._arrow_emit(whole[: opts.chunk_rows], state, finish)
+                parts, rows = [whole[opts.chunk_rows :]], rows - opts.chunk_rows
+        if rows:
+            yield from self._arrow_emit(np.concatenate(parts), state, finish)
+
+    def _arrow_emit(
+        self, data: F64, state: _ReadState, finish: Callable[[F64], npt.NDArray[np.float32]]
+    ) -> Iterator[SampleChunk]:
+        opts = self.options
+        start = state.line_no + 1
+        numbers = np.arange(start, start + len(data), dtype=np.int64)
+        state.line_no += len(data)
+        if self.time_index is not None:
+            t, x = self._to_seconds(data[:, 0].copy()), data[:, 1:]
+        else:
+            t, x = (numbers - 2).astype(np.float64) / float(opts.rate_hz or 1.0), data
+        chunk = self._finish_block(t, x, numbers, state, finish)
+        if chunk is not None:
+            yield chunk
+
+    def _finish_block(
+        self,
+        t: F64,
+        x: F64,
+        numbers: npt.NDArray[np.int64],
+        state: _ReadState,
+        finish: Callable[[F64], npt.NDArray[np.float32]],
+    ) -> SampleChunk | None:
+        t, x = self._check_rows(t, x, _at_line(self.path, numbers), state.last_t)
+        if len(t) == 0:
+            return None
+        if state.last_t is None:
+            self.absolute_time = self._iso or float(t[0]) > ABSOLUTE_AFTER
+        state.last_t = float(t[-1])
+        chunk = SampleChunk(t, finish(x), new_segment=state.emitted == 0)
+        state.emitted += len(t)
+        return chunk
+
+    def _classic_chunks(self, state: _ReadState | None = None) -> Iterator[SampleChunk]:
+        state = state or _ReadState()
         try:
             with self._open() as fh:
-                fh.readline()  # the header, already read
-                yield from self._chunks(fh)
+                # The header, and the rows already read by the fast path.
+                for _ in itertools.islice(fh, state.line_no):
+                    pass
+                yield from self._chunks(fh, state)
         except UnicodeDecodeError:
             raise self._undecodable() from None
         except OSError as e:
             raise NoInputError(f"{self.path}: cannot read: {e.strerror or e}") from None
 
-    def _chunks(self, fh: Iterator[str]) -> Iterator[SampleChunk]:
+    def _chunks(self, fh: Iterator[str], state: _ReadState) -> Iterator[SampleChunk]:
         opts = self.options
         finish = self._finisher()
-        line_no = 1  # the header
-        last_t: float | None = None
-        emitted = 0
         while lines := list(itertools.islice(fh, opts.chunk_rows)):
-            start = line_no + 1
-            line_no += len(lines)
+            start = state.line_no + 1
+            state.line_no += len(lines)
             t, x, numbers = self._parse(lines, start)
             if t is None:
                 # Time from the row's place in the file, so a skipped bad row leaves a hole.
                 t = (numbers - 2).astype(np.float64) / float(opts.rate_hz or 1.0)
-            t, x = self._check_rows(t, x, _at_line(self.path, numbers), last_t)
-            if len(t) == 0:
-                continue
-            if last_t is None:
-                self.absolute_time = self._iso or float(t[0]) > ABSOLUTE_AFTER
-            last_t = float(t[-1])
-            yield SampleChunk(t, finish(x), new_segment=emitted == 0)
-            emitted += len(t)
-        if emitted == 0:
+            elif not self._iso:
+                t = self._to_seconds(t)
+            chunk = self._finish_block(t, x, numbers, state, finish)
+            if chunk is not None:
+                yield chunk
+        if state.emitted == 0:
             raise DataError(f"{self.path}: no samples")
 
     def _parse(self, lines: list[str], start: int) -> tuple[F64 | None, F64, npt.NDArray[np.int64]]:
@@ -379,7 +587,7 @@ class CsvRecording(Recording):
     def _time_strings(self, lines: list[str]) -> list[str]:
         i, d = self.time_index, self.delimiter
         assert i is not None
-        return [line.split(d, i + 1)[i] for line in lines]
+        return [self._fields(line)[i] if '"' in line else line.split(d, i + 1)[i] for line in lines]
 
     def _parse_slow(
         self, lines: list[str], start: int
@@ -393,7 +601,7 @@ class CsvRecording(Recording):
             text = line.rstrip("\r\n")
             if not text.strip():
                 continue
-            fields = text.split(self.delimiter)
+            fields = self._fields(text)
             try:
                 if len(fields) != width:
                     raise ValueError(f"{len(fields)} fields, the header has {width}")
@@ -415,6 +623,29 @@ class CsvRecording(Recording):
         if not self.options.skip_bad_rows:
             raise DataError(f"{self.path}:{line_no}: {why}")
         self.bad_rows += 1
+
+
+@dataclass
+class _ReadState:
+    """Where a CSV read stands: lines consumed (header included), samples handed out."""
+
+    line_no: int = 1
+    last_t: float | None = None
+    emitted: int = 0
+
+
+class _ArrowFallback(Exception):
+    """pyarrow cannot take this block: the line-by-line reader continues from it."""
+
+
+def _arrow() -> Any:
+    """(pyarrow, pyarrow.csv), or None when pyarrow is not installed."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pc
+    except ImportError:
+        return None
+    return pa, pc
 
 
 def _number(text: str, column: str) -> float:
@@ -458,6 +689,11 @@ class ArrayRecording(Recording):
         self.t, self.x = self._load()
         if self.t is None and options.rate_hz is None:
             raise DataError(f"{path}: no time array (t, time or timestamp); give --rate")
+        self.timed = self.t is not None
+        if self._datetime:
+            self.time_unit, self.time_unit_reason = "iso", "datetime64 array"
+        elif self.t is not None:
+            self._decide_time_unit(np.asarray(self.t[:PROBE_ROWS], np.float64))
         if len(self.x) == 0:
             raise DataError(f"{path}: no samples")
 
@@ -539,7 +775,7 @@ class ArrayRecording(Recording):
             b = min(n, a + opts.chunk_rows)
             x = np.asarray(self.x[a:b], np.float64)
             if self.t is not None:
-                t = self.t[a:b]
+                t = self._to_seconds(self.t[a:b])
             else:
                 t = np.arange(a, b, dtype=np.float64) / float(opts.rate_hz or 1.0)
             t, x = self._check_rows(t, x, _at_row(self.path, a), last)

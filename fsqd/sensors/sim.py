@@ -17,8 +17,10 @@ sample indices, so streaming reads equal one batch read for the same seed.
 from __future__ import annotations
 
 import io
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +37,7 @@ INCLINATION = np.deg2rad(65.0)
 NOISE = {"acc": 0.03, "gyro": 0.005, "mag": 0.4}  # white noise RMS per axis
 _NOISE_BLOCK = 4096  # samples per independently seeded noise block
 _HARMONICS = 3  # sinusoids per angle / acceleration axis
+CSV_CHUNK = _NOISE_BLOCK  # samples per CSV write: larger chunks only fragment the heap
 
 
 @dataclass(frozen=True)
@@ -204,8 +207,21 @@ class Simulator:
             for d in range(config.devices)
         ]
         self._labels = [BEHAVIOURS.index(b) for b in config.behaviours]
-        self._bouts: list[_Bout] = []
+        # Only the bouts from the next sample on are kept (plus the last one, which the
+        # next bout continues from), so memory and per-read cost do not grow with time.
+        self._bouts: deque[_Bout] = deque()
         self._k = 0
+        # The noise block last drawn per device: small reads reuse it instead of redrawing.
+        self._noise_cache: dict[int, tuple[int, npt.NDArray[np.float64]]] = {}
+
+    @property
+    def samples_read(self) -> int:
+        return self._k
+
+    @property
+    def bouts_held(self) -> int:
+        """Bouts kept in memory: a handful, however long the simulator has run."""
+        return len(self._bouts)
 
     def _extend_bouts(self, until: float) -> None:
         rng = self._bout_rng
@@ -222,6 +238,10 @@ class Simulator:
             posture[0] = 0.0 if prev is None else float(prev.angles_at(prev.end - prev.start)[0])
             self._bouts.append(_Bout(label, start, start + length, posture, rate, ang, acc))
 
+    def _drop_bouts_before(self, tau: float) -> None:
+        while len(self._bouts) > 1 and self._bouts[0].end <= tau:
+            self._bouts.popleft()
+
     def read(self, n: int) -> Recording:
         if n < 0:
             raise UsageError(f"cannot read {n} samples")
@@ -234,17 +254,20 @@ class Simulator:
         rates = np.zeros((3, n))
         lin = np.zeros((3, n))
         labels = np.zeros(n, np.int16)
-        starts = np.array([b.start for b in self._bouts])
-        which = np.searchsorted(starts, tau, side="right") - 1
-        for i in np.unique(which):
-            bout = self._bouts[i]
-            sel = which == i
-            local = tau[sel] - bout.start
+        # tau is sorted and bouts tile time, so each bout owns one contiguous slice:
+        # sample j belongs to bout i when start_i <= tau_j < start_(i+1).
+        bouts = list(self._bouts)
+        edges = np.searchsorted(tau, [b.start for b in bouts[1:]], side="left").tolist()
+        for bout, lo, hi in zip(bouts, [0, *edges], [*edges, n], strict=True):
+            if lo == hi:
+                continue
+            local = tau[lo:hi] - bout.start
             v, dv = _sum_sines(bout.ang_h, local)
-            angles[:, sel] = bout.base[:, None] + bout.rate[:, None] * local + v
-            rates[:, sel] = bout.rate[:, None] + dv
-            lin[:, sel] = _sum_sines(bout.acc_h, local)[0]
-            labels[sel] = bout.label
+            angles[:, lo:hi] = bout.base[:, None] + bout.rate[:, None] * local + v
+            rates[:, lo:hi] = bout.rate[:, None] + dv
+            lin[:, lo:hi] = _sum_sines(bout.acc_h, local)[0]
+            labels[lo:hi] = bout.label
+        self._drop_bouts_before(self._k / cfg.rate_hz)
         psi, theta, phi = angles
         dpsi, dtheta, dphi = rates
         # Body angular rate from ZYX Euler rates.
@@ -272,6 +295,15 @@ class Simulator:
         )
         return Recording(cfg.start_time + tau, x, labels, BEHAVIOURS)
 
+    def _noise_block(self, device: int, block: int) -> npt.NDArray[np.float64]:
+        cached = self._noise_cache.get(device)
+        if cached is not None and cached[0] == block:
+            return cached[1]
+        rng = np.random.default_rng([self.config.seed, 3, device, block])
+        z = rng.standard_normal((_NOISE_BLOCK, 9))
+        self._noise_cache[device] = (block, z)
+        return z
+
     def _noise(self, k: npt.NDArray[np.int64], device: int) -> npt.NDArray[np.float64]:
         """Standard normal noise for sample indices k, drawn per fixed block of indices."""
         out = np.empty((len(k), 9))
@@ -279,8 +311,7 @@ class Simulator:
             return out
         k0 = int(k[0])  # k is a contiguous run of indices
         for block in range(k0 // _NOISE_BLOCK, int(k[-1]) // _NOISE_BLOCK + 1):
-            rng = np.random.default_rng([self.config.seed, 3, device, block])
-            z = rng.standard_normal((_NOISE_BLOCK, 9))
+            z = self._noise_block(device, block)
             lo, hi = block * _NOISE_BLOCK, (block + 1) * _NOISE_BLOCK
             a, b = max(lo, k0), min(hi, k0 + len(k))
             out[a - k0 : b - k0] = z[a - lo : b - lo]
@@ -293,11 +324,15 @@ def simulate(duration_s: float, config: SimConfig = SimConfig()) -> Recording:
     return Simulator(config).read(round(duration_s * config.rate_hz))
 
 
-def write_csv(
-    rec: Recording, path: str | Path, *, iso_time: bool = False, label_column: bool = True
-) -> None:
-    """Header ``t,ax,...,mz[,label]``; values with 9 significant digits (float32 exact)."""
-    header = ["t", *rec.column_names(), *(["label"] if label_column else [])]
+def csv_header(devices: int, *, label_column: bool = True) -> str:
+    names = (
+        list(CHANNELS) if devices == 1 else [f"{c}_{d}" for d in range(devices) for c in CHANNELS]
+    )
+    return ",".join(["t", *names, *(["label"] if label_column else [])]) + "\n"
+
+
+def csv_rows(rec: Recording, *, iso_time: bool = False, label_column: bool = True) -> str:
+    """The CSV rows of ``rec`` (no header): 9 significant digits, float32 exact."""
     buf = io.StringIO()
     np.savetxt(buf, rec.x, fmt="%.9g", delimiter=",")
     rows = buf.getvalue().splitlines()
@@ -308,15 +343,40 @@ def write_csv(
         times = [f"{s}Z" for s in stamps.tolist()]
     else:
         times = [f"{v:.6f}" for v in rec.t.tolist()]
+    if label_column:
+        names = [rec.behaviours[i] for i in rec.labels.tolist()]
+        return "".join(f"{a},{b},{c}\n" for a, b, c in zip(times, rows, names, strict=True))
+    return "".join(f"{a},{b}\n" for a, b in zip(times, rows, strict=True))
+
+
+def write_csv(
+    rec: Recording, path: str | Path, *, iso_time: bool = False, label_column: bool = True
+) -> None:
+    """Header ``t,ax,...,mz[,label]``; values with 9 significant digits (float32 exact)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8", newline="") as fh:
-        fh.write(",".join(header) + "\n")
-        if label_column:
-            names = [rec.behaviours[i] for i in rec.labels.tolist()]
-            fh.writelines(f"{a},{b},{c}\n" for a, b, c in zip(times, rows, names, strict=True))
-        else:
-            fh.writelines(f"{a},{b}\n" for a, b in zip(times, rows, strict=True))
+        fh.write(csv_header(rec.x.shape[1] // len(CHANNELS), label_column=label_column))
+        fh.write(csv_rows(rec, iso_time=iso_time, label_column=label_column))
+
+
+def stream_csv(
+    sim: Simulator,
+    samples: int,
+    fh: TextIO,
+    *,
+    iso_time: bool = False,
+    label_column: bool = True,
+    chunk: int = CSV_CHUNK,
+) -> None:
+    """Write the next ``samples`` of ``sim`` as CSV, ``chunk`` samples at a time: memory
+    stays bounded by the chunk, and the bytes equal ``write_csv`` of one big read."""
+    fh.write(csv_header(sim.config.devices, label_column=label_column))
+    done = 0
+    while done < samples:
+        rec = sim.read(min(chunk, samples - done))
+        fh.write(csv_rows(rec, iso_time=iso_time, label_column=label_column))
+        done += len(rec.t)
 
 
 __all__ = [
@@ -326,6 +386,9 @@ __all__ = [
     "Recording",
     "SimConfig",
     "Simulator",
+    "csv_header",
+    "csv_rows",
     "simulate",
+    "stream_csv",
     "write_csv",
 ]

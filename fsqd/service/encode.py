@@ -11,10 +11,12 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.backends.select import open_encoder
 from fsqd.errors import DataError, NoInputError
 from fsqd.model.card import expected_input_shape
-from fsqd.model.package import load_package
+from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodePipeline
+from fsqd.sensors.files import NPY_MAGIC
 from fsqd.sinks.jsonl import write_lines
 from fsqd.sinks.payload import LineFormatter
 
@@ -23,6 +25,16 @@ def load_windows(path: Path) -> npt.NDArray[np.floating]:
     """Memory-map a .npy of windows; reject what is not a float array."""
     if not path.is_file():
         raise NoInputError(f"{path}: no such file")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(len(NPY_MAGIC))
+    except OSError as e:
+        raise NoInputError(f"{path}: cannot read: {e.strerror or e}") from None
+    if magic != NPY_MAGIC:
+        raise DataError(
+            f"{path}: not a .npy array; encode takes windows already cut and normalised "
+            f"(N, *input shape); for a recording (CSV, .npz) use: fsqd replay {path}"
+        )
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -34,9 +46,20 @@ def load_windows(path: Path) -> npt.NDArray[np.floating]:
     return arr
 
 
-def encode_file(model: Path | None, windows: Path, out: TextIO, *, batch: int = 1024) -> int:
+def encode_file(
+    model: Path | None, windows: Path, out: TextIO, *, batch: int = 1024, backend: str = "auto"
+) -> int:
     pkg = load_package(model)
-    pipeline = CodePipeline(pkg)
+    encoder = open_encoder(pkg, backend)
+    try:
+        return _encode(pkg, CodePipeline(pkg, encoder), windows, out, batch)
+    finally:
+        encoder.close()
+
+
+def _encode(
+    pkg: ModelPackage, pipeline: CodePipeline, windows: Path, out: TextIO, batch: int
+) -> int:
     arr = load_windows(windows)
     want = expected_input_shape(pkg.card)
     if arr.ndim != len(want) + 1 or tuple(arr.shape[1:]) != want:

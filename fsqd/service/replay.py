@@ -15,21 +15,29 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+import numpy.typing as npt
 
+from fsqd.backends.select import open_encoder
 from fsqd.console import note
-from fsqd.errors import DataError, UsageError
+from fsqd.errors import DataError, FsqdError, UsageError
 from fsqd.metrics import StageTimer
+from fsqd.model.card import ModelCard, expected_input_shape
 from fsqd.model.package import load_package
-from fsqd.pipeline import CodePipeline, WindowStream, rates_match
+from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
 from fsqd.sensors.files import ReadOptions, Recording, open_recording
 from fsqd.sinks.jsonl import Output, write_lines
 from fsqd.sinks.payload import LineFormatter
 from fsqd.stream.chunk import SampleChunk
-from fsqd.stream.resample import estimate_rate
+from fsqd.stream.plausibility import Finding
+from fsqd.stream.timebase import RateEstimate, check_rate, estimate_rate
 from fsqd.stream.windows import WindowBatch
 
-BATCH = 1024  # windows per inference call when replaying as fast as possible
+BATCH = 256  # windows per inference call when replaying as fast as possible
+POOL = 8  # encoder-layout batch buffers in rotation (more than the prefetch queue holds)
+PREFETCH_DEPTH = 4
+RATE_AGREEMENT = 0.02  # --rate and the timestamps' fit may differ by this (clock error)
+SPEED_RANGE = (1e-3, 1e6)  # --speed factors that make sense (and do not overflow a sleep)
 
 
 def _speed(text: str) -> float | None:
@@ -39,8 +47,9 @@ def _speed(text: str) -> float | None:
         v = float(text)
     except ValueError:
         v = math.nan
-    if not (v > 0 and math.isfinite(v)):
-        raise UsageError(f"--speed must be 'max' or a positive factor, got {text!r}")
+    lo, hi = SPEED_RANGE
+    if not (lo <= v <= hi):
+        raise UsageError(f"--speed must be 'max' or a factor from {lo:g} to {hi:g}, got {text!r}")
     return v
 
 
@@ -77,6 +86,33 @@ class _Timed:
         return chunk
 
 
+def _input_rate(
+    args: argparse.Namespace, rec: Recording, first: SampleChunk
+) -> tuple[float, RateEstimate | None]:
+    """The input's rate: fitted on the first chunk's timestamps, or --rate without them.
+
+    With both, they must agree within RATE_AGREEMENT: a disagreement means a wrong unit, a
+    wrong --rate or a wrong file, and guessing which would give confident wrong codes.
+    """
+    where = str(args.file)
+    if not rec.timed and args.rate is not None:
+        check_rate(float(args.rate), where)
+        return float(args.rate), None
+    if len(first.t) < 2:
+        raise DataError(f"{where}: only one sample in the first block; cannot learn the rate")
+    try:
+        est = estimate_rate(first.t, args.max_gap)
+    except FsqdError as e:
+        raise DataError(f"{where}: {e}") from None
+    check_rate(est.rate_hz, where)
+    if args.rate is not None and abs(args.rate - est.rate_hz) > RATE_AGREEMENT * est.rate_hz:
+        raise DataError(
+            f"{where}: --rate {args.rate:g} Hz disagrees with the timestamps' {est.rate_hz:.6g} Hz "
+            f"({rec.time_unit}); drop --rate, or fix the time unit with --time-unit"
+        )
+    return est.rate_hz, est
+
+
 def replay(args: argparse.Namespace) -> int:
     speed = _speed(args.speed)
     if not args.max_gap > 1:
@@ -84,7 +120,6 @@ def replay(args: argparse.Namespace) -> int:
     pkg = load_package(args.model)
     card = pkg.card
     timer = StageTimer()
-    pipeline = CodePipeline(pkg, threads=args.threads, timer=timer)
     options = ReadOptions(
         channels=card.channel_names,
         devices=card.devices,
@@ -94,109 +129,183 @@ def replay(args: argparse.Namespace) -> int:
         scale=_scale(args.scale),
         fill=args.fill,
         skip_bad_rows=args.skip_bad_rows,
+        time_unit=args.time_unit,
     )
     rec = open_recording(args.file, options)
     chunks = _Timed(iter(rec.chunks()), timer)
     first = next(chunks, None)
     if first is None or len(first.t) == 0:
         raise DataError(f"{args.file}: no samples")
-    in_rate = args.rate or (estimate_rate(first.t) if len(first.t) > 1 else card.sample_rate_hz)
-    if not rates_match(in_rate, card.sample_rate_hz):
-        if args.no_resample:
-            raise DataError(
-                f"{args.file}: sample rate {in_rate:.4g} Hz is not the model's "
-                f"{card.sample_rate_hz:g} Hz (--no-resample)"
-            )
-        note(f"{args.file}: resampling {in_rate:.4g} Hz -> {card.sample_rate_hz:g} Hz")
-    stream = WindowStream(pkg, in_rate, hop=args.hop, max_gap_periods=args.max_gap, timer=timer)
-    fmt = LineFormatter(pkg.label, pipeline.labels)
-    seen: set[int] = set()
-    seq = 0
-    wall0 = time.perf_counter()
+    in_rate, est = _input_rate(args, rec, first)
+    resample = not rates_match(in_rate, card.sample_rate_hz)
+    if resample and args.no_resample:
+        raise DataError(
+            f"{args.file}: sample rate {in_rate:.6g} Hz is not the model's "
+            f"{card.sample_rate_hz:g} Hz (--no-resample)"
+        )
+
+    def on_finding(finding: Finding) -> None:
+        if args.strict:
+            raise DataError(f"{args.file}: {finding} (--strict)")
+        note(f"{args.file}: warning: {finding}")
+
+    stream = WindowStream(
+        pkg,
+        in_rate,
+        hop=args.hop,
+        max_gap_periods=args.max_gap,
+        timer=timer,
+        # A logger restart with --skip-bad-rows starts a segment; otherwise the reader has
+        # already refused it with FILE:LINE.
+        on_backwards="segment" if args.skip_bad_rows else "error",
+        respace_gap_s=est.gap_s if est is not None and est.bursty else None,
+        on_finding=on_finding,
+        # As fast as possible, windows are copied once, into encoder-layout batches.
+        copy_windows=speed is not None,
+    )
     t_first = float(first.t[0])
     t_last = t_first
-
-    def emit(out: TextIO, batch: WindowBatch) -> None:
-        nonlocal seq
-        codes = pipeline.encode_windows(batch)
-        with timer.stage("output", len(codes)):
-            write_lines(out, fmt(seq, codes, batch.t_start, batch.t_end))
-        seen.update(np.unique(codes.index).tolist())
-        seq += len(codes)
 
     def windows() -> Iterator[WindowBatch]:
         nonlocal t_last
         for chunk in _chain(first, chunks):
             t_last = float(chunk.t[-1]) if len(chunk.t) else t_last
             yield from stream.push(chunk)
+        yield from stream.flush()
 
-    with Output(args.out) as out:
-        if speed is None:
-            # Parse the next chunk while onnxruntime (which releases the GIL) infers this one,
-            # in equal-sized batches: onnxruntime re-plans its memory for every new shape.
-            pending = _Batcher(BATCH)
-            for batch in prefetch(windows(), depth=4):
-                for full in pending.add(batch):
-                    emit(out, full)
-            rest = pending.flush()
-            if rest is not None:
-                emit(out, rest)
-        else:
-            for batch in windows():
-                for i in range(len(batch)):
-                    # Paced: a window is due when its last sample would have arrived.
-                    due = wall0 + (float(batch.t_end[i]) - t_first) / speed
-                    delay = due - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    emit(out, _slice(batch, i, i + 1))
-                    out.flush()
+    def batches() -> Iterator[WindowBatch]:
+        pool = _LayoutPool(card, BATCH, POOL, timer)
+        for batch in windows():
+            # Lazily: each full buffer is handed on before the next one is filled.
+            yield from pool.add(batch)
+        rest = pool.flush()
+        if rest is not None:
+            yield rest
+
+    # Parsing starts now, in its own thread, while onnxruntime loads and builds its session.
+    ahead = prefetch(batches(), depth=PREFETCH_DEPTH) if speed is None else None
+    try:
+        encoder = open_encoder(pkg, getattr(args, "backend", "auto"), threads=args.threads)
+        pipeline = CodePipeline(pkg, encoder, timer=timer)
+        fmt = LineFormatter(pkg.label, pipeline.labels)
+        seen: set[int] = set()
+        seq = 0
+        wall0 = time.perf_counter()
+
+        def emit(out: TextIO, codes: CodeBatch, batch: WindowBatch) -> None:
+            nonlocal seq
+            with timer.stage("output", len(codes)):
+                write_lines(out, fmt(seq, codes, batch.t_start, batch.t_end))
+            seen.update(np.unique(codes.index).tolist())
+            seq += len(codes)
+
+        with Output(args.out) as out:
+            if ahead is not None:
+                for batch in ahead:  # already in the encoder's layout
+                    emit(out, pipeline.encode(batch.x), batch)
+            elif speed is not None:
+                for batch in windows():
+                    for i in range(len(batch)):
+                        # Paced: a window is due when its last sample would have arrived.
+                        due = wall0 + (float(batch.t_end[i]) - t_first) / speed
+                        delay = due - time.perf_counter()
+                        if delay > 0:
+                            time.sleep(delay)
+                        one = _slice(batch, i, i + 1)
+                        emit(out, pipeline.encode_windows(one), one)
+                        out.flush()
+    finally:
+        if ahead is not None:
+            ahead.close()
     wall = time.perf_counter() - wall0
     if seq == 0:
         note(
             f"{args.file}: no stretch without a gap is as long as one window "
             f"({card.window} samples at {card.sample_rate_hz:g} Hz): no codes"
         )
-    _summary(args.file, rec, chunks.samples, seq, len(seen), stream, timer, wall, t_last - t_first)
+    timing = _timing_line(rec, in_rate, est, stream, card.sample_rate_hz)
+    _summary(
+        args.file, rec, chunks.samples, seq, len(seen), stream, timer, wall, t_last - t_first,
+        timing,
+    )  # fmt: skip
     return 0
 
 
-class _Batcher:
-    """Regroups window batches of any size into batches of exactly ``size`` windows."""
+def _timing_line(
+    rec: Recording, in_rate: float, est: RateEstimate | None, stream: WindowStream, model_hz: float
+) -> str:
+    """What the timestamps said and what was done about them, for the summary."""
+    if est is None:
+        found = f"rate {in_rate:g} Hz (given with --rate; no time column)"
+    else:
+        found = f"time unit {rec.time_unit} ({rec.time_unit_reason}); rate {est.describe()}"
+    done = []
+    if stream.respacer is not None:
+        done.append(
+            f"bursty timestamps re-spaced evenly at {in_rate:.6g} Hz "
+            f"({stream.respacer.anchors} anchor(s) on the real clock)"
+        )
+    r = stream.resampler
+    if r is None:
+        done.append(f"matches the model's {model_hz:g} Hz: not resampled")
+    else:
+        d = r.design
+        done.append(
+            f"resampling {in_rate:.6g} Hz -> {model_hz:g} Hz, positioned by the timestamps "
+            f"(anti-alias low-pass: flat to {d.pass_hz:.3g} Hz, -{d.stop_db:g} dB from "
+            f"{d.stop_hz:.3g} Hz, {2 * d.half_taps} taps)"
+        )
+    return found + ": " + "; ".join(done)
 
-    def __init__(self, size: int) -> None:
+
+class _LayoutPool:
+    """Windows copied once, straight into encoder-layout batches of exactly ``size``.
+
+    Buffers are reused in rotation; ``count`` of them must exceed the batches that can be
+    alive at once (the prefetch queue, the one being encoded and the one being filled).
+    """
+
+    def __init__(self, card: ModelCard, size: int, count: int, timer: StageTimer) -> None:
         self.size = size
-        self._parts: list[WindowBatch] = []
-        self._n = 0
+        self.timer = timer
+        self.shape = expected_input_shape(card)
+        self.split = (card.window, card.devices, len(card.channels))
+        # Axis order of the encoder input within the (N, T, D, C) view of a window batch.
+        pos = {"N": 0, "T": 1, "D": 2, "C": 3}
+        layout = card.input.layout if "D" in card.input.layout else card.input.layout + "D"
+        self.perm = tuple(pos[a] for a in layout)
+        self._buffers = [np.empty((size, *self.shape), np.float32) for _ in range(count)]
+        self._next = 0
+        self._fill = 0
+        self._t_start: list[npt.NDArray[np.float64]] = []
+        self._t_end: list[npt.NDArray[np.float64]] = []
 
     def add(self, batch: WindowBatch) -> Iterator[WindowBatch]:
-        self._parts.append(batch)
-        self._n += len(batch)
-        if self._n < self.size:
-            return
-        whole = _concat(self._parts)
-        cut = self._n - self._n % self.size
-        for i in range(0, cut, self.size):
-            yield _slice(whole, i, i + self.size)
-        self._parts = [_slice(whole, cut, self._n)] if cut < self._n else []
-        self._n -= cut
+        n = len(batch)
+        view = batch.x.reshape(n, *self.split).transpose(self.perm).reshape(n, *self.shape)
+        a = 0
+        while a < n:
+            take = min(self.size - self._fill, n - a)
+            buf = self._buffers[self._next]
+            with self.timer.stage("layout", take):
+                np.copyto(buf[self._fill : self._fill + take], view[a : a + take])
+            self._t_start.append(batch.t_start[a : a + take])
+            self._t_end.append(batch.t_end[a : a + take])
+            self._fill += take
+            a += take
+            if self._fill == self.size:
+                yield self._take()
 
     def flush(self) -> WindowBatch | None:
-        if not self._n:
-            return None
-        whole = _concat(self._parts)
-        self._parts, self._n = [], 0
-        return whole
+        return self._take() if self._fill else None
 
-
-def _concat(parts: list[WindowBatch]) -> WindowBatch:
-    if len(parts) == 1:
-        return parts[0]
-    return WindowBatch(
-        np.concatenate([p.x for p in parts]),
-        np.concatenate([p.t_start for p in parts]),
-        np.concatenate([p.t_end for p in parts]),
-    )
+    def _take(self) -> WindowBatch:
+        buf = self._buffers[self._next][: self._fill]
+        ready = WindowBatch(buf, np.concatenate(self._t_start), np.concatenate(self._t_end))
+        self._next = (self._next + 1) % len(self._buffers)
+        self._fill = 0
+        self._t_start, self._t_end = [], []
+        return ready
 
 
 def _chain(first: SampleChunk, rest: Iterator[SampleChunk]) -> Iterator[SampleChunk]:
@@ -218,13 +327,18 @@ def _summary(
     timer: StageTimer,
     wall: float,
     span: float,
+    timing: str,
 ) -> None:
     rate = windows / wall if wall > 0 else 0.0
+    g = stream.gaps
     lines = [
         f"replayed {path}: {samples} samples, {span:.1f} s of data in {wall:.2f} s "
         f"({span / wall if wall > 0 else 0:.0f}x real time)",
-        f"windows {windows}, distinct codes {distinct}, gaps {stream.gaps.gaps} "
-        f"({stream.gaps.gap_seconds:.2f} s), bad rows skipped {rec.bad_rows}",
+        timing,
+        f"windows {windows}, distinct codes {distinct}, gaps {g.gaps} "
+        f"({g.gap_seconds:.2f} s), time going back {g.backwards}, "
+        f"bad rows skipped {rec.bad_rows}",
+        stream.plausibility.summary(),
         f"throughput {rate:.0f} windows/s, {samples / wall if wall > 0 else 0:.0f} samples/s",
         timer.table(windows),
     ]

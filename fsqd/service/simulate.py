@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+from pathlib import Path
 
 from fsqd.console import note
-from fsqd.errors import UsageError
+from fsqd.errors import OutputError, UsageError
 from fsqd.sensors.files import iso_to_epoch
 
 MAX_SECONDS = 24 * 3600
@@ -40,7 +41,8 @@ def parse_start(text: str) -> float:
 
 
 def simulate_to_file(args: argparse.Namespace) -> int:
-    from fsqd.sensors.sim import SimConfig, simulate, write_csv
+    """Stream the recording to CSV chunk by chunk: a day at 100 Hz never sits in memory."""
+    from fsqd.sensors.sim import SimConfig, Simulator, stream_csv
 
     seconds = parse_duration(args.duration)
     config = SimConfig(
@@ -50,7 +52,14 @@ def simulate_to_file(args: argparse.Namespace) -> int:
         seed=args.seed,
         start_time=parse_start(args.start),
     )
-    rec = simulate(seconds, config)
-    write_csv(rec, args.out, iso_time=args.iso_time, label_column=not args.no_labels)
-    note(f"wrote {args.out}: {len(rec.t)} samples, {seconds:g} s at {args.rate:g} Hz")
+    sim = Simulator(config)
+    samples = round(seconds * config.rate_hz)
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8", newline="") as fh:
+            stream_csv(sim, samples, fh, iso_time=args.iso_time, label_column=not args.no_labels)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write: {e.strerror or e}") from None
+    note(f"wrote {out}: {samples} samples, {seconds:g} s at {args.rate:g} Hz")
     return 0

@@ -33,6 +33,8 @@ class Output:
         self.stream: TextIO = sys.stdout
 
     def __enter__(self) -> TextIO:
+        if self.path is not None and self.path.is_dir():
+            raise OutputError(f"{self.path}: is a directory; --out takes a file name")
         if self._tmp is not None:
             try:
                 self.stream = self._tmp.open("w", encoding="utf-8")

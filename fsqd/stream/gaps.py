@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Literal
 
 import numpy as np
 
 from fsqd.errors import ConfigError, DataError
 from fsqd.stream.chunk import SampleChunk
+
+Backwards = Literal["error", "segment"]
+BACKWARDS_POLICIES: tuple[Backwards, ...] = ("error", "segment")
 
 
 class GapSplitter:
@@ -17,17 +21,28 @@ class GapSplitter:
     Stateful across chunks: the last timestamp is remembered, so a gap that falls
     between two chunks is found like one inside a chunk. ``gaps`` counts the cuts and
     ``gap_seconds`` the time they lost (each step minus the one period it should be).
+
+    Time that does not advance (a logger restart, an NTP step, a repeated row) is, by
+    ``on_backwards``: ``"error"`` (a DataError naming the sample; replay's default, where
+    the reader names FILE:LINE first) or ``"segment"`` (a new segment, counted in
+    ``backwards``; the live daemon's choice, which must never stop for its clock).
     """
 
-    def __init__(self, rate_hz: float, max_gap_periods: float = 2.5) -> None:
+    def __init__(
+        self, rate_hz: float, max_gap_periods: float = 2.5, on_backwards: Backwards = "error"
+    ) -> None:
         if not (math.isfinite(rate_hz) and rate_hz > 0):
             raise ConfigError(f"gap splitter needs a positive sample rate, got {rate_hz} Hz")
         if not (math.isfinite(max_gap_periods) and max_gap_periods > 1):
             raise ConfigError(
                 f"a gap must be longer than 1 sample period, got max_gap_periods={max_gap_periods}"
             )
+        if on_backwards not in BACKWARDS_POLICIES:
+            raise ConfigError(f"on_backwards must be 'error' or 'segment', got {on_backwards!r}")
+        self.on_backwards = on_backwards
         self.max_step = max_gap_periods / rate_hz
         self.period = 1.0 / rate_hz
+        self.backwards = 0  # times time did not advance (new segments under "segment")
         self.gaps = 0
         self.gap_seconds = 0.0
         self._last: float | None = None  # last timestamp of the current segment
@@ -54,15 +69,17 @@ class GapSplitter:
         bad = np.flatnonzero(steps <= 0)
         if fresh:
             bad = bad[bad > 0]
-        if bad.size:
+        if bad.size and self.on_backwards == "error":
             at = int(bad[0])
             raise DataError(
                 f"sample {self._seen + at}: timestamp {float(t[at])!r} is not after "
                 f"the previous one ({float(prev if at == 0 else t[at - 1])!r})"
             )
-        cuts = np.flatnonzero(steps > self.max_step)
-        self.gaps += len(cuts)
-        self.gap_seconds += float((steps[cuts] - self.period).sum())
+        self.backwards += len(bad)
+        gaps = np.flatnonzero(steps > self.max_step)
+        self.gaps += len(gaps)
+        self.gap_seconds += float((steps[gaps] - self.period).sum())
+        cuts = np.union1d(gaps, bad)
         self._last = float(t[-1])
         self._seen += n
         edges = [0, *cuts.tolist(), n]

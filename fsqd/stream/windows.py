@@ -19,7 +19,7 @@ from fsqd.stream.chunk import SampleChunk
 
 @dataclass(frozen=True, slots=True)
 class WindowBatch:
-    x: npt.NDArray[np.float32]  # (N, window, C), C-contiguous
+    x: npt.NDArray[np.float32]  # (N, window, C); C-contiguous unless asked for a view
     t_start: npt.NDArray[np.float64]  # (N,) time of each window's first sample
     t_end: npt.NDArray[np.float64]  # (N,) time of its last sample
 
@@ -28,14 +28,19 @@ class WindowBatch:
 
 
 class Windower:
-    """Sliding windows of ``window`` samples every ``hop`` samples, per segment."""
+    """Sliding windows of ``window`` samples every ``hop`` samples, per segment.
 
-    def __init__(self, window: int, hop: int, channels: int) -> None:
+    With ``copy=False`` a batch's ``x`` is a strided view into the samples, for a caller
+    that copies windows once, straight into its own buffers (replay's encoder batches).
+    """
+
+    def __init__(self, window: int, hop: int, channels: int, *, copy: bool = True) -> None:
         if window < 1 or hop < 1 or channels < 1:
             raise ConfigError(
                 f"window, hop and channels must be >= 1, got {window}, {hop}, {channels}"
             )
         self.window, self.hop, self.channels = window, hop, channels
+        self.copy = copy
         self.windows_emitted = 0
         self._t = np.zeros(0, np.float64)
         self._x = np.zeros((0, channels), np.float32)
@@ -58,7 +63,9 @@ class Windower:
             last = first + (n_starts - 1) * self.hop
             # (N, C, window) view -> one copy into (N, window, C).
             view = sliding_window_view(x, self.window, axis=0)[first : last + 1 : self.hop]
-            wx = np.ascontiguousarray(view.transpose(0, 2, 1))
+            wx = view.transpose(0, 2, 1)
+            if self.copy:
+                wx = np.ascontiguousarray(wx)
             starts = np.arange(first, last + 1, self.hop)
             batch = WindowBatch(wx, t[starts], t[starts + self.window - 1])
             self._next = last + self.hop
