@@ -317,7 +317,12 @@ def test_burst_period_leaves_the_fifo_8x_headroom(rate: int, poll_s: float) -> N
 def test_stop_is_idempotent_and_closes_the_bus() -> None:
     r = rig(one_sensor(104))
     r.run(0.5)
+    r.clock.sleep(0.04)  # a few samples wait in the FIFO
     r.acq.stop()
+    r.chunks += r.acq.read()
+    t, _ = r.samples()
+    tt, _ = r.imu.truth()
+    assert len(tt) - len(t) <= 1  # stop drained them
     r.acq.stop()
     assert r.bus.closed
     assert r.imu.sampling_rate_hz == 0  # powered down
@@ -373,7 +378,7 @@ def test_real_time_thread_with_a_busy_event_loop(rate: int) -> None:
     # 833 Hz, is an overrun, and must show as one).
     assert status.samples == len(t)
     pending = len(tt) - (status.samples + status.lost)  # still in the FIFO at stop()
-    assert 0 <= pending <= rate * 0.05
+    assert 0 <= pending <= 2
     assert [c.new_segment for c in chunks].count(True) == 1 + status.overruns
     # Each delivered sample is the chip's, stamped within 1 ms of when it was taken.
     idx = np.searchsorted(tt, t - 0.5 / rate)

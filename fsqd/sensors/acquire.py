@@ -181,7 +181,8 @@ class Acquisition:
         if self._closed:
             return
         self._closed = True
-        self.step(final=True)  # samples already drained must not vanish at stop
+        self.step()  # what the FIFOs hold now
+        self.step(final=True)  # and what the readers hold back: nothing vanishes at stop
         for r in self.readers:
             r.close()
         for bus in self.buses:

@@ -32,7 +32,7 @@ F64 = npt.NDArray[np.float64]
 # each operation (it lets go above ~500 elements, and getting it back behind a busy
 # thread costs up to the 5 ms switch interval per operation).
 AHEAD = 128
-FEED_AHEAD_S = 1.0  # on a real clock, a feeder thread keeps this much simulated ahead
+FEED_AHEAD_S = 1.0  # on a real clock, a feeder thread keeps 1-2 s simulated ahead
 
 
 @dataclass(frozen=True)
@@ -114,22 +114,27 @@ class EmulatedChip:
         """(Re)start the sample clock at ``odr_hz`` nominal; sample 0 comes one period later."""
         self.advance()
         rate = odr_hz * (1.0 + self.oscillator_error)
+        # The simulator runs in time relative to sample 0; advance() adds the start.
+        sim = Simulator(
+            SimConfig(
+                rate_hz=rate,
+                devices=self.signal.devices,
+                behaviours=self.signal.behaviours,
+                seed=self.signal.seed,
+            )
+        )
         with self._sim_lock:
+            self._sim = sim
             self._rate = rate
-            self._t_on = self.clock.now()
-            self.produced = 0
             self._ahead_t = np.zeros(0)
             self._ahead_x = np.zeros((0, 9))
-            self._sim = Simulator(
-                SimConfig(
-                    rate_hz=rate,
-                    devices=self.signal.devices,
-                    behaviours=self.signal.behaviours,
-                    seed=self.signal.seed,
-                    start_time=self.sample_time(0),
-                )
-            )
-            if isinstance(self.clock, SystemClock) and self._feeder is None:
+        realtime = isinstance(self.clock, SystemClock)
+        if realtime:  # a second simulated before the clock starts: no backlog, no stall
+            self._simulate(sim, max(AHEAD, int(rate * FEED_AHEAD_S)))
+        with self._sim_lock:
+            self._t_on = self.clock.now()
+            self.produced = 0
+            if realtime and self._feeder is None:
                 self._feeder = threading.Thread(
                     target=self._feed, name=f"emulated-0x{self.address:02x}", daemon=True
                 )
@@ -172,7 +177,7 @@ class EmulatedChip:
                 if sim is None:  # stopped (powered down, reset, closed): so is the feeder
                     self._feeder = None
                     return
-                short = len(self._ahead_t) < self._rate * FEED_AHEAD_S
+                short = len(self._ahead_t) < 2 * self._rate * FEED_AHEAD_S
                 block = max(AHEAD, int(self._rate * FEED_AHEAD_S))
             if not short:
                 time.sleep(0.05)
@@ -192,7 +197,8 @@ class EmulatedChip:
                     return
                 missing = n - len(self._ahead_t)
                 if missing <= 0:
-                    t, x = self._ahead_t[:n], self._ahead_x[:n]
+                    t = self._ahead_t[:n] + self.sample_time(0)  # relative -> UNIX time
+                    x = self._ahead_x[:n]
                     self._ahead_t, self._ahead_x = self._ahead_t[n:], self._ahead_x[n:]
                     self.produced = due
                     break
