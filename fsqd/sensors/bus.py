@@ -1,0 +1,96 @@
+"""The I2C bus as drivers see it: exactly the smbus2 calls they use, and nothing else.
+
+``I2CBus`` is the subset of ``smbus2.SMBus`` the drivers call, so a real bus
+(``open_bus(1)``) and ``fsqd.sensors.emulated.EmulatedBus`` are interchangeable.
+SMBus block reads stop at 32 bytes; ``read_burst`` switches to one combined
+``i2c_rdwr`` transaction (write the register, repeated start, read n bytes) above that,
+which is how a FIFO is drained in one go.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+from typing import Protocol
+
+from smbus2 import SMBus, i2c_msg
+
+from fsqd.errors import NoInputError
+
+BLOCK_MAX = 32  # smbus2.I2C_SMBUS_BLOCK_MAX
+# The errors a flaky or absent I2C device produces; anything else is not a bus problem.
+BUS_ERRNOS = frozenset({errno.EIO, errno.EREMOTEIO, errno.ETIMEDOUT, errno.ENXIO, errno.EAGAIN})
+
+
+class I2CBus(Protocol):
+    def read_byte_data(self, i2c_addr: int, register: int, force: bool | None = None) -> int: ...
+
+    def write_byte_data(
+        self, i2c_addr: int, register: int, value: int, force: bool | None = None
+    ) -> None: ...
+
+    def read_i2c_block_data(
+        self, i2c_addr: int, register: int, length: int, force: bool | None = None
+    ) -> list[int]: ...
+
+    def write_i2c_block_data(
+        self, i2c_addr: int, register: int, data: Sequence[int], force: bool | None = None
+    ) -> None: ...
+
+    def i2c_rdwr(self, *i2c_msgs: i2c_msg) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def bus_path(bus: int | str) -> str:
+    return f"/dev/i2c-{bus}" if isinstance(bus, int) else bus
+
+
+def open_bus(bus: int | str) -> I2CBus:
+    """Open ``/dev/i2c-N`` (or a path) with smbus2; one clear line when it cannot be."""
+    path = bus_path(bus)
+    try:
+        return SMBus(path)
+    except FileNotFoundError:
+        raise NoInputError(
+            f"{path}: no such I2C bus (is I2C enabled? on a Pi: raspi-config > Interface "
+            "Options > I2C, or dtparam=i2c_arm=on in config.txt)"
+        ) from None
+    except PermissionError:
+        raise NoInputError(
+            f"{path}: permission denied (add the user to the 'i2c' group: "
+            "sudo usermod -aG i2c $USER, then log in again)"
+        ) from None
+    except OSError as e:
+        raise NoInputError(f"{path}: cannot open: {e.strerror or e}") from None
+
+
+def read_burst(bus: I2CBus, addr: int, reg: int, n: int) -> bytes:
+    """``n`` bytes from ``reg`` on (auto-incrementing or FIFO) register ``reg``."""
+    if n <= BLOCK_MAX:
+        return bytes(bus.read_i2c_block_data(addr, reg, n))
+    write = i2c_msg.write(addr, [reg])
+    read = i2c_msg.read(addr, n)
+    bus.i2c_rdwr(write, read)
+    return bytes(read)
+
+
+def is_bus_error(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in BUS_ERRNOS
+
+
+def errno_name(e: OSError) -> str:
+    code = e.errno
+    return errno.errorcode.get(code, str(code)) if code is not None else type(e).__name__
+
+
+__all__ = [
+    "BLOCK_MAX",
+    "BUS_ERRNOS",
+    "I2CBus",
+    "bus_path",
+    "errno_name",
+    "is_bus_error",
+    "open_bus",
+    "read_burst",
+]
