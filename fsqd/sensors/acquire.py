@@ -22,7 +22,7 @@ import structlog
 
 from fsqd.errors import ConfigError
 from fsqd.sensors.align import Aligner
-from fsqd.sensors.bus import I2CBus, open_bus
+from fsqd.sensors.bus import I2CBus, RetryingBus, open_bus
 from fsqd.sensors.clock import Clock, SystemClock
 from fsqd.sensors.config import SensorConfig
 from fsqd.sensors.driver import ImuSettings, get_spec, make_imu, make_mag
@@ -163,7 +163,7 @@ class Acquisition:
                         samples=r.samples,
                         lost=r.lost + ring_lost + (aligned_away if i == 0 else 0),
                         overruns=r.overruns + ring_overruns,
-                        errors=r.errors,
+                        errors=r.bus_errors,
                         reinits=r.reinits,
                         segments=r.segments,
                         message=r.message,
@@ -249,9 +249,9 @@ def open_acquisition(
                 )
             else:
                 buses[s.bus] = open_bus(s.bus)
-        bus = buses[s.bus]
+        shared = buses[s.bus]
         if s.is_emulated and emulated_bus is None:
-            assert isinstance(bus, EmulatedBus)
+            assert isinstance(shared, EmulatedBus)
             signal = Signal(
                 seed=s.emulated.seed,
                 devices=max(len(emulated), 1),
@@ -259,7 +259,7 @@ def open_acquisition(
                 behaviours=s.emulated.behaviours,
             )
             chip_cls = _emulator(s.driver)
-            bus.add(
+            shared.add(
                 chip_cls(
                     s.address,
                     clock=clock,
@@ -269,14 +269,15 @@ def open_acquisition(
             )
             if s.mag_driver is not None and s.mag_address is not None:
                 mag_cls = _emulator(s.mag_driver)
-                bus.add(mag_cls(s.mag_address, clock=clock, signal=signal))
+                shared.add(mag_cls(s.mag_address, clock=clock, signal=signal))
+        bus = RetryingBus(shared)
         imu = make_imu(get_spec(s.driver, "imu"), bus, s.address, _settings(s))
         mag = (
             make_mag(get_spec(s.mag_driver, "mag"), bus, s.mag_address, _settings(s))
             if s.mag_driver is not None and s.mag_address is not None
             else None
         )
-        readers.append(SensorReader(s, imu, mag, clock))
+        readers.append(SensorReader(s, imu, mag, clock, bus))
     rates = {r.nominal_hz for r in readers}
     if len(rates) > 1:
         raise ConfigError(

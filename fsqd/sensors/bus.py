@@ -10,8 +10,8 @@ which is how a FIFO is drained in one go.
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 from smbus2 import SMBus, i2c_msg
 
@@ -20,6 +20,7 @@ from fsqd.errors import NoInputError
 BLOCK_MAX = 32  # smbus2.I2C_SMBUS_BLOCK_MAX
 # The errors a flaky or absent I2C device produces; anything else is not a bus problem.
 BUS_ERRNOS = frozenset({errno.EIO, errno.EREMOTEIO, errno.ETIMEDOUT, errno.ENXIO, errno.EAGAIN})
+T = TypeVar("T")
 
 
 class I2CBus(Protocol):
@@ -75,6 +76,57 @@ def read_burst(bus: I2CBus, addr: int, reg: int, n: int) -> bytes:
     return bytes(read)
 
 
+class RetryingBus:
+    """An ``I2CBus`` that repeats a failed transfer (EIO, EREMOTEIO, ETIMEDOUT, EAGAIN).
+
+    On the Pi these are a NACK, a lost arbitration or a clock-stretch timeout: the
+    transfer did not complete, and repeating it at once is cheaper than failing the
+    whole burst. A transfer that fails ``attempts`` times raises. Every failure counts.
+    """
+
+    def __init__(self, bus: I2CBus, attempts: int = 3) -> None:
+        self.bus = bus
+        self.attempts = attempts
+        self.failures = 0  # failed transfers, repeated or not
+        self.by_errno: dict[str, int] = {}
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        for attempt in range(self.attempts):
+            try:
+                return fn()
+            except OSError as e:
+                self.failures += 1
+                name = errno_name(e)
+                self.by_errno[name] = self.by_errno.get(name, 0) + 1
+                if e.errno not in BUS_ERRNOS or attempt == self.attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def read_byte_data(self, i2c_addr: int, register: int, force: bool | None = None) -> int:
+        return self._call(lambda: self.bus.read_byte_data(i2c_addr, register, force))
+
+    def write_byte_data(
+        self, i2c_addr: int, register: int, value: int, force: bool | None = None
+    ) -> None:
+        self._call(lambda: self.bus.write_byte_data(i2c_addr, register, value, force))
+
+    def read_i2c_block_data(
+        self, i2c_addr: int, register: int, length: int, force: bool | None = None
+    ) -> list[int]:
+        return self._call(lambda: self.bus.read_i2c_block_data(i2c_addr, register, length, force))
+
+    def write_i2c_block_data(
+        self, i2c_addr: int, register: int, data: Sequence[int], force: bool | None = None
+    ) -> None:
+        self._call(lambda: self.bus.write_i2c_block_data(i2c_addr, register, data, force))
+
+    def i2c_rdwr(self, *i2c_msgs: i2c_msg) -> None:
+        self._call(lambda: self.bus.i2c_rdwr(*i2c_msgs))
+
+    def close(self) -> None:
+        self.bus.close()
+
+
 def is_bus_error(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in BUS_ERRNOS
 
@@ -88,6 +140,7 @@ __all__ = [
     "BLOCK_MAX",
     "BUS_ERRNOS",
     "I2CBus",
+    "RetryingBus",
     "bus_path",
     "errno_name",
     "is_bus_error",

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from fsqd.sensors.bus import errno_name
+from fsqd.sensors.bus import RetryingBus, errno_name, is_bus_error
 from fsqd.sensors.clock import Clock
 from fsqd.sensors.config import SensorConfig
 from fsqd.sensors.driver import ChipIdError, ImuDriver, MagDriver
@@ -48,9 +48,15 @@ class Block:
 
 class SensorReader:
     def __init__(
-        self, config: SensorConfig, imu: ImuDriver, mag: MagDriver | None, clock: Clock
+        self,
+        config: SensorConfig,
+        imu: ImuDriver,
+        mag: MagDriver | None,
+        clock: Clock,
+        bus: RetryingBus | None = None,
     ) -> None:
         self.config = config
+        self.bus = bus  # this sensor's view of its bus, counting failed transfers
         self.imu = imu
         self.mag = mag
         self.clock = clock
@@ -68,6 +74,7 @@ class SensorReader:
         self.segments = 0
         self.message = ""
         self.inits = 0
+        self.other_failures = 0
         self._consecutive = 0
         now = clock.now()
         self._next_attempt = now
@@ -84,6 +91,11 @@ class SensorReader:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def bus_errors(self) -> int:
+        """Failed transfers: those repeated by the bus and those that failed a step."""
+        return self.bus.failures + self.other_failures if self.bus is not None else self.errors
 
     @property
     def rate_hz(self) -> float:
@@ -117,8 +129,12 @@ class SensorReader:
             self.reinits += 1
         self.inits += 1
         self.imu.init()
+        if self.inits == 1:  # the chip's own trim is known now; later, the fit is better
+            self.sample_clock.period = 1.0 / self.imu.rate_hint_hz
         if self.mag is not None:
             self.mag.init()
+            # Its first sample takes a period; until then the output registers read 0.
+            self.clock.sleep(1.5 / self.mag.odr_hz)
         self.chip_id_error = False
         self.ready = True
         self._mag_prev = None
@@ -164,7 +180,9 @@ class SensorReader:
             tb, c, ta = self._count()
             if c != c0:
                 sc.add_anchor(self.total + c0, prev_tb, ta)
-                self._next_anchor_at = ta + ANCHOR_EVERY_S
+                # Anchors come quickly at first (0.1, 0.2, 0.4 .. s) to pin the rate
+                # down before the stamps can drift, then once a second.
+                self._next_anchor_at = ta + min(ANCHOR_EVERY_S, 0.05 * 2 ** len(sc.anchors))
                 return
             if ta > deadline:
                 self._next_anchor_at = ta  # try again at the next burst
@@ -175,6 +193,9 @@ class SensorReader:
         sc = self.sample_clock
         if self.clock.now() >= self._next_anchor_at:
             self._try_anchor()
+        # Every transfer that can fail comes before the FIFO drain: once samples are
+        # out of the FIFO, nothing may stop them reaching the ring.
+        mag_t, mag = self._mag_reading()
         tb, c, ta = self._count()
         if c == 0:
             if ta - self._last_data > self._stall_s:
@@ -197,7 +218,8 @@ class SensorReader:
         t = sc.times(self.total, n)
         self.total += n
         x = read.samples.astype(np.float64)
-        mag_t, mag = self._mag_reading(read.mag)
+        if read.mag is not None:
+            mag_t, mag = ta, read.mag
         if mag is not None:
             x[:, 6:9] = self._interpolate_mag(t, mag_t, mag)
         elif np.isnan(x[:, 6:9]).any():
@@ -217,11 +239,7 @@ class SensorReader:
         self.samples += n
         return Block(t + self.clock.epoch_offset, self.calibrate(x), new_segment)
 
-    def _mag_reading(
-        self, from_imu: npt.NDArray[np.float64] | None
-    ) -> tuple[float, npt.NDArray[np.float64] | None]:
-        if from_imu is not None:
-            return self.clock.now(), from_imu
+    def _mag_reading(self) -> tuple[float, npt.NDArray[np.float64] | None]:
         if self.mag is None:
             return 0.0, None
         m = self.mag.read()
@@ -243,6 +261,8 @@ class SensorReader:
     def _failed(self, e: OSError) -> None:
         now = self.clock.now()
         self.errors += 1
+        if self.bus is None or not is_bus_error(e):
+            self.other_failures += 1  # a wrong chip, a stall: not counted by the bus
         self._consecutive += 1
         self._last_error_at = now
         self.message = f"{errno_name(e)}: {e.strerror or e}" if e.errno else str(e)

@@ -84,6 +84,7 @@ class EmulatedBus:
         if self.closed:
             raise _oserror(errno.EBADF)
         self.transfers += 1
+        self.clock.tick()  # a transfer takes time (on a manual clock, one step)
         now = self.clock.now()
         if now < self._hang_until:
             self.clock.sleep(min(self.adapter_timeout_s, self._hang_until - now))
