@@ -13,7 +13,9 @@ every event that may have dropped bytes ends in a FIFO reset and a new segment:
 - a FIFO fuller than its size minus three frames (the Linux inv_mpu6050 rule: the chip may
   overflow while the burst is under way);
 - a burst that failed with EIO or ETIMEDOUT, which may have clocked bytes out of the FIFO
-  before failing (an address NACK, EREMOTEIO or ENXIO, consumed nothing and is retried).
+  before failing (an address NACK, EREMOTEIO or ENXIO, consumed nothing). This holds even
+  when ``RetryingBus`` repeated the burst and the repeat succeeded: its bytes may start
+  mid-frame, so they are dropped too.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.sensors.akm import ST1_DRDY, ST2_HOFL, hold_valid
-from fsqd.sensors.bus import I2CBus, read_burst
+from fsqd.sensors.bus import I2CBus, RetryingBus, read_burst
 from fsqd.sensors.driver import FifoRead, ImuSettings, at_least
 
 F32 = npt.NDArray[np.float32]
@@ -92,7 +94,8 @@ class Ranges:
 
 def sleeper(bus: I2CBus) -> Callable[[float], None]:
     """How to wait for the chip: an emulated bus carries its own (maybe manual) clock."""
-    clock = getattr(bus, "clock", None)
+    inner = bus.bus if isinstance(bus, RetryingBus) else bus
+    clock = getattr(inner, "clock", None)
     sleep: Callable[[float], None] = getattr(clock, "sleep", time.sleep)
     return sleep
 
@@ -200,13 +203,27 @@ class FifoDrain:
             n = min(n, max_samples)
         if n == 0:
             return FifoRead(np.zeros((0, 9), np.float32))
+        before = self._tearing_failures()
         try:
             buf = read_burst(self.bus, self.address, self.fifo_r_w, n * frame)
         except OSError as e:
             if e.errno not in NOTHING_CONSUMED:
                 self.pending = True  # part of a frame may have left the FIFO
             raise
+        if self._tearing_failures() != before:  # repeated after a tear: misaligned
+            self.pending = True
+            return FifoRead(np.zeros((0, 9), np.float32), overflow=True)
         return FifoRead(decoder.decode(buf))
+
+    def _tearing_failures(self) -> int:
+        """Failures so far that may have consumed FIFO bytes, as a RetryingBus counts them."""
+        if not isinstance(self.bus, RetryingBus):
+            return 0
+        return sum(
+            count
+            for name, count in self.bus.by_errno.items()
+            if name not in ("EREMOTEIO", "ENXIO")
+        )
 
 
 __all__ = [

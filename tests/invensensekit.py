@@ -1,0 +1,124 @@
+"""Helpers for the InvenSense tests: a bus that can be told to fail one kind of transfer,
+and the full acquisition path on an emulated chip checked against the simulator's truth."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from smbus2 import i2c_msg
+
+from fsqd.sensors.acquire import Acquisition, SensorStatus, open_acquisition
+from fsqd.sensors.clock import ManualClock
+from fsqd.sensors.config import parse_sensors
+from fsqd.sensors.emulated import EmulatedBus, EmulatedChip
+from fsqd.tomlcheck import Table
+
+F64 = npt.NDArray[np.float64]
+
+
+class SpyBus(EmulatedBus):
+    """An EmulatedBus that records i2c_rdwr reads and fails the transfers a rule picks."""
+
+    def __init__(self, *args: object, **kw: object) -> None:
+        super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.rdwr_reads: list[int] = []  # length of every i2c_rdwr read message
+        self.block_reads: list[tuple[int, int]] = []  # (register, length)
+        self.fail: Callable[[str, int], int | None] = lambda kind, reg: None
+
+    def _maybe_fail(self, kind: str, reg: int) -> None:
+        code = self.fail(kind, reg)
+        if code is not None:
+            raise OSError(code, os.strerror(code))
+
+    def read_byte_data(self, i2c_addr: int, register: int, force: bool | None = None) -> int:
+        self._maybe_fail("byte", register)
+        return super().read_byte_data(i2c_addr, register, force)
+
+    def read_i2c_block_data(
+        self, i2c_addr: int, register: int, length: int, force: bool | None = None
+    ) -> list[int]:
+        self._maybe_fail("block", register)
+        self.block_reads.append((register, length))
+        return super().read_i2c_block_data(i2c_addr, register, length, force)
+
+    def i2c_rdwr(self, *i2c_msgs: i2c_msg) -> None:
+        reg = bytes(i2c_msgs[0])[0] if i2c_msgs and not i2c_msgs[0].flags & 1 else -1
+        self._maybe_fail("rdwr", reg)
+        self.rdwr_reads += [m.len for m in i2c_msgs if m.flags & 1]
+        super().i2c_rdwr(*i2c_msgs)
+
+
+def fail_once(kind: str, reg: int, code: int = errno.EIO) -> Callable[[str, int], int | None]:
+    """A rule failing the next transfer of ``kind`` to ``reg`` (-1: any), then none."""
+    armed = [True]
+
+    def rule(k: str, r: int) -> int | None:
+        if armed[0] and k == kind and reg in (-1, r):
+            armed[0] = False
+            return code
+        return None
+
+    return rule
+
+
+@dataclass
+class Run:
+    acq: Acquisition
+    clock: ManualClock
+    bus: EmulatedBus
+    chip: EmulatedChip
+    t: list[F64] = field(default_factory=list)
+    x: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    segments: int = 0
+
+    def step(self, seconds: float) -> None:
+        end = self.clock.now() + seconds
+        while self.clock.now() < end:
+            self.acq.step()
+            for chunk in self.acq.read():
+                self.t.append(chunk.t)
+                self.x.append(chunk.x)
+                self.segments += chunk.new_segment
+            self.clock.sleep(self.acq.poll_s)
+
+    def samples(self) -> tuple[F64, npt.NDArray[np.float32]]:
+        return np.concatenate(self.t), np.concatenate(self.x)
+
+    def status(self) -> SensorStatus:
+        return self.acq.status()[0]
+
+
+def acquisition(
+    driver: str, address: int, rate_hz: float, *, poll_ms: float = 20, **emulated: object
+) -> Run:
+    extra = "".join(f"{k} = {v}\n" for k, v in emulated.items())
+    text = (
+        f'[[sensor]]\nname = "collar"\ndriver = "{driver}"\nbus = "emulated"\n'
+        f"address = 0x{address:02x}\nrate_hz = {rate_hz}\naccel_range_g = 16\n"
+        f"gyro_range_dps = 2000\npoll_ms = {poll_ms}\n[sensor.emulated]\n{extra}"
+    )
+    sensors = parse_sensors(Table(tomllib.loads(text), "test.toml").tables("sensor"))
+    clock = ManualClock()
+    acq = open_acquisition(sensors, 1, clock=clock)
+    bus = acq.buses[0]
+    assert isinstance(bus, EmulatedBus)
+    chip = bus.chips[address]
+    chip.keep_truth = True
+    return Run(acq, clock, bus, chip)
+
+
+def match_truth(t: F64, chip: EmulatedChip) -> tuple[F64, F64]:
+    """For each delivered time, the truth sample nearest it: (time error, truth rows)."""
+    tt, tx = chip.truth()
+    i = np.clip(np.searchsorted(tt, t), 1, len(tt) - 1)
+    i -= (t - tt[i - 1]) < (tt[i] - t)
+    return t - tt[i], tx[i]
+
+
+__all__ = ["Run", "SpyBus", "acquisition", "fail_once", "match_truth"]
