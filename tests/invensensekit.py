@@ -75,6 +75,7 @@ class Run:
     chip: EmulatedChip
     t: list[F64] = field(default_factory=list)
     x: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    seg: list[npt.NDArray[np.int64]] = field(default_factory=list)  # segment of each row
     segments: int = 0
 
     def step(self, seconds: float) -> None:
@@ -82,9 +83,10 @@ class Run:
         while self.clock.now() < end:
             self.acq.step()
             for chunk in self.acq.read():
+                self.segments += chunk.new_segment
                 self.t.append(chunk.t)
                 self.x.append(chunk.x)
-                self.segments += chunk.new_segment
+                self.seg.append(np.full(len(chunk), self.segments))
             self.clock.sleep(self.acq.poll_s)
 
     def samples(self) -> tuple[F64, npt.NDArray[np.float32]]:
@@ -113,12 +115,23 @@ def acquisition(
     return Run(acq, clock, bus, chip)
 
 
-def match_truth(t: F64, chip: EmulatedChip) -> tuple[F64, F64]:
-    """For each delivered time, the truth sample nearest it: (time error, truth rows)."""
+def truth_run(
+    t: F64, x: npt.NDArray[np.float32], chip: EmulatedChip, *, lsb: float
+) -> tuple[F64, F64]:
+    """The run of consecutive truth samples that delivered rows ``x`` are, by value.
+
+    The first row is found among the truth samples near its time by its accel and gyro
+    values; the rest must follow one for one (no sample lost, none repeated), which the
+    caller checks by comparing values. Returns (time errors, truth rows).
+    """
     tt, tx = chip.truth()
-    i = np.clip(np.searchsorted(tt, t), 1, len(tt) - 1)
-    i -= (t - tt[i - 1]) < (tt[i] - t)
-    return t - tt[i], tx[i]
+    near = int(np.argmin(np.abs(tt - t[0])))
+    candidates = range(max(0, near - 5), min(len(tt), near + 6))
+    first = min(candidates, key=lambda i: float(np.abs(tx[i, :6] - x[0, :6]).max()))
+    assert np.abs(tx[first, :3] - x[0, :3]).max() <= lsb, "first sample not in the truth"
+    end = first + len(t)
+    assert end <= len(tt), "more samples delivered than the chip produced"
+    return t - tt[first:end], tx[first:end]
 
 
-__all__ = ["Run", "SpyBus", "acquisition", "fail_once", "match_truth"]
+__all__ = ["Run", "SpyBus", "acquisition", "fail_once", "truth_run"]

@@ -220,9 +220,7 @@ class FifoDrain:
         if not isinstance(self.bus, RetryingBus):
             return 0
         return sum(
-            count
-            for name, count in self.bus.by_errno.items()
-            if name not in ("EREMOTEIO", "ENXIO")
+            count for name, count in self.bus.by_errno.items() if name not in ("EREMOTEIO", "ENXIO")
         )
 
 
