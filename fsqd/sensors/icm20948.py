@@ -26,6 +26,12 @@ FIFO size: the datasheet says 512 bytes, the FIFO count is 13 bits, and the chip
 takes 4096 for its head-room rule and relies on the overflow flag for everything else,
 so a 512-byte part is handled too.
 
+Rate hint: bank 1 TIMEBASE_CORRECTION_PLL (0x28) holds the factory-measured error of
+the chip's clock, sign and magnitude, in steps of 1/1270; InvenSense's own driver
+(``inv_get_odr_in_units`` in the eMD sources) turns it into the true sample period
+``nominal * 1270 / (1270 + trim)`` while the gyro runs. That is the rate the sample clock
+starts from, before the measured anchors refine it.
+
 The magnetometer is read as SparkFun's library reads it: AK09916 in continuous 100 Hz mode
 (CNTL2 = 0x08), the ICM's aux I2C master (slave 0) copying its nine bytes ST1..ST2 into
 EXT_SLV_SENS_DATA at every sample, and the FIFO taking them with the accel and gyro words
@@ -70,6 +76,8 @@ FIFO_RST = 0x68
 FIFO_MODE = 0x69
 FIFO_COUNTH = 0x70
 FIFO_R_W = 0x72
+# bank 1
+TIMEBASE_CORRECTION_PLL = 0x28
 # bank 2
 GYRO_SMPLRT_DIV = 0x00
 GYRO_CONFIG_1 = 0x01
@@ -132,7 +140,8 @@ class Icm20948:
         self.settings = settings
         self.sleep = sleeper(bus)
         self.divider, self.odr_hz = pick_divider(BASE_HZ, settings.rate_hz, 255)
-        self.rate_hint_hz = self.odr_hz
+        self.rate_hint_hz = self.odr_hz  # until init() reads the factory clock trim
+        self.clock_trim = 0
         self.gyro_dlpf, self.gyro_bandwidth_hz = pick_dlpf(GYRO_DLPF_HZ, self.odr_hz)
         self.accel_dlpf, self.accel_bandwidth_hz = pick_dlpf(ACCEL_DLPF_HZ, self.odr_hz)
         self.ranges = Ranges.choose(settings)
@@ -203,6 +212,9 @@ class Icm20948:
         self._w(2, GYRO_CONFIG_1, (self.gyro_dlpf << 3) | (self.ranges.gyro_code << 1) | FCHOICE)
         self._w(2, ACCEL_CONFIG, (self.accel_dlpf << 3) | (self.ranges.accel_code << 1) | FCHOICE)
         self._w(2, ODR_ALIGN_EN, 0x01)
+        pll = self._r(1, TIMEBASE_CORRECTION_PLL)
+        self.clock_trim = pll if pll < 0x80 else -(pll & 0x7F)
+        self.rate_hint_hz = self.odr_hz * (1270 + self.clock_trim) / 1270
         self._set_divider(AUX_DIVIDER)
         self._init_mag()
         self._set_divider(self.divider)

@@ -152,8 +152,13 @@ class FrameDecoder:
             out[:, 6:9] = np.nan
             return out.astype(np.float32)
         mag = frames["m"].astype(np.float64) @ self.mag_matrix.T
-        valid = ((frames["st1"] & ST1_DRDY) != 0) & ((frames["st2"] & ST2_HOFL) == 0)
-        self.held += int(n - valid.sum())
+        # ST1.DRDY clear: no new measurement since the last frame; the data registers
+        # still hold the latest one, which is the sample-and-hold value. Invalid only:
+        # an overflowed measurement (ST2.HOFL) or none yet (status and data all zero).
+        st1, st2 = frames["st1"], frames["st2"]
+        self.held += int(((st1 & ST1_DRDY) == 0).sum())
+        never = (st1 == 0) & ~np.any(frames["m"], axis=1)
+        valid = ((st2 & ST2_HOFL) == 0) & ~never
         filled, have, self.last_mag = hold_valid(mag, valid, self.last_mag)
         if have.any():
             # Rows before a segment's first reading take that reading (held backwards).

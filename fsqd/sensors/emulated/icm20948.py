@@ -12,7 +12,9 @@ USER_CTRL.FIFO_EN and FIFO_RST is released) in register order: accel (FIFO_EN_2 
 gyro x/y/z (bits 1-3), temperature (bit 0), EXT_SLV_SENS_DATA of slaves 0-3 (FIFO_EN_1).
 The FIFO holds 4096 bytes (see the driver's notes on the datasheet's 512); in stream mode
 (FIFO_MODE 0) a full FIFO drops its oldest bytes and sets INT_STATUS_2 bit 0 if
-INT_ENABLE_2 bit 0 is set; INT_STATUS_2 and I2C_MST_STATUS clear when read.
+INT_ENABLE_2 bit 0 is set; INT_STATUS_2 and I2C_MST_STATUS clear when read. Bank 1's
+TIMEBASE_CORRECTION_PLL holds the emulated oscillator's error as the factory trim does
+(sign-magnitude, 1/1270 steps).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ FIFO_MODE = 0x69
 FIFO_COUNTH = 0x70
 FIFO_COUNTL = 0x71
 FIFO_R_W = 0x72
+# bank 1
+TIMEBASE_CORRECTION_PLL = 0x28
 # bank 2
 GYRO_SMPLRT_DIV = 0x00
 GYRO_CONFIG_1 = 0x01
@@ -112,6 +116,9 @@ class EmulatedIcm20948(EmulatedChip):
         b0[LP_CONFIG] = 0x40
         b2[GYRO_CONFIG_1] = 0x01
         b2[ACCEL_CONFIG] = 0x01
+        # factory clock trim: the oscillator's error in steps of 1/1270, sign-magnitude
+        trim = min(127, round(abs(self.oscillator_error) * 1270))
+        self.banks[1][TIMEBASE_CORRECTION_PLL] = trim | (0x80 if self.oscillator_error < 0 else 0)
         self.fifo.clear()
         self.master.reset()
         self._nominal = 0.0
