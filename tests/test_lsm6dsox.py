@@ -83,8 +83,10 @@ def test_init_configures_the_fifo_and_checks_who_am_i() -> None:
     _, chip, _, drv = setup()
     drv.init()
     assert chip.written(0x12)[:2] == [0x01, 0x44]  # SW_RESET, then BDU | IF_INC
-    assert chip.written(FIFO_CTRL4) == [0, 6]  # bypass (empty), then continuous last
-    assert chip.writes[-1] == (FIFO_CTRL4, 6)
+    assert chip.written(FIFO_CTRL4) == [0, 6]  # bypass (empty), then continuous
+    # ... before both sensors start together, so the first sample is batched whole.
+    assert chip.writes[-2:] == [(CTRL1_XL, 0x4A), (CTRL2_G, 0x48)]  # 4 g, LPF2; 1000 dps
+    assert chip.writes.index((FIFO_CTRL4, 6)) < chip.writes.index((CTRL1_XL, 0x4A))
 
 
 def test_wrong_who_am_i_says_what_was_found() -> None:

@@ -21,10 +21,12 @@ class _Buffer:
         self.t = np.zeros(0)
         self.x = np.zeros((0, width), np.float32)
         self.seg = np.zeros(0, np.bool_)  # row starts a segment of this sensor
+        self.fresh = True
 
     def push(self, t: F64, x: F32, new_segment: bool) -> None:
         seg = np.zeros(len(t), np.bool_)
-        seg[0] = new_segment or not len(self.t)
+        seg[0] = new_segment or self.fresh
+        self.fresh = False
         self.t = np.concatenate([self.t, t])
         self.x = np.concatenate([self.x, x])
         self.seg = np.concatenate([self.seg, seg])

@@ -89,6 +89,7 @@ class RetryingBus:
         self.attempts = attempts
         self.failures = 0  # failed transfers, repeated or not
         self.by_errno: dict[str, int] = {}
+        self.last_error = ""
 
     def _call(self, fn: Callable[[], T]) -> T:
         for attempt in range(self.attempts):
@@ -98,6 +99,7 @@ class RetryingBus:
                 self.failures += 1
                 name = errno_name(e)
                 self.by_errno[name] = self.by_errno.get(name, 0) + 1
+                self.last_error = f"{name}: {e.strerror or e}"
                 if e.errno not in BUS_ERRNOS or attempt == self.attempts - 1:
                     raise
         raise AssertionError("unreachable")

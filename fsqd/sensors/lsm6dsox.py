@@ -132,18 +132,27 @@ class Lsm6dsox:
         else:
             raise OSError(f"0x{self.address:02x}: software reset did not complete")
         self._write(CTRL3_C, BDU | IF_INC)
-        self._write(FIFO_CTRL4, FIFO_MODE_BYPASS)
+        self._write(FIFO_CTRL4, FIFO_MODE_BYPASS)  # empty
         self._write(FIFO_CTRL3, self.odr_code << 4 | self.odr_code)  # batch both at the ODR
+        # Continuous mode before the sensors start, so the very first sample is batched.
+        self._write(FIFO_CTRL4, FIFO_MODE_CONTINUOUS)
         # Accelerometer: LPF2 at ODR/4 (HPCF_XL = 0) against aliasing; gyro: default LPF1.
         self._write(CTRL8_XL, 0x00)
-        self._write(CTRL1_XL, self.odr_code << 4 | self.accel_code << 2 | LPF2_XL_EN)
-        self._write(CTRL2_G, self.odr_code << 4 | self.gyro_code)
+        # Both sensors start in one transfer (CTRL1_XL, CTRL2_G are adjacent), so every
+        # time slot has both words.
+        self.bus.write_i2c_block_data(
+            self.address,
+            CTRL1_XL,
+            [
+                self.odr_code << 4 | self.accel_code << 2 | LPF2_XL_EN,
+                self.odr_code << 4 | self.gyro_code,
+            ],
+        )
         fine = self._byte(INTERNAL_FREQ_FINE)
         fine -= 256 if fine > 127 else 0
         self.rate_hint_hz = internal_rate_hz(self.odr_code) * (1 + 0.0015 * fine)
         self._carry = b""
         self._status = None
-        self._write(FIFO_CTRL4, FIFO_MODE_CONTINUOUS)
 
     def _read_status(self) -> tuple[int, bool]:
         s1, s2 = self.bus.read_i2c_block_data(self.address, FIFO_STATUS1, 2)

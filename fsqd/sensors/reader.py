@@ -33,6 +33,7 @@ LOST_AFTER_S = 2.0  # no samples for this long: the sensor is lost
 DEGRADED_FOR_S = 10.0  # an error keeps the sensor degraded this long
 SPIN_LEAD_S = 1e-3  # start polling the count this long before a sample is due
 SPIN_GRACE_S = 1.5e-3  # give up an anchor this long after the sample was due
+HOLD_S = 0.5  # at a segment start, hold samples this long for a tight anchor
 
 
 class StallError(OSError):
@@ -75,6 +76,7 @@ class SensorReader:
         self.message = ""
         self.inits = 0
         self.other_failures = 0
+        self._bus_failures_seen = 0
         self._consecutive = 0
         now = clock.now()
         self._next_attempt = now
@@ -82,6 +84,9 @@ class SensorReader:
         self._last_error_at = -math.inf
         self._next_anchor_at = now
         self._new_segment = True
+        self._pending: list[npt.NDArray[np.float32]] = []  # read, waiting for a tight anchor
+        self._emitted = 0  # samples of this segment handed out
+        self._segment_t0 = now
         self._last_stamp: float | None = None  # monotonic stamp of the newest sample delivered
         self._mag_prev: tuple[float, npt.NDArray[np.float64]] | None = None
         self._stall_s = max(0.25, 5.0 / imu.odr_hz, 3 * config.poll_ms / 1000)
@@ -121,8 +126,17 @@ class SensorReader:
         except OSError as e:
             self._failed(e)
             return None
+        finally:
+            self._note_bus_failures()
         self._consecutive = 0
         return block
+
+    def _note_bus_failures(self) -> None:
+        """Transfers the bus repeated successfully still make the sensor degraded."""
+        if self.bus is not None and self.bus.failures != self._bus_failures_seen:
+            self._bus_failures_seen = self.bus.failures
+            self._last_error_at = self.clock.now()
+            self.message = self.message or self.bus.last_error
 
     def _init(self) -> None:
         if self.inits:
@@ -151,6 +165,9 @@ class SensorReader:
     def _start_segment(self) -> None:
         self.sample_clock.restart()
         self.total = 0
+        self._emitted = 0
+        self._pending = []
+        self._segment_t0 = self.clock.now()
         self._new_segment = True
         self._next_anchor_at = self.clock.now()
         self._last_data = self.clock.now()
@@ -169,20 +186,22 @@ class SensorReader:
             if wait > 0:
                 self.clock.sleep(min(wait, sc.period))
                 tb0, c0, ta0 = self._count()
-        deadline = (
-            sc.expected(self.total + c0) + SPIN_GRACE_S
-            if sc.locked
-            else ta0 + 2 * sc.period + SPIN_GRACE_S
-        )
+        # Spin at most a period and a bit, whatever the model says.
+        deadline = ta0 + sc.period + 2 * SPIN_GRACE_S
+        if sc.locked:
+            deadline = min(deadline, sc.expected(self.total + c0) + SPIN_GRACE_S)
         prev_tb = tb0
         while True:
             self.clock.tick()
             tb, c, ta = self._count()
             if c != c0:
-                sc.add_anchor(self.total + c0, prev_tb, ta)
-                # Anchors come quickly at first (0.1, 0.2, 0.4 .. s) to pin the rate
-                # down before the stamps can drift, then once a second.
-                self._next_anchor_at = ta + min(ANCHOR_EVERY_S, 0.05 * 2 ** len(sc.anchors))
+                if not sc.add_anchor(self.total + c0, prev_tb, ta):
+                    self._next_anchor_at = ta  # preempted while catching it: again soon
+                    return
+                # Anchors come quickly at first (samples 0, 3, 9, 27, ..) to pin the
+                # rate down before an error in the hint can add up, then once a second.
+                k = self.total + c0
+                self._next_anchor_at = ta + min(ANCHOR_EVERY_S, (2 * k + 3) * sc.period)
                 return
             if ta > deadline:
                 self._next_anchor_at = ta  # try again at the next burst
@@ -215,29 +234,40 @@ class SensorReader:
             # Sample total+c-1 existed by ta and sample total+c did not at tb: a wide
             # anchor that carries the stamps until a tight one is caught.
             sc.add_anchor(self.total + c - 1, tb - sc.period, ta)
-        t = sc.times(self.total, n)
-        self.total += n
         x = read.samples.astype(np.float64)
         if read.mag is not None:
             mag_t, mag = ta, read.mag
         if mag is not None:
-            x[:, 6:9] = self._interpolate_mag(t, mag_t, mag)
+            x[:, 6:9] = self._interpolate_mag(sc.provisional(self.total, n), mag_t, mag)
         elif np.isnan(x[:, 6:9]).any():
             x[:, 6:9] = 0.0  # no magnetometer at all
+        self.total += n
+        self._last_data = ta
+        self._pending.append(self.calibrate(x))
+        # At a segment start, samples wait (briefly) for a tight anchor rather than
+        # leave with stamps that are a few ms off.
+        if not sc.tight and ta - self._segment_t0 < HOLD_S:
+            return None
+        return self._emit()
+
+    def _emit(self) -> Block:
+        sc = self.sample_clock
+        x = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = []
+        t = sc.times(self._emitted, len(x))
+        self._emitted += len(x)
         new_segment = self._new_segment
         if new_segment and self._last_stamp is not None:
             gap = max(0, round((t[0] - self._last_stamp) * sc.rate_hz) - 1)
             self.lost += gap
-            self.segments += 1
             if gap:
                 log.warning("samples lost", sensor=self.name, lost=gap)
-        elif new_segment:
+        if new_segment:
             self.segments += 1
         self._new_segment = False
         self._last_stamp = float(t[-1])
-        self._last_data = ta
-        self.samples += n
-        return Block(t + self.clock.epoch_offset, self.calibrate(x), new_segment)
+        self.samples += len(x)
+        return Block(t + self.clock.epoch_offset, x, new_segment)
 
     def _mag_reading(self) -> tuple[float, npt.NDArray[np.float64] | None]:
         if self.mag is None:

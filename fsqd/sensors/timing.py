@@ -27,6 +27,7 @@ F64 = npt.NDArray[np.float64]
 ANCHOR_WINDOW_S = 60.0  # anchors older than this no longer steer the fit
 ANCHOR_EVERY_S = 1.0  # how often to catch a count edge once locked
 FLOOR_S = 20e-6  # uncertainty floor: a perfect anchor is still one register read wide
+TIGHT_S = 0.5e-3  # an anchor at most this far from its middle steers the fit
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class SampleClock:
         self.period = 1.0 / self.hint_hz
         self.offset: float | None = None  # time of sample 0; None until the first anchor
         self._last_stamp = -np.inf
+        self.tight = False  # the fit rests on tight anchors (not only provisional ones)
+        self.rejected = 0  # anchors too wide to use (the thread was preempted mid-catch)
 
     @property
     def locked(self) -> bool:
@@ -60,18 +63,32 @@ class SampleClock:
         self.anchors.clear()
         self.offset = None
         self._last_stamp = -np.inf
+        self.tight = False
 
     def expected(self, k: int) -> float:
         """When sample k is (was) due; only meaningful once locked."""
         assert self.offset is not None
         return self.offset + k * self.period
 
-    def add_anchor(self, k: int, t1: float, t2: float) -> None:
-        """Sample k appeared after ``t1`` and by ``t2``."""
-        self.anchors.append(Anchor(k, 0.5 * (t1 + t2), 0.5 * (t2 - t1)))
+    def add_anchor(self, k: int, t1: float, t2: float) -> bool:
+        """Sample k appeared after ``t1`` and by ``t2``; False if too wide to use.
+
+        A wide interval (the thread lost the CPU or the GIL while catching the edge)
+        is kept only as a provisional anchor until the first tight one arrives.
+        """
+        half = 0.5 * (t2 - t1)
+        if half > TIGHT_S:
+            if self.tight:
+                self.rejected += 1
+                return False
+        elif not self.tight:
+            self.anchors.clear()  # provisional anchors only get in the way now
+            self.tight = True
+        self.anchors.append(Anchor(k, 0.5 * (t1 + t2), half))
         while self.anchors and self.anchors[0].t < t2 - ANCHOR_WINDOW_S:
             self.anchors.popleft()
         self._fit()
+        return half <= TIGHT_S
 
     def _fit(self) -> None:
         a = self.anchors
@@ -90,6 +107,11 @@ class SampleClock:
             if abs(period * self.nominal_hz - 1.0) < 0.1:
                 self.period = period
         self.offset = float(((t - k * self.period) * w).sum() / w.sum())
+
+    def provisional(self, first: int, n: int) -> F64:
+        """Stamps from the current fit without the monotonic guard (nothing is emitted)."""
+        assert self.offset is not None
+        return self.offset + (first + np.arange(n, dtype=np.float64)) * self.period
 
     def times(self, first: int, n: int) -> F64:
         """Monotonic stamps of samples first .. first + n - 1 (increasing across calls)."""

@@ -26,6 +26,7 @@ from fsqd.sensors.clock import Clock, SystemClock
 from fsqd.sensors.sim import BEHAVIOURS, SimConfig, Simulator
 
 F64 = npt.NDArray[np.float64]
+AHEAD_S = 0.25  # how far ahead the signal is simulated
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class EmulatedChip:
         self._rate = 0.0  # true sampling rate, 0 when not sampling
         self._t_on = 0.0
         self._sim: Simulator | None = None
+        self._ahead_t = np.zeros(0)
+        self._ahead_x = np.zeros((0, 9))
         self.reset()
 
     # -- subclass interface --
@@ -105,6 +108,8 @@ class EmulatedChip:
         self._rate = rate
         self._t_on = self.clock.now()
         self.produced = 0
+        self._ahead_t = np.zeros(0)
+        self._ahead_x = np.zeros((0, 9))
         self._sim = Simulator(
             SimConfig(
                 rate_hz=rate,
@@ -131,12 +136,20 @@ class EmulatedChip:
         n = due - self.produced
         if n <= 0:
             return
-        rec = self._sim.read(n)
-        d = self.signal.device
-        x = rec.x[:, 9 * d : 9 * d + 9].astype(np.float64)
+        if len(self._ahead_t) < n:
+            # Simulate ahead in blocks: a register read then costs the same whether or
+            # not a sample falls due during it, as on a real chip.
+            rec = self._sim.read(max(n - len(self._ahead_t), math.ceil(self._rate * AHEAD_S)))
+            d = self.signal.device
+            self._ahead_t = np.concatenate([self._ahead_t, rec.t])
+            self._ahead_x = np.concatenate(
+                [self._ahead_x, rec.x[:, 9 * d : 9 * d + 9].astype(np.float64)]
+            )
+        t, x = self._ahead_t[:n], self._ahead_x[:n]
+        self._ahead_t, self._ahead_x = self._ahead_t[n:], self._ahead_x[n:]
         self.produced = due
         if self.keep_truth:
-            self.truth_t.append(rec.t)
+            self.truth_t.append(t)
             self.truth_x.append(x)
         self.accept(x)
 

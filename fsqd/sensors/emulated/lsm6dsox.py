@@ -105,11 +105,13 @@ class Lsm6dsoxChip(EmulatedChip):
         if self.registers[reg.FIFO_CTRL4] & 0x07 not in CONTINUOUS_MODES:
             return
         bdr = self.registers[reg.FIFO_CTRL3]
+        gyro_on = bdr >> 4 and self.registers[reg.CTRL2_G] >> 4
+        accel_on = bdr & 0x0F and self.registers[reg.CTRL1_XL] >> 4
         for a, g in zip(acc, gyro, strict=True):
             cnt = self._slot << 1
-            if bdr >> 4:
+            if gyro_on:
                 self._push(bytes([reg.TAG_GYRO << 3 | cnt]) + g.astype("<i2").tobytes())
-            if bdr & 0x0F:
+            if accel_on:
                 self._push(bytes([reg.TAG_ACCEL << 3 | cnt]) + a.astype("<i2").tobytes())
             self._slot = (self._slot + 1) & 0x03
 
