@@ -82,6 +82,34 @@ def test_init_finds_bank_0_whatever_bank_the_chip_was_left_in() -> None:
     assert chip.bank == 0 and chip.reg(0, 0x03) == 0x60
 
 
+def test_reinit_finds_bank_0_after_someone_switched_banks() -> None:
+    _, chip, bus, drv = setup()
+    drv.init()
+    bus.write_byte_data(0x69, 0x7F, 2 << 4)  # e.g. i2cset while fsqd runs
+    drv.init()
+    assert chip.bank == 0 and chip.reg(0, 0x03) == 0x60
+
+
+def test_a_bank_switch_that_failed_after_landing_is_not_trusted() -> None:
+    _, chip, bus, drv = setup(bus_cls=SpyBus)
+    assert isinstance(bus, SpyBus)
+    drv.init()
+    real = bus.write_byte_data
+
+    def lands_then_fails(addr: int, reg: int, value: int, force: bool | None = None) -> None:
+        real(addr, reg, value, force)
+        if reg == 0x7F:
+            raise OSError(errno.EIO, "EIO after the data phase")
+
+    bus.write_byte_data = lands_then_fails  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        drv._w(2, 0x01, 0x07)  # the bank write lands (bank 2), then reports EIO
+    bus.write_byte_data = real  # type: ignore[method-assign]
+    assert chip.bank == 2
+    drv.reset_fifo()  # bank 0 work: must select bank 0 again, not trust a stale cache
+    assert chip.bank == 0 and chip.written_in(2, 0x03) == []
+
+
 def test_a_drain_costs_three_transfers_and_no_bank_switch() -> None:
     clock, chip, bus, drv = setup()
     drv.init()
@@ -198,6 +226,20 @@ def test_wrong_who_am_i_says_what_was_found(value: int, message: str) -> None:
     with pytest.raises(ChipIdError, match=message):
         drv.init()
     assert chip.written_in(0, 0x06) == []
+
+
+def test_a_different_magnetometer_behind_the_aux_master() -> None:
+    _, chip, _, drv = setup()
+    chip.ak.wia = {0x00: 0x48, 0x01: 0x05}
+    with pytest.raises(ChipIdError, match="says WIA2 0x05, not the AK09916's 0x09"):
+        drv.init()
+
+
+def test_an_aux_transfer_that_never_finishes_is_a_bus_error() -> None:
+    _, chip, _, drv = setup()
+    chip.master.run = lambda *a, **k: (0, None, 0)  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="did not finish"):
+        drv.init()
 
 
 def test_no_magnetometer_behind_the_aux_master() -> None:

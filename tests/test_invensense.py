@@ -97,8 +97,8 @@ def test_a_segment_starts_with_its_first_reading_or_none() -> None:
     first = mpu_frame((0, 0, 0), (0, 0, 0), (0, 100, 0), 0x01, 0x10)
     rows = dec.decode(never + never + first)
     assert rows[:, 6] == pytest.approx([15.0, 15.0, 15.0])  # held backwards
-    dec.restart()
-    assert np.isnan(dec.decode(never)[:, 6:9]).all()  # nothing to show: the caller decides
+    fresh = FrameDecoder(RANGES, AK8963.READ_LEN, np.full(3, 0.15), AK8963.TO_CHIP)
+    assert np.isnan(fresh.decode(never)[:, 6:9]).all()  # nothing to show: the caller decides
 
 
 def test_no_magnetometer_gives_nan() -> None:

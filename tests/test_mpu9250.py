@@ -117,6 +117,14 @@ def test_magnetometer_sensitivity_and_axes_one_sample_late(asa: tuple[int, int, 
     assert 25 < np.linalg.norm(read.samples[0, 6:9]) < 70
 
 
+@pytest.mark.parametrize(("rate", "delay"), [(100, 0), (125, 1), (200, 1), (500, 4), (1000, 9)])
+def test_magnetometer_never_runs_faster_than_100hz(rate: float, delay: int) -> None:
+    _, chip, _, drv = setup(ImuSettings(rate_hz=rate))
+    drv.init()
+    assert chip.written(0x34)[-1] == delay  # I2C_MST_DLY
+    assert drv.odr_hz / (1 + delay) <= 100
+
+
 def test_magnetometer_is_sample_and_hold_above_100hz() -> None:
     clock, chip, _, drv = setup(ImuSettings(rate_hz=1000, accel_range_g=16, gyro_range_dps=2000))
     drv.init()
@@ -172,6 +180,29 @@ def test_overflow_is_reported_and_a_reset_starts_clean() -> None:
     assert np.abs(read.samples[:, 0:3] - truth[-n:, 0:3]).max() <= ACC_LSB_16G / 2 + 1e-5
 
 
+def test_a_reset_clears_an_overflow_flag_raised_meanwhile() -> None:
+    clock, chip, _, drv = setup()
+    drv.init()
+    clock.advance(0.23)
+    assert drv.read_fifo().overflow  # by the head-room rule; the chip has not overflowed
+    clock.advance(0.1)
+    chip.advance()
+    assert chip.registers[0x3A] & 0x10  # now it has, before the reset
+    drv.reset_fifo()
+    clock.advance(0.05)
+    read = drv.read_fifo()
+    assert not read.overflow and len(read.samples) == 5
+
+
+def test_max_samples_caps_a_drain() -> None:
+    clock, chip, _, drv = setup()
+    drv.init()
+    clock.advance(0.1)
+    assert len(drv.read_fifo(3).samples) == 3 and drv.fifo_count() == 7
+    _, truth = chip.truth()
+    assert np.abs(drv.read_fifo().samples[:, 0:3] - truth[-7:, 0:3]).max() <= ACC_LSB_16G
+
+
 def test_a_nearly_full_fifo_counts_as_overflow_before_it_tears() -> None:
     clock, chip, _, drv = setup()
     drv.init()
@@ -211,14 +242,16 @@ def test_a_failed_burst_may_have_torn_a_frame(code: int, torn: bool) -> None:
     assert len(read.samples) == (0 if torn else 10)
 
 
-def test_a_burst_repeated_by_the_retrying_bus_is_dropped() -> None:
+@pytest.mark.parametrize(("code", "torn"), [(errno.ETIMEDOUT, True), (errno.EREMOTEIO, False)])
+def test_a_burst_repeated_by_the_retrying_bus(code: int, torn: bool) -> None:
     clock, _, spy, _ = setup(bus_cls=SpyBus)
     assert isinstance(spy, SpyBus)
     drv = Mpu9250(RetryingBus(spy), 0x68, WIDE)
     drv.init()
     clock.advance(0.1)
-    spy.fail = fail_once("rdwr", 0x74, errno.ETIMEDOUT)
-    assert drv.read_fifo().overflow  # the repeat succeeded, but may start mid-frame
+    spy.fail = fail_once("rdwr", 0x74, code)
+    read = drv.read_fifo()  # the repeat succeeded, but after a timeout it may start mid-frame
+    assert read.overflow is torn and len(read.samples) == (0 if torn else 10)
 
 
 # -- identity --
@@ -240,6 +273,30 @@ def test_wrong_who_am_i_says_what_was_found(
     with pytest.raises(ChipIdError, match=message):
         drv.init()
     assert chip.written(0x6B) == []  # nothing configured on a chip it does not know
+
+
+def test_mpu9250_with_a_different_magnetometer() -> None:
+    _, chip, _, drv = setup()
+    assert chip.ak is not None
+    chip.ak.wia = {0x00: 0x47}
+    with pytest.raises(ChipIdError, match="says WIA 0x47, not the AK8963's 0x48"):
+        drv.init()
+
+
+def test_an_aux_transfer_that_never_finishes_is_a_bus_error() -> None:
+    _, chip, _, drv = setup()
+    chip.master.run = lambda *a, **k: (0, None, 0)  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="did not finish"):
+        drv.init()
+
+
+def test_a_stale_done_flag_is_not_taken_for_the_next_transfer() -> None:
+    clock, chip, _, drv = setup()
+    for phase in (0.0, 0.003, 0.006):  # wherever the sample tick falls against the polls
+        clock.advance(phase)
+        chip.registers[0x36] |= 0x40  # I2C_SLV4_DONE left over from an aborted transfer
+        drv.init()
+        assert drv.asa == bytes([0xB0, 0xB4, 0xA6])
 
 
 def test_mpu9250_without_an_answering_magnetometer() -> None:

@@ -283,7 +283,6 @@ class Icm20948:
         self._w(0, USER_CTRL, UC_I2C_MST_EN | UC_FIFO_EN)
         self._r(0, INT_STATUS_2)  # clears a stale overflow flag
         self.drain.clear()
-        self.decoder.restart()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

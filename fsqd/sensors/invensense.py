@@ -138,10 +138,6 @@ class FrameDecoder:
         self.last_mag: F64 | None = None
         self.held = 0  # rows whose magnetometer value was held (no new valid reading)
 
-    def restart(self) -> None:
-        """A new segment: no magnetometer value to hold yet."""
-        self.last_mag = None
-
     def decode(self, buf: bytes) -> F32:
         frames = np.frombuffer(buf, self.dtype)
         n = len(frames)

@@ -223,7 +223,6 @@ class Mpu6500:
         self._w(USER_CTRL, master | UC_FIFO_EN)
         self._r(INT_STATUS)  # clears a stale overflow flag
         self.drain.clear()
-        self.decoder.restart()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
