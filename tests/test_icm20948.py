@@ -14,6 +14,7 @@ from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.driver import ChipIdError, ImuSettings, get_spec, identify
 from fsqd.sensors.emulated import EmulatedBus
 from fsqd.sensors.emulated.icm20948 import EmulatedIcm20948
+from fsqd.sensors.emulated.invensense import ByteFifo
 from fsqd.sensors.icm20948 import Icm20948
 from fsqd.sensors.sim import G
 
@@ -188,6 +189,29 @@ def test_overflow_is_reported_and_a_reset_starts_clean() -> None:
     _, truth = chip.truth()
     assert n in (10, 11) and np.abs(read.samples[:, 0:3] - truth[-n:, 0:3]).max() <= ACC_LSB_16G
     assert np.linalg.norm(read.samples[:, 6:9], axis=1).min() > 25  # no torn frames
+
+
+def test_a_512_byte_fifo_is_covered_by_the_overflow_flag() -> None:
+    clock, chip, _, drv = setup()
+    chip.fifo = ByteFifo(512)  # what the datasheet says the FIFO holds
+    drv.init()
+    clock.advance(0.5)
+    chip.advance()
+    assert len(chip.fifo) == 512 and chip.overflows > 0
+    assert drv.read_fifo().overflow  # 512 bytes is far below the 4096-byte head-room rule
+
+
+def test_a_reset_clears_an_overflow_flag_raised_meanwhile() -> None:
+    clock, chip, _, drv = setup()
+    drv.init()
+    clock.advance(1.9)
+    assert drv.read_fifo().overflow  # by the head-room rule
+    clock.advance(0.5)
+    chip.advance()
+    assert chip.reg(0, 0x1B) & 0x01  # the chip has overflowed since, before the reset
+    drv.reset_fifo()
+    clock.advance(0.05)
+    assert not drv.read_fifo().overflow
 
 
 def test_a_nearly_full_fifo_counts_as_overflow() -> None:

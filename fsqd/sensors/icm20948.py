@@ -231,7 +231,6 @@ class Icm20948:
 
     def _aux(self, reg: int, value: int | None) -> int:
         """One transfer to the AK09916 through aux slave 4; returns the byte read (or 0)."""
-        self._r(0, I2C_MST_STATUS)  # clear a stale DONE
         if value is None:
             self._w(3, I2C_SLV4_ADDR, SLV_READ | AKM_ADDRESS)
         else:

@@ -243,7 +243,6 @@ class Mpu9250(Mpu6500):
 
     def _aux(self, reg: int, value: int | None) -> int:
         """One transfer to the AK8963 through slave 4; returns the byte read (or 0)."""
-        self._r(I2C_MST_STATUS)  # clear a stale DONE
         if value is None:
             self._w(I2C_SLV4_ADDR, SLV_READ | AKM_ADDRESS)
         else:
