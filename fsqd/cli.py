@@ -197,6 +197,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_to_file(args)
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from fsqd.service.record import cmd_record as record
+
+    return record(args.config, args.out, args.duration, args.format)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from fsqd.service.probe import cmd_probe as probe
+
+    return probe(args.bus, emulated=args.emulated, seconds=args.seconds)
+
+
 # -- parser --
 
 
@@ -290,6 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="write a simulated IMU recording (CSV)")
     _simulate_arguments(s)
     s.set_defaults(func=cmd_simulate)
+
+    rec = sub.add_parser("record", help="record raw samples from the configured IMUs")
+    rec.add_argument("--config", type=Path, required=True, help="TOML with [[sensor]] tables")
+    rec.add_argument("--out", type=Path, required=True, help="FILE.fsqr (native) or FILE.csv")
+    rec.add_argument("--duration", help="e.g. 90s, 10m, 1h (default: until Ctrl-C)")
+    rec.add_argument("--format", choices=["native", "csv"], help="default: from --out's suffix")
+    rec.set_defaults(func=cmd_record)
+    pr = sub.add_parser("probe", help="find IMUs on the I2C buses and check their readings")
+    pr.add_argument("--bus", action="append", help="bus number or /dev path (default: all)")
+    pr.add_argument("--emulated", action="store_true", help="probe an emulated bus instead")
+    pr.add_argument("--seconds", type=float, default=1.0, help="burst length (default 1 s)")
+    pr.set_defaults(func=cmd_probe)
     return p
 
 
