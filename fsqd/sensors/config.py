@@ -61,7 +61,7 @@ class SensorConfig:
     gyro_bias: Vec3 = (0.0, 0.0, 0.0)  # rad/s, subtracted (in chip axes)
     mag_offset: Vec3 = (0.0, 0.0, 0.0)  # uT hard-iron offset, subtracted (chip axes)
     accel_scale: Vec3 = (1.0, 1.0, 1.0)  # per chip axis factor
-    poll_ms: float = 20.0  # burst period
+    poll_ms: float | None = None  # burst period; None: from the FIFO's depth (10-50 ms)
     fill: Literal["duplicate"] | None = None  # fill the remaining model devices with this one
     emulated: EmulatedOptions = EmulatedOptions()
 
@@ -204,7 +204,11 @@ def parse_sensor(t: Table) -> SensorConfig:
         gyro_bias=_vec3(t, "gyro_bias", (0.0, 0.0, 0.0)),
         mag_offset=_vec3(t, "mag_offset", (0.0, 0.0, 0.0)),
         accel_scale=_vec3(t, "accel_scale", (1.0, 1.0, 1.0), positive=True),
-        poll_ms=t.number("poll_ms", 20.0, low=POLL_MS_RANGE[0], high=POLL_MS_RANGE[1]),
+        poll_ms=(
+            t.number("poll_ms", low=POLL_MS_RANGE[0], high=POLL_MS_RANGE[1])
+            if t.has("poll_ms")
+            else t.optional("poll_ms", float)
+        ),
         fill="duplicate" if fill else None,
         emulated=_emulated(t),
     )

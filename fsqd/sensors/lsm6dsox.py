@@ -187,6 +187,17 @@ class Lsm6dsox:
         tag = words[:, 0] >> 3
         slot = (words[:, 0] >> 1) & 0x03
         values = words[:, 1:].copy().view("<i2").astype(np.float64)  # (n, 3)
+        if (
+            n % 2 == 0
+            and (tag[0::2] == TAG_GYRO).all()
+            and (tag[1::2] == TAG_ACCEL).all()
+            and (slot[0::2] == slot[1::2]).all()
+        ):  # the usual case: gyro, accel, gyro, accel .. in whole slots
+            out = np.empty((n // 2, 9), np.float32)
+            out[:, 0:3] = values[1::2] * self.accel_lsb
+            out[:, 3:6] = values[0::2] * self.gyro_lsb
+            out[:, 6:9] = np.nan
+            return out, b""
         rows: list[npt.NDArray[np.float64]] = []
         gyro: npt.NDArray[np.float64] | None = None
         accel: npt.NDArray[np.float64] | None = None

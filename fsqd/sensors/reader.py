@@ -36,6 +36,13 @@ SPIN_GRACE_S = 1.5e-3  # give up an anchor this long after the sample was due
 HOLD_S = 0.5  # at a segment start, hold samples this long for a tight anchor
 
 
+def auto_poll_s(imu: ImuDriver) -> float:
+    """A burst period that leaves the FIFO 8x headroom, within 10-50 ms (fewer wake-ups
+    at low rates, where each costs as much as at high ones)."""
+    fifo_s = imu.fifo_capacity / imu.odr_hz
+    return min(0.05, max(0.01, fifo_s / 8))
+
+
 class StallError(OSError):
     """The chip answers but produces no samples (it lost its configuration)."""
 
@@ -89,7 +96,8 @@ class SensorReader:
         self._segment_t0 = now
         self._last_stamp: float | None = None  # monotonic stamp of the newest sample delivered
         self._mag_prev: tuple[float, npt.NDArray[np.float64]] | None = None
-        self._stall_s = max(0.25, 5.0 / imu.odr_hz, 3 * config.poll_ms / 1000)
+        self.poll_s = config.poll_ms / 1000 if config.poll_ms is not None else auto_poll_s(imu)
+        self._stall_s = max(0.25, 5.0 / imu.odr_hz, 3 * self.poll_s)
 
     # -- state --
 

@@ -26,7 +26,7 @@ from fsqd.sensors.clock import Clock, SystemClock
 from fsqd.sensors.sim import BEHAVIOURS, SimConfig, Simulator
 
 F64 = npt.NDArray[np.float64]
-AHEAD_S = 0.25  # how far ahead the signal is simulated
+AHEAD_S = 1.0  # how far ahead the signal is simulated (a simulator call costs ~0.5 ms)
 
 
 @dataclass(frozen=True)
