@@ -97,13 +97,15 @@ class Run:
 
 
 def acquisition(
-    driver: str, address: int, rate_hz: float, *, poll_ms: float = 20, **emulated: object
+    driver: str, address: int, rate_hz: float, *, poll_ms: float | None = 20, **emulated: object
 ) -> Run:
+    """One emulated sensor through ``open_acquisition``; ``poll_ms=None``: the default."""
     extra = "".join(f"{k} = {v}\n" for k, v in emulated.items())
+    poll = "" if poll_ms is None else f"poll_ms = {poll_ms}\n"
     text = (
         f'[[sensor]]\nname = "collar"\ndriver = "{driver}"\nbus = "emulated"\n'
         f"address = 0x{address:02x}\nrate_hz = {rate_hz}\naccel_range_g = 16\n"
-        f"gyro_range_dps = 2000\npoll_ms = {poll_ms}\n[sensor.emulated]\n{extra}"
+        f"gyro_range_dps = 2000\n{poll}[sensor.emulated]\n{extra}"
     )
     sensors = parse_sensors(Table(tomllib.loads(text), "test.toml").tables("sensor"))
     clock = ManualClock()

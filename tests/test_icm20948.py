@@ -292,10 +292,11 @@ def test_close_puts_the_chip_to_sleep() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rate", "odr", "poll_ms", "seconds"), [(100, 102.2727, 20, 10.0), (1000, 1125.0, 10, 3.0)]
+    ("rate", "odr", "poll_ms", "seconds"),
+    [(100, 102.2727, 20, 10.0), (100, 102.2727, None, 5.0), (1000, 1125.0, None, 3.0)],
 )
 def test_acquisition_loses_nothing_and_stamps_within_1ms(
-    rate: float, odr: float, poll_ms: float, seconds: float
+    rate: float, odr: float, poll_ms: float | None, seconds: float
 ) -> None:
     run = acquisition("icm20948", 0x69, rate, poll_ms=poll_ms)
     run.step(seconds)
