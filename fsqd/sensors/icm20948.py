@@ -118,9 +118,10 @@ BASE_HZ = 1125.0
 FIFO_BYTES = 4096
 GYRO_DLPF_HZ = {0: 196.6, 1: 151.8, 2: 119.5, 3: 51.2, 4: 23.9, 5: 11.6, 6: 5.7, 7: 361.4}
 ACCEL_DLPF_HZ = {0: 246.0, 2: 111.4, 3: 50.4, 4: 23.9, 5: 11.5, 6: 5.7, 7: 473.0}
-AUX_DIVIDER = 10  # the master runs at ~102 Hz while the magnetometer is set up
+AUX_DIVIDER = 0  # the master runs at 1125 Hz while the magnetometer is set up
 RESET_S = 0.1
-AK_MODE_S = 0.01
+AK_RESET_S = 0.01  # after the AK09916's soft reset
+AK_PERIOD_S = 0.01  # continuous 100 Hz mode: the first measurement is ready after this
 
 WHO_AM_I_NAMES = {
     0xEA: "an ICM-20948",
@@ -218,7 +219,7 @@ class Icm20948:
         self._set_divider(AUX_DIVIDER)
         self._init_mag()
         self._set_divider(self.divider)
-        self.sleep(2 / self.odr_hz + AK_MODE_S)  # the first frame already holds a reading
+        self.sleep(2 / self.odr_hz + AK_PERIOD_S)  # the first frame already holds a reading
         self._w(0, FIFO_EN_1, FIFO_SLV0)
         self._w(0, FIFO_EN_2, FIFO_ACCEL | FIFO_GYRO)
         self._w(0, FIFO_MODE, 0x00)
@@ -256,7 +257,7 @@ class Icm20948:
         self._w(3, I2C_MST_DELAY_CTRL, 0x00)
         self._w(0, USER_CTRL, UC_I2C_MST_EN)
         self._aux(AK09916.CNTL3, AK09916.SRST)
-        self.sleep(AK_MODE_S)
+        self.sleep(AK_RESET_S)
         wia = self._aux(AK09916.WIA2, None)
         if wia != AK09916.WIA2_VALUE:
             raise ChipIdError(
@@ -264,7 +265,6 @@ class Icm20948:
                 f"WIA2 0x{wia:02x}, not the AK09916's 0x09"
             )
         self._aux(AK09916.CNTL2, AK09916.MODE_CONT_100HZ)
-        self.sleep(AK_MODE_S)
         self._w(3, I2C_SLV0_ADDR, SLV_READ | AKM_ADDRESS)
         self._w(3, I2C_SLV0_REG, AK09916.READ_FROM)
         self._w(3, I2C_SLV0_CTRL, SLV_EN | AK09916.READ_LEN)

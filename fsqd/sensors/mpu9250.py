@@ -105,9 +105,14 @@ FIFO_BYTES = 512
 # -3 dB bandwidths by DLPF_CFG (1 kHz internal rate only for 1..6)
 GYRO_DLPF_HZ = {1: 184.0, 2: 92.0, 3: 41.0, 4: 20.0, 5: 10.0, 6: 5.0}
 ACCEL_DLPF_HZ = {1: 218.1, 2: 99.0, 3: 44.8, 4: 21.2, 5: 10.2, 6: 5.05}
-AUX_RATE_DIV = 9  # the master runs 100 Hz while the magnetometer is set up
+# The master runs at 1 kHz while the magnetometer is set up, so each one-shot transfer
+# takes about a millisecond: a second sensor on the bus waits for this init, and a
+# MPU-9250's FIFO holds only 250 ms.
+AUX_RATE_DIV = 0
 RESET_S = 0.1  # register reset and PLL start (Linux: INV_MPU6050_POWER_UP_TIME)
-AK_MODE_S = 0.01  # after an AK8963 mode change or soft reset
+AK_RESET_S = 0.01  # after the AK8963's soft reset
+AK_MODE_S = 0.001  # after an AK8963 mode change (the datasheet asks for 100 us)
+AK_MEASURE_S = 0.009  # the longest single measurement
 
 WHO_AM_I_NAMES = {
     0x71: "an MPU-9250",
@@ -268,7 +273,7 @@ class Mpu9250(Mpu6500):
         self._w(I2C_MST_CTRL, MST_WAIT_FOR_ES | MST_CLK_400KHZ)
         self._w(USER_CTRL, UC_I2C_MST_EN)
         self._aux(AK8963.CNTL2, AK8963.SRST)
-        self.sleep(AK_MODE_S)
+        self.sleep(AK_RESET_S)
         wia = self._aux(AK8963.WIA, None)
         if wia != AK8963.WIA_VALUE:
             raise ChipIdError(
@@ -294,7 +299,7 @@ class Mpu9250(Mpu6500):
         self._w(I2C_MST_DELAY_CTRL, DELAY_ES_SHADOW | SLV0_DLY_EN | SLV1_DLY_EN)
         # Let two master cycles pass so the first FIFO frame already holds a reading.
         self._w(SMPLRT_DIV, self.divider)
-        self.sleep(2 * (1 + self.mag_divider) / self.odr_hz + AK_MODE_S)
+        self.sleep(max(2 * (1 + self.mag_divider) / self.odr_hz, 2 * AK_MEASURE_S))
         return UC_I2C_MST_EN
 
     def close(self) -> None:
