@@ -50,10 +50,9 @@ def decode_cost(driver: str, rate: float, repeats: int = 200) -> float:
 
 
 def path_cost(driver: str, address: int, rate: float, seconds: float) -> tuple[float, float]:
-    poll = 20 if rate <= 200 else 10
-    text = (
+    text = (  # the default burst period: an eighth of the FIFO's depth, 10-50 ms
         f'[[sensor]]\nname = "b"\ndriver = "{driver}"\nbus = "emulated"\n'
-        f"address = 0x{address:02x}\nrate_hz = {rate}\npoll_ms = {poll}\n"
+        f"address = 0x{address:02x}\nrate_hz = {rate}\n"
     )
     clock = ManualClock()
     acq = open_acquisition(
