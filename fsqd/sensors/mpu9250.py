@@ -155,7 +155,7 @@ class Mpu6500:
             read_count=self._count_bytes,
             read_overflow=self._overflowed,
         )
-        self.found = ""  # what WHO_AM_I said, for logs
+        self.found = ""  # the part WHO_AM_I names, e.g. "MPU-9255"
 
     def _decoder(self, mag_ut_per_lsb: F64 | None) -> FrameDecoder:
         return FrameDecoder(self.ranges)
@@ -180,7 +180,7 @@ class Mpu6500:
     def check_identity(self) -> None:
         value = self._r(WHO_AM_I)
         if value in self.who_am_i:
-            self.found = WHO_AM_I_NAMES.get(value, f"0x{value:02x}")
+            self.found = WHO_AM_I_NAMES[value].removeprefix("an ")
             return
         what = WHO_AM_I_NAMES.get(value, "no chip fsqd knows")
         hint = ""
