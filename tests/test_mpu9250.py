@@ -17,7 +17,7 @@ from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.config import parse_sensors
 from fsqd.sensors.driver import ChipIdError, ImuSettings, get_spec, identify
 from fsqd.sensors.emulated import EmulatedBus
-from fsqd.sensors.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250
+from fsqd.sensors.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250, EmulatedMpu9255
 from fsqd.sensors.mpu9250 import Mpu6500, Mpu9250
 from fsqd.sensors.sim import G
 from fsqd.tomlcheck import Table
@@ -332,8 +332,18 @@ def test_registry() -> None:
     assert get_spec("mpu9250").addresses == (0x68, 0x69)
     assert get_spec("mpu6500").who_am_i == (0x75, 0x70)
     clock = ManualClock()
-    bus = EmulatedBus([EmulatedMpu9250(0x69, clock=clock)], clock=clock)
+    chips = [EmulatedMpu9250(0x69, clock=clock), EmulatedMpu9255(0x68, clock=clock)]
+    bus = EmulatedBus(chips, clock=clock)
     assert [s.name for s in identify(lambda r: bus.read_byte_data(0x69, r), 0x69)] == ["mpu9250"]
+    assert [s.name for s in identify(lambda r: bus.read_byte_data(0x68, r), 0x68)] == ["mpu9255"]
+
+
+def test_mpu9255_through_the_acquisition() -> None:
+    run = acquisition("mpu9255", 0x68, 100)
+    run.step(2.0)
+    t, x = run.samples()
+    assert run.status().state == "ok" and len(t) > 150
+    assert np.linalg.norm(x[:, 6:9], axis=1).min() > 25
 
 
 def test_close_puts_the_chip_to_sleep() -> None:

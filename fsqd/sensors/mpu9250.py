@@ -329,6 +329,17 @@ register(
 )
 register(
     DriverSpec(
+        name="mpu9255",
+        kind="imu",
+        description="InvenSense MPU-9255: an MPU-9250 that answers WHO_AM_I 0x73",
+        addresses=ADDRESSES,
+        who_am_i=(WHO_AM_I, 0x73),
+        factory=_mpu9250,
+        emulator="fsqd.sensors.emulated.mpu9250:EmulatedMpu9255",
+    )
+)
+register(
+    DriverSpec(
         name="mpu6500",
         kind="imu",
         description="InvenSense MPU-6500: accel + gyro, no magnetometer",

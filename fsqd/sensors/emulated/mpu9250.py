@@ -236,4 +236,8 @@ class EmulatedMpu9250(EmulatedMpu6500):
     with_ak = True
 
 
-__all__ = ["EmulatedMpu6500", "EmulatedMpu9250"]
+class EmulatedMpu9255(EmulatedMpu9250):
+    who_am_i_value = 0x73
+
+
+__all__ = ["EmulatedMpu6500", "EmulatedMpu9250", "EmulatedMpu9255"]
