@@ -14,7 +14,7 @@ from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.driver import ChipIdError, ImuSettings, get_spec, identify
 from fsqd.sensors.emulated import EmulatedBus
 from fsqd.sensors.emulated.icm20948 import EmulatedIcm20948
-from fsqd.sensors.emulated.invensense import ByteFifo
+from fsqd.sensors.emulated.invensense import BypassPort, ByteFifo
 from fsqd.sensors.icm20948 import Icm20948
 from fsqd.sensors.sim import G
 
@@ -387,3 +387,20 @@ def test_acquisition_reports_the_wrong_chip() -> None:
     run.step(1.0)
     status = run.status()
     assert status.state == "lost" and "is an ICM-20648" in status.message
+
+
+def test_the_magnetometer_answers_on_the_host_bus_only_in_bypass() -> None:
+    clock, chip, bus, drv = setup()
+    bus.add(BypassPort([chip], clock=clock))  # type: ignore[list-item]
+    drv.init()
+    with pytest.raises(OSError):  # the aux master owns the AK09916: nothing at 0x0C
+        bus.read_byte_data(0x0C, 0x01)
+    bus.write_byte_data(0x69, 0x03, 0x00)  # USER_CTRL: master off (bank 0)
+    bus.write_byte_data(0x69, 0x0F, 0x02)  # INT_PIN_CFG.BYPASS_EN
+    assert bus.read_byte_data(0x0C, 0x01) == 0x09  # WIA2
+    clock.advance(0.05)  # still measuring at 100 Hz, as the driver left it
+    data = bytes(bus.read_i2c_block_data(0x0C, 0x10, 9))
+    ak = np.frombuffer(data[1:7], "<i2") * 0.15
+    _, truth = chip.truth()
+    field = np.array([ak[0], -ak[1], -ak[2]])
+    assert np.abs(truth[-3:, 6:9] - field).max(axis=1).min() <= MAG_TOL

@@ -17,6 +17,7 @@ from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.config import parse_sensors
 from fsqd.sensors.driver import ChipIdError, ImuSettings, get_spec, identify
 from fsqd.sensors.emulated import EmulatedBus
+from fsqd.sensors.emulated.invensense import BypassPort
 from fsqd.sensors.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250, EmulatedMpu9255
 from fsqd.sensors.mpu9250 import Mpu6500, Mpu9250
 from fsqd.sensors.sim import G
@@ -479,3 +480,32 @@ def test_two_mpu9250s_on_one_bus_each_read_their_own_magnetometer() -> None:
     assert not np.allclose(x[:, 6:9], x[:, 15:18])  # two mountings, two magnetometers
     # (the first sensor's rows from before the second one started are not aligned: "lost")
     assert all(s.overruns == 0 and s.segments == 1 and s.state == "ok" for s in acq.status())
+
+
+def test_the_magnetometer_answers_on_the_host_bus_only_in_bypass() -> None:
+    clock, chip, bus, drv = setup()
+    other = bus.add(EmulatedMpu9250(0x69, clock=clock))
+    bus.add(BypassPort([chip, other], clock=clock))  # type: ignore[list-item]
+    drv.init()
+    with pytest.raises(OSError):  # the aux master owns the AK8963: nothing at 0x0C
+        bus.read_byte_data(0x0C, 0x00)
+    bus.write_byte_data(0x68, 0x6A, 0x00)  # master off, bypass still off
+    with pytest.raises(OSError):
+        bus.read_byte_data(0x0C, 0x00)
+    bus.write_byte_data(0x68, 0x37, 0x02)  # INT_PIN_CFG.BYPASS_EN
+    assert bus.read_byte_data(0x0C, 0x00) == 0x48
+    bus.write_byte_data(0x0C, 0x0A, 0x0F)  # fuse ROM: the ASA the driver read
+    assert bytes(bus.read_i2c_block_data(0x0C, 0x10, 3)) == drv.asa
+    bus.write_byte_data(0x0C, 0x0A, 0x00)
+    bus.write_byte_data(0x0C, 0x0A, 0x16)  # continuous 100 Hz, 16-bit
+    clock.advance(0.05)
+    data = bytes(bus.read_i2c_block_data(0x0C, 0x02, 8))
+    assert data[0] & 0x01 and data[7] == 0x10  # DRDY (DOR too: 5 unread); BITM, no HOFL
+    asa = np.frombuffer(drv.asa, np.uint8).astype(float)
+    ak = np.frombuffer(data[1:7], "<i2") * 0.15 * (asa + 128) / 256
+    _, truth = chip.truth()
+    field = np.array([ak[1], ak[0], -ak[2]])  # into the MPU's axes
+    assert np.abs(truth[-3:, 6:9] - field).max(axis=1).min() <= mag_tolerance()
+    bus.write_byte_data(0x69, 0x37, 0x02)  # a second board in bypass: two AK8963s at 0x0C
+    with pytest.raises(OSError):
+        bus.read_byte_data(0x0C, 0x00)

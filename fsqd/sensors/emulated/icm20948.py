@@ -39,6 +39,7 @@ WHO_AM_I = 0x00
 USER_CTRL = 0x03
 LP_CONFIG = 0x05
 PWR_MGMT_1 = 0x06
+INT_PIN_CFG = 0x0F
 INT_ENABLE_2 = 0x12
 I2C_MST_STATUS = 0x17
 INT_STATUS_2 = 0x1B
@@ -94,6 +95,7 @@ class EmulatedIcm20948(EmulatedChip):
         self.overflows = 0
         self.frames = 0
         self._nominal = 0.0
+        self._field = np.zeros(3)  # the newest sample's field, for a bypass measurement
         super().__init__(
             address,
             clock=clock,
@@ -208,9 +210,19 @@ class EmulatedIcm20948(EmulatedChip):
         if self.bank == 2 and reg in (GYRO_SMPLRT_DIV, GYRO_CONFIG_1):
             self._retime()
 
+    # -- bypass: the magnetometer on the host bus --
+
+    def bypass_active(self) -> bool:
+        return bool(self.banks[0][INT_PIN_CFG] & 0x02) and not self.banks[0][USER_CTRL] & 0x20
+
+    def field_now(self) -> tuple[float, F64]:
+        self.advance()
+        return self.clock.now() + self.clock.epoch_offset, self._field
+
     # -- sampling --
 
     def accept(self, x: F64) -> None:
+        self._field = x[-1, 6:9].copy()
         b0, b2 = self.banks[0], self.banks[2]
         n = len(x)
         acc = accel_codes(x[:, 0:3], (b2[ACCEL_CONFIG] >> 1) & 3)

@@ -18,8 +18,12 @@ What is modelled and what is not:
   set only every ``1 + I2C_MST_DLY`` samples; reads fill EXT_SENS_DATA one after
   another; slave 4 does one transfer at the next sample, then sets I2C_SLV4_DONE (or
   I2C_SLV4_NACK for an absent address) and clears its enable bit. Not modelled: byte
-  swapping and grouping (the drivers do not ask for them), pass-through/bypass mode,
+  swapping and grouping (the drivers do not ask for them),
   the aux bus's own timing.
+- Bypass: with INT_PIN_CFG.BYPASS_EN set and the aux master off, a chip connects its aux
+  pins to the host bus and its magnetometer answers at 0x0C there (a ``BypassPort`` on
+  the bus, shared by every InvenSense chip on it);
+  otherwise nothing answers at 0x0C, as on a real board.
 - FIFO: bytes in, bytes out, no header; a full FIFO in stream mode drops its oldest
   bytes (frames tear) and sets the overflow status bit if its interrupt is enabled; in
   snapshot mode it stops taking data.
@@ -29,10 +33,16 @@ What is modelled and what is not:
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from fsqd.sensors.clock import Clock
+from fsqd.sensors.emulated.chip import EmulatedChip
 
 F64 = npt.NDArray[np.float64]
 
@@ -267,6 +277,44 @@ class ByteFifo:
         return len(self.data)
 
 
+class BypassHost(Protocol):
+    ak: EmulatedAk | None
+
+    def bypass_active(self) -> bool: ...
+
+    def field_now(self) -> tuple[float, F64]: ...
+
+
+class BypassPort(EmulatedChip):
+    """Address 0x0C of the host bus: the magnetometer of whichever host is in bypass."""
+
+    def __init__(self, hosts: list[BypassHost], clock: Clock | None = None) -> None:
+        self.hosts = hosts
+        super().__init__(AK_ADDRESS, clock=clock)
+
+    def _route(self) -> tuple[EmulatedAk, float, F64]:
+        live = [h for h in self.hosts if h.ak is not None and h.bypass_active()]
+        if not live:
+            raise OSError(errno.EREMOTEIO, os.strerror(errno.EREMOTEIO))  # nobody at 0x0C
+        if len(live) > 1:  # two magnetometers drive one address
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        host = live[0]
+        assert host.ak is not None
+        t, field = host.field_now()
+        host.ak.tick(t, field)
+        return host.ak, t, field
+
+    def read(self, reg: int, n: int) -> bytes:
+        ak, _, _ = self._route()
+        return bytes(ak.read((reg + i) & 0xFF) for i in range(n))
+
+    def write(self, reg: int, data: bytes) -> None:
+        ak, t, field = self._route()
+        for i, value in enumerate(data):
+            self.writes.append(((reg + i) & 0xFF, value))
+            ak.write((reg + i) & 0xFF, value, t, field)
+
+
 def frames_from(columns: list[npt.NDArray[np.uint8]]) -> bytes:
     """Concatenate per-sample byte columns (each (n, k) uint8) into frames, in order."""
     if not columns:
@@ -282,6 +330,8 @@ def be_bytes(codes: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
 __all__ = [
     "AK_ADDRESS",
     "AuxMaster",
+    "BypassHost",
+    "BypassPort",
     "ByteFifo",
     "EmulatedAk",
     "accel_codes",

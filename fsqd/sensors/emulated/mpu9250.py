@@ -36,6 +36,7 @@ FIFO_EN = 0x23
 I2C_SLV4_CTRL = 0x34
 I2C_SLV4_DI = 0x35
 I2C_MST_STATUS = 0x36
+INT_PIN_CFG = 0x37
 INT_ENABLE = 0x38
 INT_STATUS = 0x3A
 ACCEL_XOUT_H = 0x3B
@@ -81,6 +82,7 @@ class EmulatedMpu6500(EmulatedChip):
         self.overflows = 0
         self.frames = 0  # frames written into the FIFO, ever
         self._nominal = 0.0
+        self._field = np.zeros(3)  # the newest sample's field, for a bypass measurement
         super().__init__(
             address,
             clock=clock,
@@ -161,9 +163,19 @@ class EmulatedMpu6500(EmulatedChip):
         if reg in (PWR_MGMT_1, SMPLRT_DIV, CONFIG, GYRO_CONFIG):
             self._retime()
 
+    # -- bypass: the magnetometer on the host bus --
+
+    def bypass_active(self) -> bool:
+        return bool(self.registers[INT_PIN_CFG] & 0x02) and not self.registers[USER_CTRL] & 0x20
+
+    def field_now(self) -> tuple[float, F64]:
+        self.advance()
+        return self.clock.now() + self.clock.epoch_offset, self._field
+
     # -- sampling --
 
     def accept(self, x: F64) -> None:
+        self._field = x[-1, 6:9].copy()
         r = self.registers
         n = len(x)
         acc = accel_codes(x[:, 0:3], (r[ACCEL_CONFIG] >> 3) & 3)
