@@ -18,12 +18,11 @@ What is modelled and what is not:
   set only every ``1 + I2C_MST_DLY`` samples; reads fill EXT_SENS_DATA one after
   another; slave 4 does one transfer at the next sample, then sets I2C_SLV4_DONE (or
   I2C_SLV4_NACK for an absent address) and clears its enable bit. Not modelled: byte
-  swapping and grouping (the drivers do not ask for them),
-  the aux bus's own timing.
+  swapping and grouping (the drivers do not ask for them), the aux bus's own timing.
 - Bypass: with INT_PIN_CFG.BYPASS_EN set and the aux master off, a chip connects its aux
   pins to the host bus and its magnetometer answers at 0x0C there (a ``BypassPort`` on
-  the bus, shared by every InvenSense chip on it);
-  otherwise nothing answers at 0x0C, as on a real board.
+  the bus, shared by every InvenSense chip on it); otherwise nothing answers at 0x0C, as
+  on a real board, and two chips in bypass at once collide.
 - FIFO: bytes in, bytes out, no header; a full FIFO in stream mode drops its oldest
   bytes (frames tear) and sets the overflow status bit if its interrupt is enabled; in
   snapshot mode it stops taking data.
