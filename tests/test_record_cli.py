@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import RunCli
 
+from fsqd.errors import NoInputError
 from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.files import ReadOptions, open_recording
 from fsqd.sensors.lsm6dsox import internal_rate_hz
@@ -144,3 +145,9 @@ def test_ctrl_c_ends_a_recording_cleanly(config: Path, tmp_path: Path) -> None:
     assert blocks[-1].kind == KIND_STATUS  # flushed and closed, not cut off
     rec = open_recording(out, ReadOptions(channels=CHANNELS))
     assert sum(len(c) for c in rec.chunks()) > 100
+
+
+def test_a_wrong_chip_ends_the_recording_with_what_was_found(config: Path, tmp_path: Path) -> None:
+    config.write_text(CONFIG + "who_am_i = 0x69\n")
+    with pytest.raises(NoInputError, match=r"'collar': .*reads 0x69, expected 0x6C"):
+        record(config, tmp_path / "x.csv", duration_s=30.0, clock=ManualClock())

@@ -265,6 +265,7 @@ def open_acquisition(
                     clock=clock,
                     signal=signal,
                     oscillator_error=s.emulated.oscillator_error,
+                    who_am_i=s.emulated.who_am_i,
                 )
             )
             if s.mag_driver is not None and s.mag_address is not None:

@@ -42,6 +42,7 @@ class EmulatedOptions:
     seed: int = 0
     oscillator_error: float = 0.0  # fraction: 0.02 runs the chip 2 % fast
     error_rate: float = 0.0  # fraction of bus transfers that fail
+    who_am_i: int | None = None  # the IMU answers this instead of its own id (a wrong chip)
     behaviours: tuple[str, ...] = BEHAVIOURS
 
 
@@ -158,6 +159,7 @@ def _emulated(t: Table) -> EmulatedOptions:
         seed=e.integer("seed", 0, low=0),
         oscillator_error=e.number("oscillator_error", 0.0, low=-0.1, high=0.1),
         error_rate=e.number("error_rate", 0.0, low=0.0, high=0.5),
+        who_am_i=e.integer("who_am_i", low=0, high=255) if e.has("who_am_i") else None,
         behaviours=tuple(behaviours) if behaviours else BEHAVIOURS,
     )
     e.done()
