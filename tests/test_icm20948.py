@@ -381,9 +381,7 @@ def test_acquisition_rides_out_a_hung_bus_on_its_4k_fifo() -> None:
 
 
 def test_acquisition_reports_the_wrong_chip() -> None:
-    run = acquisition("icm20948", 0x69, 100)
-    run.chip.who_am_i = 0xE0
-    run.chip.reset()
+    run = acquisition("icm20948", 0x69, 100, who_am_i=0xE0)  # [sensor.emulated] who_am_i
     run.step(1.0)
     status = run.status()
     assert status.state == "lost" and "is an ICM-20648" in status.message

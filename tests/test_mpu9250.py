@@ -447,13 +447,11 @@ def test_acquisition_survives_a_hung_bus_with_a_counted_overrun() -> None:
 
 
 def test_acquisition_reports_the_wrong_chip() -> None:
-    run = acquisition("mpu9250", 0x68, 100)
-    run.chip.who_am_i = 0x68
-    run.chip.registers[0x75] = 0x68
+    run = acquisition("mpu9250", 0x68, 100, who_am_i=0x68)  # [sensor.emulated] who_am_i
     run.step(1.0)
     status = run.status()
     assert status.state == "lost" and "is an MPU-6050 or MPU-9150" in status.message
-    assert status.samples == 0
+    assert status.samples == 0 and run.chip.written(0x6B) == []
 
 
 def test_two_mpu9250s_on_one_bus_each_read_their_own_magnetometer() -> None:
