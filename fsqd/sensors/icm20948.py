@@ -250,7 +250,9 @@ class Icm20948:
                 )
             if status & SLV4_DONE:
                 return self._r(3, I2C_SLV4_DI) if value is None else 0
-        raise OSError(f"aux I2C transfer to the AK09916 did not finish within {5 * period:.2f} s")
+        raise OSError(
+            f"aux I2C transfer to the AK09916 did not finish within {5e3 * period:.0f} ms"
+        )
 
     def _init_mag(self) -> None:
         self._w(3, I2C_MST_CTRL, MST_P_NSR | MST_CLK_345KHZ)

@@ -266,7 +266,7 @@ class Mpu9250(Mpu6500):
                 )
             if status & SLV4_DONE:
                 return self._r(I2C_SLV4_DI) if value is None else 0
-        raise OSError(f"aux I2C transfer to the AK8963 did not finish within {5 * period:.2f} s")
+        raise OSError(f"aux I2C transfer to the AK8963 did not finish within {5e3 * period:.0f} ms")
 
     def _init_mag(self) -> int:
         self._w(SMPLRT_DIV, AUX_RATE_DIV)
