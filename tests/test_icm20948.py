@@ -271,6 +271,16 @@ def test_no_magnetometer_behind_the_aux_master() -> None:
     chip.master.ak = None
     with pytest.raises(ChipIdError, match="no AK09916 magnetometer answers"):
         drv.init()
+    assert chip.written_in(0, 0x03).count(0x22) == 9  # I2C_MST_RST before believing it
+
+
+def test_an_aux_master_stuck_after_reset_is_reset_and_the_magnetometer_found() -> None:
+    clock, chip, _, drv = setup(stuck_aux_after_reset=True)
+    drv.init()
+    assert chip.written_in(0, 0x03).count(0x22) == 1 and not chip.master.stuck
+    clock.advance(0.2)
+    read = drv.read_fifo()
+    assert np.linalg.norm(read.samples[:, 6:9], axis=1).min() > 25
 
 
 def test_registry() -> None:

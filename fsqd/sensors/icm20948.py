@@ -102,6 +102,7 @@ DEVICE_RESET = 0x80
 CLKSEL_AUTO = 0x01
 UC_FIFO_EN = 0x40
 UC_I2C_MST_EN = 0x20
+UC_I2C_MST_RST = 0x02
 FIFO_ACCEL = 0x10
 FIFO_GYRO = 0x0E
 FIFO_SLV0 = 0x01
@@ -122,6 +123,7 @@ AUX_DIVIDER = 0  # the master runs at 1125 Hz while the magnetometer is set up
 RESET_S = 0.1
 AK_RESET_S = 0.01  # after the AK09916's soft reset
 AK_PERIOD_S = 0.01  # continuous 100 Hz mode: the first measurement is ready after this
+MAG_STARTS = 10  # aux master resets before an absent AK09916 is believed (SparkFun: 10)
 
 WHO_AM_I_NAMES = {
     0xEA: "an ICM-20948",
@@ -258,7 +260,7 @@ class Icm20948:
         self._w(3, I2C_MST_CTRL, MST_P_NSR | MST_CLK_345KHZ)
         self._w(3, I2C_MST_DELAY_CTRL, 0x00)
         self._w(0, USER_CTRL, UC_I2C_MST_EN)
-        self._aux(AK09916.CNTL3, AK09916.SRST)
+        self._reach_mag()
         self.sleep(AK_RESET_S)
         wia = self._aux(AK09916.WIA2, None)
         if wia != AK09916.WIA2_VALUE:
@@ -270,6 +272,20 @@ class Icm20948:
         self._w(3, I2C_SLV0_ADDR, SLV_READ | AKM_ADDRESS)
         self._w(3, I2C_SLV0_REG, AK09916.READ_FROM)
         self._w(3, I2C_SLV0_CTRL, SLV_EN | AK09916.READ_LEN)
+
+    def _reach_mag(self) -> None:
+        """Soft-reset the AK09916. After a device reset the aux master sometimes reaches
+        nothing until it is reset itself (SparkFun's library resets it up to 10 times), so
+        a NACK is believed only after that."""
+        for attempt in range(MAG_STARTS):
+            try:
+                self._aux(AK09916.CNTL3, AK09916.SRST)
+                return
+            except ChipIdError:
+                if attempt == MAG_STARTS - 1:
+                    raise
+                self._w(0, USER_CTRL, UC_I2C_MST_EN | UC_I2C_MST_RST)
+                self.sleep(AK_RESET_S)
 
     def fifo_count(self) -> int:
         return self._count_bytes() // self.decoder.frame

@@ -84,7 +84,11 @@ class EmulatedIcm20948(EmulatedChip):
         who_am_i: int | None = None,
         keep_truth: bool = False,
         mag_oscillator_error: float = 0.0,
+        stuck_aux_after_reset: bool = False,
     ) -> None:
+        # A fault seen on real boards (SparkFun's library works around it): after a
+        # device reset the aux master reaches nothing until it is reset itself.
+        self.stuck_aux_after_reset = stuck_aux_after_reset
         self.banks = [bytearray(128) for _ in range(4)]
         self.bank = 0
         self.fifo = ByteFifo(self.fifo_size)
@@ -123,6 +127,7 @@ class EmulatedIcm20948(EmulatedChip):
         self.banks[1][TIMEBASE_CORRECTION_PLL] = trim | (0x80 if self.oscillator_error < 0 else 0)
         self.fifo.clear()
         self.master.reset()
+        self.master.stuck = self.stuck_aux_after_reset
         self._nominal = 0.0
         self._retime()
 

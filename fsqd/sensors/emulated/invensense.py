@@ -180,9 +180,13 @@ class AuxMaster:
         self.ak = ak
         self.cycles = 0
         self.nacks = 0
+        self.resets = 0
+        self.stuck = False  # a fault: every aux transfer NACKs until the master is reset
 
     def reset(self) -> None:
         self.cycles = 0
+        self.resets += 1
+        self.stuck = False
 
     def run(
         self,
@@ -213,7 +217,7 @@ class AuxMaster:
             if (delay_mask >> i) & 1 and not slow_turn:
                 offset += length if addr & 0x80 else 0  # its bytes stay as they were
                 continue
-            if ak is None or (addr & 0x7F) != AK_ADDRESS:
+            if ak is None or self.stuck or (addr & 0x7F) != AK_ADDRESS:
                 status |= 1 << i  # I2C_SLVi_NACK
                 self.nacks += 1
                 continue
@@ -227,7 +231,7 @@ class AuxMaster:
         data_in = None
         if slv4 is not None:
             addr, reg, _ctrl, do = slv4
-            if ak is None or (addr & 0x7F) != AK_ADDRESS:
+            if ak is None or self.stuck or (addr & 0x7F) != AK_ADDRESS:
                 status |= 0x10  # I2C_SLV4_NACK
                 self.nacks += 1
             elif addr & 0x80:
