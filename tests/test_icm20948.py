@@ -291,11 +291,14 @@ def test_registry() -> None:
     assert [s.name for s in identify(lambda r: bus.read_byte_data(0x68, r), 0x68)] == ["icm20948"]
 
 
-def test_close_puts_the_chip_to_sleep() -> None:
-    _, chip, _, drv = setup()
+def test_close_powers_the_magnetometer_down_and_the_chip_to_sleep() -> None:
+    _, chip, bus, drv = setup()
     drv.init()
+    assert chip.ak.mode == 0x08
     drv.close()
-    assert chip.sampling_rate_hz == 0
+    assert chip.ak.mode == 0x00 and chip.sampling_rate_hz == 0
+    bus.hang(1.0)
+    drv.close()  # never raises for a bus error
 
 
 # -- the full acquisition path --

@@ -161,6 +161,7 @@ class Icm20948:
             read_overflow=self._overflowed,
         )
         self._bank: int | None = None  # None: unknown, select before the next access
+        self._master_period = 1 / BASE_HZ
 
     # -- banked registers --
 
@@ -228,6 +229,7 @@ class Icm20948:
         self.reset_fifo()
 
     def _set_divider(self, div: int) -> None:
+        self._master_period = (1 + div) / BASE_HZ  # the aux master runs once per sample
         self._w(2, GYRO_SMPLRT_DIV, div)
         self._w(2, ACCEL_SMPLRT_DIV_1, div >> 8)
         self._w(2, ACCEL_SMPLRT_DIV_2, div & 0xFF)
@@ -241,7 +243,7 @@ class Icm20948:
             self._w(3, I2C_SLV4_DO, value)
         self._w(3, I2C_SLV4_REG, reg)
         self._w(3, I2C_SLV4_CTRL, SLV_EN)
-        period = (1 + AUX_DIVIDER) / BASE_HZ
+        period = self._master_period
         for _ in range(10):
             self.sleep(period / 2)
             status = self._r(0, I2C_MST_STATUS)
@@ -302,6 +304,10 @@ class Icm20948:
         self.drain.clear()
 
     def close(self) -> None:
+        """The AK09916 measures on its own in continuous mode: power it down first."""
+        with contextlib.suppress(OSError):
+            self._w(3, I2C_SLV0_CTRL, 0x00)
+            self._aux(AK09916.CNTL2, AK09916.MODE_POWER_DOWN)
         with contextlib.suppress(OSError):
             self._w(0, USER_CTRL, 0x00)
             self._w(0, PWR_MGMT_1, 0x41)  # SLEEP, auto clock

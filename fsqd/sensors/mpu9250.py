@@ -156,6 +156,7 @@ class Mpu6500:
             read_overflow=self._overflowed,
         )
         self.found = ""  # the part WHO_AM_I names, e.g. "MPU-9255"
+        self._master_divider = 0
 
     def _decoder(self, mag_ut_per_lsb: F64 | None) -> FrameDecoder:
         return FrameDecoder(self.ranges)
@@ -167,6 +168,10 @@ class Mpu6500:
 
     def _r(self, reg: int) -> int:
         return self.bus.read_byte_data(self.address, reg)
+
+    def _set_divider(self, div: int) -> None:
+        self._w(SMPLRT_DIV, div)
+        self._master_divider = div
 
     def _count_bytes(self) -> int:
         hi, lo = self.bus.read_i2c_block_data(self.address, FIFO_COUNTH, 2)
@@ -206,7 +211,7 @@ class Mpu6500:
         self._w(ACCEL_CONFIG2, self.accel_dlpf)  # ACCEL_FCHOICE_B 0: DLPF on
         self._w(INT_ENABLE, INT_FIFO_OFLOW)
         master = self._init_mag()
-        self._w(SMPLRT_DIV, self.divider)
+        self._set_divider(self.divider)
         fifo_en = FIFO_ACCEL | FIFO_GYRO | (FIFO_SLV0 if self.has_mag else 0)
         self._w(FIFO_EN, fifo_en)
         self.reset_fifo(master)
@@ -255,7 +260,7 @@ class Mpu9250(Mpu6500):
             self._w(I2C_SLV4_DO, value)
         self._w(I2C_SLV4_REG, reg)
         self._w(I2C_SLV4_CTRL, SLV_EN)
-        period = (1 + AUX_RATE_DIV) / INTERNAL_HZ
+        period = (1 + self._master_divider) / INTERNAL_HZ  # one master cycle per sample
         for _ in range(10):
             self.sleep(period / 2)
             status = self._r(I2C_MST_STATUS)
@@ -269,7 +274,7 @@ class Mpu9250(Mpu6500):
         raise OSError(f"aux I2C transfer to the AK8963 did not finish within {5e3 * period:.0f} ms")
 
     def _init_mag(self) -> int:
-        self._w(SMPLRT_DIV, AUX_RATE_DIV)
+        self._set_divider(AUX_RATE_DIV)
         self._w(I2C_MST_CTRL, MST_WAIT_FOR_ES | MST_CLK_400KHZ)
         self._w(USER_CTRL, UC_I2C_MST_EN)
         self._aux(AK8963.CNTL2, AK8963.SRST)
@@ -298,7 +303,7 @@ class Mpu9250(Mpu6500):
         self._w(I2C_SLV4_CTRL, self.mag_divider)  # I2C_MST_DLY, slave 4 itself off
         self._w(I2C_MST_DELAY_CTRL, DELAY_ES_SHADOW | SLV0_DLY_EN | SLV1_DLY_EN)
         # Let two master cycles pass so the first FIFO frame already holds a reading.
-        self._w(SMPLRT_DIV, self.divider)
+        self._set_divider(self.divider)
         self.sleep(max(2 * (1 + self.mag_divider) / self.odr_hz, 2 * AK_MEASURE_S))
         return UC_I2C_MST_EN
 
