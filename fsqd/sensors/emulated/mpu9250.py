@@ -1,9 +1,11 @@
 """Emulated MPU-6500 and MPU-9250 (an MPU-6500 with an AK8963 behind its aux I2C master).
 
 Power-on state as the MPU-9250 register map gives it: every register 0x00 except
-PWR_MGMT_1 = 0x01 (awake) and WHO_AM_I (0x70 / 0x71). The sample clock runs whenever the
-chip is awake, at 1 kHz / (1 + SMPLRT_DIV) when the DLPF is on (DLPF_CFG 1..6,
-FCHOICE_B 0), 8 kHz with DLPF_CFG 0 or 7 and 32 kHz with FCHOICE_B set; every sample
+PWR_MGMT_1 = 0x01 (awake) and WHO_AM_I (0x70 / 0x71). The sample clock runs while the
+chip is awake (from the first write to PWR_MGMT_1, SMPLRT_DIV, CONFIG or GYRO_CONFIG on:
+an untouched emulated chip costs nothing), at 1 kHz / (1 + SMPLRT_DIV) when the DLPF is
+on (DLPF_CFG 1..6, FCHOICE_B 0), 8 kHz with DLPF_CFG 0 or 7 and 32 kHz with FCHOICE_B
+set; every sample
 runs the aux master (when I2C_MST_EN) and then appends one frame to the 512-byte FIFO
 (when USER_CTRL.FIFO_EN) built from FIFO_EN in register order: accel, temperature, gyro
 x/y/z, EXT_SENS_DATA of slaves 0 and 1. A full FIFO overwrites its oldest bytes
@@ -99,8 +101,10 @@ class EmulatedMpu6500(EmulatedChip):
         self.registers[PWR_MGMT_1] = 0x01
         self.fifo.clear()
         self.master.reset()
+        # Awake, but the sample clock starts with the first configuration write: until
+        # then nothing but the output registers could show samples, and a chip left
+        # untouched would otherwise pile up 8000 simulated samples a second.
         self._nominal = 0.0
-        self._retime()
 
     def power_cycle(self) -> None:
         if self.ak is not None:
