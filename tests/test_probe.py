@@ -45,12 +45,21 @@ def test_scan_tells_the_twins_apart_and_reports_strangers() -> None:
     assert stranger.spec is None and "0x0F = 0x99" in stranger.note
 
 
-def _burst(at_rest: bool, mag_offset_ut: float = 0.0) -> probe.Burst:
+def _burst(at_rest: bool, mag_offset_ut: float = 0.0, accel_gain: float = 1.0) -> probe.Burst:
     clock = ManualClock()
     behaviours = ("rest",) if at_rest else ("shake",)
     imu = Lsm6dsoxChip(0x6A, clock=clock, signal=Signal(seed=2, behaviours=behaviours))
     mag = Lis3mdlChip(0x1C, clock=clock, signal=Signal(seed=2, behaviours=behaviours))
     bus = EmulatedBus([imu, mag], clock=clock)
+    if accel_gain != 1.0:
+        imu_accept = imu.accept
+
+        def weak(x: object) -> None:
+            y = x.copy()  # type: ignore[attr-defined]
+            y[:, 0:3] *= accel_gain
+            imu_accept(y)
+
+        imu.accept = weak  # type: ignore[method-assign]
     if mag_offset_ut:
         original = mag.accept
 
@@ -75,6 +84,8 @@ def test_burst_while_moving_and_near_iron_says_so() -> None:
     assert any("moving" in p for p in b.problems)
     b = _burst(at_rest=True, mag_offset_ut=80.0)
     assert any("25-65 uT" in p for p in b.problems)
+    b = _burst(at_rest=True, accel_gain=0.5)  # a wrong scale, as if in g / 2
+    assert any("at rest, expected 9.81" in p for p in b.problems)
 
 
 def test_no_i2c_bus_says_enable_it(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -114,7 +114,9 @@ def test_status_line_on_a_terminal(config: Path, tmp_path: Path) -> None:
 def test_usage_and_config_errors_are_one_line_with_sysexits(
     run_cli: RunCli, config: Path, tmp_path: Path
 ) -> None:
-    code, _, err = run_cli("record", "--config", config, "--out", tmp_path / "x.bin")
+    code, _, err = run_cli(
+        "record", "--config", config, "--out", tmp_path / "x.bin", "--duration", "1s"
+    )
     assert code == 64 and "named *.fsqr" in err
     code, _, err = run_cli(
         "record", "--config", tmp_path / "none.toml", "--out", tmp_path / "a.csv"

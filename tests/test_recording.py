@@ -112,7 +112,8 @@ def test_append_adds_a_session_and_cuts_a_torn_tail_first(tmp_path: Path) -> Non
     w.close()
     good = valid_end(path)
     with path.open("ab") as fh:
-        fh.write(struct.pack("<II", 5000, 0) + b"\x02partial")  # a power cut mid-block
+        # A power cut mid-block: a length, no valid data, and more bytes than we append.
+        fh.write(struct.pack("<II", 50_000, 0) + bytes(20_000))
     w = NativeWriter(path, header(), fsync=False)
     w.write(chunk(1000, 105, seg=True))
     w.close()

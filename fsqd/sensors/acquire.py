@@ -120,11 +120,13 @@ class Acquisition:
         else:
             self.clock.sleep(seconds)
 
-    def step(self) -> int:
-        """One round over every sensor; returns the rows written to the ring."""
+    def step(self, *, final: bool = False) -> int:
+        """One round over every sensor; returns the rows written to the ring.
+
+        ``final``: no bus I/O, only hand over what the readers hold (at stop)."""
         written = 0
         with self._lock:
-            blocks = [r.poll() for r in self.readers]
+            blocks = [r.flush() if final else r.poll() for r in self.readers]
             if self.aligner is None:
                 runs = [(b.t, b.x, b.new_segment) for b in blocks if b is not None]
             else:
@@ -179,6 +181,7 @@ class Acquisition:
         if self._closed:
             return
         self._closed = True
+        self.step(final=True)  # samples already drained must not vanish at stop
         for r in self.readers:
             r.close()
         for bus in self.buses:

@@ -33,7 +33,7 @@ LOST_AFTER_S = 2.0  # no samples for this long: the sensor is lost
 DEGRADED_FOR_S = 10.0  # an error keeps the sensor degraded this long
 SPIN_LEAD_S = 1e-3  # start polling the count this long before a sample is due
 SPIN_GRACE_S = 1.5e-3  # give up an anchor this long after the sample was due
-HOLD_S = 0.5  # at a segment start, hold samples this long for a tight anchor
+HOLD_S = 2.0  # at a segment start, hold samples this long (at most) for a tight anchor
 
 
 def auto_poll_s(imu: ImuDriver) -> float:
@@ -95,6 +95,7 @@ class SensorReader:
         self._emitted = 0  # samples of this segment handed out
         self._segment_t0 = now
         self._last_stamp: float | None = None  # monotonic stamp of the newest sample delivered
+        self._counted_ahead = 0  # lost samples counted before the gap's size was known
         self._mag_prev: tuple[float, npt.NDArray[np.float64]] | None = None
         self.poll_s = config.poll_ms / 1000 if config.poll_ms is not None else auto_poll_s(imu)
         self._stall_s = max(0.25, 5.0 / imu.odr_hz, 3 * self.poll_s)
@@ -232,7 +233,12 @@ class SensorReader:
         if read.overflow:
             self.overruns += 1
             self.imu.reset_fifo()
-            log.warning("FIFO overrun: samples lost, FIFO reset", sensor=self.name)
+            # What the FIFO held is lost now (and what it overwrote, known at the next
+            # sample); samples held back for an anchor are lost with them.
+            dropped = c + sum(len(p) for p in self._pending)
+            self.lost += dropped
+            self._counted_ahead += dropped
+            log.warning("FIFO overrun: FIFO reset", sensor=self.name, lost=dropped)
             self._start_segment()
             return None
         n = len(read.samples)
@@ -258,6 +264,12 @@ class SensorReader:
             return None
         return self._emit()
 
+    def flush(self) -> Block | None:
+        """Samples read but held back for a tight anchor, stamped as well as known now."""
+        if not self._pending or not self.sample_clock.locked:
+            return None
+        return self._emit()
+
     def _emit(self) -> Block:
         sc = self.sample_clock
         x = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
@@ -267,9 +279,11 @@ class SensorReader:
         new_segment = self._new_segment
         if new_segment and self._last_stamp is not None:
             gap = max(0, round((t[0] - self._last_stamp) * sc.rate_hz) - 1)
-            self.lost += gap
-            if gap:
-                log.warning("samples lost", sensor=self.name, lost=gap)
+            more = max(0, gap - self._counted_ahead)
+            self.lost += more
+            if more:
+                log.warning("samples lost", sensor=self.name, lost=more)
+        self._counted_ahead = 0
         if new_segment:
             self.segments += 1
         self._new_segment = False

@@ -10,6 +10,7 @@ Faults are injected here, where they happen on a real Pi:
 - ``disappear(address, seconds)``: the chip stops answering (EREMOTEIO, as the Pi's
   controller reports a NACK) and, when it comes back, has lost power: every register
   is back at its reset value, so the driver must notice and configure it again.
+- ``fail_next(address, n)``: the next n transfers to one chip fail (a deterministic fault).
 - a wrong WHO_AM_I is a chip option (``EmulatedChip(who_am_i=...)``).
 """
 
@@ -59,6 +60,7 @@ class EmulatedBus:
         self._rng = np.random.default_rng([seed, 7])
         self._hang_until = float("-inf")
         self._gone: dict[int, float] = {}  # address -> time it comes back
+        self._fail_next: dict[int, tuple[int, int]] = {}  # address -> (transfers, errno)
 
     def add(self, chip: EmulatedChip) -> EmulatedChip:
         if chip.address in self.chips:
@@ -73,6 +75,10 @@ class EmulatedBus:
 
     def disappear(self, address: int, seconds: float) -> None:
         self._gone[address] = self.clock.now() + seconds
+
+    def fail_next(self, address: int, transfers: int, code: int = errno.EIO) -> None:
+        """The next ``transfers`` transfers to ``address`` fail with ``code``."""
+        self._fail_next[address] = (transfers, code)
 
     def _fail(self, code: int) -> OSError:
         name = errno.errorcode[code]
@@ -96,6 +102,10 @@ class EmulatedBus:
             del self._gone[addr]
             if addr in self.chips:
                 self.chips[addr].power_cycle()
+        left, code = self._fail_next.get(addr, (0, 0))
+        if left:
+            self._fail_next[addr] = (left - 1, code)
+            raise self._fail(code)
         if self.error_rate > 0 and self._rng.random() < self.error_rate:
             raise self._fail(int(self._rng.choice(FAULT_ERRNOS)))
         chip = self.chips.get(addr)

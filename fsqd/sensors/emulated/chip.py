@@ -17,6 +17,8 @@ can assert the configuration a driver chose.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +28,11 @@ from fsqd.sensors.clock import Clock, SystemClock
 from fsqd.sensors.sim import BEHAVIOURS, SimConfig, Simulator
 
 F64 = npt.NDArray[np.float64]
-AHEAD_S = 1.0  # how far ahead the signal is simulated (a simulator call costs ~0.5 ms)
+# Samples simulated ahead per simulator call. Small enough that numpy keeps the GIL for
+# each operation (it lets go above ~500 elements, and getting it back behind a busy
+# thread costs up to the 5 ms switch interval per operation).
+AHEAD = 128
+FEED_AHEAD_S = 1.0  # on a real clock, a feeder thread keeps this much simulated ahead
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class EmulatedChip:
         self._rate = 0.0  # true sampling rate, 0 when not sampling
         self._t_on = 0.0
         self._sim: Simulator | None = None
+        self._sim_lock = threading.RLock()  # the ahead buffer and the sample clock
+        self._read_lock = threading.Lock()  # the simulator itself
+        self._feeder: threading.Thread | None = None
         self._ahead_t = np.zeros(0)
         self._ahead_x = np.zeros((0, 9))
         self.reset()
@@ -105,49 +114,91 @@ class EmulatedChip:
         """(Re)start the sample clock at ``odr_hz`` nominal; sample 0 comes one period later."""
         self.advance()
         rate = odr_hz * (1.0 + self.oscillator_error)
-        self._rate = rate
-        self._t_on = self.clock.now()
-        self.produced = 0
-        self._ahead_t = np.zeros(0)
-        self._ahead_x = np.zeros((0, 9))
-        self._sim = Simulator(
-            SimConfig(
-                rate_hz=rate,
-                devices=self.signal.devices,
-                behaviours=self.signal.behaviours,
-                seed=self.signal.seed,
-                start_time=self.sample_time(0),
+        with self._sim_lock:
+            self._rate = rate
+            self._t_on = self.clock.now()
+            self.produced = 0
+            self._ahead_t = np.zeros(0)
+            self._ahead_x = np.zeros((0, 9))
+            self._sim = Simulator(
+                SimConfig(
+                    rate_hz=rate,
+                    devices=self.signal.devices,
+                    behaviours=self.signal.behaviours,
+                    seed=self.signal.seed,
+                    start_time=self.sample_time(0),
+                )
             )
-        )
+            if isinstance(self.clock, SystemClock) and self._feeder is None:
+                self._feeder = threading.Thread(
+                    target=self._feed, name=f"emulated-0x{self.address:02x}", daemon=True
+                )
+                self._feeder.start()
 
     def stop_sampling(self) -> None:
-        self._rate = 0.0
-        self._sim = None
+        with self._sim_lock:
+            self._rate = 0.0
+            self._sim = None
 
     def sample_time(self, k: int) -> float:
         """UNIX time at which sample k of the current run is (was) taken."""
         return self.clock.epoch_offset + self._t_on + (k + 1) / self._rate
 
+    def _simulate(self, sim: Simulator, n: int) -> None:
+        """Simulate ``n`` more samples and append them, unless the clock was restarted.
+
+        Reads and appends happen together under ``_read_lock`` (taken before
+        ``_sim_lock``, never the other way round), so blocks are appended in order."""
+        with self._read_lock:
+            if sim is not self._sim:
+                return
+            rec = sim.read(n)
+            with self._sim_lock:
+                if sim is self._sim:
+                    d = self.signal.device
+                    self._ahead_t = np.concatenate([self._ahead_t, rec.t])
+                    self._ahead_x = np.concatenate(
+                        [self._ahead_x, rec.x[:, 9 * d : 9 * d + 9].astype(np.float64)]
+                    )
+
+    def _feed(self) -> None:
+        """On a real clock, simulate ahead in this thread, in big blocks and outside the
+        chip's lock: numpy lets go of the GIL in each operation and, behind a busy
+        thread, waits up to 5 ms to win it back, so the reading thread must not wait
+        for a simulation."""
+        while True:
+            with self._sim_lock:
+                sim = self._sim
+                if sim is None:  # stopped (powered down, reset, closed): so is the feeder
+                    self._feeder = None
+                    return
+                short = len(self._ahead_t) < self._rate * FEED_AHEAD_S
+                block = max(AHEAD, int(self._rate * FEED_AHEAD_S))
+            if not short:
+                time.sleep(0.05)
+                continue
+            self._simulate(sim, block)
+
     def advance(self) -> None:
         """Produce every sample due by now."""
-        if self._sim is None:
-            return
-        due = math.floor((self.clock.now() - self._t_on) * self._rate + 1e-9)
-        n = due - self.produced
-        if n <= 0:
-            return
-        if len(self._ahead_t) < n:
+        while True:
+            with self._sim_lock:
+                sim = self._sim
+                if sim is None:
+                    return
+                due = math.floor((self.clock.now() - self._t_on) * self._rate + 1e-9)
+                n = due - self.produced
+                if n <= 0:
+                    return
+                missing = n - len(self._ahead_t)
+                if missing <= 0:
+                    t, x = self._ahead_t[:n], self._ahead_x[:n]
+                    self._ahead_t, self._ahead_x = self._ahead_t[n:], self._ahead_x[n:]
+                    self.produced = due
+                    break
             # Simulate ahead in blocks: a register read then costs the same whether or
             # not a sample falls due during it, as on a real chip.
-            rec = self._sim.read(max(n - len(self._ahead_t), math.ceil(self._rate * AHEAD_S)))
-            d = self.signal.device
-            self._ahead_t = np.concatenate([self._ahead_t, rec.t])
-            self._ahead_x = np.concatenate(
-                [self._ahead_x, rec.x[:, 9 * d : 9 * d + 9].astype(np.float64)]
-            )
-        t, x = self._ahead_t[:n], self._ahead_x[:n]
-        self._ahead_t, self._ahead_x = self._ahead_t[n:], self._ahead_x[n:]
-        self.produced = due
+            self._simulate(sim, max(missing, AHEAD))
         if self.keep_truth:
             self.truth_t.append(t)
             self.truth_x.append(x)
