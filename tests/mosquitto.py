@@ -213,6 +213,7 @@ class Collector:
         self.topics = topics
         self.options = client_options
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.qos: list[int] = []  # delivered QoS of each message: min(publisher's, ours)
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -228,6 +229,7 @@ class Collector:
                     async for m in client.messages:
                         payload = m.payload if isinstance(m.payload, bytes) else b""
                         self.messages.append((str(m.topic), payload, m.retain))
+                        self.qos.append(m.qos)
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)
 

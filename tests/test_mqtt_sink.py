@@ -80,6 +80,7 @@ def test_round_trip_in_order_with_status_stats_info(
             sink.publish_stats(b'{"v":1,"n":2}')
             await c.wait_for(lambda c: len(c.payloads("fsqd/n1/codes")) == 300)
             assert seqs(c.payloads("fsqd/n1/codes")) == list(range(300))
+            assert set(c.qos) == {1}
             # The subscriber can see a code before its PUBACK reaches the sink.
             await wait_until(lambda: sink.counters()["published"] == 300)
             counters = sink.counters()
@@ -502,6 +503,26 @@ def test_acknowledged_spooled_codes_are_not_resent_after_a_reconnect(
             await c.wait_for(lambda c: b'"seq": 10' in b"".join(c.payloads("fsqd/n1/codes")))
             assert seqs(c.payloads("fsqd/n1/codes")) == list(range(11))
             assert sink.counters()["published"] == 11  # nothing sent twice
+            await sink.aclose(2)
+            await task
+
+    run(main())
+
+
+def test_qos0_codes_are_sent_in_order(broker: Mosquitto, tmp_path: Path) -> None:
+    """qos = 0: a code is done once written to the socket (no PUBACK to wait for)."""
+
+    async def main() -> None:
+        async with Collector(broker, "fsqd/n1/codes") as c:
+            sink = MqttSink(settings(broker, qos=0), tmp_path / "s.db")
+            task = asyncio.create_task(sink.run())
+            await wait_until(lambda: sink.counters()["connected"] == 1)
+            for i in range(50):
+                sink.submit_code(code(i), i)
+            await c.wait_for(lambda c: len(c.messages) == 50)
+            assert seqs(c.payloads("fsqd/n1/codes")) == list(range(50))
+            assert set(c.qos) == {0}
+            await wait_until(lambda: sink.counters()["published"] == 50)
             await sink.aclose(2)
             await task
 

@@ -9,13 +9,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from conftest import RunCli
-from mosquitto import Mosquitto, free_port
+from mosquitto import Mosquitto, TlsFiles, free_port
 
-from fsqd.service.tail import TailOptions, TailView, tail
-from fsqd.sinks.mqtt import MqttSettings, MqttSink
+from fsqd.service.tail import TailOptions, TailView, tail, tail_settings
+from fsqd.sinks.mqtt import MqttSettings, MqttSink, Secret
 
 ROOT = Path(__file__).parent.parent
 
@@ -150,3 +151,42 @@ def test_config_gives_broker_and_credentials(tmp_path: Path, run_cli: RunCli) ->
     (tmp_path / "pw").unlink()
     code, _, err = run_cli("tail", "--config", cfg)
     assert code == 78 and "[mqtt] password_file: unreadable credential file" in err
+
+
+def test_tail_over_tls_with_a_password_from_the_config(
+    make_broker: Callable[..., Mosquitto], tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    broker = make_broker(tls=tls_files, users={"fsqd": "pw-1", "viewer": "pw-2"})
+    (tmp_path / "viewer.pw").write_text("pw-2\n")
+    cfg = tmp_path / "fsqd.toml"
+    cfg.write_text(
+        f'[mqtt]\nhost = "localhost"\nport = {broker.port}\nca_file = "{tls_files.ca}"\n'
+        'username = "viewer"\npassword_file = "viewer.pw"\n'
+    )
+    viewer = tail_settings(cfg)
+    publisher = MqttSettings(
+        host="localhost",
+        port=broker.port,
+        node_id="t1",
+        tls=True,
+        ca_file=tls_files.ca,
+        username="fsqd",
+        password=Secret("pw-1"),
+    )
+
+    async def main() -> str:
+        out = io.StringIO()
+        opts = TailOptions(host=viewer.host, port=viewer.port, count=2, mqtt=viewer)
+        watcher = asyncio.create_task(tail(opts, out))
+        await asyncio.sleep(0.5)
+        sink = MqttSink(publisher, tmp_path / "spool")
+        task = asyncio.create_task(sink.run())
+        for seq in range(2):
+            sink.submit_code(code_msg(seq, time.time()), seq)
+        assert await asyncio.wait_for(watcher, 20) == 0
+        await sink.aclose(2)
+        await task
+        return out.getvalue()
+
+    lines = [s for s in asyncio.run(main()).splitlines() if "seq" in s]
+    assert len(lines) == 2 and lines[1].startswith("t1") and "seq       1" in lines[1]
