@@ -301,6 +301,58 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_to_file(args)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from fsqd.config import load_config
+    from fsqd.service.daemon import run_daemon
+    from fsqd.service.simulate import parse_duration
+
+    duration = None if args.duration is None else parse_duration(args.duration)
+    return run_daemon(load_config(args.config), duration_s=duration, stdout=args.stdout)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from fsqd.config import describe, load_config
+
+    print(describe(load_config(args.config)))
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from fsqd.service.tail import TailOptions, run_tail, tail_settings
+
+    mqtt = None if args.config is None else tail_settings(args.config)
+    opts = TailOptions(
+        host=args.host or (mqtt.host if mqtt else "127.0.0.1"),
+        port=args.port or (mqtt.port if mqtt else 1883),
+        nodes=tuple(args.node or ()),
+        prefix=args.prefix or (mqtt.topic_prefix if mqtt else "fsqd"),
+        json=args.json,
+        live=sys.stdout.isatty(),
+        count=args.count,
+        duration_s=None if args.duration is None else _duration(args.duration),
+        mqtt=mqtt,
+    )
+    return run_tail(opts, sys.stdout)
+
+
+def _duration(text: str) -> float:
+    from fsqd.service.simulate import parse_duration
+
+    return parse_duration(text)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from fsqd.service.record import cmd_record as record
+
+    return record(args.config, args.out, args.duration, args.format)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from fsqd.service.probe import cmd_probe as probe
+
+    return probe(args.bus, emulated=args.emulated, seconds=args.seconds)
+
+
 # -- parser --
 
 
@@ -450,6 +502,41 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="write a simulated IMU recording (CSV)")
     _simulate_arguments(s)
     s.set_defaults(func=cmd_simulate)
+
+    rn = sub.add_parser("run", help="the daemon: sensors -> codes -> MQTT (or JSON lines)")
+    rn.add_argument("--config", type=Path, required=True, metavar="CFG", help="TOML config file")
+    rn.add_argument("--duration", help="stop after this long, e.g. 60s, 10m (default: run on)")
+    rn.add_argument("--stdout", action="store_true", help="codes as JSON lines on stdout, no MQTT")
+    rn.set_defaults(func=cmd_run)
+    cc = sub.add_parser("check-config", help="validate a config file and summarise it")
+    cc.add_argument("config", type=Path, metavar="CFG")
+    cc.set_defaults(func=cmd_check_config)
+    tl = sub.add_parser("tail", help="watch codes and stats of one or many nodes over MQTT")
+    tl.add_argument("--node", action="append", help="node id (repeat for several; default: all)")
+    tl.add_argument("--host", help="broker (default: 127.0.0.1, or the config's)")
+    tl.add_argument("--port", type=_positive_int, help="default: 1883, or the config's")
+    tl.add_argument("--prefix", help="topic prefix (default: fsqd)")
+    tl.add_argument(
+        "--config",
+        type=Path,
+        metavar="CFG",
+        help="take broker, TLS and credentials from this fsqd.toml",
+    )
+    tl.add_argument("--json", action="store_true", help="one JSON object per message")
+    tl.add_argument("--count", type=_positive_int, help="stop after this many codes")
+    tl.add_argument("--duration", help="stop after this long, e.g. 30s")
+    tl.set_defaults(func=cmd_tail)
+    rec = sub.add_parser("record", help="record raw samples from the configured IMUs")
+    rec.add_argument("--config", type=Path, required=True, help="TOML with [[sensor]] tables")
+    rec.add_argument("--out", type=Path, required=True, help="FILE.fsqr (native) or FILE.csv")
+    rec.add_argument("--duration", help="e.g. 90s, 10m, 1h (default: until Ctrl-C)")
+    rec.add_argument("--format", choices=["native", "csv"], help="default: from --out's suffix")
+    rec.set_defaults(func=cmd_record)
+    pr = sub.add_parser("probe", help="find IMUs on the I2C buses and check their readings")
+    pr.add_argument("--bus", action="append", help="bus number or /dev path (default: all)")
+    pr.add_argument("--emulated", action="store_true", help="probe an emulated bus instead")
+    pr.add_argument("--seconds", type=float, default=1.0, help="burst length (default 1 s)")
+    pr.set_defaults(func=cmd_probe)
     return p
 
 

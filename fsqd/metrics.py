@@ -1,11 +1,18 @@
-"""Per-stage latency histograms (HdrHistogram, microseconds) and counters.
+"""Per-stage latency histograms (HdrHistogram, microseconds), safe across threads.
 
-A stage is timed per batch with ``with timer.stage("infer", n):``; the summary reports
-total time, share, time per window and batch latency percentiles.
+Every stage keeps two histograms: a cumulative one and a per-period one that
+``StageTimer.roll()`` hands over and replaces (the daemon's ``stats`` period).
+Recording takes a per-stage lock, so the acquisition, inference and event-loop
+threads can all record into the same timer. Values above the range are counted as
+``out_of_range`` and recorded at the top, never dropped silently.
+
+``fsqd replay`` prints ``table()``; the daemon publishes ``summary()`` and
+``encode()`` blobs (mergeable: ``HdrHistogram.decode`` + ``add``). One code path.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,37 +21,128 @@ from dataclasses import dataclass
 from hdrh.histogram import HdrHistogram
 
 # 1 us .. 60 s at 3 significant digits: a stage slower than a minute is a hang, not a latency.
-_LOW_US, _HIGH_US, _DIGITS = 1, 60_000_000, 3
+LOW_US, HIGH_US, DIGITS = 1, 60_000_000, 3
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
-@dataclass
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOW_US, HIGH_US, DIGITS)
+
+
+def decode_histogram(blob: str | bytes) -> HdrHistogram:
+    """A histogram from an ``encode()`` blob (e.g. one node's ``stats``), ready to ``add``."""
+    h: HdrHistogram = HdrHistogram.decode(blob)
+    return h
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """Percentiles of one histogram, in microseconds."""
+
+    count: int
+    p50: int
+    p90: int
+    p99: int
+    p999: int
+    max: int
+    out_of_range: int
+
+    @classmethod
+    def of(cls, h: HdrHistogram, out_of_range: int) -> StageSummary:
+        if h.get_total_count() == 0:
+            return cls(0, 0, 0, 0, 0, 0, out_of_range)
+        p = h.get_percentile_to_value_dict(list(PERCENTILES))
+        return cls(
+            h.get_total_count(),
+            p[50.0],
+            p[90.0],
+            p[99.0],
+            p[99.9],
+            h.get_max_value(),
+            out_of_range,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "count": self.count,
+            "p50": self.p50,
+            "p90": self.p90,
+            "p99": self.p99,
+            "p99.9": self.p999,
+            "max": self.max,
+            "out_of_range": self.out_of_range,
+        }
+
+
 class StageStats:
-    name: str
-    hist: HdrHistogram
-    total_ns: int = 0
-    items: int = 0
-    out_of_range: int = 0
+    """One stage: cumulative and per-period histograms behind one lock."""
 
-    def record(self, elapsed_ns: int, items: int) -> None:
-        self.total_ns += elapsed_ns
-        self.items += items
-        us = max(_LOW_US, elapsed_ns // 1000)
-        if us > _HIGH_US:
-            self.out_of_range += 1
-            us = _HIGH_US
-        self.hist.record_value(us)
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.hist = new_histogram()  # cumulative
+        self.period = new_histogram()
+        self.total_ns = 0
+        self.items = 0
+        self.out_of_range = 0
+        self.period_out_of_range = 0
+        self._lock = threading.Lock()
+
+    def record(self, elapsed_ns: int, items: int = 0) -> None:
+        us = max(LOW_US, elapsed_ns // 1000)
+        over = us > HIGH_US
+        if over:
+            us = HIGH_US
+        with self._lock:
+            self.total_ns += max(0, elapsed_ns)
+            self.items += items
+            if over:
+                self.out_of_range += 1
+                self.period_out_of_range += 1
+            self.hist.record_value(us)
+            self.period.record_value(us)
+
+    def roll(self, fresh: HdrHistogram) -> tuple[HdrHistogram, int]:
+        """Hand over the period histogram and its out-of-range count; start a new period."""
+        with self._lock:
+            old, self.period = self.period, fresh
+            over, self.period_out_of_range = self.period_out_of_range, 0
+        return old, over
+
+    def cumulative(self) -> tuple[HdrHistogram, int]:
+        """A consistent copy of the cumulative histogram (for encoding off the lock)."""
+        copy = new_histogram()
+        with self._lock:
+            copy.add(self.hist)
+            over = self.out_of_range
+        return copy, over
+
+
+@dataclass(frozen=True)
+class Period:
+    """What one stats period saw, per stage: summaries and the period histograms."""
+
+    stages: dict[str, StageSummary]
+    cumulative: dict[str, StageSummary]
+    histograms: dict[str, HdrHistogram]
+    cumulative_histograms: dict[str, HdrHistogram]
 
 
 class StageTimer:
-    """Collects per-stage timings in the order stages first appear."""
+    """Collects per-stage timings in the order stages first appear; thread-safe."""
 
     def __init__(self) -> None:
         self.stages: dict[str, StageStats] = {}
+        self._lock = threading.Lock()
 
     def _get(self, name: str) -> StageStats:
         st = self.stages.get(name)
         if st is None:
-            st = self.stages[name] = StageStats(name, HdrHistogram(_LOW_US, _HIGH_US, _DIGITS))
+            with self._lock:
+                st = self.stages.get(name)
+                if st is None:
+                    st = StageStats(name)
+                    # Copy-on-write: readers iterate a dict nobody mutates.
+                    self.stages = {**self.stages, name: st}
         return st
 
     @contextmanager
@@ -58,19 +156,45 @@ class StageTimer:
     def add(self, name: str, elapsed_ns: int, items: int = 0) -> None:
         self._get(name).record(elapsed_ns, items)
 
+    def add_seconds(self, name: str, elapsed_s: float, items: int = 0) -> None:
+        self._get(name).record(round(elapsed_s * 1e9), items)
+
+    def roll(self) -> Period:
+        """End the current period: summaries of it and of everything so far."""
+        stages: dict[str, StageSummary] = {}
+        cumul: dict[str, StageSummary] = {}
+        hists: dict[str, HdrHistogram] = {}
+        cumul_hists: dict[str, HdrHistogram] = {}
+        for name, st in self.stages.items():
+            h, over = st.roll(new_histogram())
+            stages[name] = StageSummary.of(h, over)
+            hists[name] = h
+            ch, cover = st.cumulative()
+            cumul[name] = StageSummary.of(ch, cover)
+            cumul_hists[name] = ch
+        return Period(stages, cumul, hists, cumul_hists)
+
     def table(self, windows: int) -> str:
         """A fixed-width table: stage, total, share, per window, batch p50/p99/max."""
-        total = sum(s.total_ns for s in self.stages.values()) or 1
+        stages = list(self.stages.values())
+        total = sum(s.total_ns for s in stages) or 1
         rows = [
-            f"{'stage':<10} {'total s':>9} {'share':>6} {'us/window':>10} "
+            f"{'stage':<12} {'total s':>9} {'share':>6} {'us/window':>10} "
             f"{'batches':>8} {'p50 us':>9} {'p99 us':>9} {'max us':>9}"
         ]
-        for s in self.stages.values():
+        for s in stages:
+            h, over = s.cumulative()
             per = s.total_ns / 1000 / windows if windows else 0.0
+            sm = StageSummary.of(h, over)
+            flag = f"  ({over} out of range)" if over else ""
             rows.append(
-                f"{s.name:<10} {s.total_ns / 1e9:>9.3f} {100 * s.total_ns / total:>5.1f}% "
-                f"{per:>10.2f} {s.hist.get_total_count():>8} "
-                f"{s.hist.get_value_at_percentile(50):>9} "
-                f"{s.hist.get_value_at_percentile(99):>9} {s.hist.get_max_value():>9}"
+                f"{s.name:<12} {s.total_ns / 1e9:>9.3f} {100 * s.total_ns / total:>5.1f}% "
+                f"{per:>10.2f} {sm.count:>8} {sm.p50:>9} {sm.p99:>9} {sm.max:>9}{flag}"
             )
         return "\n".join(rows)
+
+
+def encode(h: HdrHistogram) -> str:
+    """The mergeable base64 blob of a histogram (HdrHistogram's compressed V2 format)."""
+    blob: bytes = h.encode()
+    return blob.decode("ascii")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import structlog
 
 from fsqd.cli import main
 from fsqd.model.importer import ImportOptions, import_model
@@ -63,3 +65,51 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> RunCli:
         return code, out, err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _structlog_unconfigured() -> Iterator[None]:
+    """Each test starts with structlog as a fresh process has it (nothing configured):
+    a test that configures it (capture_logs, configure_logging) must not leave stdout
+    logging behind for the next test's in-process CLI run."""
+    yield
+    structlog.reset_defaults()
+
+
+# -- MQTT: a real Mosquitto broker on a free loopback port (tests/mosquitto.py) --
+
+from mosquitto import Mosquitto, TlsFiles, make_tls, mosquitto_missing  # noqa: E402
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """An anonymous broker, started; tests may stop() and start() it on the same port."""
+    if reason := mosquitto_missing():
+        pytest.skip(reason)
+    b = Mosquitto(tmp_path / "mosquitto")
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def make_broker(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """Build brokers with options (users=, tls=, require_client_cert=); all stopped at the end."""
+    if reason := mosquitto_missing():
+        pytest.skip(reason)
+    made: list[Mosquitto] = []
+
+    def make(**options: Any) -> Mosquitto:
+        b = Mosquitto(tmp_path / f"mosquitto{len(made)}", **options)
+        made.append(b)
+        b.start()
+        return b
+
+    yield make
+    for b in made:
+        b.stop()

@@ -814,7 +814,7 @@ def _matrix(a: Any, path: Path) -> npt.NDArray[Any]:
 
 
 def open_recording(path: str | Path, options: ReadOptions) -> Recording:
-    """Open ``path`` (.npy and .npz by suffix, anything else as CSV) and check its columns."""
+    """Open ``path`` (.npy, .npz, .fsqr by suffix, anything else as CSV), check its columns."""
     p = Path(path)
     if not p.exists():
         raise NoInputError(f"{p}: no such file")
@@ -827,4 +827,8 @@ def open_recording(path: str | Path, options: ReadOptions) -> Recording:
         raise NoInputError(f"{p}: cannot read: {e.strerror or e}") from None
     if p.suffix.lower() in (".npy", ".npz"):
         return ArrayRecording(p, options)
+    if p.suffix.lower() == ".fsqr":  # fsqd record's native format
+        from fsqd.sensors.recording import NativeRecording
+
+        return NativeRecording(p, options)
     return CsvRecording(p, options)

@@ -1,1 +1,1 @@
-"""Where codes go: JSON lines (MQTT and the spool later)."""
+"""Where codes go: one Sink interface (base.py); JSON lines, MQTT and its spool."""

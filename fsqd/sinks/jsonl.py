@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 
 from fsqd.console import note
 from fsqd.errors import FsqdError, OutputError
+from fsqd.sinks.base import PublishedCallback
 
 
 def write_lines(out: TextIO, text: str) -> None:
@@ -54,3 +57,42 @@ class Output:
             exc.args = (f"{exc} (partial output kept in {self._tmp})",)
         else:
             note(f"partial output kept in {self._tmp}")
+
+
+class JsonLinesSink:
+    """Codes as JSON lines on a text stream (the terminal, a pipe); a Sink.
+
+    Stats and info go to ``meta`` when given (else nowhere: the daemon logs a summary).
+    A line counts as delivered once written and flushed.
+    """
+
+    def __init__(self, out: TextIO, *, meta: TextIO | None = None) -> None:
+        self.out = out
+        self.meta = meta
+        self.on_published: PublishedCallback | None = None
+        self.published = 0
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()  # nothing to connect: idle until cancelled
+
+    def submit_code(self, payload: bytes, seq: int) -> None:
+        t0 = time.perf_counter()
+        write_lines(self.out, payload.decode() + "\n")
+        self.out.flush()
+        self.published += 1
+        if self.on_published is not None:
+            self.on_published(seq, time.perf_counter() - t0)
+
+    def publish_stats(self, payload: bytes) -> None:
+        if self.meta is not None:
+            write_lines(self.meta, payload.decode() + "\n")
+            self.meta.flush()
+
+    def publish_info(self, payload: bytes) -> None:
+        self.publish_stats(payload)
+
+    def counters(self) -> dict[str, int | float]:
+        return {"published": self.published}
+
+    async def aclose(self, timeout_s: float) -> None:
+        self.out.flush()

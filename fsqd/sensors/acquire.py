@@ -1,0 +1,295 @@
+"""Live acquisition: sensors read in a background thread into a ring buffer.
+
+``open_acquisition(sensors, devices)`` builds the drivers (on real buses or on emulated
+chips fed by the simulator) without touching the hardware; ``start(wake)`` starts the
+thread, which every ``poll_ms`` drains each sensor's FIFO (``SensorReader``), aligns
+several sensors onto the first one's time grid (``Aligner``), writes the rows into a
+preallocated ``SampleRing`` and calls ``wake()``. The consumer calls ``read()`` (never
+blocks) for every new sample in order. Bus trouble never ends the thread: it shows in
+``status()`` as a state and counters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import structlog
+
+from fsqd.errors import ConfigError
+from fsqd.sensors.align import Aligner
+from fsqd.sensors.bus import I2CBus, RetryingBus, open_bus
+from fsqd.sensors.clock import Clock, SystemClock
+from fsqd.sensors.config import SensorConfig
+from fsqd.sensors.driver import ImuSettings, get_spec, make_imu, make_mag
+from fsqd.sensors.reader import SensorReader
+from fsqd.sensors.ring import SampleRing
+from fsqd.stream.chunk import SampleChunk
+
+log = structlog.get_logger(__name__)
+
+CHANNELS = 9
+RING_SECONDS = 30.0  # how far the consumer may fall behind before samples are overwritten
+
+
+class SensorState(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class SensorStatus:
+    """A snapshot of one sensor, safe to read from any thread."""
+
+    name: str
+    driver: str
+    state: SensorState
+    rate_hz: float  # measured
+    samples: int
+    lost: int  # samples the sensor produced that never reached the ring (overrun, gap)
+    overruns: int  # ring overruns (slow consumer) + FIFO overruns (late reads)
+    errors: int  # failed bus transfers
+    reinits: int
+    segments: int
+    message: str = ""  # the last error, for humans
+
+
+class Acquisition:
+    """One or more sensors read in a background thread into a ring buffer."""
+
+    def __init__(
+        self,
+        readers: Sequence[SensorReader],
+        devices: int,
+        *,
+        clock: Clock,
+        buses: Sequence[I2CBus] = (),
+        ring_seconds: float = RING_SECONDS,
+    ) -> None:
+        if not readers:
+            raise ConfigError("no [[sensor]] configured")
+        self.readers = list(readers)
+        self.devices = devices
+        self.clock = clock
+        self.buses = list(buses)
+        self.nominal_rate_hz = self.readers[0].nominal_hz
+        self.channels = devices * CHANNELS
+        self.duplicate = len(self.readers) < devices
+        self.poll_s = min(r.poll_s for r in self.readers)
+        capacity = max(1024, int(ring_seconds * self.nominal_rate_hz * 1.1))
+        self.ring = SampleRing(capacity, self.channels)
+        self.aligner = Aligner(len(self.readers)) if len(self.readers) > 1 else None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake: Callable[[], None] = _nothing
+        self._closed = False
+
+    # -- the thread --
+
+    def start(self, wake: Callable[[], None]) -> None:
+        if self._thread is not None:
+            raise RuntimeError("acquisition already started")
+        self._wake = wake
+        self._thread = threading.Thread(target=self._run, name="fsqd-acquire", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        log.info("acquisition started", sensors=[r.name for r in self.readers])
+        next_at = self.clock.now()
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # a bug must not kill the thread silently: log and go on
+                log.exception("acquisition step failed")
+            next_at += self.poll_s
+            now = self.clock.now()
+            if next_at < now - self.poll_s:  # fell behind (a hang): do not catch up in a rush
+                next_at = now
+            self._pause(max(0.0, next_at - now))
+        log.info("acquisition stopped")
+
+    def _pause(self, seconds: float) -> None:
+        if isinstance(self.clock, SystemClock):
+            self._stop.wait(seconds)  # stop() interrupts the wait
+        else:
+            self.clock.sleep(seconds)
+
+    def step(self, *, final: bool = False) -> int:
+        """One round over every sensor; returns the rows written to the ring.
+
+        ``final``: no bus I/O, only hand over what the readers hold (at stop)."""
+        written = 0
+        with self._lock:
+            blocks = [r.flush() if final else r.poll() for r in self.readers]
+            if self.aligner is None:
+                runs = [(b.t, b.x, b.new_segment) for b in blocks if b is not None]
+            else:
+                for i, b in enumerate(blocks):
+                    if b is not None:
+                        self.aligner.push(i, b.t, b.x, b.new_segment)
+                runs = self.aligner.pop(self.clock.now() + self.clock.epoch_offset)
+            for t, x, new_segment in runs:
+                if self.duplicate:
+                    x = np.tile(x, (1, self.devices // (x.shape[1] // CHANNELS)))
+                self.ring.write(t, x, new_segment)
+                written += len(t)
+        if written:
+            self._wake()
+        return written
+
+    # -- the consumer side --
+
+    def read(self) -> list[SampleChunk]:
+        """Every sample since the last read, oldest first; never blocks for long."""
+        return self.ring.read()
+
+    def status(self) -> list[SensorStatus]:
+        with self._lock:
+            ring_lost = self.ring.overrun_samples
+            ring_overruns = self.ring.overruns
+            aligned_away = self.aligner.dropped if self.aligner is not None else 0
+            out = []
+            for i, r in enumerate(self.readers):
+                out.append(
+                    SensorStatus(
+                        name=r.name,
+                        driver=r.imu.name,
+                        state=SensorState(r.state()),
+                        rate_hz=r.rate_hz,
+                        samples=r.samples,
+                        lost=r.lost + ring_lost + (aligned_away if i == 0 else 0),
+                        overruns=r.overruns + ring_overruns,
+                        errors=r.bus_errors,
+                        reinits=r.reinits,
+                        segments=r.segments,
+                        message=r.message,
+                    )
+                )
+            return out
+
+    def stop(self) -> None:
+        """Stop and join the thread, power the chips down, close the buses; idempotent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._closed:
+            return
+        self._closed = True
+        self.step()  # what the FIFOs hold now
+        self.step(final=True)  # and what the readers hold back: nothing vanishes at stop
+        for r in self.readers:
+            r.close()
+        for bus in self.buses:
+            bus.close()
+
+
+def _nothing() -> None:
+    pass
+
+
+def _settings(s: SensorConfig) -> ImuSettings:
+    return ImuSettings(s.rate_hz, s.accel_range_g, s.gyro_range_dps, s.mag_range_ut)
+
+
+def _emulator(driver: str) -> type:
+    spec = get_spec(driver)
+    module, _, cls = spec.emulator.partition(":")
+    if not module:
+        raise ConfigError(f"driver {driver!r} has no emulated chip")
+    found: type = getattr(importlib.import_module(module), cls)
+    return found
+
+
+def open_acquisition(
+    sensors: Sequence[SensorConfig],
+    devices: int,
+    *,
+    clock: Clock | None = None,
+    emulated_bus: I2CBus | None = None,
+) -> Acquisition:
+    """Build the readers for ``sensors`` feeding a model with ``devices`` devices.
+
+    No bus I/O happens here (chips are configured by the thread, with retries).
+    ``bus = "emulated"`` sensors share one ``EmulatedBus`` with one emulated chip per
+    address, all strapped to one simulated animal; ``emulated_bus`` overrides it (tests).
+    """
+    from fsqd.sensors.emulated import EmulatedBus, Signal
+
+    clock = clock or SystemClock()
+    if not sensors:
+        raise ConfigError("no [[sensor]] configured")
+    if devices < 1:
+        raise ConfigError(f"the model needs {devices} devices")
+    if len(sensors) > devices:
+        raise ConfigError(
+            f"{len(sensors)} [[sensor]] tables, but the model takes {devices} devices"
+        )
+    if len(sensors) < devices:
+        if sensors[0].fill != "duplicate" or len(sensors) != 1:
+            raise ConfigError(
+                f"the model takes {devices} devices but {len(sensors)} [[sensor]] is configured; "
+                'add one per device, or set fill = "duplicate" on the first to copy it'
+            )
+        log.warning(
+            "one sensor fills every device: its samples are duplicated",
+            sensor=sensors[0].name,
+            devices=devices,
+        )
+    buses: dict[int | str, I2CBus] = {}
+    readers = []
+    emulated = [s for s in sensors if s.is_emulated]
+    for s in sensors:
+        if s.bus not in buses:
+            if s.is_emulated:
+                opts = s.emulated
+                buses[s.bus] = emulated_bus or EmulatedBus(
+                    clock=clock, error_rate=opts.error_rate, seed=opts.seed
+                )
+            else:
+                buses[s.bus] = open_bus(s.bus)
+        shared = buses[s.bus]
+        if s.is_emulated and emulated_bus is None:
+            assert isinstance(shared, EmulatedBus)
+            signal = Signal(
+                seed=s.emulated.seed,
+                devices=max(len(emulated), 1),
+                device=emulated.index(s),
+                behaviours=s.emulated.behaviours,
+            )
+            chip_cls = _emulator(s.driver)
+            shared.add(
+                chip_cls(
+                    s.address,
+                    clock=clock,
+                    signal=signal,
+                    oscillator_error=s.emulated.oscillator_error,
+                    who_am_i=s.emulated.who_am_i,
+                )
+            )
+            if s.mag_driver is not None and s.mag_address is not None:
+                mag_cls = _emulator(s.mag_driver)
+                shared.add(mag_cls(s.mag_address, clock=clock, signal=signal))
+        bus = RetryingBus(shared)
+        imu = make_imu(get_spec(s.driver, "imu"), bus, s.address, _settings(s))
+        mag = (
+            make_mag(get_spec(s.mag_driver, "mag"), bus, s.mag_address, _settings(s))
+            if s.mag_driver is not None and s.mag_address is not None
+            else None
+        )
+        readers.append(SensorReader(s, imu, mag, clock, bus))
+    rates = {r.nominal_hz for r in readers}
+    if len(rates) > 1:
+        raise ConfigError(
+            f"sensors run at different rates ({', '.join(f'{r:g}' for r in sorted(rates))} Hz): "
+            "give them the same rate_hz"
+        )
+    return Acquisition(readers, devices, clock=clock, buses=list(buses.values()))
+
+
+__all__ = ["Acquisition", "SensorState", "SensorStatus", "open_acquisition"]

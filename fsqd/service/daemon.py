@@ -1,0 +1,646 @@
+"""`fsqd run`: the live service, sensor -> windows -> codes -> sinks, in one asyncio loop.
+
+Threads: the acquisition thread reads the sensors into its ring buffer and wakes the
+loop; the loop cuts windows (``WindowStream``, cheap) and queues them; one inference
+thread runs ``CodePipeline`` on whatever is queued (so the loop never blocks on the
+encoder); the loop builds each payload once and hands it to every sink.
+
+Backpressure: the queue in front of inference holds at most ``[window] max_pending``
+windows; when inference falls behind, the oldest are dropped and counted. Acquisition
+is never blocked by it.
+
+Time: samples carry stream times (CLOCK_MONOTONIC + a fixed offset, see ``clock``);
+windows are mapped to wall time only when their payload is built, so a wall-clock
+step re-maps everything still unsent and never breaks the stream.
+
+Shutdown (SIGTERM, SIGINT, ``--duration``): notifier.stopping(), stop acquisition,
+window what was read, drain the queue through inference, publish, final stats, close
+the sinks, exit 0. SIGHUP re-reads the config: the stats interval and log level apply
+at once, anything else is logged as needing a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import signal
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TextIO
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from fsqd.backends.base import Encoder
+from fsqd.backends.select import encoder_stats
+from fsqd.config import Config, load_config
+from fsqd.errors import FsqdError
+from fsqd.metrics import StageTimer
+from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream
+from fsqd.sensors.acquire import open_acquisition
+from fsqd.sensors.clock import SystemClock
+from fsqd.service.clock import WallClock, clock_synced
+from fsqd.service.logging import configure_logging
+from fsqd.service.systemd import SystemdNotifier
+from fsqd.sinks.base import Sink
+from fsqd.sinks.payload import CodeMessages, info_payload, stats_payload
+from fsqd.stream.chunk import SampleChunk
+from fsqd.stream.windows import WindowBatch
+
+log = structlog.get_logger(__name__)
+
+# Deliveries we still wait for (PUBACK); past this, the oldest are forgotten (spooled long ago).
+_MAX_IN_FLIGHT = 100_000
+# On stop, how long the final stats wait for the last PUBACKs (the rest is the spool's).
+FINAL_STATS_WAIT_S = 1.0
+
+
+class Acquisition(Protocol):
+    """``fsqd.sensors.acquire.Acquisition`` as the daemon uses it."""
+
+    nominal_rate_hz: float
+    channels: int
+
+    def start(self, wake: Callable[[], None]) -> None: ...
+    def read(self) -> list[SampleChunk]: ...
+    def status(self) -> Sequence[Any]: ...
+    def stop(self) -> None: ...
+
+
+class Notifier(Protocol):
+    watchdog_interval_s: float | None
+
+    def ready(self) -> None: ...
+    def status(self, line: str) -> None: ...
+    def watchdog(self) -> None: ...
+    def stopping(self) -> None: ...
+    def reloading(self) -> None: ...
+
+
+class NullNotifier:
+    """No service manager: every notification is a no-op."""
+
+    watchdog_interval_s: float | None = None
+
+    def ready(self) -> None:
+        pass
+
+    def status(self, line: str) -> None:
+        pass
+
+    def watchdog(self) -> None:
+        pass
+
+    def stopping(self) -> None:
+        pass
+
+    def reloading(self) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class Counters:
+    samples: int = 0
+    windows: int = 0  # windows cut from the stream
+    coded: int = 0  # windows that went through inference
+    dropped: int = 0  # windows dropped because inference fell behind
+    time_errors: int = 0  # samples whose timestamp did not advance (dropped, stream re-segmented)
+    clock_steps: int = 0
+
+
+class Daemon:
+    """One run of the service. ``await run()`` returns when stopped and drained."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        acquisition: Acquisition,
+        sinks: Sequence[Sink],
+        encoder: Encoder | None = None,
+        notifier: Notifier | None = None,
+        clock: WallClock | None = None,
+        duration_s: float | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        self.config = config
+        self.acq = acquisition
+        self.sinks = list(sinks)
+        self.notifier: Notifier = notifier or NullNotifier()
+        self.clock = clock or WallClock()
+        self.duration_s = duration_s
+        self.handle_signals = handle_signals
+        self.run_id = uuid.uuid4().hex[:12]
+        self.timer = StageTimer()
+        pkg = config.model.package
+        self.pipeline = CodePipeline(pkg, encoder, threads=config.model.threads, timer=self.timer)
+        self.hop = config.window.hop or pkg.card.hop
+        self.stream = WindowStream(
+            pkg,
+            acquisition.nominal_rate_hz,
+            hop=self.hop,
+            max_gap_periods=config.window.max_gap_periods,
+            timer=self.timer,
+        )
+        self.messages = CodeMessages(self.run_id, pkg.label, self.pipeline.labels)
+        self.counters = Counters()
+        self.stats_interval_s = config.stats.interval_s
+        self.seq = 0
+        self._pending: deque[tuple[npt.NDArray[np.float32], float, float]] = deque()
+        self._in_flight: dict[int, float] = {}  # seq -> t_end, until the sink has published it
+        self._last_t = -np.inf
+        self._started = time.monotonic()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="fsqd-infer")
+        self._synced: bool | None = clock_synced()
+        for sink in self.sinks:
+            sink.on_published = self._published
+
+    @property
+    def backend(self) -> str:
+        # Read each time: "auto" falls back to the CPU and returns to the NPU at run time.
+        return self.pipeline.encoder.name
+
+    # -- the run --
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._work = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._reschedule = asyncio.Event()
+        self._stopping = False  # stop asked: the pump takes the last samples and ends
+        self._input_done = False  # the pump has ended: inference drains the queue and ends
+        self._period = self.timer.roll()
+        if self.handle_signals:
+            loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
+            loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if self.duration_s is not None:
+            loop.call_later(self.duration_s, self.stop, "duration")
+        try:
+
+            def wake() -> None:  # called from the acquisition thread
+                loop.call_soon_threadsafe(self._wake.set)
+
+            self.acq.start(wake)
+            try:
+                await self._serve()
+            except BaseExceptionGroup as eg:
+                raise _first_error(eg) from None
+        finally:
+            self.acq.stop()
+            self._executor.shutdown(wait=True)
+            self.pipeline.encoder.close()
+            if self.handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+        return 0
+
+    async def _serve(self) -> None:
+        card = self.config.model.package.card
+        log.info(
+            "started",
+            run=self.run_id,
+            node=self.config.service.node_id,
+            model=self.config.model.package.label,
+            backend=self.backend,
+            rate_hz=self.acq.nominal_rate_hz,
+            window=card.window,
+            hop=self.hop,
+            sinks=[type(s).__name__ for s in self.sinks],
+            clock_synced=self._synced,
+        )
+        info = info_payload(
+            run=self.run_id,
+            node_id=self.config.service.node_id,
+            backend=self.backend,
+            card=card,
+            model_tag=self.config.model.package.label,
+            config_hash=self.config.hash,
+            hop=self.hop,
+            started=time.time(),
+        )
+        for sink in self.sinks:
+            sink.publish_info(info)
+        async with asyncio.TaskGroup() as tg:
+            sink_tasks = [tg.create_task(s.run(), name=type(s).__name__) for s in self.sinks]
+            pump = tg.create_task(self._pump(), name="pump")
+            infer = tg.create_task(self._infer(), name="infer")
+            periodic = [
+                tg.create_task(self._stats_loop(), name="stats"),
+                tg.create_task(self._watchdog_loop(), name="watchdog"),
+            ]
+            await self._stop.wait()
+            # Shutdown order: no new samples, everything read is windowed and coded.
+            self.notifier.stopping()
+            self.acq.stop()
+            self._stopping = True
+            self._wake.set()
+            await pump
+            self._input_done = True
+            self._work.set()
+            await infer
+            for t in periodic:
+                t.cancel()
+            await self._settle(min(FINAL_STATS_WAIT_S, self.config.service.drain_timeout_s))
+            self._publish_stats()
+            for sink in self.sinks:
+                await sink.aclose(self.config.service.drain_timeout_s)
+            for t in sink_tasks:
+                t.cancel()
+        self._summary_line(final=True)
+
+    async def _settle(self, timeout_s: float) -> None:
+        """Give the sinks a moment to confirm the last codes, so the final stats count them."""
+        deadline = time.monotonic() + timeout_s
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    def stop(self, why: str = "stop") -> None:
+        if not self._stop.is_set():
+            log.info("stopping", reason=why, pending=len(self._pending))
+            self._stop.set()
+
+    # -- samples -> windows --
+
+    async def _pump(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._check_clock()
+            self._take_samples()
+            if self._stopping:
+                self._take_samples()  # the acquisition thread has stopped: the last ones
+                return
+
+    def _take_samples(self) -> None:
+        for chunk in self.acq.read():
+            chunk = self._monotonic(chunk)
+            if not len(chunk):
+                continue
+            if not self.counters.samples:
+                # Model loaded and the sensor delivers: ready, without waiting for a broker.
+                log.info("ready", first_sample=float(chunk.t[0]))
+                self.notifier.ready()
+            self.counters.samples += len(chunk)
+            # How old the newest sample is when the loop gets it (FIFO wait, bus, hand-over).
+            self.timer.add_seconds("acquire", self.clock.now() - float(chunk.t[-1]))
+            for batch in self.stream.push(chunk):
+                self._queue(batch)
+
+    def _monotonic(self, chunk: SampleChunk) -> SampleChunk:
+        """Drop samples whose time does not advance (never expected from stream time)."""
+        t = chunk.t
+        if not len(t):
+            return chunk
+        prev = np.maximum.accumulate(np.concatenate([[self._last_t], t[:-1]]))
+        ok = t > prev
+        if ok.all():
+            self._last_t = float(t[-1])
+            return chunk
+        bad = int((~ok).sum())
+        self.counters.time_errors += bad
+        log.warning("sample times went backwards", dropped=bad, at=float(t[~ok][0]))
+        kept = SampleChunk(t[ok], chunk.x[ok], new_segment=True)
+        if len(kept):
+            self._last_t = float(kept.t[-1])
+        return kept
+
+    def _queue(self, batch: WindowBatch) -> None:
+        now = self.clock.now()
+        n = len(batch)
+        self.counters.windows += n
+        for i in range(n):
+            t_end = float(batch.t_end[i])
+            self.timer.add_seconds("window_ready", now - t_end)
+            self._pending.append((batch.x[i], float(batch.t_start[i]), t_end))
+        over = len(self._pending) - self.config.window.max_pending
+        if over > 0:
+            for _ in range(over):
+                self._pending.popleft()
+            self.counters.dropped += over
+            log.debug("inference behind: dropped oldest windows", dropped=over)
+        self._work.set()
+
+    # -- windows -> codes --
+
+    async def _infer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._input_done:
+                    return
+                await self._work.wait()
+                self._work.clear()
+                continue
+            take = min(len(self._pending), self.config.window.max_batch)
+            items = [self._pending.popleft() for _ in range(take)]
+            batch = WindowBatch(
+                np.stack([x for x, _, _ in items]),
+                np.array([a for _, a, _ in items]),
+                np.array([b for _, _, b in items]),
+            )
+            codes = await loop.run_in_executor(self._executor, self.pipeline.encode_windows, batch)
+            self._emit(batch, codes)
+
+    def _emit(self, batch: WindowBatch, codes: CodeBatch) -> None:
+        self._check_clock()
+        now = self.clock.now()
+        correction = self.clock.correction
+        latency = now - batch.t_end
+        payloads = self.messages(
+            self.seq,
+            codes,
+            batch.t_start + correction,
+            batch.t_end + correction,
+            latency,
+            self._synced,
+        )
+        for payload, t_end in zip(payloads, batch.t_end.tolist(), strict=True):
+            seq = self.seq
+            self.seq += 1
+            self._in_flight[seq] = t_end
+            if len(self._in_flight) > _MAX_IN_FLIGHT:
+                del self._in_flight[next(iter(self._in_flight))]
+            for sink in self.sinks:
+                sink.submit_code(payload, seq)
+        self.counters.coded += len(codes)
+
+    def _published(self, seq: int, latency_s: float) -> None:
+        """A sink's acknowledgement (PUBACK, completed write): publish and e2e latency."""
+        self.timer.add_seconds("publish", latency_s)
+        t_end = self._in_flight.pop(seq, None)
+        if t_end is not None:  # None: spooled by an earlier run, or forgotten long ago
+            self.timer.add_seconds("e2e", self.clock.now() - t_end)
+
+    def _check_clock(self) -> None:
+        step = self.clock.check()
+        if step is not None:
+            self.counters.clock_steps += 1
+            self._synced = clock_synced()
+            for sink in self.sinks:
+                # Codes a sink still holds (spooled) were built with the old mapping.
+                hook = getattr(sink, "clock_stepped", None)
+                if hook is not None:
+                    hook(step)
+            log.warning(
+                "wall clock stepped: unsent windows re-mapped",
+                step_s=round(step, 3),
+                pending=len(self._pending),
+                clock_synced=self._synced,
+            )
+
+    # -- periodic --
+
+    async def _stats_loop(self) -> None:
+        while True:
+            try:
+                # A reload that changes the interval restarts the wait.
+                await asyncio.wait_for(self._reschedule.wait(), self.stats_interval_s)
+                self._reschedule.clear()
+                continue
+            except TimeoutError:
+                pass
+            self._synced = clock_synced()
+            self._publish_stats()
+            self._summary_line(final=False)
+
+    def _publish_stats(self) -> None:
+        self._period = self.timer.roll()
+        counters: dict[str, int | float] = {
+            "samples": self.counters.samples,
+            "gaps": self.stream.gaps.gaps,
+            "windows": self.counters.windows,
+            "coded": self.counters.coded,
+            "dropped": self.counters.dropped,
+            "pending": len(self._pending),
+            "time_errors": self.counters.time_errors,
+            "clock_steps": self.counters.clock_steps,
+        }
+        for sink in self.sinks:
+            counters.update(sink.counters())
+        encoder = encoder_stats(self.pipeline.encoder)
+        counters.update({f"encoder_{k}": v for k, v in encoder.items() if _is_number(v)})
+        # JSON has no Infinity/NaN: a counter that is not finite is left out, not sent broken.
+        counters = {k: v for k, v in counters.items() if _is_number(v)}
+        payload = stats_payload(
+            run=self.run_id,
+            node_id=self.config.service.node_id,
+            t=time.time(),
+            interval_s=self.stats_interval_s,
+            uptime_s=time.monotonic() - self._started,
+            backend=self.backend,
+            clock_synced=self._synced,
+            period=self._period,
+            counters=counters,
+            sensors=[_plain(s) for s in self.acq.status()],
+        )
+        self.last_stats = payload
+        for sink in self.sinks:
+            sink.publish_stats(payload)
+
+    def _summary_line(self, *, final: bool) -> None:
+        period = self._period
+        e2e = period.cumulative.get("e2e") if final else period.stages.get("e2e")
+        states = ",".join(str(_plain(s).get("state", "?")) for s in self.acq.status())
+        fields = {
+            "samples": self.counters.samples,
+            "windows": self.counters.windows,
+            "published": self.seq,
+            "dropped": self.counters.dropped,
+            "gaps": self.stream.gaps.gaps,
+            "sensors": states,
+            "e2e_p50_ms": None if e2e is None else e2e.p50 / 1000,
+            "e2e_p99_ms": None if e2e is None else e2e.p99 / 1000,
+        }
+        self.notifier.status(
+            f"{fields['windows']} windows, {fields['dropped']} dropped, "
+            f"e2e p99 {fields['e2e_p99_ms']} ms, sensors {states}"
+        )
+        log.info("summary" if final else "stats", **fields)
+
+    async def _watchdog_loop(self) -> None:
+        interval = self.notifier.watchdog_interval_s
+        if interval is None:
+            return
+        seen = 0  # no sample yet is no progress
+        while True:
+            # Only while samples still advance: a stuck sensor lets systemd restart us.
+            if self.counters.samples != seen:
+                seen = self.counters.samples
+                self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    # -- SIGHUP --
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config.path)
+        except FsqdError as e:
+            log.error("reload failed: keeping the running config", error=str(e))
+            self.notifier.ready()
+            return
+        old = self.config
+        if new.stats.interval_s != old.stats.interval_s:
+            self.stats_interval_s = new.stats.interval_s
+            self._reschedule.set()
+        if new.logging.level != old.logging.level:
+            configure_logging(old.logging.format, new.logging.level)
+        restart = [
+            name
+            for name in ("model", "window", "mqtt", "homeassistant", "service", "sensors")
+            if _differs(getattr(new, name), getattr(old, name))
+        ]
+        if new.logging.format != old.logging.format:
+            restart.append("logging.format")
+        log.info(
+            "config reloaded",
+            applied=["stats.interval_s", "logging.level"],
+            needs_restart=restart or None,
+            config_hash=new.hash,
+        )
+        self.config = dataclasses.replace(old, stats=new.stats, logging=new.logging)
+        self.notifier.ready()
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _differs(a: Any, b: Any) -> bool:
+    return bool(a != b)
+
+
+def _plain(status: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(status) and not isinstance(status, type):
+        d = dataclasses.asdict(status)
+    elif isinstance(status, dict):
+        d = dict(status)
+    else:
+        d = dict(vars(status))
+    return {k: _json_value(v) for k, v in d.items()}
+
+
+def _json_value(v: Any) -> Any:
+    if hasattr(v, "value"):  # an enum (SensorState)
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # e.g. a rate not measured yet: JSON has no NaN
+    return v
+
+
+def _first_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a task group: fsqd's own errors first."""
+    flat: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            flat.append(e)
+
+    walk(eg)
+    for e in flat:
+        if isinstance(e, FsqdError):
+            return e
+    return flat[0]
+
+
+# -- building a daemon from a config --
+
+
+def open_sinks(config: Config, *, stdout: bool, out: TextIO) -> list[Sink]:
+    """JSON lines when asked, when no broker is configured, or (demo) when none answers."""
+    from fsqd.sinks.jsonl import JsonLinesSink
+
+    mqtt = config.mqtt
+    if stdout or mqtt is None:
+        return [JsonLinesSink(out)]
+    if config.service.without_broker == "stdout":
+        # The demo's choice: say where the codes go, since it depends on the machine.
+        if not broker_answers(mqtt.host, mqtt.port):
+            print(
+                f"fsqd: no MQTT broker answers at {mqtt.host}:{mqtt.port} "
+                f"(TCP connect probe, {PROBE_TIMEOUT_S:g} s): printing codes as JSON lines",
+                file=sys.stderr,
+            )
+            return [JsonLinesSink(out)]
+        print(
+            f"fsqd: publishing to the MQTT broker at {mqtt.host}:{mqtt.port}, "
+            f"topics {mqtt.base_topic}/# (watch with: mosquitto_sub -h {mqtt.host} "
+            f"-p {mqtt.port} -t '{mqtt.base_topic}/#' -v)",
+            file=sys.stderr,
+        )
+    from fsqd.sinks.homeassistant import discovery_for
+    from fsqd.sinks.mqtt import MqttSink
+
+    card = config.model.package.card
+    discovery = discovery_for(
+        config.homeassistant,
+        mqtt,
+        labels=card.head.labels if card.head is not None else None,
+        model_name=card.name,
+        model_version=card.version,
+    )
+    sink: Sink = MqttSink(mqtt, config.service.state_dir / SPOOL_FILE, discovery=discovery)
+    return [sink]
+
+
+SPOOL_FILE = "spool.sqlite"
+
+
+PROBE_TIMEOUT_S = 0.5
+
+
+def broker_answers(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """A short TCP connect: is anything listening (connection refused comes back at once)?"""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def open_source(config: Config, clock: SystemClock) -> Acquisition:
+    acq: Acquisition = open_acquisition(
+        config.sensors, config.model.package.card.devices, clock=clock
+    )
+    return acq
+
+
+def run_daemon(
+    config: Config,
+    *,
+    duration_s: float | None,
+    stdout: bool,
+    out: TextIO = sys.stdout,
+    acquisition: Acquisition | None = None,
+) -> int:
+    configure_logging(config.logging.format, config.logging.level)
+    sinks = open_sinks(config, stdout=stdout, out=out)
+    # Samples are stamped on the acquisition clock's timeline (CLOCK_MONOTONIC + the
+    # offset it captured); the wall clock is followed from that same offset.
+    sample_clock = SystemClock()
+    acquisition = acquisition or open_source(config, sample_clock)
+    daemon = Daemon(
+        config,
+        acquisition=acquisition,
+        sinks=sinks,
+        clock=WallClock(base=sample_clock.epoch_offset),
+        notifier=SystemdNotifier.from_environ(),
+        duration_s=duration_s,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(daemon.run())
+    return 0

@@ -1,0 +1,238 @@
+"""`fsqd probe`: which known chips answer on which I2C bus, and do their readings make sense.
+
+For each bus it can open, probe reads the WHO_AM_I register of every registered driver
+at each address that chip can have (reads only: nothing is written to a chip that is
+not recognised), names what it finds, then configures each IMU for a short burst
+through the normal reader and prints the measured rate and two plausibility checks:
+gravity near 9.8 m/s^2 at rest, and a magnetic field of 25-65 uT (the Earth's).
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fsqd.errors import NoInputError
+from fsqd.sensors.bus import I2CBus, RetryingBus, bus_path, open_bus
+from fsqd.sensors.clock import Clock, SystemClock
+from fsqd.sensors.config import SensorConfig
+from fsqd.sensors.driver import DriverSpec, ImuSettings, identify, make_imu, make_mag, specs
+from fsqd.sensors.reader import SensorReader
+from fsqd.sensors.sim import G
+
+GRAVITY_TOLERANCE = 0.6  # m/s^2 around 9.81 at rest
+AT_REST_STD = 0.3  # m/s^2: more spread than this is motion, not a bad chip
+EARTH_FIELD_UT = (25.0, 65.0)
+
+
+@dataclass
+class Found:
+    address: int
+    spec: DriverSpec | None  # None: something answers that no driver knows
+    note: str = ""
+
+
+@dataclass
+class Burst:
+    samples: int
+    odr_hz: float
+    rate_hz: float
+    accel_norm: float
+    accel_std: float
+    field_ut: float | None
+    problems: list[str] = field(default_factory=list)
+
+
+def list_buses() -> list[str]:
+    def number(p: str) -> int:
+        m = re.search(r"(\d+)$", p)
+        return int(m.group(1)) if m else 0
+
+    return sorted(glob.glob("/dev/i2c-*"), key=number)
+
+
+def candidate_addresses() -> list[int]:
+    return sorted({a for s in specs() for a in s.addresses})
+
+
+def scan(bus: I2CBus) -> list[Found]:
+    """Known chips (and unknown answers) at every address a registered chip can have."""
+    found = []
+    for address in candidate_addresses():
+        answered: dict[int, int] = {}
+
+        def read(
+            reg: int, address: int = address, answered: dict[int, int] = answered
+        ) -> int | None:
+            try:
+                value = bus.read_byte_data(address, reg)
+            except OSError:
+                return None
+            answered[reg] = value
+            return value
+
+        matches = identify(read, address)
+        if matches:
+            found += [Found(address, s) for s in matches]
+        elif answered:
+            regs = ", ".join(f"0x{r:02X} = 0x{v:02X}" for r, v in sorted(answered.items()))
+            found.append(Found(address, None, f"answers ({regs}) but is no chip fsqd knows"))
+    return found
+
+
+def measure(bus: I2CBus, imu: Found, mag: Found | None, seconds: float, clock: Clock) -> Burst:
+    assert imu.spec is not None
+    config = SensorConfig(
+        name=f"{imu.spec.name}@0x{imu.address:02x}",
+        driver=imu.spec.name,
+        bus="probe",
+        address=imu.address,
+        mag_driver=mag.spec.name if mag is not None and mag.spec is not None else None,
+        mag_address=mag.address if mag is not None else None,
+    )
+    settings = ImuSettings(rate_hz=100.0, accel_range_g=4.0)
+    rbus = RetryingBus(bus)
+    driver = make_imu(imu.spec, rbus, imu.address, settings)
+    mag_driver = (
+        make_mag(mag.spec, rbus, mag.address, settings)
+        if mag is not None and mag.spec is not None
+        else None
+    )
+    reader = SensorReader(config, driver, mag_driver, clock, rbus)
+    blocks = []
+    end = clock.now() + seconds
+    while clock.now() < end:
+        block = reader.poll()
+        if block is not None:
+            blocks.append(block.x)
+        clock.sleep(0.02)
+    reader.close()
+    if not blocks:
+        raise OSError(reader.message or "no samples")
+    x = np.concatenate(blocks).astype(np.float64)
+    acc = np.linalg.norm(x[:, 0:3], axis=1)
+    has_field = mag_driver is not None or driver.has_mag
+    field_ut = float(np.linalg.norm(x[:, 6:9], axis=1).mean()) if has_field else None
+    out = Burst(
+        len(x), driver.odr_hz, reader.rate_hz, float(acc.mean()), float(acc.std()), field_ut
+    )
+    if out.accel_std > AT_REST_STD:
+        out.problems.append("moving: gravity not checked (put it down and probe again)")
+    elif abs(out.accel_norm - G) > GRAVITY_TOLERANCE:
+        out.problems.append(f"|a| = {out.accel_norm:.2f} m/s^2 at rest, expected {G:.2f}")
+    if field_ut is not None and not EARTH_FIELD_UT[0] <= field_ut <= EARTH_FIELD_UT[1]:
+        out.problems.append(
+            f"|B| = {field_ut:.1f} uT, the Earth's is 25-65 uT (iron nearby, or calibrate "
+            "mag_offset)"
+        )
+    if abs(out.rate_hz / out.odr_hz - 1) > 0.05:
+        out.problems.append(f"measured {out.rate_hz:.2f} Hz, far from the {out.odr_hz:g} Hz set")
+    return out
+
+
+def probe_bus(name: str, bus: I2CBus, seconds: float, clock: Clock, out: list[str]) -> int:
+    """Probe one opened bus, appending report lines; returns the IMUs found."""
+    found = scan(bus)
+    if not found:
+        addrs = ", ".join(f"0x{a:02x}" for a in candidate_addresses())
+        out.append(f"{name}: no known chip answers (tried {addrs}): check wiring, power, pull-ups")
+        return 0
+    out.append(f"{name}:")
+    mags = [f for f in found if f.spec is not None and f.spec.kind == "mag"]
+    imus = 0
+    for f in found:
+        if f.spec is None:
+            out.append(f"  0x{f.address:02x}  ?          {f.note}")
+            continue
+        out.append(f"  0x{f.address:02x}  {f.spec.name:<10} {f.spec.description}")
+        if f.spec.kind != "imu":
+            continue
+        imus += 1
+        mag = next(
+            (m for m in mags if m.spec is not None and m.spec.name == f.spec.companion_mag), None
+        )
+        try:
+            b = measure(bus, f, mag, seconds, clock)
+        except OSError as e:
+            out.append(f"        burst failed: {e}")
+            continue
+        line = (
+            f"        {b.samples} samples, {b.rate_hz:.2f} Hz measured (ODR {b.odr_hz:g}), "
+            f"|a| = {b.accel_norm:.2f} m/s^2"
+        )
+        if b.field_ut is not None:
+            line += f", |B| = {b.field_ut:.1f} uT"
+            if mag is not None:
+                line += f" (via 0x{mag.address:02x})"
+        out.append(line)
+        out += [f"        check: {p}" for p in b.problems] or ["        readings plausible"]
+    return imus
+
+
+def emulated_bus(clock: Clock) -> I2CBus:
+    """One emulated chip of every registered kind, each at a free address, at rest."""
+    import importlib
+
+    from fsqd.sensors.emulated import EmulatedBus, Signal
+
+    bus = EmulatedBus(clock=clock)
+    imus = [s for s in specs() if s.kind == "imu" and s.emulator]
+    for s in specs():
+        if not s.emulator:
+            continue
+        address = next((a for a in s.addresses if a not in bus.chips), None)
+        if address is None:
+            continue
+        module, _, cls = s.emulator.partition(":")
+        chip_cls = getattr(importlib.import_module(module), cls)
+        device = imus.index(s) if s in imus else 0
+        signal = Signal(seed=1, devices=max(1, len(imus)), device=device, behaviours=("rest",))
+        bus.add(chip_cls(address, clock=clock, signal=signal))
+    return bus
+
+
+def cmd_probe(buses: Sequence[str] | None, *, emulated: bool = False, seconds: float = 1.0) -> int:
+    from fsqd.service.record import logs_to_stderr
+
+    logs_to_stderr()
+    clock = SystemClock()
+    lines: list[str] = []
+    imus = 0
+    opened = 0
+    failures: list[str] = []
+    if emulated:
+        targets: list[tuple[str, I2CBus | None]] = [("emulated", emulated_bus(clock))]
+    else:
+        paths = [bus_path(int(b) if b.isdigit() else b) for b in buses] if buses else list_buses()
+        if not paths:
+            raise NoInputError(
+                "no I2C bus: /dev/i2c-* does not exist (I2C is not enabled: raspi-config > "
+                "Interface Options > I2C, or dtparam=i2c_arm=on in /boot/firmware/config.txt)"
+            )
+        targets = [(p, None) for p in paths]
+    for name, bus in targets:
+        try:
+            bus = bus or open_bus(name)
+        except NoInputError as e:
+            failures.append(str(e))
+            lines.append(str(e))
+            continue
+        opened += 1
+        try:
+            imus += probe_bus(name, bus, seconds, clock, lines)
+        finally:
+            bus.close()
+    print("\n".join(lines), file=sys.stdout)
+    if not opened:
+        raise NoInputError(failures[-1] if len(failures) == 1 else "no I2C bus could be opened")
+    if not imus:
+        raise NoInputError("no known IMU found")
+    return 0
+
+
+__all__ = ["Burst", "Found", "cmd_probe", "emulated_bus", "list_buses", "measure", "scan"]

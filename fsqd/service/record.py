@@ -1,0 +1,174 @@
+"""`fsqd record`: raw samples from the configured sensors to a file, until told to stop.
+
+The acquisition thread fills the ring; this loop wakes when samples land, writes them
+(native ``.fsqr`` blocks or CSV), and on a terminal keeps one status line up to date.
+Ctrl-C (or SIGTERM) ends the recording cleanly: the thread stops, what is left in the
+ring is written, the file is flushed and closed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+import structlog
+
+from fsqd.console import note
+from fsqd.errors import NoInputError, UsageError
+from fsqd.sensors.acquire import Acquisition, SensorStatus, open_acquisition
+from fsqd.sensors.clock import Clock
+from fsqd.sensors.config import read_sensor_file
+from fsqd.sensors.recording import SUFFIX, CsvWriter, NativeWriter, recording_header
+
+STATUS_EVERY_S = 0.5
+GIVE_UP_S = 3.0  # a wrong chip (WHO_AM_I) that never produced a sample ends the run
+
+
+def pick_format(out: Path, fmt: str | None) -> str:
+    fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "native")
+    if fmt == "native" and out.suffix.lower() != SUFFIX:
+        raise UsageError(
+            f"native recordings are named *{SUFFIX} (so fsqd replay knows them): {out}"
+        )
+    if fmt not in ("native", "csv"):
+        raise UsageError(f"--format must be native or csv, got {fmt!r}")
+    return fmt
+
+
+def status_line(elapsed: float, status: list[SensorStatus]) -> str:
+    first = status[0]
+    gaps = sum(max(0, s.segments - 1) for s in status)
+    lost = sum(s.lost for s in status)
+    states = " ".join(f"{s.name}:{s.state}" for s in status)
+    return (
+        f"{elapsed:7.1f} s  {first.samples} samples  {first.rate_hz:.2f} Hz  "
+        f"gaps {gaps}  lost {lost}  {states}"
+    )
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """systemd and `kill` stop with SIGTERM: end the recording like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def record(
+    config: Path,
+    out: Path,
+    *,
+    duration_s: float | None = None,
+    fmt: str | None = None,
+    clock: Clock | None = None,
+    stop: threading.Event | None = None,
+    tty: TextIO | None = None,
+) -> list[SensorStatus]:
+    """Record until ``duration_s`` passes, ``stop`` is set, or Ctrl-C; returns the status."""
+    fmt = pick_format(out, fmt)
+    sensors = read_sensor_file(config)
+    acq = open_acquisition(sensors, len(sensors), clock=clock)
+    header = recording_header(
+        acq.devices,
+        acq.nominal_rate_hz,
+        [{"name": s.name, "driver": s.driver, "bus": s.bus, "address": s.address} for s in sensors],
+        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    writer: NativeWriter | CsvWriter = (
+        NativeWriter(out, header) if fmt == "native" else CsvWriter(out, header)
+    )
+    woke = threading.Event()
+    stop = stop or threading.Event()
+    now = acq.clock.now  # the acquisition's clock: a manual one in tests
+    start = now()
+    shown = 0.0
+    try:
+        with _sigterm_as_interrupt():
+            acq.start(woke.set)
+            try:
+                while not stop.is_set():
+                    woke.wait(0.25)
+                    woke.clear()
+                    for chunk in acq.read():
+                        writer.write(chunk)
+                    elapsed = now() - start
+                    if tty is not None and elapsed - shown >= STATUS_EVERY_S:
+                        shown = elapsed
+                        tty.write("\r" + status_line(elapsed, acq.status()) + "\x1b[K")
+                        tty.flush()
+                    _check_alive(acq, elapsed)
+                    if duration_s is not None and elapsed >= duration_s:
+                        break
+            except KeyboardInterrupt:
+                pass  # Ctrl-C: a normal way to end a recording
+    finally:
+        acq.stop()
+        for chunk in acq.read():
+            writer.write(chunk)
+        status = acq.status()
+        writer.close([asdict(s) for s in status])
+        if tty is not None:
+            tty.write("\n")
+    return status
+
+
+def _check_alive(acq: Acquisition, elapsed: float) -> None:
+    if elapsed < GIVE_UP_S:
+        return
+    for r in acq.readers:
+        if r.chip_id_error and r.samples == 0:
+            raise NoInputError(f"sensor {r.name!r}: {r.message}")
+
+
+def logs_to_stderr() -> None:
+    """Command-line tools keep stdout for their output: log lines go to stderr
+    (unless logging was configured already)."""
+    if not structlog.is_configured():
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(_Stderr()))  # type: ignore[arg-type]
+
+
+class _Stderr:
+    """Whatever sys.stderr is at the time of writing (it may be replaced)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def cmd_record(config: Path, out: Path, duration: str | None, fmt: str | None) -> int:
+    from fsqd.service.simulate import parse_duration
+
+    logs_to_stderr()
+    duration_s = parse_duration(duration) if duration else None
+    tty = sys.stderr if sys.stderr.isatty() else None
+    status = record(config, out, duration_s=duration_s, fmt=fmt, tty=tty)
+    samples = status[0].samples
+    gaps = sum(max(0, s.segments - 1) for s in status)
+    lost = sum(s.lost for s in status)
+    if samples == 0:
+        why = "; ".join(f"{s.name}: {s.message or s.state}" for s in status)
+        raise NoInputError(f"no samples recorded ({why})")
+    note(f"recorded {samples} samples to {out} ({gaps} gaps, {lost} samples lost)")
+    return 0
+
+
+__all__ = ["cmd_record", "pick_format", "record", "status_line"]

@@ -1,0 +1,150 @@
+"""Home Assistant MQTT discovery, in the device-based form.
+
+One retained message on ``<prefix>/device/<object_id>/config`` announces the node
+as one device with its entities (HA >= 2024.11). Checked against Home Assistant's
+MQTT integration documentation ("Device discovery payload": the shared root keys
+``dev`` and ``o`` are required, each component under ``cmps`` needs ``p`` and a
+``unique_id``; ``state_topic``, ``availability`` and ``qos`` may be shared at the
+root) and its abbreviation table (``cmps`` = components, ``p`` = platform,
+``dev`` = device, ``o`` = origin, ``ids`` = identifiers, ``mf``/``mdl``/``sw``).
+
+Entities: the behaviour label (an ``enum`` sensor whose options are the model
+head's labels; left out when the model has no head), the code, and the end-to-end
+latency p99 (milliseconds, from ``stats``). Availability is ``<base>/status``
+(``online``/``offline``). The sink resends the message after a random 1-5 s delay
+whenever ``homeassistant/status`` says ``online`` (HA restarted).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fsqd import __version__
+from fsqd.sinks.mqtt import Discovery, MqttSettings
+from fsqd.tomlcheck import Table
+
+_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+
+@dataclass(frozen=True)
+class HomeAssistantSettings:
+    enabled: bool = True
+    prefix: str = "homeassistant"
+    name: str | None = None  # device name shown in HA; default "fsqd <node_id>"
+    resend_min_s: float = 1.0
+    resend_max_s: float = 5.0
+
+
+def parse_homeassistant(table: Table) -> HomeAssistantSettings:
+    """Read ``[homeassistant]`` (all keys optional; discovery is on by default)."""
+    prefix = table.get("prefix", str, "homeassistant")
+    if not _PREFIX.match(prefix):
+        raise table.error("prefix", f"must be topic levels of A-Z a-z 0-9 _ -, got {prefix!r}")
+    name = table.optional("name", str)
+    if name is not None and not name.strip():
+        raise table.error("name", "must not be empty")
+    settings = HomeAssistantSettings(
+        enabled=table.get("enabled", bool, True),
+        prefix=prefix,
+        name=name,
+        resend_min_s=table.number("resend_min", 1.0, low=0.0, high=300),
+        resend_max_s=table.number("resend_max", 5.0, low=0.0, high=300),
+    )
+    if settings.resend_max_s < settings.resend_min_s:
+        raise table.error("resend_max", "must be >= resend_min")
+    table.done()
+    return settings
+
+
+def discovery_payload(
+    ha: HomeAssistantSettings,
+    mqtt: MqttSettings,
+    *,
+    labels: tuple[str, ...] | None,
+    model_name: str,
+    model_version: str | None = None,
+) -> dict[str, Any]:
+    """The device discovery message as a dict (abbreviated keys, as HA documents them)."""
+    node = mqtt.node_id
+    uid = f"fsqd_{node}"
+    codes = mqtt.topic("codes")
+    cmps: dict[str, dict[str, Any]] = {}
+    if labels:
+        cmps["behaviour"] = {
+            "p": "sensor",
+            "name": "Behaviour",
+            "uniq_id": f"{uid}_behaviour",
+            "dev_cla": "enum",
+            "ops": list(labels),
+            "stat_t": codes,
+            "val_tpl": "{{ value_json.label }}",
+            "ic": "mdi:run",
+        }
+    cmps["code"] = {
+        "p": "sensor",
+        "name": "Code",
+        "uniq_id": f"{uid}_code",
+        "stat_t": codes,
+        "val_tpl": "{{ value_json.code }}",
+        "ic": "mdi:barcode",
+    }
+    cmps["latency_p99"] = {
+        "p": "sensor",
+        "name": "End-to-end latency p99",
+        "uniq_id": f"{uid}_latency_p99",
+        "stat_t": mqtt.topic("stats"),
+        # stats carries microseconds; a period with no windows has no "e2e" entry.
+        "val_tpl": (
+            "{{ (value_json.latency_us.e2e.p99 / 1000) | round(2)"
+            " if value_json.latency_us.e2e is defined else none }}"
+        ),
+        "unit_of_meas": "ms",
+        "dev_cla": "duration",
+        "stat_cla": "measurement",
+        "ent_cat": "diagnostic",
+    }
+    device: dict[str, Any] = {
+        "ids": [uid],
+        "name": ha.name or f"fsqd {node}",
+        "mf": "fsqd",
+        "mdl": model_name,
+        "sw": __version__,
+    }
+    if model_version:
+        device["mdl_id"] = model_version
+    return {
+        "dev": device,
+        "o": {"name": "fsqd", "sw": __version__},
+        "avty": [{"t": mqtt.topic("status"), "pl_avail": "online", "pl_not_avail": "offline"}],
+        "qos": 1,
+        "cmps": cmps,
+    }
+
+
+def discovery_topic(ha: HomeAssistantSettings, mqtt: MqttSettings) -> str:
+    return f"{ha.prefix}/device/fsqd_{mqtt.node_id}/config"
+
+
+def discovery_for(
+    ha: HomeAssistantSettings,
+    mqtt: MqttSettings,
+    *,
+    labels: tuple[str, ...] | None,
+    model_name: str,
+    model_version: str | None = None,
+) -> Discovery | None:
+    """What ``MqttSink(discovery=...)`` takes; None when discovery is switched off."""
+    if not ha.enabled:
+        return None
+    body = discovery_payload(
+        ha, mqtt, labels=labels, model_name=model_name, model_version=model_version
+    )
+    return Discovery(
+        topic=discovery_topic(ha, mqtt),
+        payload=json.dumps(body, separators=(",", ":")).encode(),
+        birth_topic=f"{ha.prefix}/status",
+        resend_delay_s=(ha.resend_min_s, ha.resend_max_s),
+    )

@@ -1,0 +1,522 @@
+"""Codes, stats and info to an MQTT broker, through a durable spool when it is away.
+
+Topics (``<base>`` = ``<topic_prefix>/<node_id>``, default ``fsqd/<node_id>``):
+``<base>/codes`` one message per window, QoS 1, in order; ``<base>/status`` retained
+``online``/``offline`` (``offline`` also the Last Will); ``<base>/stats`` and
+``<base>/info`` retained, latest wins.
+
+How codes travel. ``submit_code`` never blocks: the code gets an id (increasing) and
+waits in memory. The sender publishes in id order, with up to ``max_inflight``
+awaiting PUBACK. A code is dropped from memory on PUBACK. Once a second the
+flusher writes to the spool every code that is still unacknowledged after
+``spool_after_s`` (all of them while disconnected) and deletes spooled codes that
+were acknowledged since, in one transaction; a healthy link never touches the disk.
+Everything on disk is older than everything in memory, so after a reconnect the
+sender resends from the disk first, then memory: order is kept, and a code is sent
+at least once (``seq`` lets consumers drop duplicates).
+
+aiomqtt edges this design accounts for (read in aiomqtt 2.5.1 / paho 2.2 source):
+- A QoS 1 publish that fails while disconnected stays in paho's own ``_out_messages``
+  and is re-sent on the next CONNACK of the same paho client. We build a fresh
+  ``aiomqtt.Client`` for every connection, so only our spool ever retries.
+- ``Client.publish`` waiting for PUBACK does not notice a disconnect (it waits for
+  its timeout). The connection's TaskGroup also iterates ``client.messages``, which
+  raises ``MqttError`` as soon as the connection drops, cancelling the waiters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import aiomqtt
+import structlog
+
+from fsqd.errors import OutputError
+from fsqd.sinks.mqttconfig import MqttSettings, Secret, default_node_id, parse_mqtt
+from fsqd.sinks.spool import CommitResult, Spool, SpoolRow
+
+__all__ = [
+    "Discovery",
+    "MqttSettings",
+    "MqttSink",
+    "Secret",
+    "default_node_id",
+    "parse_mqtt",
+]
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+# paho logs through the "mqtt" logger aiomqtt gives it; keep it to warnings.
+_PAHO_LOGGER = logging.getLogger("fsqd.paho")
+_PAHO_LOGGER.setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """A retained announcement (Home Assistant discovery) resent on the birth message."""
+
+    topic: str
+    payload: bytes
+    birth_topic: str  # e.g. homeassistant/status
+    birth_payload: bytes = ONLINE
+    resend_delay_s: tuple[float, float] = (1.0, 5.0)
+
+
+@dataclass
+class _Item:
+    id: int
+    seq: int
+    payload: bytes
+    t_wall: float  # UNIX time of submit_code
+    t_mono: float | None  # None for codes spooled by an earlier process
+    persisting: bool = False  # in a commit that has not returned yet
+    on_disk: bool = False
+
+
+class _ConnectionLost(Exception):
+    pass
+
+
+class _Stop(Exception):
+    pass
+
+
+class MqttSink:
+    """The MQTT transport of the daemon; one instance per process.
+
+    Call order: construct (opens the spool; an unusable state directory raises
+    OutputError here), start ``run()`` as a task, ``submit_code``/``publish_stats``/
+    ``publish_info`` from the event loop, then ``await aclose(timeout_s)``.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        spool_path: Path,
+        *,
+        on_published: Callable[[int, float], None] | None = None,
+        discovery: Discovery | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        # on_published(seq, seconds from submit_code to PUBACK), on the event loop; the
+        # daemon sets it after construction (its Sink interface).
+        self.on_published = on_published
+        self.discovery = discovery
+        self._rng = rng or random.Random()
+        self._topic_codes = settings.topic("codes")
+        self._topic_status = settings.topic("status")
+        self._topic_stats = settings.topic("stats")
+        self._topic_info = settings.topic("info")
+
+        self._spool = Spool(spool_path, settings.spool_max)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsqd-spool")
+        self._disk_depth = self._spool.depth()
+        self._disk_max_id = self._spool.max_id()
+        self._disk_oldest_t = self._spool.oldest_t_submit()
+        self._next_id = self._disk_max_id + 1
+
+        self._mem: OrderedDict[int, _Item] = OrderedDict()
+        self._inflight: dict[int, _Item] = {}
+        self._pending_deletes: list[int] = []
+        self._acked_on_disk: set[int] = set()
+        self._wake = asyncio.Event()
+        self._retained: dict[str, bytes] = {}
+        self._dirty: set[str] = set()
+        self._dirty_event = asyncio.Event()
+
+        self._stop = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stop_deadline = 0.0
+        self._run_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+        self.published = 0
+        self.spooled = 0
+        self.spool_dropped = 0
+        self.memory_dropped = 0
+        self.reconnects = 0
+        self.connect_failures = 0
+        self.spool_errors = 0
+        self.connected = False
+        self._connections = 0
+        if self._disk_depth:
+            log.info("spool has undelivered codes", path=str(spool_path), codes=self._disk_depth)
+
+    # -- the daemon's side --
+
+    def submit_code(self, payload: bytes, seq: int) -> None:
+        """Queue one code message; never blocks (call on the event loop)."""
+        item = _Item(self._next_id, seq, payload, time.time(), time.monotonic())
+        self._next_id += 1
+        self._mem[item.id] = item
+        # Memory is bounded like the disk: if the spool cannot keep up (or fails),
+        # the oldest codes that are not on disk go first, counted.
+        while len(self._mem) > self.settings.spool_max:
+            _, old = self._mem.popitem(last=False)
+            if not old.persisting and not old.on_disk:
+                self.memory_dropped += 1
+        self._wake.set()
+
+    def publish_stats(self, payload: bytes) -> None:
+        self._set_retained(self._topic_stats, payload)
+
+    def publish_info(self, payload: bytes) -> None:
+        self._set_retained(self._topic_info, payload)
+
+    def counters(self) -> dict[str, int | float]:
+        oldest: float | None = self._disk_oldest_t if self._disk_depth else None
+        if self._mem:
+            first = next(iter(self._mem.values())).t_wall
+            oldest = first if oldest is None else min(oldest, first)
+        return {
+            "published": self.published,
+            "spooled": self.spooled,
+            "spool_depth": self._disk_depth,
+            "spool_dropped": self.spool_dropped + self.memory_dropped,
+            "unacked": len(self._mem),
+            "oldest_unsent_age_s": 0.0 if oldest is None else max(0.0, time.time() - oldest),
+            "reconnects": self.reconnects,
+            "connect_failures": self.connect_failures,
+            "spool_commits": self._spool.commits,
+            "spool_errors": self.spool_errors,
+            "connected": int(self.connected),
+        }
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect with back-off; returns after ``aclose``."""
+        if self._closed:
+            return  # aclose() came first (a stop right at start): nothing to run
+        self._run_task = asyncio.current_task()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                flusher = tg.create_task(self._flush_loop())
+                await self._connection_loop()
+                flusher.cancel()
+        finally:
+            self.connected = False
+            self._stopped.set()
+
+    async def aclose(self, timeout_s: float) -> None:
+        """Deliver what is in flight, spool the rest, publish ``offline``, disconnect."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        self._stop_deadline = loop.time() + timeout_s
+        self._stop.set()
+        task = self._run_task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._stopped.wait()), timeout_s + 1.0)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._closed = True
+        await self._final_flush()
+        self._spool.close()
+        self._executor.shutdown(wait=True)
+
+    # -- connection --
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        tls = None
+        if s.tls:
+            tls = aiomqtt.TLSParameters(
+                ca_certs=None if s.ca_file is None else str(s.ca_file),
+                certfile=None if s.cert_file is None else str(s.cert_file),
+                keyfile=None if s.key_file is None else str(s.key_file),
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            identifier=s.client_id,
+            username=s.username,
+            password=None if s.password is None else s.password.value,
+            will=aiomqtt.Will(self._topic_status, OFFLINE, qos=1, retain=True),
+            clean_session=True,
+            keepalive=s.keepalive_s,
+            timeout=s.publish_timeout_s,
+            max_inflight_messages=s.max_inflight,
+            tls_params=tls,
+            tls_insecure=s.tls_insecure if s.tls else None,
+            logger=_PAHO_LOGGER,
+        )
+        # aiomqtt warns past 10 pending calls; up to max_inflight codes plus the
+        # retained topics are pending by design while a spool drains.
+        client.pending_calls_threshold = s.max_inflight + 10
+        return client
+
+    async def _connection_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while not self._stop.is_set():
+            t_up: float | None = None
+            try:
+                client = self._client()
+                # Before and after: __aenter__ replaces the future when a kick lands
+                # between CONNACK and its return.
+                _retrieve_disconnect_error(client)
+                async with client:
+                    _retrieve_disconnect_error(client)
+                    t_up = loop.time()
+                    self._on_connected()
+                    await self._serve(client)
+                return  # _serve returns only on stop, after "offline" went out
+            except (aiomqtt.MqttError, _ConnectionLost, OSError) as e:
+                # str(e) from paho/aiomqtt names a code or a socket error, never
+                # the credentials.
+                if t_up is None:
+                    self.connect_failures += 1
+                    log.warning("mqtt connect failed", host=self.settings.host, error=str(e))
+                else:
+                    log.warning("mqtt connection lost", error=str(e))
+            finally:
+                self.connected = False
+            if t_up is not None and loop.time() - t_up >= self.settings.stable_s:
+                failures = 0
+            else:
+                failures += 1
+            delay = self._backoff(failures)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+
+    def _backoff(self, failures: int) -> float:
+        s = self.settings
+        base = min(s.reconnect_max_s, s.reconnect_min_s * 2.0 ** max(0, failures - 1))
+        return base * self._rng.uniform(0.5, 1.0)
+
+    def _on_connected(self) -> None:
+        self.connected = True
+        self._connections += 1
+        if self._connections > 1:
+            self.reconnects += 1
+        log.info(
+            "mqtt connected",
+            host=self.settings.host,
+            port=self.settings.port,
+            client_id=self.settings.client_id,
+            spooled=self._disk_depth,
+        )
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        await client.publish(self._topic_status, ONLINE, qos=1, retain=True)
+        # Retained topics may be gone (a broker without persistence restarted).
+        self._dirty.update(self._retained)
+        if self.discovery is not None:
+            await client.subscribe(self.discovery.birth_topic, qos=0)
+            self._dirty.add(self.discovery.topic)
+            self._retained[self.discovery.topic] = self.discovery.payload
+        self._dirty_event.set()
+        stopped = False
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch(client, tg))
+                tg.create_task(self._send_codes(client, tg))
+                tg.create_task(self._send_retained(client))
+                tg.create_task(self._wait_stop())
+        except* _Stop:
+            stopped = True
+        except* aiomqtt.MqttError as eg:
+            raise _ConnectionLost(str(eg.exceptions[0])) from None
+        if stopped:
+            remaining = max(0.1, self._stop_deadline - asyncio.get_running_loop().time())
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(
+                    self._topic_status, OFFLINE, qos=1, retain=True, timeout=remaining
+                )
+
+    async def _watch(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+        """Raise MqttError the moment the connection drops; answer HA's birth message."""
+        async for message in client.messages:
+            d = self.discovery
+            if (
+                d is not None
+                and message.topic.matches(d.birth_topic)
+                and message.payload == d.birth_payload
+            ):
+                tg.create_task(self._resend_discovery(d))
+
+    async def _resend_discovery(self, d: Discovery) -> None:
+        # Many devices answer the same birth message: spread them out.
+        await asyncio.sleep(self._rng.uniform(*d.resend_delay_s))
+        self._dirty.add(d.topic)
+        self._dirty_event.set()
+
+    async def _wait_stop(self) -> None:
+        await self._stop.wait()
+        loop = asyncio.get_running_loop()
+        # Drain: let the sender deliver what is queued while time allows.
+        while (self._mem or self._inflight) and loop.time() < self._stop_deadline:
+            await asyncio.sleep(0.01)
+        raise _Stop
+
+    async def _send_retained(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event.clear()
+            while self._dirty:
+                topic = self._dirty.pop()
+                await client.publish(topic, self._retained[topic], qos=1, retain=True)
+
+    def _set_retained(self, topic: str, payload: bytes) -> None:
+        self._retained[topic] = payload
+        self._dirty.add(topic)
+        self._dirty_event.set()
+
+    # -- codes --
+
+    async def _send_codes(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+        window = asyncio.Semaphore(self.settings.max_inflight)
+        cursor = 0
+        while True:
+            batch = await self._next_batch(cursor)
+            for item in batch:
+                await window.acquire()
+                cursor = item.id
+                self._inflight[item.id] = item
+                tg.create_task(self._publish_code(client, item, window))
+
+    async def _next_batch(self, cursor: int) -> list[_Item]:
+        """Unacknowledged codes after ``cursor``: from the disk first, then memory."""
+        while True:
+            if cursor < self._disk_max_id:
+                try:
+                    rows = await self._in_spool_thread(self._spool.read, cursor, 256)
+                except OutputError as e:
+                    self.spool_errors += 1
+                    log.error("spool read failed", error=str(e))
+                    await asyncio.sleep(1.0)
+                    continue
+                items = [self._from_row(r) for r in rows if r.id not in self._acked_on_disk]
+                if items:
+                    return items
+                if rows:
+                    cursor = rows[-1].id
+                    continue
+            self._wake.clear()
+            items = [it for it in self._mem.values() if it.id > cursor]
+            if items:
+                return items
+            await self._wake.wait()
+
+    def _from_row(self, row: SpoolRow) -> _Item:
+        mem = self._mem.get(row.id)  # still there when its commit just returned
+        if mem is not None:
+            return mem
+        return _Item(row.id, row.seq, row.payload, row.t_submit, None, on_disk=True)
+
+    async def _publish_code(
+        self, client: aiomqtt.Client, item: _Item, window: asyncio.Semaphore
+    ) -> None:
+        try:
+            await client.publish(self._topic_codes, item.payload, qos=self.settings.qos)
+        finally:
+            self._inflight.pop(item.id, None)
+            window.release()
+        self._acked(item)
+
+    def _acked(self, item: _Item) -> None:
+        self.published += 1
+        self._mem.pop(item.id, None)
+        if item.on_disk or item.persisting:
+            self._pending_deletes.append(item.id)
+            self._acked_on_disk.add(item.id)
+        if self.on_published is not None:
+            if item.t_mono is not None:
+                latency = time.monotonic() - item.t_mono
+            else:
+                latency = max(0.0, time.time() - item.t_wall)
+            self.on_published(item.seq, latency)
+
+    # -- spool --
+
+    async def _in_spool_thread(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.spool_commit_s)
+            try:
+                await self._flush(everything=not self.connected)
+            except OutputError as e:
+                self.spool_errors += 1
+                log.error("spool write failed", error=str(e))
+
+    async def _flush(self, *, everything: bool, include_persisting: bool = False) -> None:
+        now = time.monotonic()
+        batch: list[_Item] = []
+        for item in self._mem.values():
+            if item.persisting and not include_persisting:
+                continue
+            age_ok = item.t_mono is None or now - item.t_mono >= self.settings.spool_after_s
+            if not (everything or age_ok):
+                break  # ids and submit times rise together: the rest are younger
+            batch.append(item)
+        deletes = self._pending_deletes
+        if not batch and not deletes:
+            return
+        self._pending_deletes = []
+        for item in batch:
+            item.persisting = True
+        rows = [SpoolRow(i.id, i.seq, i.t_wall, i.payload) for i in batch]
+        try:
+            result: CommitResult = await self._in_spool_thread(self._spool.commit, rows, deletes)
+        except BaseException:
+            for item in batch:
+                item.persisting = False
+            self._pending_deletes = deletes + self._pending_deletes
+            raise
+        for item in batch:
+            item.persisting = False
+            item.on_disk = True
+            self._mem.pop(item.id, None)
+        self._acked_on_disk.difference_update(deletes)
+        self.spooled += result.inserted
+        self.spool_dropped += result.dropped
+        if result.dropped:
+            log.warning("spool full: dropped oldest codes", dropped=result.dropped)
+        self._disk_depth = result.depth
+        self._disk_oldest_t = result.oldest_t_submit
+        if batch:
+            self._disk_max_id = max(self._disk_max_id, batch[-1].id)
+
+    async def _final_flush(self) -> None:
+        try:
+            await self._flush(everything=True, include_persisting=True)
+        except OutputError as e:
+            self.spool_errors += 1
+            log.error("spool write failed at stop", error=str(e), lost=len(self._mem))
+
+
+def _retrieve_disconnect_error(client: aiomqtt.Client) -> None:
+    """Mark aiomqtt's disconnect future as seen whenever it fails (we log the cause).
+
+    aiomqtt sets an exception on it when the connection drops, sometimes after the
+    ``async with`` has already exited, and only retrieves it through
+    ``client.messages``; unseen, asyncio reports "Future exception was never
+    retrieved" when it is garbage collected.
+    """
+    client._disconnected.add_done_callback(_seen)
+
+
+def _seen(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()

@@ -1,0 +1,68 @@
+"""Helpers for the sensor tests: emulated sensors on a manual clock, run step by step."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from fsqd.sensors.acquire import Acquisition, open_acquisition
+from fsqd.sensors.clock import Clock, ManualClock
+from fsqd.sensors.config import SensorConfig, parse_sensors
+from fsqd.sensors.emulated import EmulatedBus, EmulatedChip
+from fsqd.stream.chunk import SampleChunk
+from fsqd.tomlcheck import Table
+
+
+def sensors_from(text: str) -> tuple[SensorConfig, ...]:
+    return parse_sensors(Table(tomllib.loads(text), "test.toml").tables("sensor"))
+
+
+def one_sensor(rate_hz: float = 104, **emulated: float) -> str:
+    extra = "".join(f"{k} = {v}\n" for k, v in emulated.items())
+    return (
+        '[[sensor]]\nname = "collar"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
+        f"address = 0x6a\nrate_hz = {rate_hz}\n[sensor.emulated]\n{extra}"
+    )
+
+
+@dataclass
+class Rig:
+    acq: Acquisition
+    clock: Clock
+    bus: EmulatedBus
+    chunks: list[SampleChunk]
+
+    @property
+    def imu(self) -> EmulatedChip:
+        return self.bus.chips[0x6A]
+
+    def run(self, seconds: float, *, read: bool = True) -> None:
+        """Acquisition steps every poll period for ``seconds`` of manual time."""
+        assert isinstance(self.clock, ManualClock)
+        end = self.clock.now() + seconds
+        while self.clock.now() < end:
+            self.acq.step()
+            if read:
+                self.chunks += self.acq.read()
+            self.clock.sleep(self.acq.poll_s)
+
+    def samples(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]:
+        if not self.chunks:
+            return np.zeros(0), np.zeros((0, self.acq.channels), np.float32)
+        return (
+            np.concatenate([c.t for c in self.chunks]),
+            np.concatenate([c.x for c in self.chunks]),
+        )
+
+
+def rig(text: str, devices: int = 1, *, keep_truth: bool = True) -> Rig:
+    clock = ManualClock()
+    acq = open_acquisition(sensors_from(text), devices, clock=clock)
+    bus = acq.buses[0]
+    assert isinstance(bus, EmulatedBus)
+    for chip in bus.chips.values():
+        chip.keep_truth = keep_truth
+    return Rig(acq, clock, bus, [])

@@ -1,0 +1,26 @@
+"""`fsqd run` through the real command line, with the simulator as the sensor source.
+
+Used by tests that need a daemon process (signals, sd_notify) before or beside the
+emulated I2C sensors: ``python tests/sim_daemon.py run --config CFG ...``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sim_acquisition import SimAcquisition
+
+import fsqd.service.daemon
+from fsqd.cli import main
+
+
+def _source(config: Any, clock: Any) -> SimAcquisition:
+    return SimAcquisition(chunk=2)
+
+
+fsqd.service.daemon.open_source = _source
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,391 @@
+"""Acquisition against emulated chips: no loss, true timestamps, faults survived and counted.
+
+Most tests run on a manual clock (seconds of acquisition in milliseconds); a few run
+in real time in a thread while a coroutine keeps the event loop busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+import structlog
+from sensorkit import Rig, one_sensor, rig, sensors_from
+
+from fsqd.errors import ConfigError
+from fsqd.sensors.acquire import SensorState, SensorStatus, open_acquisition
+from fsqd.sensors.clock import SystemClock
+from fsqd.sensors.emulated import EmulatedBus
+from fsqd.sensors.emulated.lsm6dsox import Lsm6dsoxChip
+from fsqd.stream.chunk import SampleChunk
+
+
+def check_no_loss(r: Rig, tolerance_s: float = 1e-3) -> None:
+    """Every sample the chip took, in order, stamped within ``tolerance_s`` of the truth."""
+    t, x = r.samples()
+    tt, xt = r.imu.truth()
+    pending = len(tt) - len(t)
+    assert 0 <= pending <= r.acq.nominal_rate_hz * r.acq.poll_s * 2 + 2
+    assert len(t) > 0
+    np.testing.assert_allclose(x[:, :6], xt[: len(t), :6], atol=0.003)
+    err = np.abs(t - tt[: len(t)])
+    assert err.max() < tolerance_s, f"worst stamp {err.max() * 1e3:.3f} ms off"
+    assert np.all(np.diff(t) > 0)
+    assert [c.new_segment for c in r.chunks].count(True) == 1
+
+
+@pytest.mark.parametrize("rate", [104, 416, 1666])
+@pytest.mark.parametrize("osc", [0.0, 0.02, -0.02])
+def test_every_sample_on_time_through_oscillator_error(rate: int, osc: float) -> None:
+    r = rig(one_sensor(rate, oscillator_error=osc))
+    r.run(6.0)
+    check_no_loss(r)
+    st = r.acq.status()[0]
+    assert st.rate_hz == pytest.approx(r.imu.sampling_rate_hz, rel=2e-4)
+    assert (st.state, st.lost, st.errors, st.segments) == (SensorState.OK, 0, 0, 1)
+
+
+@pytest.mark.parametrize("osc", [0.02, -0.02])
+def test_rate_is_learned_without_the_factory_trim(osc: float) -> None:
+    r = rig(one_sensor(104, oscillator_error=osc))
+    assert isinstance(r.imu, Lsm6dsoxChip)
+    r.imu.report_trim = False  # the chip says 0: the 2 % must be measured
+    r.run(6.0)
+    check_no_loss(r)
+    assert r.acq.readers[0].imu.rate_hint_hz == pytest.approx(104.17, abs=0.01)
+    assert r.acq.status()[0].rate_hz == pytest.approx(r.imu.sampling_rate_hz, rel=2e-4)
+
+
+def test_mag_interpolated_at_sample_times() -> None:
+    r = rig(one_sensor(104))
+    r.run(3.0)
+    t, x = r.samples()
+    _tt, xt = r.imu.truth()  # the same animal's field at the IMU's sample times
+    err = np.abs(x[:, 6:9] - xt[: len(t), 6:9])
+    assert np.median(err) < 0.6  # 0.4 uT noise on each chip
+    assert err.max() < 3.0
+    assert np.all(np.linalg.norm(x[:, 6:9], axis=1) > 25)
+
+
+def test_transfer_errors_are_retried_counted_and_lose_nothing() -> None:
+    r = rig(one_sensor(416, error_rate=0.05))
+    r.run(5.0)
+    check_no_loss(r)
+    st = r.acq.status()[0]
+    injected = sum(r.bus.injected.values())
+    assert injected > 20 and st.errors == injected
+    assert set(r.bus.injected) == {"EIO", "EREMOTEIO", "ETIMEDOUT"}
+    assert st.state == SensorState.DEGRADED and st.lost == 0
+
+
+def test_a_magnetometer_read_that_fails_loses_no_imu_sample() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    r.bus.fail_next(0x1C, 3)  # every attempt of one magnetometer read
+    r.run(1.0)
+    check_no_loss(r)
+    st = r.acq.status()[0]
+    assert st.errors == 3 and st.reinits == 0 and st.segments == 1
+
+
+def test_a_failing_magnetometer_never_costs_drained_samples() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    r.bus.disappear(0x1C, 0.3)  # only the magnetometer stops answering
+    r.run(3.0)
+    st = r.acq.status()[0]
+    _, tt = r.imu.truth()
+    t, _ = r.samples()
+    assert st.reinits >= 1 and st.segments == 2
+    # Whatever was not delivered is counted: nothing vanished between drain and ring.
+    pending = len(tt) - st.samples - st.lost
+    assert st.samples == len(t) and -2 <= pending <= 10  # the gap estimate is +-1
+
+
+def test_short_bus_hang_loses_nothing() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    r.bus.hang(0.8)
+    r.run(2.0)
+    check_no_loss(r)
+    st = r.acq.status()[0]
+    assert st.errors == 1 and st.state == SensorState.DEGRADED
+
+
+def test_long_bus_hang_overflows_resets_and_counts_exactly() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    r.bus.hang(5.0)
+    r.run(2.0)
+    assert r.acq.status()[0].state == SensorState.LOST  # nothing for 2 s
+    r.run(5.0)
+    st = r.acq.status()[0]
+    assert st.state == SensorState.DEGRADED
+    assert st.overruns == 1 and st.segments == 2
+    t, _ = r.samples()
+    tt, _ = r.imu.truth()
+    # Everything the chip took is either delivered or counted lost.
+    assert st.samples == len(t)
+    assert st.samples + st.lost == pytest.approx(len(tt), abs=3)
+    starts = [i for i, c in enumerate(r.chunks) if c.new_segment]
+    assert len(starts) == 2
+    gap = r.chunks[starts[1]].t[0] - r.chunks[starts[1] - 1].t[-1]
+    assert gap == pytest.approx(st.lost / 104.17, abs=0.05)
+    # After the gap, stamps are the truth again (the newest samples are the same ones).
+    after = np.concatenate([c.t for c in r.chunks[starts[1] :]])
+    pending = len(tt) - st.samples - st.lost
+    np.testing.assert_allclose(
+        after, tt[len(tt) - pending - len(after) : len(tt) - pending], rtol=0, atol=1e-3
+    )
+
+
+def test_chip_that_disappears_is_reinitialised_and_the_gap_counted() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    r.bus.disappear(0x6A, 3.0)
+    r.run(2.5)
+    st = r.acq.status()[0]
+    assert st.state == SensorState.LOST and "EREMOTEIO" in st.message
+    r.run(3.0)
+    st = r.acq.status()[0]
+    assert st.state == SensorState.DEGRADED
+    assert st.reinits >= 1 and st.segments == 2
+    starts = [i for i, c in enumerate(r.chunks) if c.new_segment]
+    gap = r.chunks[starts[1]].t[0] - r.chunks[starts[1] - 1].t[-1]
+    assert 3.0 <= gap < 4.5
+    assert st.lost == pytest.approx(gap * 104.17 - 1, abs=1)
+    # The power-cycled chip was configured again from scratch.
+    assert r.imu.power_cycles == 1 and r.imu.sampling_rate_hz > 0
+    r.run(10.5)  # no error for DEGRADED_FOR_S: healthy again
+    assert r.acq.status()[0].state == SensorState.OK
+
+
+def test_chip_that_resets_silently_is_noticed_by_the_stall() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    r.imu.power_cycle()  # a brown-out: still answers, but configured for nothing
+    r.run(2.0)
+    st = r.acq.status()[0]
+    assert st.reinits == 1 and st.segments == 2
+    assert 0.2 <= st.lost / 104 < 0.5
+
+
+def test_a_magnetometer_that_reset_silently_is_configured_again() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    r.bus.chips[0x1C].power_cycle()  # answers, but powered down: output registers 0
+    r.run(2.0)
+    st = r.acq.status()[0]
+    assert st.reinits == 1 and st.segments == 2
+    assert "magnetometer reads all zero" in st.message
+    _, x = r.samples()
+    assert (np.linalg.norm(x[-50:, 6:9], axis=1) > 25).all()
+
+
+def test_wrong_chip_is_lost_with_a_message_and_never_raises() -> None:
+    r = rig(one_sensor(104))
+    r.imu.who_am_i = 0x69
+    r.imu.reset()
+    r.run(3.0)
+    st = r.acq.status()[0]
+    assert st.state == SensorState.LOST and st.samples == 0
+    assert "reads 0x69, expected 0x6C" in st.message
+    assert st.errors >= 2  # retried, slowly
+
+
+def test_late_reads_overflow_the_fifo_and_start_a_new_segment() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    r.clock.sleep(3.0)  # the thread was starved: the FIFO (2.46 s) overruns
+    r.run(1.0)
+    st = r.acq.status()[0]
+    assert st.overruns == 1 and st.segments == 2
+    _, tt = r.imu.truth()
+    assert st.samples + st.lost == pytest.approx(len(tt), abs=3)
+
+
+def test_slow_consumer_is_a_counted_overrun_not_a_stall() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    r.run(40.0, read=False)  # the ring holds 33 s
+    assert r.acq.status()[0].overruns == 0
+    r.chunks += r.acq.read()
+    st = r.acq.status()[0]
+    assert st.overruns == 1 and st.lost > 0
+    t, _ = r.samples()
+    assert st.samples - st.lost == len(t)
+    assert [c.new_segment for c in r.chunks].count(True) == 2
+
+
+def test_mounting_and_calibration_apply_in_chip_axes_then_rotate() -> None:
+    text = one_sensor(104).replace(
+        "[sensor.emulated]",
+        'mount = ["y", "-x", "z"]\ngyro_bias = [0.01, -0.02, 0.03]\n'
+        "mag_offset = [5.0, -3.0, 1.0]\naccel_scale = [1.01, 0.99, 1.0]\n[sensor.emulated]",
+    )
+    r = rig(text)
+    r.run(2.0)
+    t, x = r.samples()
+    _, xt = r.imu.truth()
+    chip = xt[: len(t)]
+    acc = chip[:, 0:3] * [1.01, 0.99, 1.0]
+    gyro = chip[:, 3:6] - [0.01, -0.02, 0.03]
+    np.testing.assert_allclose(x[:, 0], acc[:, 1], atol=0.004)
+    np.testing.assert_allclose(x[:, 1], -acc[:, 0], atol=0.004)
+    np.testing.assert_allclose(x[:, 3], gyro[:, 1], atol=0.001)
+    np.testing.assert_allclose(x[:, 4], -gyro[:, 0], atol=0.001)
+    np.testing.assert_allclose(x[:, 5], gyro[:, 2], atol=0.001)
+
+
+TWO = (
+    '[[sensor]]\nname = "front"\ndriver = "lsm6dsox"\nbus = "emulated"\naddress = 0x6a\n'
+    "mag_address = 0x1c\nrate_hz = 104\n[sensor.emulated]\noscillator_error = 0.01\n"
+    '[[sensor]]\nname = "back"\ndriver = "lsm6dsox"\nbus = "emulated"\naddress = 0x6b\n'
+    "mag_address = 0x1e\nrate_hz = 104\n[sensor.emulated]\noscillator_error = -0.012\n"
+)
+
+
+def test_two_sensors_aligned_on_the_first_ones_time_grid() -> None:
+    r = rig(TWO, devices=2)
+    assert r.acq.channels == 18
+    r.run(5.0)
+    t, x = r.samples()
+    t0, x0 = r.bus.chips[0x6A].truth()
+    t1, x1 = r.bus.chips[0x6B].truth()
+    assert len(t) > 500
+    # The first sensor's samples from before the second one started have no partner.
+    i0 = int(np.argmin(np.abs(t0 - t[0])))
+    assert t1[0] - t0[i0 - 1] > 0 if i0 else True
+    np.testing.assert_allclose(t, t0[i0 : i0 + len(t)], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(x[:, :6], x0[i0 : i0 + len(t), :6], atol=0.003)
+    # Device 1 at device 0's times: the second chip's samples, linearly interpolated.
+    for c in range(6):
+        expect = np.interp(t, t1, x1[:, c])
+        assert np.abs(x[:, 9 + c] - expect).max() < 0.01
+    # Different chips on one animal: different mounting, so different numbers.
+    assert np.abs(x[:, 0:3] - x[:, 9:12]).mean() > 0.1
+    assert [c.new_segment for c in r.chunks].count(True) == 1
+    assert all(s.state == SensorState.OK for s in r.acq.status())
+
+
+def test_a_lost_second_sensor_drops_first_sensor_samples_as_a_counted_gap() -> None:
+    r = rig(TWO, devices=2)
+    r.run(1.0)
+    r.bus.disappear(0x6B, 2.0)
+    r.run(5.0)
+    st = r.acq.status()
+    assert st[1].reinits >= 1
+    assert st[0].lost > 150  # first sensor's samples that had no partner
+    assert [c.new_segment for c in r.chunks].count(True) == 2
+
+
+def test_duplicate_fill_is_explicit_and_logged() -> None:
+    text = one_sensor(104).replace("[sensor.emulated]", 'fill = "duplicate"\n[sensor.emulated]')
+    with structlog.testing.capture_logs() as logs:
+        r = rig(text, devices=2)
+    assert any("duplicated" in e["event"] and e["devices"] == 2 for e in logs)
+    r.run(1.0)
+    _, x = r.samples()
+    assert x.shape[1] == 18
+    np.testing.assert_array_equal(x[:, :9], x[:, 9:])
+
+
+def test_device_count_mismatch_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r'takes 2 devices .* fill = "duplicate"'):
+        open_acquisition(sensors_from(one_sensor()), 2)
+    with pytest.raises(ConfigError, match="2 \\[\\[sensor\\]\\] tables, but the model takes 1"):
+        open_acquisition(sensors_from(TWO), 1)
+    faster = TWO.replace(
+        "rate_hz = 104\n[sensor.emulated]\noscillator_error = -0.012", "rate_hz = 416"
+    )
+    with pytest.raises(ConfigError, match="different rates"):
+        open_acquisition(sensors_from(faster), 2)
+
+
+@pytest.mark.parametrize(
+    ("rate", "poll_s"), [(104, 0.05), (416, 0.05), (833, 0.0384), (1666, 0.0192)]
+)
+def test_burst_period_leaves_the_fifo_8x_headroom(rate: int, poll_s: float) -> None:
+    r = rig(one_sensor(rate))
+    assert r.acq.poll_s == pytest.approx(poll_s, rel=0.01)
+    r = rig(one_sensor(rate).replace("[sensor.emulated]", "poll_ms = 10\n[sensor.emulated]"))
+    assert r.acq.poll_s == 0.01
+
+
+def test_stop_is_idempotent_and_closes_the_bus() -> None:
+    r = rig(one_sensor(104))
+    r.run(0.5)
+    r.clock.sleep(0.04)  # a few samples wait in the FIFO
+    r.acq.stop()
+    r.chunks += r.acq.read()
+    t, _ = r.samples()
+    tt, _ = r.imu.truth()
+    assert len(tt) - len(t) <= 1  # stop drained them
+    r.acq.stop()
+    assert r.bus.closed
+    assert r.imu.sampling_rate_hz == 0  # powered down
+
+
+# -- real time, in a thread, while the event loop is busy --
+
+
+async def _consume(
+    acq_seconds: float, text: str
+) -> tuple[list[SampleChunk], EmulatedBus, SensorStatus]:
+    clock = SystemClock()
+    acq = open_acquisition(sensors_from(text), 1, clock=clock)
+    bus = acq.buses[0]
+    assert isinstance(bus, EmulatedBus)
+    bus.chips[0x6A].keep_truth = True
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    chunks: list[SampleChunk] = []
+
+    async def busy() -> None:
+        # Someone else's work on the loop: 5 ms of CPU between yields.
+        while True:
+            end = time.perf_counter() + 0.005
+            while time.perf_counter() < end:
+                pass
+            await asyncio.sleep(0)
+
+    hog = asyncio.create_task(busy())
+    acq.start(lambda: loop.call_soon_threadsafe(ready.set))
+    end = time.monotonic() + acq_seconds
+    try:
+        while time.monotonic() < end:
+            await asyncio.wait_for(ready.wait(), 5.0)
+            ready.clear()
+            chunks += acq.read()
+    finally:
+        hog.cancel()
+        acq.stop()
+    chunks += acq.read()
+    return chunks, bus, acq.status()[0]
+
+
+@pytest.mark.parametrize("rate", [104, 833])
+def test_real_time_thread_with_a_busy_event_loop(rate: int) -> None:
+    text = one_sensor(rate, oscillator_error=0.02)
+    chunks, bus, status = asyncio.run(_consume(3.0, text))
+    t = np.concatenate([c.t for c in chunks])
+    x = np.concatenate([c.x for c in chunks])
+    tt, xt = bus.chips[0x6A].truth()
+    # Every sample the chip took is delivered or counted lost (the machine these tests
+    # run on is shared: a stall of the whole process longer than the FIFO, 0.3 s at
+    # 833 Hz, is an overrun, and must show as one).
+    assert status.samples == len(t)
+    pending = len(tt) - (status.samples + status.lost)  # still in the FIFO at stop()
+    assert 0 <= pending <= 2
+    assert [c.new_segment for c in chunks].count(True) == 1 + status.overruns
+    # Each delivered sample is the chip's, stamped within 1 ms of when it was taken.
+    idx = np.searchsorted(tt, t - 0.5 / rate)
+    assert np.all(idx < len(tt))
+    np.testing.assert_allclose(x[:, :3], xt[idx, :3], atol=0.003)
+    err = np.abs(t - tt[idx])
+    assert np.median(err) < 0.3e-3
+    assert err.max() < 1e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
+    if status.overruns == 0:
+        assert status.lost == 0

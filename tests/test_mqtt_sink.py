@@ -1,0 +1,529 @@
+"""MqttSink against a real Mosquitto broker: delivery, order, outages, kills, TLS, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mosquitto import Collector, Mosquitto, TlsFiles, free_port
+
+from fsqd.sinks.mqtt import MqttSettings, MqttSink, Secret
+from fsqd.sinks.spool import Spool
+
+CHILD = Path(__file__).parent / "mqtt_child.py"
+ROOT = Path(__file__).parent.parent
+
+
+def settings(broker: Mosquitto, node: str = "n1", **kw: Any) -> MqttSettings:
+    base: dict[str, Any] = {
+        "host": broker.host,
+        "port": broker.port,
+        "node_id": node,
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+        "spool_commit_s": 0.2,
+        "spool_after_s": 0.5,
+        "publish_timeout_s": 5.0,
+    }
+    base.update(kw)
+    return MqttSettings(**base)
+
+
+def code(seq: int) -> bytes:
+    return json.dumps({"seq": seq, "code": seq % 7}).encode()
+
+
+def seqs(payloads: list[bytes]) -> list[int]:
+    return [json.loads(p)["seq"] for p in payloads]
+
+
+async def wait_until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 120))  # type: ignore[arg-type]
+
+
+def test_round_trip_in_order_with_status_stats_info(
+    broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        latencies: list[tuple[int, float]] = []
+        async with Collector(broker, "fsqd/n1/#") as c:
+            sink = MqttSink(
+                settings(broker),
+                tmp_path / "spool.db",
+                on_published=lambda s, lat: latencies.append((s, lat)),
+            )
+            assert sink.on_published is not None
+            task = asyncio.create_task(sink.run())
+            for i in range(300):
+                sink.submit_code(code(i), i)
+                if i % 10 == 0:
+                    await asyncio.sleep(0.001)
+            sink.publish_info(b'{"v":1}')
+            sink.publish_stats(b'{"v":1,"n":1}')
+            sink.publish_stats(b'{"v":1,"n":2}')
+            await c.wait_for(lambda c: len(c.payloads("fsqd/n1/codes")) == 300)
+            assert seqs(c.payloads("fsqd/n1/codes")) == list(range(300))
+            assert set(c.qos) == {1}
+            # The subscriber can see a code before its PUBACK reaches the sink.
+            await wait_until(lambda: sink.counters()["published"] == 300)
+            counters = sink.counters()
+            assert counters["published"] == 300
+            assert counters["connected"] == 1
+            assert counters["spooled"] == 0 and counters["spool_commits"] == 0
+            assert [s for s, _ in latencies] == list(range(300))
+            assert all(0 < lat < 5 for _, lat in latencies)
+            await c.wait_for(lambda c: c.payloads("fsqd/n1/stats")[-1:] == [b'{"v":1,"n":2}'])
+            await sink.aclose(5)
+            await task
+            await c.wait_for(lambda c: c.payloads("fsqd/n1/status")[-1:] == [b"offline"])
+            assert c.payloads("fsqd/n1/status") == [b"online", b"offline"]
+        # A late subscriber sees the retained topics.
+        async with Collector(broker, "fsqd/n1/+") as late:
+            await late.wait_for(lambda c: len(c.messages) >= 3)
+            retained = {t: p for t, p, r in late.messages if r}
+            assert retained == {
+                "fsqd/n1/status": b"offline",
+                "fsqd/n1/info": b'{"v":1}',
+                "fsqd/n1/stats": b'{"v":1,"n":2}',
+            }
+            assert late.payloads("fsqd/n1/codes") == []  # codes are not retained
+
+    run(main())
+    assert "pending publish calls" not in caplog.text  # max_inflight pending is normal
+
+
+def test_codes_submitted_before_the_broker_exists_arrive_in_order(tmp_path: Path) -> None:
+    from mosquitto import mosquitto_missing
+
+    if reason := mosquitto_missing():
+        pytest.skip(reason)
+    broker = Mosquitto(tmp_path / "b")  # port chosen, not started yet
+
+    async def main() -> None:
+        sink = MqttSink(settings(broker), tmp_path / "spool.db")
+        task = asyncio.create_task(sink.run())
+        for i in range(20):
+            sink.submit_code(code(i), i)
+            await asyncio.sleep(0.03)
+        await wait_until(lambda: sink.counters()["spool_depth"] == 20)
+        assert sink.counters()["connected"] == 0
+        assert sink.counters()["connect_failures"] >= 1
+        broker.start()
+        try:
+            async with Collector(broker, "fsqd/n1/codes") as c:
+                for i in range(20, 40):
+                    sink.submit_code(code(i), i)
+                await c.wait_for(lambda c: len(c.payloads("fsqd/n1/codes")) >= 40)
+                got = seqs(c.payloads("fsqd/n1/codes"))
+                assert got == list(range(40))
+                await wait_until(lambda: sink.counters()["spool_depth"] == 0)
+                await sink.aclose(5)
+                await task
+        finally:
+            broker.stop()
+
+    run(main())
+
+
+def test_broker_down_20s_nothing_lost_order_kept(broker: Mosquitto, tmp_path: Path) -> None:
+    """The one long test: 10 codes/s through a 20 s outage and a broker restart."""
+
+    async def main() -> None:
+        s = settings(broker, spool_commit_s=1.0, spool_after_s=2.0, reconnect_max_s=2.0)
+        sink = MqttSink(s, tmp_path / "spool.db")
+        task = asyncio.create_task(sink.run())
+        seq = 0
+
+        async def produce(seconds: float) -> None:
+            nonlocal seq
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                sink.submit_code(code(seq), seq)
+                seq += 1
+                await asyncio.sleep(0.1)
+
+        async with Collector(broker, "fsqd/n1/codes") as before:
+            await produce(2.0)
+            await before.wait_for(lambda c: len(c.messages) == seq)
+        broker.stop()
+        commits0 = sink.counters()["spool_commits"]
+        await produce(20.0)
+        during = sink.counters()
+        assert during["connected"] == 0
+        assert during["spool_depth"] >= seq - 30  # all but the last second or so on disk
+        assert during["oldest_unsent_age_s"] > 15
+        # Batched: about one commit per second of outage, not one per code.
+        assert during["spool_commits"] - commits0 <= 25
+        broker.start()
+        async with Collector(broker, "fsqd/n1/codes", "fsqd/n1/status") as after:
+            await produce(2.0)
+            total = seq
+            await after.wait_for(lambda c: set(seqs(c.payloads("fsqd/n1/codes"))) >= set(
+                range(len(before.messages), total)), timeout_s=30)  # fmt: skip
+            got = before.payloads("fsqd/n1/codes") + after.payloads("fsqd/n1/codes")
+            order = seqs(got)
+            first_seen = list(dict.fromkeys(order))
+            assert first_seen == list(range(total))  # nothing lost, in order
+            await wait_until(lambda: sink.counters()["spool_depth"] == 0, 10)
+            c = sink.counters()
+            assert c["reconnects"] >= 1 and c["spool_dropped"] == 0
+            assert after.payloads("fsqd/n1/status")[-1] == b"online"  # after the new CONNACK
+            await sink.aclose(5)
+            await task
+
+    run(main())
+
+
+def test_spool_full_drops_oldest_and_counts(tmp_path: Path) -> None:
+    from mosquitto import mosquitto_missing
+
+    if reason := mosquitto_missing():
+        pytest.skip(reason)
+    broker = Mosquitto(tmp_path / "b")
+
+    async def main() -> None:
+        sink = MqttSink(settings(broker, spool_max=10), tmp_path / "spool.db")
+        task = asyncio.create_task(sink.run())
+        for i in range(25):
+            sink.submit_code(code(i), i)
+        assert sink.counters()["unacked"] == 10  # memory is bounded too, before any commit
+        await wait_until(lambda: sink.counters()["spool_depth"] == 10)
+        assert sink.counters()["spool_dropped"] == 15
+        broker.start()
+        try:
+            async with Collector(broker, "fsqd/n1/codes") as c:
+                await c.wait_for(lambda c: len(c.messages) >= 10)
+                await asyncio.sleep(0.3)
+                assert seqs(c.payloads("fsqd/n1/codes")) == list(range(15, 25))
+            await sink.aclose(5)
+            await task
+        finally:
+            broker.stop()
+
+    run(main())
+
+
+def _child(port: int, spool: Path, node: str, first: int, count: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), str(port), str(spool), node, str(first), str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _read_until(proc: subprocess.Popen[str], pred: Callable[[str], bool], timeout: float) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError("child exited early")
+        if pred(line):
+            return line
+    raise AssertionError("child did not report in time")
+
+
+def test_sigkilled_process_delivers_its_spool_after_restart(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool.db"
+    broker.stop()  # an outage from the start
+    child = _child(broker.port, spool, "k1", 0, 40)
+    try:
+        _read_until(child, lambda s: s.startswith("submitted"), 30)
+        _read_until(child, lambda s: s.startswith("{") and json.loads(s)["spool_depth"] == 40, 10)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
+        assert child.stdin is not None
+        child.stdin.close()
+    broker.start()
+
+    async def main() -> None:
+        async with Collector(broker, "fsqd/k1/codes") as c:
+            restarted = _child(broker.port, spool, "k1", 40, 5)
+            try:
+                await c.wait_for(lambda c: len(c.messages) >= 45, 30)
+            finally:
+                assert restarted.stdin is not None
+                restarted.stdin.close()
+                restarted.wait(20)
+                assert restarted.stdout is not None
+                restarted.stdout.close()
+            assert list(dict.fromkeys(seqs(c.payloads("fsqd/k1/codes")))) == list(range(45))
+
+    run(main())
+
+
+def test_last_will_offline_when_the_process_is_killed(broker: Mosquitto, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Collector(broker, "fsqd/w1/status") as c:
+            child = _child(broker.port, tmp_path / "spool.db", "w1", 0, 3)
+            try:
+                await c.wait_for(lambda c: c.payloads("fsqd/w1/status") == [b"online"], 20)
+            finally:
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+                for f in (child.stdin, child.stdout):
+                    assert f is not None
+                    f.close()
+            await c.wait_for(lambda c: c.payloads("fsqd/w1/status") == [b"online", b"offline"])
+            retained = [r for t, p, r in c.messages]
+            assert retained == [False, False]  # live deliveries; the will is retained on the broker
+        async with Collector(broker, "fsqd/w1/status") as late:
+            await late.wait_for(lambda c: c.messages == [("fsqd/w1/status", b"offline", True)])
+
+    run(main())
+
+
+def test_password_auth_and_no_secret_in_logs(
+    make_broker: Callable[..., Mosquitto],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "s3cr3t-Pa55-word"
+    broker = make_broker(users={"fsqd": secret, "watcher": "w"})
+    caplog.set_level("DEBUG")
+
+    async def main() -> None:
+        # Wrong password: refused, counted, retried with back-off, never connected.
+        bad = MqttSink(
+            settings(broker, "a1", username="fsqd", password=Secret("wrong-" + secret)),
+            tmp_path / "bad.db",
+        )
+        bad_task = asyncio.create_task(bad.run())
+        await wait_until(lambda: bad.counters()["connect_failures"] >= 2)
+        assert bad.counters()["connected"] == 0
+        await bad.aclose(1)
+        await bad_task
+
+        good_settings = settings(broker, "a1", username="fsqd", password=Secret(secret))
+        assert secret not in repr(good_settings)
+        async with Collector(broker, "fsqd/a1/codes", username="watcher", password="w") as c:
+            sink = MqttSink(good_settings, tmp_path / "good.db")
+            task = asyncio.create_task(sink.run())
+            sink.submit_code(code(1), 1)
+            await c.wait_for(lambda c: len(c.messages) == 1)
+            await sink.aclose(5)
+            await task
+
+    run(main())
+    out, err = capsys.readouterr()
+    logged = out + err + caplog.text
+    assert "mqtt connect failed" in logged  # the failure was logged ...
+    assert secret not in logged  # ... without the password
+
+
+def test_tls_with_ca_and_client_certificate(
+    make_broker: Callable[..., Mosquitto], tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    broker = make_broker(tls=tls_files, require_client_cert=True)
+
+    async def main() -> None:
+        ok = settings(
+            broker,
+            "t1",
+            host="localhost",
+            tls=True,
+            ca_file=tls_files.ca,
+            cert_file=tls_files.client_cert,
+            key_file=tls_files.client_key,
+        )
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(tls_files.ca))
+        ctx.load_cert_chain(str(tls_files.client_cert), str(tls_files.client_key))
+        async with Collector(broker, "fsqd/t1/codes", tls_context=ctx) as c:
+            sink = MqttSink(ok, tmp_path / "ok.db")
+            task = asyncio.create_task(sink.run())
+            for i in range(5):
+                sink.submit_code(code(i), i)
+            await c.wait_for(lambda c: len(c.messages) == 5)
+            await sink.aclose(5)
+            await task
+
+        # Without the client certificate, and trusting only the system CAs: refused.
+        for name, bad in (
+            ("no-client-cert", {"ca_file": tls_files.ca}),
+            ("system-ca", {"cert_file": tls_files.client_cert, "key_file": tls_files.client_key}),
+        ):
+            sink = MqttSink(
+                settings(broker, "t2", host="localhost", tls=True, **bad), tmp_path / f"{name}.db"
+            )
+            task = asyncio.create_task(sink.run())
+            await wait_until(lambda s=sink: s.counters()["connect_failures"] >= 1)  # type: ignore[misc]
+            assert sink.counters()["connected"] == 0, name
+            await sink.aclose(1)
+            await task
+
+    run(main())
+
+
+def test_kick_right_after_connack_backs_off(
+    broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two processes with one client id kick each other; back-off keeps it slow."""
+    import gc
+
+    async def main() -> None:
+        s = settings(broker, "dup", reconnect_min_s=0.1, reconnect_max_s=1.6, stable_s=5.0)
+        a = MqttSink(s, tmp_path / "a.db")
+        b = MqttSink(s, tmp_path / "b.db")
+        tasks = [asyncio.create_task(a.run()), asyncio.create_task(b.run())]
+        await asyncio.sleep(6.0)
+        connects = a._connections + b._connections
+        # Without back-off growth (0.05-0.1 s per retry) this would be ~100 connections.
+        assert 2 <= connects <= 30, connects
+        for sink in (a, b):
+            await sink.aclose(1)
+        await asyncio.gather(*tasks)
+
+    run(main())
+    gc.collect()
+    # Each kick ends a connection with an error aiomqtt stores in a future: seen, not leaked.
+    assert "exception was never retrieved" not in caplog.text
+
+
+def test_backoff_grows_caps_and_jitters(tmp_path: Path) -> None:
+    import random
+
+    async def main() -> None:
+        s = MqttSettings(host="127.0.0.1", node_id="x", reconnect_min_s=1, reconnect_max_s=30)
+        sink = MqttSink(s, tmp_path / "s.db", rng=random.Random(1))
+        delays = [[sink._backoff(n) for _ in range(200)] for n in range(1, 9)]
+        for n, ds in enumerate(delays, start=1):
+            cap = min(30.0, 2.0 ** (n - 1))
+            assert all(cap * 0.5 <= d <= cap for d in ds)
+            assert max(ds) - min(ds) > cap * 0.3  # jittered, not a fixed step
+        await sink.aclose(0.1)
+
+    run(main())
+
+
+def test_disconnect_noticed_without_waiting_for_a_publish_timeout(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        sink = MqttSink(settings(broker, publish_timeout_s=60.0), tmp_path / "s.db")
+        task = asyncio.create_task(sink.run())
+        await wait_until(lambda: sink.counters()["connected"] == 1)
+        broker.stop()
+        t0 = time.monotonic()
+        await wait_until(lambda: sink.counters()["connected"] == 0, 5)
+        assert time.monotonic() - t0 < 5
+        await sink.aclose(1)
+        await task
+
+    run(main())
+
+
+def test_aclose_delivers_what_is_queued(broker: Mosquitto, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Collector(broker, "fsqd/n1/codes") as c:
+            sink = MqttSink(settings(broker, spool_commit_s=30.0), tmp_path / "s.db")
+            task = asyncio.create_task(sink.run())
+            await wait_until(lambda: sink.counters()["connected"] == 1)
+            for i in range(200):
+                sink.submit_code(code(i), i)
+            await sink.aclose(10)  # at once: in flight and queued codes still go out
+            await task
+            await c.wait_for(lambda c: len(c.messages) >= 200)
+            assert seqs(c.payloads("fsqd/n1/codes")) == list(range(200))
+        assert Spool(tmp_path / "s.db", 10).depth() == 0
+
+    run(main())
+
+
+def test_aclose_without_broker_spools_everything(tmp_path: Path) -> None:
+    async def main() -> None:
+        s = MqttSettings(host="127.0.0.1", port=free_port(), node_id="n1", spool_commit_s=60.0)
+        sink = MqttSink(s, tmp_path / "s.db")
+        task = asyncio.create_task(sink.run())
+        for i in range(7):
+            sink.submit_code(code(i), i)
+        await asyncio.sleep(0.2)
+        assert sink.counters()["spool_commits"] == 0
+        await sink.aclose(1)
+        await task
+        rows = Spool(tmp_path / "s.db", 10).read(0, 100)
+        assert [r.seq for r in rows] == list(range(7))
+
+    run(main())
+
+
+def test_acknowledged_spooled_codes_are_not_resent_after_a_reconnect(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Acked rows wait for the next commit to be deleted; a reconnect must skip them."""
+    path = tmp_path / "s.db"
+
+    async def main() -> None:
+        broker.stop()
+        first = MqttSink(settings(broker), path)
+        task = asyncio.create_task(first.run())
+        for i in range(10):
+            first.submit_code(code(i), i)
+        await first.aclose(1)
+        await task
+        broker.start()
+        async with Collector(broker, "fsqd/n1/codes") as c:
+            sink = MqttSink(settings(broker, spool_commit_s=60.0), path)
+            task = asyncio.create_task(sink.run())
+            await c.wait_for(lambda c: len(c.messages) == 10)
+            await wait_until(lambda: sink.counters()["published"] == 10)
+            broker.stop()
+            await wait_until(lambda: sink.counters()["connected"] == 0)
+            broker.start()
+            await wait_until(lambda: sink.counters()["connected"] == 1)
+            await asyncio.sleep(1.0)  # the collector resubscribes too
+            sink.submit_code(code(10), 10)
+            await c.wait_for(lambda c: b'"seq": 10' in b"".join(c.payloads("fsqd/n1/codes")))
+            assert seqs(c.payloads("fsqd/n1/codes")) == list(range(11))
+            assert sink.counters()["published"] == 11  # nothing sent twice
+            await sink.aclose(2)
+            await task
+
+    run(main())
+
+
+def test_qos0_codes_are_sent_in_order(broker: Mosquitto, tmp_path: Path) -> None:
+    """qos = 0: a code is done once written to the socket (no PUBACK to wait for)."""
+
+    async def main() -> None:
+        async with Collector(broker, "fsqd/n1/codes") as c:
+            sink = MqttSink(settings(broker, qos=0), tmp_path / "s.db")
+            task = asyncio.create_task(sink.run())
+            await wait_until(lambda: sink.counters()["connected"] == 1)
+            for i in range(50):
+                sink.submit_code(code(i), i)
+            await c.wait_for(lambda c: len(c.messages) == 50)
+            assert seqs(c.payloads("fsqd/n1/codes")) == list(range(50))
+            assert set(c.qos) == {0}
+            await wait_until(lambda: sink.counters()["published"] == 50)
+            await sink.aclose(2)
+            await task
+
+    run(main())

@@ -1,0 +1,155 @@
+"""`fsqd record`: emulated sensors to CSV / .fsqr, replayed by `fsqd replay`."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import RunCli
+
+from fsqd.errors import NoInputError
+from fsqd.sensors.clock import ManualClock
+from fsqd.sensors.files import ReadOptions, open_recording
+from fsqd.sensors.lsm6dsox import internal_rate_hz
+from fsqd.sensors.recording import KIND_STATUS, scan
+from fsqd.sensors.sim import CHANNELS, SimConfig, Simulator, write_csv
+from fsqd.service.record import record
+
+OSC = 0.015
+CONFIG = f"""
+[model]            # other tables belong to the daemon's config: record ignores them
+path = "elsewhere"
+
+[[sensor]]
+name = "collar"
+driver = "lsm6dsox"
+bus = "emulated"
+address = 0x6a
+rate_hz = 104
+accel_range_g = 16
+gyro_range_dps = 2000
+[sensor.emulated]
+seed = 4
+oscillator_error = {OSC}
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    p = tmp_path / "fsqd.toml"
+    p.write_text(CONFIG)
+    return p
+
+
+def codes(out: str) -> list[tuple[float, int]]:
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [(r["t_start"], r["code"]) for r in rows]
+
+
+def test_recorded_csv_replays_to_the_simulators_codes(
+    run_cli: RunCli, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "rec.csv"
+    status = record(config, csv, duration_s=60.0, clock=ManualClock())
+    capsys.readouterr()
+    assert status[0].lost == 0 and status[0].segments == 1
+    code, out_rec, err = run_cli("replay", csv)
+    assert code == 0, err
+    # The simulator's own samples at the same times: sample k of the chip was taken at
+    # t0 + k / true_rate, with the animal's signal at exactly that time.
+    t = np.loadtxt(csv, delimiter=",", skiprows=1, usecols=0)
+    true_rate = internal_rate_hz(4) * (1 + OSC)
+    assert np.abs(np.diff(t) - 1 / true_rate).max() < 5e-5
+    sim = Simulator(SimConfig(rate_hz=true_rate, seed=4, start_time=float(t[0])))
+    truth = sim.read(len(t))
+    assert np.abs(truth.t - t).max() < 1e-3
+    ref = tmp_path / "sim.csv"
+    write_csv(truth, ref, label_column=False)
+    code, out_sim, err = run_cli("replay", ref)
+    assert code == 0, err
+    got, want = codes(out_rec), codes(out_sim)
+    assert len(got) == len(want) >= 100
+    assert all(abs(a[0] - b[0]) < 1e-3 for a, b in zip(got, want, strict=True))
+    same = sum(a[1] == b[1] for a, b in zip(got, want, strict=True))
+    # Quantisation (int16 at 16 g / 2000 dps) and a different magnetometer chip (its own
+    # noise, interpolated) move a few windows across an FSQ boundary; no more.
+    assert same / len(got) >= 0.9, f"{same}/{len(got)} codes equal"
+
+
+def test_native_recording_replays_and_keeps_the_status(
+    run_cli: RunCli, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rec.fsqr"
+    record(config, out, duration_s=10.0, clock=ManualClock())
+    capsys.readouterr()  # the acquisition's log lines
+    rec = open_recording(out, ReadOptions(channels=CHANNELS))
+    n = sum(len(c) for c in rec.chunks())
+    assert n > 1000  # at least the 10 s asked for (a manual clock may run past it)
+    blocks = list(scan(out.open("rb"), out))
+    assert blocks[-1].kind == KIND_STATUS
+    status = json.loads(blocks[-1].body)
+    assert status[0]["name"] == "collar" and status[0]["samples"] == n
+    code, stdout, err = run_cli("replay", out)
+    assert code == 0, err
+    assert len(codes(stdout)) >= 15
+
+
+def test_status_line_on_a_terminal(config: Path, tmp_path: Path) -> None:
+    tty = io.StringIO()
+    record(config, tmp_path / "r.csv", duration_s=3.0, clock=ManualClock(), tty=tty)
+    text = tty.getvalue()
+    assert text.count("\r") >= 2 and text.endswith("\n")
+    last = text.rstrip("\n").split("\r")[-1]
+    assert "samples" in last and "Hz" in last and "collar:ok" in last and "gaps 0" in last
+
+
+def test_usage_and_config_errors_are_one_line_with_sysexits(
+    run_cli: RunCli, config: Path, tmp_path: Path
+) -> None:
+    code, _, err = run_cli(
+        "record", "--config", config, "--out", tmp_path / "x.bin", "--duration", "1s"
+    )
+    assert code == 64 and "named *.fsqr" in err
+    code, _, err = run_cli(
+        "record", "--config", tmp_path / "none.toml", "--out", tmp_path / "a.csv"
+    )
+    assert code == 66 and "no such config file" in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CONFIG.replace("address = 0x6a", "adress = 0x6a"))
+    code, _, err = run_cli("record", "--config", bad, "--out", tmp_path / "a.csv")
+    assert code == 78 and "adress: unknown key (did you mean 'address'?)" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_ends_a_recording_cleanly(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "live.fsqr"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fsqd", "record", "--config", str(config), "--out", str(out)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "recorded" in err and "Traceback" not in err
+    blocks = list(scan(out.open("rb"), out))
+    assert blocks[-1].kind == KIND_STATUS  # flushed and closed, not cut off
+    rec = open_recording(out, ReadOptions(channels=CHANNELS))
+    assert sum(len(c) for c in rec.chunks()) > 100
+
+
+def test_a_wrong_chip_ends_the_recording_with_what_was_found(config: Path, tmp_path: Path) -> None:
+    config.write_text(CONFIG + "who_am_i = 0x69\n")
+    with pytest.raises(NoInputError, match=r"'collar': .*reads 0x69, expected 0x6C"):
+        record(config, tmp_path / "x.csv", duration_s=30.0, clock=ManualClock())
