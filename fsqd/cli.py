@@ -285,7 +285,14 @@ def cmd_model_parity(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from fsqd.service.replay import replay
 
-    return replay(args)
+    code = replay(args)
+    if getattr(args, "standalone", False):
+        # Run as a program: everything is written and closed; skip tearing down the
+        # interpreter (onnxruntime, numpy, thousands of objects), which the user waits for.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -387,7 +394,10 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
         "--max-gap", type=float, default=2.5, help="a step over this many sample periods is a gap"
     )
     p.add_argument(
-        "--threads", type=_positive_int, help="onnxruntime threads for the encoder (default: cores)"
+        "--threads",
+        type=_positive_int,
+        help="onnxruntime threads for the encoder in total, over up to 2 sessions "
+        "(default: usable cores)",
     )
     _backend_argument(p)
 
@@ -552,6 +562,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # argparse exits 2 on bad usage; fsqd uses sysexits throughout (64 = usage).
         return EX_USAGE if e.code == 2 else int(e.code or 0)
     debug = args.debug or os.environ.get("FSQD_DEBUG") == "1"
+    # Run as a program (console script, python -m fsqd), not called by code that goes on.
+    args.standalone = argv is None
     _log_to_stderr()
     func: Command = args.func
     try:

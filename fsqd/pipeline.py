@@ -166,9 +166,13 @@ class CodePipeline:
 
     def encode(self, x: npt.NDArray[np.float32]) -> CodeBatch:
         """Model-layout input (N, *card input shape), already normalised -> codes."""
-        n = len(x)
-        with self.timer.stage("infer", n):
+        with self.timer.stage("infer", len(x)):
             y = self.encoder(x)
+        return self.finish(y)
+
+    def finish(self, y: npt.NDArray[np.float32]) -> CodeBatch:
+        """The encoder's output (N, FSQ dim) -> codes: FSQ and the head."""
+        n = len(y)
         with self.timer.stage("fsq", n):
             digits, codes = self.fsq.digits_and_codes_from_bounded(self._to_bounded(y))
             index = self.fsq.digits_to_indices(digits)

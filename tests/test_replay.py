@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from conftest import MODELS, RunCli
 
+from fsqd.backends.onnx import OnnxEncoder
 from fsqd.model.importer import ImportOptions, import_model
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage, load_package
@@ -220,3 +225,75 @@ def test_pooled_encoder_batches_give_the_same_codes(
             InputLayout(pkg.card)(np.ascontiguousarray(windows.transpose(0, 2, 1)))
         )
         assert [r["code"] for r in rows] == want.index.tolist()
+
+
+def _one_session_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replay as it was before: one 2-thread session, each batch encoded and then written."""
+    import fsqd.service.replay as replay_module
+
+    def single(pkg: ModelPackage, backend: str = "auto", *, threads: int | None = None) -> Any:
+        return OnnxEncoder(pkg, 2, sessions=1)
+
+    monkeypatch.setattr(replay_module, "IN_FLIGHT", 1)
+    monkeypatch.setattr(replay_module, "open_encoder", single)
+
+
+@pytest.mark.parametrize("batch", [7, 100, 256])
+@pytest.mark.parametrize("model", ["bundled", "d2", "d2 fixed batch 8"])
+def test_two_sessions_in_flight_write_the_same_bytes(
+    run_cli: RunCli,
+    recording: Path,
+    pkg_d2: ModelPackage,
+    tmp_path_factory: pytest.TempPathFactory,
+    batch: int,
+    model: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1,191 windows in batches of 7, 100 or 256 (a ragged last batch each time), on the
+    bundled model, the 2-device model and a copy of it that takes exactly 8 windows."""
+    from test_backend_onnx import fixed_batch_package
+
+    import fsqd.service.replay as replay_module
+
+    monkeypatch.setattr(replay_module, "BATCH", batch)
+    extra: list[str | Path] = []
+    if model != "bundled":
+        path = pkg_d2.path
+        if model.endswith("8"):
+            path = fixed_batch_package(pkg_d2, tmp_path_factory.mktemp("fixed"), 8).path
+        extra = ["--fill", "duplicate", "--model", path]
+    code, out, err = run_cli("replay", recording, "--hop", "10", *extra)
+    assert code == 0, err
+    assert len(out.splitlines()) == 1191 and 1191 % batch
+    with monkeypatch.context() as m:
+        _one_session_in_turn(m)
+        code, before, err = run_cli("replay", recording, "--hop", "10", *extra)
+    assert code == 0, err
+    assert out == before
+
+
+def test_replay_as_a_program_writes_everything_and_exits(
+    run_cli: RunCli, recording: Path, tmp_path: Path
+) -> None:
+    """`python -m fsqd replay` ends with os._exit once its output is flushed: every line
+    reaches a pipe and the exit status is replay's; in-process callers (the tests) return."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    args = [sys.executable, "-m", "fsqd", "replay", str(recording), "--hop", "10"]
+    # Called with arguments, main() returns to its caller, which may have more to do
+    # (checked first: if it did not return, neither would this in-process test).
+    caller = "from fsqd.cli import main; import sys; print('back', main(sys.argv[1:]))"
+    called = subprocess.run(
+        [sys.executable, "-c", caller, *args[3:]], env=env, cwd=tmp_path, capture_output=True
+    )
+    assert called.returncode == 0 and called.stdout.endswith(b"back 0\n")
+    proc = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    code, out, _ = run_cli("replay", recording, "--hop", "10")
+    assert code == 0
+    assert proc.stdout == out and len(out.splitlines()) == 1191
+    assert "throughput" in proc.stderr  # the summary came out before the exit
+    missing = subprocess.run(
+        [*args[:4], str(tmp_path / "none.csv")], env=env, cwd=tmp_path, capture_output=True
+    )
+    assert missing.returncode == 66

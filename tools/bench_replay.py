@@ -75,14 +75,22 @@ def time_raw(pkg: ModelPackage, x: np.ndarray) -> float:
     return time.perf_counter() - t0
 
 
-# `python -m fsqd replay ...`, plus the process's own peak RSS (VmHWM) on stderr: the
+# `python -m fsqd replay ...` (``main()`` reads sys.argv, as the console script does), plus
+# the process's own peak RSS (VmHWM) on stderr, also when replay ends with os._exit: the
 # rusage of a child forked from this (large) process would count the fork's pages too.
 CHILD = (
-    "import sys\n"
+    "import os, sys\n"
+    "def peak():\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    print('VmHWM', status.split('VmHWM:')[1].split()[0], file=sys.stderr, flush=True)\n"
+    "_exit = os._exit\n"
+    "def exit_after_peak(code):\n"
+    "    peak()\n"
+    "    _exit(code)\n"
+    "os._exit = exit_after_peak\n"
     "from fsqd.cli import main\n"
-    "code = main(sys.argv[1:])\n"
-    "status = open('/proc/self/status').read()\n"
-    "print('VmHWM', status.split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+    "code = main()\n"
+    "peak()\n"
     "sys.exit(code)\n"
 )
 

@@ -17,6 +17,8 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.backends.base import Encoder
+from fsqd.backends.inflight import encode_ahead
 from fsqd.backends.select import open_encoder
 from fsqd.console import note
 from fsqd.errors import DataError, FsqdError, UsageError
@@ -26,16 +28,19 @@ from fsqd.model.package import load_package
 from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
 from fsqd.sensors.files import ReadOptions, Recording, open_recording
+from fsqd.sinks.batchlines import BatchLineFormatter
 from fsqd.sinks.jsonl import Output, write_lines
-from fsqd.sinks.payload import LineFormatter
 from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.plausibility import Finding
 from fsqd.stream.timebase import RateEstimate, check_rate, estimate_rate
 from fsqd.stream.windows import WindowBatch
 
 BATCH = 256  # windows per inference call when replaying as fast as possible
-POOL = 8  # encoder-layout batch buffers in rotation (more than the prefetch queue holds)
 PREFETCH_DEPTH = 4
+IN_FLIGHT = 2  # batches being encoded at once: one per onnxruntime session
+# Encoder-layout batch buffers in rotation: more than can be alive at once (the prefetch
+# queue, one waiting to go in, one being filled, the batches in flight, one being read).
+POOL = PREFETCH_DEPTH + IN_FLIGHT + 4
 RATE_AGREEMENT = 0.02  # --rate and the timestamps' fit may differ by this (clock error)
 SPEED_RANGE = (1e-3, 1e6)  # --speed factors that make sense (and do not overflow a sleep)
 
@@ -184,10 +189,11 @@ def replay(args: argparse.Namespace) -> int:
 
     # Parsing starts now, in its own thread, while onnxruntime loads and builds its session.
     ahead = prefetch(batches(), depth=PREFETCH_DEPTH) if speed is None else None
+    encoder: Encoder | None = None
     try:
         encoder = open_encoder(pkg, getattr(args, "backend", "auto"), threads=args.threads)
         pipeline = CodePipeline(pkg, encoder, timer=timer)
-        fmt = LineFormatter(pkg.label, pipeline.labels)
+        fmt = BatchLineFormatter(pkg.label, pipeline.labels)
         seen: set[int] = set()
         seq = 0
         wall0 = time.perf_counter()
@@ -201,8 +207,10 @@ def replay(args: argparse.Namespace) -> int:
 
         with Output(args.out) as out:
             if ahead is not None:
-                for batch in ahead:  # already in the encoder's layout
-                    emit(out, pipeline.encode(batch.x), batch)
+                # Already in the encoder's layout; the next batch is encoded meanwhile.
+                for y, batch, infer_ns in encode_ahead(encoder, ahead, _x, IN_FLIGHT):
+                    timer.add("infer", infer_ns, len(y))
+                    emit(out, pipeline.finish(y), batch)
             elif speed is not None:
                 for batch in windows():
                     for i in range(len(batch)):
@@ -217,6 +225,8 @@ def replay(args: argparse.Namespace) -> int:
     finally:
         if ahead is not None:
             ahead.close()
+        if encoder is not None:
+            encoder.close()
     wall = time.perf_counter() - wall0
     if seq == 0:
         note(
@@ -306,6 +316,10 @@ class _LayoutPool:
         self._fill = 0
         self._t_start, self._t_end = [], []
         return ready
+
+
+def _x(batch: WindowBatch) -> npt.NDArray[np.float32]:
+    return batch.x
 
 
 def _chain(first: SampleChunk, rest: Iterator[SampleChunk]) -> Iterator[SampleChunk]:
