@@ -37,7 +37,7 @@ _NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class ModelConfig:
     package: ModelPackage
     backend: str = "auto"
-    threads: int | None = None  # onnxruntime threads (None: onnxruntime's default)
+    threads: int | None = None  # onnxruntime threads over up to two sessions (None: usable cores)
 
 
 @dataclass(frozen=True)
