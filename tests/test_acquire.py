@@ -389,3 +389,29 @@ def test_real_time_thread_with_a_busy_event_loop(rate: int) -> None:
     assert err.max() < 1e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
     if status.overruns == 0:
         assert status.lost == 0
+
+
+def test_status_and_read_never_wait_on_a_hung_bus() -> None:
+    """The event loop calls status() and read(): a bus stuck for seconds must not stall them."""
+    acq = open_acquisition(sensors_from(one_sensor(104)), 1, clock=SystemClock())
+    bus = acq.buses[0]
+    assert isinstance(bus, EmulatedBus)
+    acq.start(lambda: None)
+    try:
+        deadline = time.monotonic() + 5.0
+        while acq.status()[0].samples == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        bus.hang(2.5)  # every transfer now blocks for the 1 s adapter timeout
+        time.sleep(0.2)  # the thread is inside a blocked transfer
+        worst = 0.0
+        for _ in range(40):
+            t0 = time.perf_counter()
+            acq.status()
+            acq.read()
+            worst = max(worst, time.perf_counter() - t0)
+            time.sleep(0.02)
+        # A blocked call would wait up to the 1 s adapter timeout.
+        assert worst < 0.05, f"status()/read() took {worst * 1e3:.1f} ms during a bus hang"
+        assert acq.status()[0].errors >= 1
+    finally:
+        acq.stop()

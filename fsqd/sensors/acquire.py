@@ -26,7 +26,7 @@ from fsqd.sensors.bus import I2CBus, RetryingBus, open_bus
 from fsqd.sensors.clock import Clock, SystemClock
 from fsqd.sensors.config import SensorConfig
 from fsqd.sensors.driver import ImuSettings, get_spec, make_imu, make_mag
-from fsqd.sensors.reader import SensorReader
+from fsqd.sensors.reader import Block, SensorReader
 from fsqd.sensors.ring import SampleRing
 from fsqd.stream.chunk import SampleChunk
 
@@ -84,6 +84,9 @@ class Acquisition:
         capacity = max(1024, int(ring_seconds * self.nominal_rate_hz * 1.1))
         self.ring = SampleRing(capacity, self.channels)
         self.aligner = Aligner(len(self.readers)) if len(self.readers) > 1 else None
+        # _step_lock: one step at a time (bus I/O under it); _lock: only the short
+        # hand-over (aligner, ring, counters), so status() never waits on the bus.
+        self._step_lock = threading.Lock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -124,23 +127,30 @@ class Acquisition:
         """One round over every sensor; returns the rows written to the ring.
 
         ``final``: no bus I/O, only hand over what the readers hold (at stop)."""
-        written = 0
-        with self._lock:
+        with self._step_lock:
+            # Bus I/O (which a hung bus can stretch to seconds) outside _lock.
             blocks = [r.flush() if final else r.poll() for r in self.readers]
-            if self.aligner is None:
-                runs = [(b.t, b.x, b.new_segment) for b in blocks if b is not None]
-            else:
-                for i, b in enumerate(blocks):
-                    if b is not None:
-                        self.aligner.push(i, b.t, b.x, b.new_segment)
-                runs = self.aligner.pop(self.clock.now() + self.clock.epoch_offset)
-            for t, x, new_segment in runs:
-                if self.duplicate:
-                    x = np.tile(x, (1, self.devices // (x.shape[1] // CHANNELS)))
-                self.ring.write(t, x, new_segment)
-                written += len(t)
+            with self._lock:
+                written = self._hand_over(blocks)
         if written:
             self._wake()
+        return written
+
+    def _hand_over(self, blocks: Sequence[Block | None]) -> int:
+        """Aligns and writes what the readers gave; no bus I/O (runs under _lock)."""
+        if self.aligner is None:
+            runs = [(b.t, b.x, b.new_segment) for b in blocks if b is not None]
+        else:
+            for i, b in enumerate(blocks):
+                if b is not None:
+                    self.aligner.push(i, b.t, b.x, b.new_segment)
+            runs = self.aligner.pop(self.clock.now() + self.clock.epoch_offset)
+        written = 0
+        for t, x, new_segment in runs:
+            if self.duplicate:
+                x = np.tile(x, (1, self.devices // (x.shape[1] // CHANNELS)))
+            self.ring.write(t, x, new_segment)
+            written += len(t)
         return written
 
     # -- the consumer side --
