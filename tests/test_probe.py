@@ -10,8 +10,10 @@ from conftest import RunCli
 
 from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.emulated import EmulatedBus, EmulatedChip, Signal
+from fsqd.sensors.emulated.icm20948 import EmulatedIcm20948
 from fsqd.sensors.emulated.lis3mdl import Lis3mdlChip
 from fsqd.sensors.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
+from fsqd.sensors.emulated.mpu9250 import EmulatedMpu9250
 from fsqd.service import probe
 
 
@@ -115,3 +117,24 @@ def test_nothing_on_the_bus(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) ->
 def test_missing_bus_path(run_cli: RunCli, tmp_path: Path) -> None:
     code, _, err = run_cli("probe", "--bus", str(tmp_path / "i2c-3"))
     assert code == 66 and "no such I2C bus" in err
+
+
+@pytest.mark.parametrize("bank", [1, 2, 3])
+def test_scan_names_an_icm20948_left_in_another_bank(bank: int) -> None:
+    clock = ManualClock()
+    icm = EmulatedIcm20948(0x69, clock=clock)
+    mpu = EmulatedMpu9250(0x68, clock=clock)
+    bus = EmulatedBus([icm, mpu], clock=clock)
+    bus.write_byte_data(0x69, 0x7F, bank << 4)  # left there by another program
+    writes: list[tuple[int, int, int]] = []
+    write = bus.write_byte_data
+
+    def spy(addr: int, reg: int, value: int, force: bool | None = None) -> None:
+        writes.append((addr, reg, value))
+        write(addr, reg, value)
+
+    bus.write_byte_data = spy  # type: ignore[method-assign]
+    found = {(f.address, f.spec.name if f.spec else None) for f in probe.scan(bus)}
+    assert (0x69, "icm20948") in found and (0x68, "mpu9250") in found
+    assert icm.bank == 0
+    assert writes == [(0x69, 0x7F, 0x00)]  # one bank select, and only on the banked chip

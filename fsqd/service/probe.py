@@ -1,8 +1,8 @@
 """`fsqd probe`: which known chips answer on which I2C bus, and do their readings make sense.
 
 For each bus it can open, probe reads the WHO_AM_I register of every registered driver
-at each address that chip can have (reads only: nothing is written to a chip that is
-not recognised), names what it finds, then configures each IMU for a short burst
+at each address that chip can have (reads only, except one bank select on a chip whose
+bank register says it was left outside the WHO_AM_I bank, as an ICM-20948 can be), names what it finds, then configures each IMU for a short burst
 through the normal reader and prints the measured rate and two plausibility checks:
 gravity near 9.8 m/s^2 at rest, and a magnetic field of 25-65 uT (the Earth's).
 """
@@ -76,7 +76,10 @@ def scan(bus: I2CBus) -> list[Found]:
             answered[reg] = value
             return value
 
-        matches = identify(read, address)
+        def write(reg: int, value: int, address: int = address) -> None:
+            bus.write_byte_data(address, reg, value)
+
+        matches = identify(read, address, write)
         if matches:
             found += [Found(address, s) for s in matches]
         elif answered:
