@@ -106,7 +106,6 @@ class Aligner:
         self._break = brk
         return out
 
-
     def _count_dropped(self, t: F64) -> None:
         early = (
             len(t)
