@@ -28,6 +28,36 @@ def one_sensor(rate_hz: float = 104, **emulated: float) -> str:
     )
 
 
+class JitteryClock(ManualClock):
+    """A manual clock on a loaded machine: sleeps overshoot (the thread is woken late,
+    now and then by tens of ms) and a busy wait loses the CPU for up to a few ms about
+    every ``preempt_every_s`` of spinning. Seeded: the same schedule every run."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        late_s: float = 0.04,
+        preempt_s: float = 5e-3,
+        preempt_every_s: float = 0.02,
+    ) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng([seed, 11])
+        self.late_s = late_s
+        self.preempt_s = preempt_s
+        self.preempt_p = self.resolution / preempt_every_s
+
+    def sleep(self, seconds: float) -> None:
+        late = self.rng.exponential(1e-3)
+        if self.rng.random() < 0.05:
+            late += self.rng.uniform(0.005, self.late_s)
+        self.advance(seconds + late)
+
+    def tick(self) -> None:
+        preempted = self.rng.random() < self.preempt_p
+        self.advance(self.resolution + (self.rng.uniform(2e-4, self.preempt_s) if preempted else 0))
+
+
 @dataclass
 class Rig:
     acq: Acquisition
@@ -58,8 +88,10 @@ class Rig:
         )
 
 
-def rig(text: str, devices: int = 1, *, keep_truth: bool = True) -> Rig:
-    clock = ManualClock()
+def rig(
+    text: str, devices: int = 1, *, keep_truth: bool = True, clock: ManualClock | None = None
+) -> Rig:
+    clock = clock or ManualClock()
     acq = open_acquisition(sensors_from(text), devices, clock=clock)
     bus = acq.buses[0]
     assert isinstance(bus, EmulatedBus)

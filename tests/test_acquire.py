@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 import structlog
-from sensorkit import Rig, one_sensor, rig, sensors_from
+from invensensekit import acquisition
+from sensorkit import JitteryClock, Rig, one_sensor, rig, sensors_from
 
 from fsqd.errors import ConfigError
 from fsqd.sensors.acquire import SensorState, SensorStatus, open_acquisition
@@ -56,6 +57,59 @@ def test_rate_is_learned_without_the_factory_trim(osc: float) -> None:
     check_no_loss(r)
     assert r.acq.readers[0].imu.rate_hint_hz == pytest.approx(104.17, abs=0.01)
     assert r.acq.status()[0].rate_hz == pytest.approx(r.imu.sampling_rate_hz, rel=2e-4)
+
+
+@pytest.mark.parametrize("osc", [-0.03, 0.03])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rate_off_the_hint_is_tracked_on_a_loaded_machine(osc: float, seed: int) -> None:
+    """An MPU-6500 has no trim register: the 100 Hz hint is 3 % off. Woken late now and
+    then, and preempted while catching count edges, the reader still finds the rate."""
+    run = acquisition(
+        "mpu6500", 0x68, 100, poll_ms=None, clock=JitteryClock(seed), oscillator_error=osc
+    )
+    assert run.acq.poll_s == 0.05
+    run.step(10.0)
+    t, x = run.samples()
+    tt, xt = run.chip.truth()
+    st = run.status()
+    assert st.rate_hz == pytest.approx(run.chip.sampling_rate_hz, rel=2e-4)
+    assert (st.lost, st.segments, run.segments) == (0, 1, 1)
+    np.testing.assert_allclose(x[:, :3], xt[: len(t), :3], atol=0.01)  # the same samples
+    err = np.abs(t - tt[: len(t)])
+    assert err.max() < 1e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
+    assert len(tt) - len(t) <= 10
+
+
+@pytest.mark.parametrize("osc", [-0.03, 0.03])
+def test_lsm6dsox_without_trim_on_a_loaded_machine(osc: float) -> None:
+    r = rig(one_sensor(104, oscillator_error=osc), clock=JitteryClock(5))
+    assert isinstance(r.imu, Lsm6dsoxChip)
+    r.imu.report_trim = False
+    r.run(8.0)
+    check_no_loss(r)
+    assert r.acq.status()[0].rate_hz == pytest.approx(r.imu.sampling_rate_hz, rel=2e-4)
+
+
+def test_a_rate_step_between_anchors_is_caught_by_the_fifo_count() -> None:
+    """Anchors come once a second; the count read at every burst bounds the line too,
+    so a chip whose oscillator jumps 3 % (and, here, its phase by up to a period) is
+    re-locked within a few bursts, long before the next anchor is due."""
+    r = rig(one_sensor(104, oscillator_error=0.01), clock=JitteryClock(3, late_s=0.01))
+    r.run(3.3)
+    chip = r.imu
+    odr = chip.sampling_rate_hz / 1.01
+    chip.oscillator_error = 0.04
+    chip.start_sampling(odr)  # the sample clock restarts at the new rate, no loss
+    step_at = r.clock.now() + r.clock.epoch_offset
+    r.run(3.0)
+    t, _ = r.samples()
+    tt, _ = chip.truth()
+    err = np.abs(t - tt[: len(t)])
+    late = t > step_at + 0.5
+    assert err[late].max() < 1e-3, f"worst stamp {err[late].max() * 1e3:.3f} ms off after"
+    assert err.max() < 10e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
+    sc = r.acq.readers[0].sample_clock
+    assert sc.relocks == 1 and sc.rate_hz == pytest.approx(chip.sampling_rate_hz, rel=2e-4)
 
 
 def test_mag_interpolated_at_sample_times() -> None:
@@ -415,6 +469,8 @@ def test_status_and_read_never_wait_on_a_hung_bus() -> None:
             time.sleep(0.02)
         # A blocked call would wait up to the 1 s adapter timeout.
         assert worst < 0.05, f"status()/read() took {worst * 1e3:.1f} ms during a bus hang"
-        assert acq.status()[0].errors >= 1
+        while not bus.injected and time.monotonic() < deadline + 5.0:
+            time.sleep(0.05)
+        assert bus.injected.get("ETIMEDOUT", 0) >= 1  # the thread did hang in a transfer
     finally:
         acq.stop()
