@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tomllib
 from dataclasses import dataclass
 
@@ -56,6 +57,23 @@ class JitteryClock(ManualClock):
     def tick(self) -> None:
         preempted = self.rng.random() < self.preempt_p
         self.advance(self.resolution + (self.rng.uniform(2e-4, self.preempt_s) if preempted else 0))
+
+
+class PacedClock(ManualClock):
+    """A manual clock that a free-running thread cannot race ahead with: each sleep
+    also takes 1/speed of the time in real time. The acquisition thread of a command
+    (``record``) on a bare manual clock runs seconds of time per real millisecond, and
+    on a loaded machine outruns its consumer (the ring overruns, status lines are
+    skipped); paced, the consumer keeps up whatever the load."""
+
+    def __init__(self, speed: float = 20.0) -> None:
+        super().__init__()
+        self.speed = speed
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+        if seconds > 0:
+            time.sleep(seconds / self.speed)
 
 
 @dataclass

@@ -7,7 +7,11 @@ in real time in a thread while a coroutine keeps the event loop busy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -423,30 +427,49 @@ async def _consume(
     return chunks, bus, acq.status()[0]
 
 
+@contextlib.contextmanager
+def cpu_hog() -> Iterator[None]:
+    """A process spinning on a core for the duration: the machine is loaded, as a Pi
+    running other work (or a shared CI runner) is."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
 @pytest.mark.parametrize("rate", [104, 833])
 def test_real_time_thread_with_a_busy_event_loop(rate: int) -> None:
     text = one_sensor(rate, oscillator_error=0.02)
-    chunks, bus, status = asyncio.run(_consume(3.0, text))
+    with cpu_hog():
+        chunks, bus, status = asyncio.run(_consume(3.0, text))
     t = np.concatenate([c.t for c in chunks])
     x = np.concatenate([c.x for c in chunks])
     tt, xt = bus.chips[0x6A].truth()
-    # Every sample the chip took is delivered or counted lost (the machine these tests
-    # run on is shared: a stall of the whole process longer than the FIFO, 0.3 s at
-    # 833 Hz, is an overrun, and must show as one).
+    # Every sample the chip took is delivered or counted lost (a stall of the whole
+    # process longer than the FIFO, 0.3 s at 833 Hz, is an overrun, and must show as one).
     assert status.samples == len(t)
     pending = len(tt) - (status.samples + status.lost)  # still in the FIFO at stop()
     assert 0 <= pending <= 2
     assert [c.new_segment for c in chunks].count(True) == 1 + status.overruns
-    # Each delivered sample is the chip's, stamped within 1 ms of when it was taken.
-    idx = np.searchsorted(tt, t - 0.5 / rate)
-    assert np.all(idx < len(tt))
-    np.testing.assert_allclose(x[:, :3], xt[idx, :3], atol=0.003)
-    err = np.abs(t - tt[idx])
-    assert np.median(err) < 0.3e-3
-    assert err.max() < 1e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
     if status.overruns == 0:
         assert status.lost == 0
-
+    # Each delivered sample is the chip's, once: found by its values among the chip's
+    # samples taken within 5 ms of its stamp.
+    near = np.searchsorted(tt, t)
+    span = int(np.ceil(5e-3 * rate)) + 1
+    cand = np.clip(near[:, None] + np.arange(-span, span + 1), 0, len(tt) - 1)
+    miss = np.abs(xt[cand, :6] - x[:, None, :6]).max(axis=2)
+    idx = cand[np.arange(len(t)), miss.argmin(axis=1)]
+    np.testing.assert_allclose(x[:, :6], xt[idx, :6], atol=0.003)
+    assert np.all(np.diff(idx) > 0)  # in order, none repeated
+    # Stamped when it was taken: within 1 ms for the vast majority on a loaded machine
+    # (strict 1 ms bounds for all are the simulated-clock tests' job), never far off.
+    err = np.abs(t - tt[idx])
+    assert np.median(err) < 0.3e-3
+    assert np.mean(err < 1e-3) > 0.99, f"{np.mean(err >= 1e-3):.2%} of stamps over 1 ms"
+    assert err.max() < 5e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
 
 def test_status_and_read_never_wait_on_a_hung_bus() -> None:
     """The event loop calls status() and read(): a bus stuck for seconds must not stall them."""
