@@ -471,6 +471,7 @@ def test_real_time_thread_with_a_busy_event_loop(rate: int) -> None:
     assert np.mean(err < 1e-3) > 0.99, f"{np.mean(err >= 1e-3):.2%} of stamps over 1 ms"
     assert err.max() < 5e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
 
+
 def test_status_and_read_never_wait_on_a_hung_bus() -> None:
     """The event loop calls status() and read(): a bus stuck for seconds must not stall them."""
     acq = open_acquisition(sensors_from(one_sensor(104)), 1, clock=SystemClock())
