@@ -4,7 +4,10 @@
 chips fed by the simulator) without touching the hardware; ``start(wake)`` starts the
 thread, which every ``poll_ms`` drains each sensor's FIFO (``SensorReader``), aligns
 several sensors onto the first one's time grid (``Aligner``), writes the rows into a
-preallocated ``SampleRing`` and calls ``wake()``. The consumer calls ``read()`` (never
+preallocated ``SampleRing`` and calls ``wake()``. A consumer that cuts windows may
+call ``want(t_end, every_s)`` after each: the thread then reads the FIFOs just after
+the sample that completes the next window (low latency) and skips the periodic reads
+in between while the FIFOs have room (fewer wake-ups). The consumer calls ``read()`` (never
 blocks) for every new sample in order. Bus trouble never ends the thread: it shows in
 ``status()`` as a state and counters.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 CHANNELS = 9
 RING_SECONDS = 30.0  # how far the consumer may fall behind before samples are overwritten
+WANT_MARGIN_S = 0.5e-3  # read this long after the sample a window waits for is taken
 
 
 class SensorState(StrEnum):
@@ -89,6 +94,16 @@ class Acquisition:
         self._step_lock = threading.Lock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Window cadence from the consumer (want()): read just after the sample that
+        # completes the next window, and (while hints come) skip the periodic reads in
+        # between as long as the smallest FIFO keeps half its room.
+        self._nudge = threading.Event()
+        self._wanted_at = float("inf")  # monotonic time of the next wanted read
+        self._delivered_t = -float("inf")  # newest stamp written to the ring (UNIX)
+        self._lags: deque[float] = deque(maxlen=64)
+        self._max_wait_s = max(
+            self.poll_s, min(r.imu.fifo_capacity / r.imu.odr_hz for r in self.readers) / 2
+        )
         self._thread: threading.Thread | None = None
         self._wake: Callable[[], None] = _nothing
         self._closed = False
@@ -104,24 +119,48 @@ class Acquisition:
 
     def _run(self) -> None:
         log.info("acquisition started", sensors=[r.name for r in self.readers])
-        next_at = self.clock.now()
         while not self._stop.is_set():
             try:
                 self.step()
             except Exception:  # a bug must not kill the thread silently: log and go on
                 log.exception("acquisition step failed")
-            next_at += self.poll_s
-            now = self.clock.now()
-            if next_at < now - self.poll_s:  # fell behind (a hang): do not catch up in a rush
-                next_at = now
-            self._pause(max(0.0, next_at - now))
+            done = self.clock.now()
+            if self._wanted_at <= done:
+                self._wanted_at = float("inf")  # served; the consumer says what is next
+            self._pause_until(done)
         log.info("acquisition stopped")
 
-    def _pause(self, seconds: float) -> None:
-        if isinstance(self.clock, SystemClock):
-            self._stop.wait(seconds)  # stop() interrupts the wait
-        else:
-            self.clock.sleep(seconds)
+    def _pause_until(self, last: float) -> None:
+        """Until the periodic read is due, or the read the consumer wants, if sooner;
+        with hints coming, the periodic read waits up to half the smallest FIFO."""
+        while not self._stop.is_set():
+            self._nudge.clear()
+            wanted = self._wanted_at
+            hinted = wanted < last + self._max_wait_s
+            target = wanted if hinted else last + self.poll_s
+            wait = target - self.clock.now()
+            if wait <= 0:
+                return
+            if not isinstance(self.clock, SystemClock):
+                self.clock.sleep(wait)
+                return
+            if not self._nudge.wait(wait):  # a new hint, or stop(): look again
+                return
+
+    def want(self, t_end: float, every_s: float) -> None:
+        """Consumer hint (from any thread): a window just ended with the sample stamped
+        ``t_end`` (UNIX time) and the next ends ``every_s`` of sample time later.
+
+        The input reaches past a window's end (the resampler looks ahead), by a lag
+        learnt as the smallest seen between the newest delivered sample and the window
+        end; one sample period more covers the resampling grid's phase."""
+        lag = self._delivered_t - t_end
+        if lag >= 0:
+            self._lags.append(lag)
+        ahead = (min(self._lags) if self._lags else 0.0) + 1.0 / self.nominal_rate_hz
+        at = t_end + every_s + ahead + WANT_MARGIN_S - self.clock.epoch_offset
+        self._wanted_at = at
+        self._nudge.set()
 
     def step(self, *, final: bool = False) -> int:
         """One round over every sensor; returns the rows written to the ring.
@@ -151,6 +190,7 @@ class Acquisition:
                 x = np.tile(x, (1, self.devices // (x.shape[1] // CHANNELS)))
             self.ring.write(t, x, new_segment)
             written += len(t)
+            self._delivered_t = float(t[-1])
         return written
 
     # -- the consumer side --
@@ -186,6 +226,7 @@ class Acquisition:
     def stop(self) -> None:
         """Stop and join the thread, power the chips down, close the buses; idempotent."""
         self._stop.set()
+        self._nudge.set()
         if self._thread is not None:
             self._thread.join()
         if self._closed:
