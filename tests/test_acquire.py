@@ -498,3 +498,22 @@ def test_status_and_read_never_wait_on_a_hung_bus() -> None:
         assert bus.injected.get("ETIMEDOUT", 0) >= 1  # the thread did hang in a transfer
     finally:
         acq.stop()
+
+
+def test_reads_follow_the_window_cadence_when_the_consumer_gives_it() -> None:
+    text = one_sensor(104).replace("[sensor.emulated]", "poll_ms = 20\n[sensor.emulated]")
+    r = rig(text)
+    r.run(1.0)
+    acq, now = r.acq, r.clock.now()
+    assert acq.next_read_at(now) == pytest.approx(now + 0.02)  # no hint: periodic
+    newest = float(r.chunks[-1].t[-1])
+    # A window ended 0.25 s of look-ahead before the newest sample; the next ends 0.1 s on.
+    acq.want(newest - 0.25, 0.1)
+    due = newest - 0.25 + 0.1 + 0.25 + 1 / 104 + 0.5e-3 - r.clock.epoch_offset
+    assert acq.next_read_at(now) == pytest.approx(due)  # past 2 periodic reads: skipped
+    # The look-ahead is the smallest lag seen: a later hint measured late does not grow it.
+    acq.want(newest - 0.3, 0.1)
+    assert acq.next_read_at(now) == pytest.approx(due - 0.05)
+    # Past half the FIFO's room, the periodic read comes first (LSM6DSOX: 512 at 104 Hz).
+    acq.want(newest + 5.0, 0.1)
+    assert acq.next_read_at(now) == pytest.approx(now + 0.02)

@@ -135,10 +135,7 @@ class Acquisition:
         with hints coming, the periodic read waits up to half the smallest FIFO."""
         while not self._stop.is_set():
             self._nudge.clear()
-            wanted = self._wanted_at
-            hinted = wanted < last + self._max_wait_s
-            target = wanted if hinted else last + self.poll_s
-            wait = target - self.clock.now()
+            wait = self.next_read_at(last) - self.clock.now()
             if wait <= 0:
                 return
             if not isinstance(self.clock, SystemClock):
@@ -146,6 +143,11 @@ class Acquisition:
                 return
             if not self._nudge.wait(wait):  # a new hint, or stop(): look again
                 return
+
+    def next_read_at(self, last: float) -> float:
+        """Monotonic time of the next read after one that ended at ``last``."""
+        wanted = self._wanted_at
+        return wanted if wanted < last + self._max_wait_s else last + self.poll_s
 
     def want(self, t_end: float, every_s: float) -> None:
         """Consumer hint (from any thread): a window just ended with the sample stamped
