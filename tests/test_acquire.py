@@ -509,7 +509,7 @@ def test_reads_follow_the_window_cadence_when_the_consumer_gives_it() -> None:
     newest = float(r.chunks[-1].t[-1])
     # A window ended 0.25 s of look-ahead before the newest sample; the next ends 0.1 s on.
     acq.want(newest - 0.25, 0.1)
-    due = newest - 0.25 + 0.1 + 0.25 + 1 / 104 + 0.5e-3 - r.clock.epoch_offset
+    due = newest - 0.25 + 0.1 + 0.25 + 0.5e-3 - r.clock.epoch_offset
     assert acq.next_read_at(now) == pytest.approx(due)  # past 2 periodic reads: skipped
     # The look-ahead is the smallest lag seen: a later hint measured late does not grow it.
     acq.want(newest - 0.3, 0.1)
@@ -517,3 +517,9 @@ def test_reads_follow_the_window_cadence_when_the_consumer_gives_it() -> None:
     # Past half the FIFO's room, the periodic read comes first (LSM6DSOX: 512 at 104 Hz).
     acq.want(newest + 5.0, 0.1)
     assert acq.next_read_at(now) == pytest.approx(now + 0.02)
+    # Every 8th read probes a period earlier, in case the look-ahead is smaller.
+    for _ in range(4):
+        acq.want(newest - 0.3, 0.1)
+        assert acq.next_read_at(now) == pytest.approx(due - 0.05)
+    acq.want(newest - 0.3, 0.1)
+    assert acq.next_read_at(now) == pytest.approx(due - 0.05 - 1 / 104)

@@ -39,6 +39,8 @@ log = structlog.get_logger(__name__)
 CHANNELS = 9
 RING_SECONDS = 30.0  # how far the consumer may fall behind before samples are overwritten
 WANT_MARGIN_S = 0.5e-3  # read this long after the sample a window waits for is taken
+WANT_RETRIES = 3  # reads a period apart after a wanted read that did not complete a window
+PROBE_EVERY = 8  # every so many windows, read a period earlier than the look-ahead learnt
 
 
 class SensorState(StrEnum):
@@ -101,6 +103,8 @@ class Acquisition:
         self._wanted_at = float("inf")  # monotonic time of the next wanted read
         self._delivered_t = -float("inf")  # newest stamp written to the ring (UNIX)
         self._lags: deque[float] = deque(maxlen=64)
+        self._retries = 0
+        self._hints = 0
         self._max_wait_s = max(
             self.poll_s, min(r.imu.fifo_capacity / r.imu.odr_hz for r in self.readers) / 2
         )
@@ -126,7 +130,14 @@ class Acquisition:
                 log.exception("acquisition step failed")
             done = self.clock.now()
             if self._wanted_at <= done:
-                self._wanted_at = float("inf")  # served; the consumer says what is next
+                # Served. A window it completed brings a new hint at once; if none comes,
+                # the read was early: again a period later (a few times).
+                self._retries += 1
+                self._wanted_at = (
+                    done + 1.0 / self.nominal_rate_hz
+                    if self._retries <= WANT_RETRIES
+                    else float("inf")
+                )
             self._pause_until(done)
         log.info("acquisition stopped")
 
@@ -153,15 +164,20 @@ class Acquisition:
         """Consumer hint (from any thread): a window just ended with the sample stamped
         ``t_end`` (UNIX time) and the next ends ``every_s`` of sample time later.
 
-        The input reaches past a window's end (the resampler looks ahead), by a lag
-        learnt as the smallest seen between the newest delivered sample and the window
-        end; one sample period more covers the resampling grid's phase."""
+        The input reaches past a window's end (the resampler looks ahead) by a lag that
+        is learnt: the smallest seen between the newest delivered sample and a window's
+        end (an upper bound: the window was complete by then). Every ``PROBE_EVERY``-th
+        read comes a period earlier than that, so a smaller lag is found too; a read that
+        comes too early is followed by another a period later."""
         lag = self._delivered_t - t_end
         if lag >= 0:
             self._lags.append(lag)
-        ahead = (min(self._lags) if self._lags else 0.0) + 1.0 / self.nominal_rate_hz
-        at = t_end + every_s + ahead + WANT_MARGIN_S - self.clock.epoch_offset
-        self._wanted_at = at
+        self._hints += 1
+        self._retries = 0
+        ahead = min(self._lags) if self._lags else 0.0
+        if self._hints % PROBE_EVERY == 0:
+            ahead = max(0.0, ahead - 1.0 / self.nominal_rate_hz)
+        self._wanted_at = t_end + every_s + ahead + WANT_MARGIN_S - self.clock.epoch_offset
         self._nudge.set()
 
     def step(self, *, final: bool = False) -> int:
