@@ -97,7 +97,13 @@ class Run:
 
 
 def acquisition(
-    driver: str, address: int, rate_hz: float, *, poll_ms: float | None = 20, **emulated: object
+    driver: str,
+    address: int,
+    rate_hz: float,
+    *,
+    poll_ms: float | None = 20,
+    clock: ManualClock | None = None,
+    **emulated: object,
 ) -> Run:
     """One emulated sensor through ``open_acquisition``; ``poll_ms=None``: the default."""
     extra = "".join(f"{k} = {v}\n" for k, v in emulated.items())
@@ -108,7 +114,7 @@ def acquisition(
         f"gyro_range_dps = 2000\n{poll}[sensor.emulated]\n{extra}"
     )
     sensors = parse_sensors(Table(tomllib.loads(text), "test.toml").tables("sensor"))
-    clock = ManualClock()
+    clock = clock or ManualClock()
     acq = open_acquisition(sensors, 1, clock=clock)
     bus = acq.buses[0]
     assert isinstance(bus, EmulatedBus)

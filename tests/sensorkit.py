@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tomllib
 from dataclasses import dataclass
 
@@ -26,6 +27,53 @@ def one_sensor(rate_hz: float = 104, **emulated: float) -> str:
         '[[sensor]]\nname = "collar"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
         f"address = 0x6a\nrate_hz = {rate_hz}\n[sensor.emulated]\n{extra}"
     )
+
+
+class JitteryClock(ManualClock):
+    """A manual clock on a loaded machine: sleeps overshoot (the thread is woken late,
+    now and then by tens of ms) and a busy wait loses the CPU for up to a few ms about
+    every ``preempt_every_s`` of spinning. Seeded: the same schedule every run."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        late_s: float = 0.04,
+        preempt_s: float = 5e-3,
+        preempt_every_s: float = 0.02,
+    ) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng([seed, 11])
+        self.late_s = late_s
+        self.preempt_s = preempt_s
+        self.preempt_p = self.resolution / preempt_every_s
+
+    def sleep(self, seconds: float) -> None:
+        late = self.rng.exponential(1e-3)
+        if self.rng.random() < 0.05:
+            late += self.rng.uniform(0.005, self.late_s)
+        self.advance(seconds + late)
+
+    def tick(self) -> None:
+        preempted = self.rng.random() < self.preempt_p
+        self.advance(self.resolution + (self.rng.uniform(2e-4, self.preempt_s) if preempted else 0))
+
+
+class PacedClock(ManualClock):
+    """A manual clock that a free-running thread cannot race ahead with: each sleep
+    also takes 1/speed of the time in real time. The acquisition thread of a command
+    (``record``) on a bare manual clock runs seconds of time per real millisecond, and
+    on a loaded machine outruns its consumer (the ring overruns, status lines are
+    skipped); paced, the consumer keeps up whatever the load."""
+
+    def __init__(self, speed: float = 20.0) -> None:
+        super().__init__()
+        self.speed = speed
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+        if seconds > 0:
+            time.sleep(seconds / self.speed)
 
 
 @dataclass
@@ -58,8 +106,10 @@ class Rig:
         )
 
 
-def rig(text: str, devices: int = 1, *, keep_truth: bool = True) -> Rig:
-    clock = ManualClock()
+def rig(
+    text: str, devices: int = 1, *, keep_truth: bool = True, clock: ManualClock | None = None
+) -> Rig:
+    clock = clock or ManualClock()
     acq = open_acquisition(sensors_from(text), devices, clock=clock)
     bus = acq.buses[0]
     assert isinstance(bus, EmulatedBus)

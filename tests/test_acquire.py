@@ -7,12 +7,17 @@ in real time in a thread while a coroutine keeps the event loop busy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import structlog
-from sensorkit import Rig, one_sensor, rig, sensors_from
+from invensensekit import acquisition
+from sensorkit import JitteryClock, Rig, one_sensor, rig, sensors_from
 
 from fsqd.errors import ConfigError
 from fsqd.sensors.acquire import SensorState, SensorStatus, open_acquisition
@@ -56,6 +61,59 @@ def test_rate_is_learned_without_the_factory_trim(osc: float) -> None:
     check_no_loss(r)
     assert r.acq.readers[0].imu.rate_hint_hz == pytest.approx(104.17, abs=0.01)
     assert r.acq.status()[0].rate_hz == pytest.approx(r.imu.sampling_rate_hz, rel=2e-4)
+
+
+@pytest.mark.parametrize("osc", [-0.03, 0.03])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rate_off_the_hint_is_tracked_on_a_loaded_machine(osc: float, seed: int) -> None:
+    """An MPU-6500 has no trim register: the 100 Hz hint is 3 % off. Woken late now and
+    then, and preempted while catching count edges, the reader still finds the rate."""
+    run = acquisition(
+        "mpu6500", 0x68, 100, poll_ms=None, clock=JitteryClock(seed), oscillator_error=osc
+    )
+    assert run.acq.poll_s == 0.05
+    run.step(10.0)
+    t, x = run.samples()
+    tt, xt = run.chip.truth()
+    st = run.status()
+    assert st.rate_hz == pytest.approx(run.chip.sampling_rate_hz, rel=2e-4)
+    assert (st.lost, st.segments, run.segments) == (0, 1, 1)
+    np.testing.assert_allclose(x[:, :3], xt[: len(t), :3], atol=0.01)  # the same samples
+    err = np.abs(t - tt[: len(t)])
+    assert err.max() < 1e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
+    assert len(tt) - len(t) <= 10
+
+
+@pytest.mark.parametrize("osc", [-0.03, 0.03])
+def test_lsm6dsox_without_trim_on_a_loaded_machine(osc: float) -> None:
+    r = rig(one_sensor(104, oscillator_error=osc), clock=JitteryClock(5))
+    assert isinstance(r.imu, Lsm6dsoxChip)
+    r.imu.report_trim = False
+    r.run(8.0)
+    check_no_loss(r)
+    assert r.acq.status()[0].rate_hz == pytest.approx(r.imu.sampling_rate_hz, rel=2e-4)
+
+
+def test_a_rate_step_between_anchors_is_caught_by_the_fifo_count() -> None:
+    """Anchors come once a second; the count read at every burst bounds the line too,
+    so a chip whose oscillator jumps 3 % (and, here, its phase by up to a period) is
+    re-locked within a few bursts, long before the next anchor is due."""
+    r = rig(one_sensor(104, oscillator_error=0.01), clock=JitteryClock(3, late_s=0.01))
+    r.run(3.3)
+    chip = r.imu
+    odr = chip.sampling_rate_hz / 1.01
+    chip.oscillator_error = 0.04
+    chip.start_sampling(odr)  # the sample clock restarts at the new rate, no loss
+    step_at = r.clock.now() + r.clock.epoch_offset
+    r.run(3.0)
+    t, _ = r.samples()
+    tt, _ = chip.truth()
+    err = np.abs(t - tt[: len(t)])
+    late = t > step_at + 0.5
+    assert err[late].max() < 1e-3, f"worst stamp {err[late].max() * 1e3:.3f} ms off after"
+    assert err.max() < 10e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
+    sc = r.acq.readers[0].sample_clock
+    assert sc.relocks == 1 and sc.rate_hz == pytest.approx(chip.sampling_rate_hz, rel=2e-4)
 
 
 def test_mag_interpolated_at_sample_times() -> None:
@@ -268,6 +326,9 @@ def test_two_sensors_aligned_on_the_first_ones_time_grid() -> None:
     assert np.abs(x[:, 0:3] - x[:, 9:12]).mean() > 0.1
     assert [c.new_segment for c in r.chunks].count(True) == 1
     assert all(s.state == SensorState.OK for s in r.acq.status())
+    # Those unpartnered samples are not lost: nothing was, the second was not started yet.
+    assert r.acq.aligner is not None and r.acq.aligner.skipped > 0
+    assert [s.lost for s in r.acq.status()] == [0, 0]
 
 
 def test_a_lost_second_sensor_drops_first_sensor_samples_as_a_counted_gap() -> None:
@@ -366,26 +427,99 @@ async def _consume(
     return chunks, bus, acq.status()[0]
 
 
+@contextlib.contextmanager
+def cpu_hog() -> Iterator[None]:
+    """A process spinning on a core for the duration: the machine is loaded, as a Pi
+    running other work (or a shared CI runner) is."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
 @pytest.mark.parametrize("rate", [104, 833])
 def test_real_time_thread_with_a_busy_event_loop(rate: int) -> None:
     text = one_sensor(rate, oscillator_error=0.02)
-    chunks, bus, status = asyncio.run(_consume(3.0, text))
+    with cpu_hog():
+        chunks, bus, status = asyncio.run(_consume(3.0, text))
     t = np.concatenate([c.t for c in chunks])
     x = np.concatenate([c.x for c in chunks])
     tt, xt = bus.chips[0x6A].truth()
-    # Every sample the chip took is delivered or counted lost (the machine these tests
-    # run on is shared: a stall of the whole process longer than the FIFO, 0.3 s at
-    # 833 Hz, is an overrun, and must show as one).
+    # Every sample the chip took is delivered or counted lost (a stall of the whole
+    # process longer than the FIFO, 0.3 s at 833 Hz, is an overrun, and must show as one).
     assert status.samples == len(t)
     pending = len(tt) - (status.samples + status.lost)  # still in the FIFO at stop()
     assert 0 <= pending <= 2
     assert [c.new_segment for c in chunks].count(True) == 1 + status.overruns
-    # Each delivered sample is the chip's, stamped within 1 ms of when it was taken.
-    idx = np.searchsorted(tt, t - 0.5 / rate)
-    assert np.all(idx < len(tt))
-    np.testing.assert_allclose(x[:, :3], xt[idx, :3], atol=0.003)
-    err = np.abs(t - tt[idx])
-    assert np.median(err) < 0.3e-3
-    assert err.max() < 1e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
     if status.overruns == 0:
         assert status.lost == 0
+    # Each delivered sample is the chip's, once: found by its values among the chip's
+    # samples taken within 5 ms of its stamp.
+    near = np.searchsorted(tt, t)
+    span = int(np.ceil(5e-3 * rate)) + 1
+    cand = np.clip(near[:, None] + np.arange(-span, span + 1), 0, len(tt) - 1)
+    miss = np.abs(xt[cand, :6] - x[:, None, :6]).max(axis=2)
+    idx = cand[np.arange(len(t)), miss.argmin(axis=1)]
+    np.testing.assert_allclose(x[:, :6], xt[idx, :6], atol=0.003)
+    assert np.all(np.diff(idx) > 0)  # in order, none repeated
+    # Stamped when it was taken: within 1 ms for the vast majority on a loaded machine
+    # (strict 1 ms bounds for all are the simulated-clock tests' job), never far off.
+    err = np.abs(t - tt[idx])
+    assert np.median(err) < 0.3e-3
+    assert np.mean(err < 1e-3) > 0.99, f"{np.mean(err >= 1e-3):.2%} of stamps over 1 ms"
+    assert err.max() < 5e-3, f"worst stamp {err.max() * 1e3:.3f} ms off"
+
+
+def test_status_and_read_never_wait_on_a_hung_bus() -> None:
+    """The event loop calls status() and read(): a bus stuck for seconds must not stall them."""
+    acq = open_acquisition(sensors_from(one_sensor(104)), 1, clock=SystemClock())
+    bus = acq.buses[0]
+    assert isinstance(bus, EmulatedBus)
+    acq.start(lambda: None)
+    try:
+        deadline = time.monotonic() + 5.0
+        while acq.status()[0].samples == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        bus.hang(2.5)  # every transfer now blocks for the 1 s adapter timeout
+        time.sleep(0.2)  # the thread is inside a blocked transfer
+        worst = 0.0
+        for _ in range(40):
+            t0 = time.perf_counter()
+            acq.status()
+            acq.read()
+            worst = max(worst, time.perf_counter() - t0)
+            time.sleep(0.02)
+        # A blocked call would wait up to the 1 s adapter timeout.
+        assert worst < 0.05, f"status()/read() took {worst * 1e3:.1f} ms during a bus hang"
+        while not bus.injected and time.monotonic() < deadline + 5.0:
+            time.sleep(0.05)
+        assert bus.injected.get("ETIMEDOUT", 0) >= 1  # the thread did hang in a transfer
+    finally:
+        acq.stop()
+
+
+def test_reads_follow_the_window_cadence_when_the_consumer_gives_it() -> None:
+    text = one_sensor(104).replace("[sensor.emulated]", "poll_ms = 20\n[sensor.emulated]")
+    r = rig(text)
+    r.run(1.0)
+    acq, now = r.acq, r.clock.now()
+    assert acq.next_read_at(now) == pytest.approx(now + 0.02)  # no hint: periodic
+    newest = float(r.chunks[-1].t[-1])
+    # A window ended 0.25 s of look-ahead before the newest sample; the next ends 0.1 s on.
+    acq.want(newest - 0.25, 0.1)
+    due = newest - 0.25 + 0.1 + 0.25 + 0.5e-3 - r.clock.epoch_offset
+    assert acq.next_read_at(now) == pytest.approx(due)  # past 2 periodic reads: skipped
+    # The look-ahead is the smallest lag seen: a later hint measured late does not grow it.
+    acq.want(newest - 0.3, 0.1)
+    assert acq.next_read_at(now) == pytest.approx(due - 0.05)
+    # Past half the FIFO's room, the periodic read comes first (LSM6DSOX: 512 at 104 Hz).
+    acq.want(newest + 5.0, 0.1)
+    assert acq.next_read_at(now) == pytest.approx(now + 0.02)
+    # Every 8th read probes a period earlier, in case the look-ahead is smaller.
+    for _ in range(4):
+        acq.want(newest - 0.3, 0.1)
+        assert acq.next_read_at(now) == pytest.approx(due - 0.05)
+    acq.want(newest - 0.3, 0.1)
+    assert acq.next_read_at(now) == pytest.approx(due - 0.05 - 1 / 104)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from conftest import RunCli
+from hailo_support import fake_hailo
 
 from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.emulated import EmulatedBus, EmulatedChip, Signal
+from fsqd.sensors.emulated.icm20948 import EmulatedIcm20948
 from fsqd.sensors.emulated.lis3mdl import Lis3mdlChip
 from fsqd.sensors.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
+from fsqd.sensors.emulated.mpu9250 import EmulatedMpu9250
 from fsqd.service import probe
+
+__all__ = ["fake_hailo"]  # a fixture
 
 
 def test_probe_emulated_names_chips_and_checks_readings(run_cli: RunCli) -> None:
@@ -115,3 +121,46 @@ def test_nothing_on_the_bus(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) ->
 def test_missing_bus_path(run_cli: RunCli, tmp_path: Path) -> None:
     code, _, err = run_cli("probe", "--bus", str(tmp_path / "i2c-3"))
     assert code == 66 and "no such I2C bus" in err
+
+
+@pytest.mark.parametrize("bank", [1, 2, 3])
+def test_scan_names_an_icm20948_left_in_another_bank(bank: int) -> None:
+    clock = ManualClock()
+    icm = EmulatedIcm20948(0x69, clock=clock)
+    mpu = EmulatedMpu9250(0x68, clock=clock)
+    bus = EmulatedBus([icm, mpu], clock=clock)
+    bus.write_byte_data(0x69, 0x7F, bank << 4)  # left there by another program
+    writes: list[tuple[int, int, int]] = []
+    write = bus.write_byte_data
+
+    def spy(addr: int, reg: int, value: int, force: bool | None = None) -> None:
+        writes.append((addr, reg, value))
+        write(addr, reg, value)
+
+    bus.write_byte_data = spy  # type: ignore[method-assign]
+    found = {(f.address, f.spec.name if f.spec else None) for f in probe.scan(bus)}
+    assert (0x69, "icm20948") in found and (0x68, "mpu9250") in found
+    assert icm.bank == 0
+    assert writes == [(0x69, 0x7F, 0x00)]  # one bank select, and only on the banked chip
+
+
+def test_probe_reports_the_hailo_device(run_cli: RunCli, fake_hailo: ModuleType) -> None:
+    code, out, err = run_cli("probe", "--emulated", "--seconds", "0.3")
+    assert code == 0, err
+    line = out.splitlines()[-1]
+    assert line.startswith("Hailo: 0000:01:00.0  Hailo-8 (HAILO8), firmware 4.23.0")
+    assert "HailoRT 4.23.0" in line
+
+
+def test_probe_says_when_the_hailo_device_is_missing_or_busy(fake_hailo: ModuleType) -> None:
+    fake_hailo.STATE.devices = []
+    assert "no Hailo device found" in probe.accelerator_lines()[0]
+    fake_hailo.reset().identify_status = 74
+    (line,) = probe.accelerator_lines()
+    assert line.startswith("Hailo: 0000:01:00.0  cannot be opened: status 74")
+
+
+def test_probe_without_hailort_says_so(run_cli: RunCli) -> None:
+    code, out, _ = run_cli("probe", "--emulated", "--seconds", "0.3")
+    assert code == 0
+    assert out.splitlines()[-1].startswith("Hailo: HailoRT not installed")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import RunCli
+from sensorkit import PacedClock
 
 from fsqd.errors import NoInputError
 from fsqd.sensors.clock import ManualClock
@@ -58,7 +59,7 @@ def test_recorded_csv_replays_to_the_simulators_codes(
     run_cli: RunCli, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     csv = tmp_path / "rec.csv"
-    status = record(config, csv, duration_s=60.0, clock=ManualClock())
+    status = record(config, csv, duration_s=60.0, clock=PacedClock(40))
     capsys.readouterr()
     assert status[0].lost == 0 and status[0].segments == 1
     code, out_rec, err = run_cli("replay", csv)
@@ -88,7 +89,7 @@ def test_native_recording_replays_and_keeps_the_status(
     run_cli: RunCli, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "rec.fsqr"
-    record(config, out, duration_s=10.0, clock=ManualClock())
+    record(config, out, duration_s=10.0, clock=PacedClock(20))
     capsys.readouterr()  # the acquisition's log lines
     rec = open_recording(out, ReadOptions(channels=CHANNELS))
     n = sum(len(c) for c in rec.chunks())
@@ -104,7 +105,7 @@ def test_native_recording_replays_and_keeps_the_status(
 
 def test_status_line_on_a_terminal(config: Path, tmp_path: Path) -> None:
     tty = io.StringIO()
-    record(config, tmp_path / "r.csv", duration_s=3.0, clock=ManualClock(), tty=tty)
+    record(config, tmp_path / "r.csv", duration_s=3.0, clock=PacedClock(3), tty=tty)
     text = tty.getvalue()
     assert text.count("\r") >= 2 and text.endswith("\n")
     last = text.rstrip("\n").split("\r")[-1]

@@ -63,3 +63,38 @@ def test_restart_forgets_the_segment_keeps_the_rate() -> None:
         anchor(sc, k)
     sc.restart()
     assert not sc.locked and sc.rate_hz == pytest.approx(TRUE_RATE, rel=1e-4)
+
+
+def test_a_rate_step_re_locks_after_a_confirming_anchor() -> None:
+    sc = SampleClock(104.0, TRUE_RATE)
+    for k in (0, 3, 9, 27, 81, 243):
+        assert anchor(sc, k)
+    # The oscillator jumps 3 % faster at sample 300 (say, a re-trim): later samples
+    # come earlier than the line says.
+    step_t, faster = true_time(300), TRUE_RATE * 1.03
+
+    def stepped(k: int) -> float:
+        return step_t + (k - 300) / faster
+
+    assert not sc.add_anchor(420, stepped(420) - 2e-5, stepped(420) + 2e-5)  # a suspect
+    assert sc.suspect and sc.relocks == 0
+    assert sc.add_anchor(425, stepped(425) - 2e-5, stepped(425) + 2e-5)  # confirmed
+    assert sc.relocks == 1 and not sc.suspect
+    assert [a.k for a in sc.anchors] == [420, 425]
+    for k in (431, 443, 467, 515):
+        assert sc.add_anchor(k, stepped(k) - 2e-5, stepped(k) + 2e-5)
+    assert sc.rate_hz == pytest.approx(faster, rel=1e-4)
+    assert abs(sc.expected(600) - stepped(600)) < 0.1e-3
+
+
+def test_one_anchor_off_the_line_is_an_outlier() -> None:
+    sc = SampleClock(104.0, TRUE_RATE)
+    for k in (0, 3, 9, 27, 81, 243):
+        assert anchor(sc, k)
+    before = (sc.period, sc.offset)
+    assert not anchor(sc, 300, skew=-60.0)  # 2.4 ms late: a glitch, not the chip
+    assert (sc.period, sc.offset) == before
+    assert anchor(sc, 310)  # the next one agrees with the line: the glitch goes
+    assert (sc.outliers, sc.relocks) == (1, 0) and not sc.suspect
+    assert 300 not in [a.k for a in sc.anchors]
+    assert abs(sc.expected(400) - true_time(400)) < 0.05e-3

@@ -58,7 +58,9 @@ def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("mosquitto did not start")
 
 
-def config_text(port: int | None, state: Path, hop: int, rate: float, poll_ms: float) -> str:
+def config_text(
+    port: int | None, state: Path, hop: int, rate: float, poll_ms: float, driver: str = "lsm6dsox"
+) -> str:
     mqtt = "" if port is None else f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
     return f"""
 [window]
@@ -73,7 +75,7 @@ format = "json"
 {mqtt}
 [[sensor]]
 name = "bench"
-driver = "lsm6dsox"
+driver = "{driver}"
 bus = "emulated"
 rate_hz = {rate}
 poll_ms = {poll_ms}
@@ -128,6 +130,12 @@ def main() -> int:
     ap.add_argument("--hop", type=int, default=10)
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--poll-ms", type=float, default=20.0, help="sensor FIFO burst period")
+    ap.add_argument(
+        "--driver",
+        default="lsm6dsox",
+        help="emulated chip: lsm6dsox (104 Hz, resampled to the model's 100 Hz), "
+        "mpu6500 or icm20948 (100 Hz, no resampling)",
+    )
     ap.add_argument("--transport", choices=["mqtt", "stdout"], default="mqtt")
     ap.add_argument(
         "--sim-source",
@@ -146,7 +154,8 @@ def main() -> int:
             sub = Subscriber(port)
             sub.connected.wait(10)
         cfg = work / "bench.toml"
-        cfg.write_text(config_text(port, work / "state", args.hop, args.rate, args.poll_ms))
+        text = config_text(port, work / "state", args.hop, args.rate, args.poll_ms, args.driver)
+        cfg.write_text(text)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         entry = [str(ROOT / "tests" / "sim_daemon.py")] if args.sim_source else ["-m", "fsqd"]
         run = [sys.executable, *entry, "run", "--config", str(cfg)]
@@ -192,7 +201,7 @@ def main() -> int:
         source = "simulator source" if args.sim_source else f"emulated sensor {args.rate:g} Hz"
         print(
             f"fsqd run, {args.transport}, {source}, hop {args.hop}, "
-            f"poll {args.poll_ms:g} ms, {os.cpu_count()} cores"
+            f"poll {args.poll_ms:g} ms, {args.driver}, {os.cpu_count()} cores"
         )
         print(f"measured {w1 - w0:.1f} s after {args.warmup:g} s warm-up: {len(lat)} codes")
         print(

@@ -4,7 +4,10 @@
 chips fed by the simulator) without touching the hardware; ``start(wake)`` starts the
 thread, which every ``poll_ms`` drains each sensor's FIFO (``SensorReader``), aligns
 several sensors onto the first one's time grid (``Aligner``), writes the rows into a
-preallocated ``SampleRing`` and calls ``wake()``. The consumer calls ``read()`` (never
+preallocated ``SampleRing`` and calls ``wake()``. A consumer that cuts windows may
+call ``want(t_end, every_s)`` after each: the thread then reads the FIFOs just after
+the sample that completes the next window (low latency) and skips the periodic reads
+in between while the FIFOs have room (fewer wake-ups). The consumer calls ``read()`` (never
 blocks) for every new sample in order. Bus trouble never ends the thread: it shows in
 ``status()`` as a state and counters.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,7 +30,7 @@ from fsqd.sensors.bus import I2CBus, RetryingBus, open_bus
 from fsqd.sensors.clock import Clock, SystemClock
 from fsqd.sensors.config import SensorConfig
 from fsqd.sensors.driver import ImuSettings, get_spec, make_imu, make_mag
-from fsqd.sensors.reader import SensorReader
+from fsqd.sensors.reader import Block, SensorReader
 from fsqd.sensors.ring import SampleRing
 from fsqd.stream.chunk import SampleChunk
 
@@ -34,6 +38,9 @@ log = structlog.get_logger(__name__)
 
 CHANNELS = 9
 RING_SECONDS = 30.0  # how far the consumer may fall behind before samples are overwritten
+WANT_MARGIN_S = 0.5e-3  # read this long after the sample a window waits for is taken
+WANT_RETRIES = 3  # reads a period apart after a wanted read that did not complete a window
+PROBE_EVERY = 8  # every so many windows, read a period earlier than the look-ahead learnt
 
 
 class SensorState(StrEnum):
@@ -84,8 +91,23 @@ class Acquisition:
         capacity = max(1024, int(ring_seconds * self.nominal_rate_hz * 1.1))
         self.ring = SampleRing(capacity, self.channels)
         self.aligner = Aligner(len(self.readers)) if len(self.readers) > 1 else None
+        # _step_lock: one step at a time (bus I/O under it); _lock: only the short
+        # hand-over (aligner, ring, counters), so status() never waits on the bus.
+        self._step_lock = threading.Lock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Window cadence from the consumer (want()): read just after the sample that
+        # completes the next window, and (while hints come) skip the periodic reads in
+        # between as long as the smallest FIFO keeps half its room.
+        self._nudge = threading.Event()
+        self._wanted_at = float("inf")  # monotonic time of the next wanted read
+        self._delivered_t = -float("inf")  # newest stamp written to the ring (UNIX)
+        self._lags: deque[float] = deque(maxlen=64)
+        self._retries = 0
+        self._hints = 0
+        self._max_wait_s = max(
+            self.poll_s, min(r.imu.fifo_capacity / r.imu.odr_hz for r in self.readers) / 2
+        )
         self._thread: threading.Thread | None = None
         self._wake: Callable[[], None] = _nothing
         self._closed = False
@@ -101,46 +123,92 @@ class Acquisition:
 
     def _run(self) -> None:
         log.info("acquisition started", sensors=[r.name for r in self.readers])
-        next_at = self.clock.now()
         while not self._stop.is_set():
             try:
                 self.step()
             except Exception:  # a bug must not kill the thread silently: log and go on
                 log.exception("acquisition step failed")
-            next_at += self.poll_s
-            now = self.clock.now()
-            if next_at < now - self.poll_s:  # fell behind (a hang): do not catch up in a rush
-                next_at = now
-            self._pause(max(0.0, next_at - now))
+            done = self.clock.now()
+            if self._wanted_at <= done:
+                # Served. A window it completed brings a new hint at once; if none comes,
+                # the read was early: again a period later (a few times).
+                self._retries += 1
+                self._wanted_at = (
+                    done + 1.0 / self.nominal_rate_hz
+                    if self._retries <= WANT_RETRIES
+                    else float("inf")
+                )
+            self._pause_until(done)
         log.info("acquisition stopped")
 
-    def _pause(self, seconds: float) -> None:
-        if isinstance(self.clock, SystemClock):
-            self._stop.wait(seconds)  # stop() interrupts the wait
-        else:
-            self.clock.sleep(seconds)
+    def _pause_until(self, last: float) -> None:
+        """Until the periodic read is due, or the read the consumer wants, if sooner;
+        with hints coming, the periodic read waits up to half the smallest FIFO."""
+        while not self._stop.is_set():
+            self._nudge.clear()
+            wait = self.next_read_at(last) - self.clock.now()
+            if wait <= 0:
+                return
+            if not isinstance(self.clock, SystemClock):
+                self.clock.sleep(wait)
+                return
+            if not self._nudge.wait(wait):  # a new hint, or stop(): look again
+                return
+
+    def next_read_at(self, last: float) -> float:
+        """Monotonic time of the next read after one that ended at ``last``."""
+        wanted = self._wanted_at
+        return wanted if wanted < last + self._max_wait_s else last + self.poll_s
+
+    def want(self, t_end: float, every_s: float) -> None:
+        """Consumer hint (from any thread): a window just ended with the sample stamped
+        ``t_end`` (UNIX time) and the next ends ``every_s`` of sample time later.
+
+        The input reaches past a window's end (the resampler looks ahead) by a lag that
+        is learnt: the smallest seen between the newest delivered sample and a window's
+        end (an upper bound: the window was complete by then). Every ``PROBE_EVERY``-th
+        read comes a period earlier than that, so a smaller lag is found too; a read that
+        comes too early is followed by another a period later."""
+        lag = self._delivered_t - t_end
+        if lag >= 0:
+            self._lags.append(lag)
+        self._hints += 1
+        self._retries = 0
+        ahead = min(self._lags) if self._lags else 0.0
+        if self._hints % PROBE_EVERY == 0:
+            ahead = max(0.0, ahead - 1.0 / self.nominal_rate_hz)
+        self._wanted_at = t_end + every_s + ahead + WANT_MARGIN_S - self.clock.epoch_offset
+        self._nudge.set()
 
     def step(self, *, final: bool = False) -> int:
         """One round over every sensor; returns the rows written to the ring.
 
         ``final``: no bus I/O, only hand over what the readers hold (at stop)."""
-        written = 0
-        with self._lock:
+        with self._step_lock:
+            # Bus I/O (which a hung bus can stretch to seconds) outside _lock.
             blocks = [r.flush() if final else r.poll() for r in self.readers]
-            if self.aligner is None:
-                runs = [(b.t, b.x, b.new_segment) for b in blocks if b is not None]
-            else:
-                for i, b in enumerate(blocks):
-                    if b is not None:
-                        self.aligner.push(i, b.t, b.x, b.new_segment)
-                runs = self.aligner.pop(self.clock.now() + self.clock.epoch_offset)
-            for t, x, new_segment in runs:
-                if self.duplicate:
-                    x = np.tile(x, (1, self.devices // (x.shape[1] // CHANNELS)))
-                self.ring.write(t, x, new_segment)
-                written += len(t)
+            with self._lock:
+                written = self._hand_over(blocks)
         if written:
             self._wake()
+        return written
+
+    def _hand_over(self, blocks: Sequence[Block | None]) -> int:
+        """Aligns and writes what the readers gave; no bus I/O (runs under _lock)."""
+        if self.aligner is None:
+            runs = [(b.t, b.x, b.new_segment) for b in blocks if b is not None]
+        else:
+            for i, b in enumerate(blocks):
+                if b is not None:
+                    self.aligner.push(i, b.t, b.x, b.new_segment)
+            runs = self.aligner.pop(self.clock.now() + self.clock.epoch_offset)
+        written = 0
+        for t, x, new_segment in runs:
+            if self.duplicate:
+                x = np.tile(x, (1, self.devices // (x.shape[1] // CHANNELS)))
+            self.ring.write(t, x, new_segment)
+            written += len(t)
+            self._delivered_t = float(t[-1])
         return written
 
     # -- the consumer side --
@@ -176,6 +244,7 @@ class Acquisition:
     def stop(self) -> None:
         """Stop and join the thread, power the chips down, close the buses; idempotent."""
         self._stop.set()
+        self._nudge.set()
         if self._thread is not None:
             self._thread.join()
         if self._closed:

@@ -4,6 +4,10 @@ Each other sensor is linearly interpolated at the first sensor's timestamps, wit
 of its own segments (never across a gap). A first-sensor sample waits until every
 other sensor has a sample at or after it; if one has not after ``hold_s`` (it is lost,
 or it lags), the sample is dropped, counted, and the output starts a new segment.
+
+First-sensor samples from before every other sensor took its first sample are not
+lost (nothing was lost: the set of sensors had not started yet): they are counted as
+``skipped``, apart from ``dropped``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ class Aligner:
     def __init__(self, sensors: int, width: int = 9, hold_s: float = 0.5) -> None:
         self.buffers = [_Buffer(width) for _ in range(sensors)]
         self.hold_s = hold_s
-        self.dropped = 0  # first-sensor samples that could not be aligned
+        self.dropped = 0  # first-sensor samples that could not be aligned (lost)
+        self.skipped = 0  # first-sensor samples from before every other sensor started
+        self._started_at: float | None = None  # the last other sensor's first sample time
         self._break = False
 
     def push(self, sensor: int, t: F64, x: F32, new_segment: bool) -> None:
@@ -50,6 +56,8 @@ class Aligner:
         first, others = self.buffers[0], self.buffers[1:]
         if not len(first.t):
             return []
+        if self._started_at is None and all(len(b.t) for b in others):
+            self._started_at = max(float(b.t[0]) for b in others)
         horizon = min((float(b.t[-1]) if len(b.t) else -np.inf) for b in others)
         ready = int(np.searchsorted(first.t, horizon, side="right"))
         out: list[Rows] = []
@@ -71,7 +79,7 @@ class Aligner:
         # First-sensor samples the others cannot cover in time are dropped.
         stale = int(np.searchsorted(first.t, now - self.hold_s, side="left"))
         if stale:
-            self.dropped += stale
+            self._count_dropped(first.t[:stale])
             first.drop(stale)
             self._break = True
         return out
@@ -80,7 +88,7 @@ class Aligner:
         self, t: F64, x: F32, seg: npt.NDArray[np.bool_], ok: npt.NDArray[np.bool_]
     ) -> list[Rows]:
         out: list[Rows] = []
-        self.dropped += int((~ok).sum())
+        self._count_dropped(t[~ok])
         start = None
         brk = self._break
         for i in range(len(t) + 1):
@@ -97,6 +105,15 @@ class Aligner:
                 start = i
         self._break = brk
         return out
+
+    def _count_dropped(self, t: F64) -> None:
+        early = (
+            len(t)
+            if self._started_at is None
+            else int(np.searchsorted(t, self._started_at, side="left"))
+        )
+        self.skipped += early
+        self.dropped += len(t) - early
 
 
 def _interpolate(b: _Buffer, t: F64) -> tuple[F32, npt.NDArray[np.bool_]]:

@@ -123,6 +123,9 @@ class DriverSpec:
     emulator: str = ""  # "module:Class" of its register-level emulator
     companion_mag: str | None = None  # the magnetometer usually on the same board
     aliases: tuple[str, ...] = field(default=())
+    # (register, value) selecting the register bank WHO_AM_I lives in, for chips with
+    # banked registers (the ICM-20948 stays in whatever bank it was left in).
+    who_am_i_bank: tuple[int, int] | None = None
 
 
 _REGISTRY: dict[str, DriverSpec] = {}
@@ -167,21 +170,44 @@ def get_spec(name: str, kind: str | None = None) -> DriverSpec:
     return spec
 
 
-def identify(register_value: Callable[[int], int | None], address: int) -> list[DriverSpec]:
+def identify(
+    register_value: Callable[[int], int | None],
+    address: int,
+    write: Callable[[int, int], None] | None = None,
+) -> list[DriverSpec]:
     """Specs whose (WHO_AM_I register, value) match at ``address``.
 
     ``register_value(reg)`` reads one register (None when the read fails); each
-    distinct register is read once.
+    distinct register is read once. A chip with banked registers may have been left in
+    another bank (by a crashed program, a driver mid-init): when its bank register
+    reads anything but the WHO_AM_I bank, and ``write(reg, value)`` is given, that bank
+    is selected and WHO_AM_I read again. Nothing is written otherwise.
     """
     cache: dict[int, int | None] = {}
+
+    def value_of(reg: int) -> int | None:
+        if reg not in cache:
+            cache[reg] = register_value(reg)
+        return cache[reg]
+
     found = []
     for spec in specs():
         if address not in spec.addresses:
             continue
         reg, value = spec.who_am_i
-        if reg not in cache:
-            cache[reg] = register_value(reg)
-        if cache[reg] == value:
+        seen = value_of(reg)
+        if seen != value and spec.who_am_i_bank is not None and write is not None:
+            bank_reg, bank = spec.who_am_i_bank
+            current = value_of(bank_reg)
+            if current is not None and current != bank:
+                try:
+                    write(bank_reg, bank)
+                except OSError:
+                    continue
+                cache.clear()  # every register read so far was in the other bank
+                cache[bank_reg] = bank
+                seen = value_of(reg)
+        if seen == value:
             found.append(spec)
     return found
 

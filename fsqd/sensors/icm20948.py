@@ -324,6 +324,7 @@ register(
         description="TDK InvenSense ICM-20948: accel + gyro + AK09916 magnetometer (FIFO)",
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, WHO_AM_I_VALUE),
+        who_am_i_bank=(REG_BANK_SEL, 0x00),
         factory=_icm20948,
         emulator="fsqd.sensors.emulated.icm20948:EmulatedIcm20948",
     )

@@ -23,7 +23,7 @@ from fsqd.sensors.clock import Clock
 from fsqd.sensors.config import SensorConfig
 from fsqd.sensors.driver import ChipIdError, ImuDriver, MagDriver
 from fsqd.sensors.mounting import Calibration
-from fsqd.sensors.timing import ANCHOR_EVERY_S, SampleClock
+from fsqd.sensors.timing import ANCHOR_EVERY_S, RELOCK_S, SampleClock
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +33,7 @@ LOST_AFTER_S = 2.0  # no samples for this long: the sensor is lost
 DEGRADED_FOR_S = 10.0  # an error keeps the sensor degraded this long
 SPIN_LEAD_S = 1e-3  # start polling the count this long before a sample is due
 SPIN_GRACE_S = 1.5e-3  # give up an anchor this long after the sample was due
+MAX_RATE_ERROR = 0.1  # a chip's true period is within 10 % of the estimate
 HOLD_S = 2.0  # at a segment start, hold samples this long (at most) for a tight anchor
 
 
@@ -189,15 +190,18 @@ class SensorReader:
     def _try_anchor(self) -> None:
         """Catch the FIFO count changing: when the next sample appeared, to a read or two."""
         sc = self.sample_clock
+        # After a miss the line is not trusted: spin up to a whole period from now,
+        # where an edge must come, instead of waiting where the line says.
+        guided = sc.locked and not sc.missed
         tb0, c0, ta0 = self._count()
-        if sc.locked:
+        if guided:
             wait = sc.expected(self.total + c0) - ta0 - SPIN_LEAD_S
             if wait > 0:
                 self.clock.sleep(min(wait, sc.period))
                 tb0, c0, ta0 = self._count()
         # Spin at most a period and a bit, whatever the model says.
-        deadline = ta0 + sc.period + 2 * SPIN_GRACE_S
-        if sc.locked:
+        deadline = ta0 + sc.period * (1 + MAX_RATE_ERROR) + 2 * SPIN_GRACE_S
+        if guided:
             deadline = min(deadline, sc.expected(self.total + c0) + SPIN_GRACE_S)
         prev_tb = tb0
         while True:
@@ -205,14 +209,16 @@ class SensorReader:
             tb, c, ta = self._count()
             if c != c0:
                 if not sc.add_anchor(self.total + c0, prev_tb, ta):
-                    self._next_anchor_at = ta  # preempted while catching it: again soon
+                    self._next_anchor_at = ta  # preempted, or off the line: again soon
                     return
                 # Anchors come quickly at first (samples 0, 3, 9, 27, ..) to pin the
                 # rate down before an error in the hint can add up, then once a second.
-                k = self.total + c0
+                k = self.total + c0 - sc.lock_k
                 self._next_anchor_at = ta + min(ANCHOR_EVERY_S, (2 * k + 3) * sc.period)
                 return
             if ta > deadline:
+                if guided:
+                    sc.missed += 1  # no edge where the line said: the line is off
                 self._next_anchor_at = ta  # try again at the next burst
                 return
             prev_tb = tb
@@ -229,6 +235,14 @@ class SensorReader:
             if ta - self._last_data > self._stall_s:
                 raise StallError(f"no samples for {ta - self._last_data:.2f} s")
             return None
+        if sc.tight and self._line_contradicted(tb, c, ta):
+            # The line is off (the oscillator moved): catch edges unguided now, two if
+            # the first is held as a suspect, and stamp this burst from the new line.
+            sc.missed = max(sc.missed, 1)
+            self._try_anchor()
+            if sc.suspect:
+                self._try_anchor()
+            tb, c, ta = self._count()
         read = self.imu.read_fifo(c)
         if read.overflow:
             self.overruns += 1
@@ -258,11 +272,19 @@ class SensorReader:
         self.total += n
         self._last_data = ta
         self._pending.append(self.calibrate(x))
-        # At a segment start, samples wait (briefly) for a tight anchor rather than
-        # leave with stamps that are a few ms off.
-        if not sc.tight and ta - self._segment_t0 < HOLD_S:
+        # At a segment start, samples wait (briefly) for tight anchors that give the
+        # rate, rather than leave with stamps a few ms off (the hint can be 3 % off).
+        if not (sc.tight and sc.fitted) and ta - self._segment_t0 < HOLD_S:
             return None
         return self._emit()
+
+    def _line_contradicted(self, tb: float, c: int, ta: float) -> bool:
+        """The count read in [tb, ta] says sample total+c-1 existed by ta and sample
+        total+c did not at tb; a line that disagrees by more than RELOCK_S is off (a
+        count seen late only makes a sample look later, so this never misfires)."""
+        sc = self.sample_clock
+        k = self.total + c - 1
+        return sc.expected(k) > ta + RELOCK_S or sc.expected(k + 1) < tb - RELOCK_S
 
     def flush(self) -> Block | None:
         """Samples read but held back for a tight anchor, stamped as well as known now."""

@@ -12,11 +12,22 @@ is due and catches the count changing. That gives an *anchor*: sample k appeared
 (drift with temperature included) and the phase. Stamps come from the fit, so they
 neither drift from the monotonic clock nor jump: a new anchor moves the line by about
 its own uncertainty, and stamps never step backwards.
+
+An anchor's interval is true by construction (the count was read between the clock
+reads around it): a thread that lost the CPU only makes it wider, never wrong. So a
+tight anchor that the line misses by more than ``RELOCK_S`` means the line is wrong
+(the oscillator moved, or the rate hint was off by a few percent), unless it is a
+one-off glitch. The first such anchor is held as a suspect and another is caught soon;
+if that one also disagrees with the line, the clock re-locks onto the two, forgetting
+the older anchors; if it agrees, the suspect is dropped as an outlier. And when the
+edge does not come where the line says (the line is wrong), the next catch spins for
+up to a whole period, where an edge must come, rather than trust the line again.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +39,8 @@ ANCHOR_WINDOW_S = 60.0  # anchors older than this no longer steer the fit
 ANCHOR_EVERY_S = 1.0  # how often to catch a count edge once locked
 FLOOR_S = 20e-6  # uncertainty floor: a perfect anchor is still one register read wide
 TIGHT_S = 0.5e-3  # an anchor at most this far from its middle steers the fit
+HINT_OK_S = 0.05e-3  # a second anchor this close to the hint's line confirms the hint
+RELOCK_S = 0.5e-3  # a tight anchor this far outside the line: the line is wrong
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,15 @@ class SampleClock:
         self._last_stamp = -np.inf
         self.tight = False  # the fit rests on tight anchors (not only provisional ones)
         self.rejected = 0  # anchors too wide to use (the thread was preempted mid-catch)
+        self.outliers = 0  # tight anchors off the line that the next one did not confirm
+        self.relocks = 0  # times the line was rebuilt from anchors that disagreed with it
+        self.missed = 0  # edge catches in a row that saw no edge where the line said
+        self.lock_k = 0  # sample index the current line was (re)built from
+        # The line's rate is trusted: fitted from tight anchors, or a second tight anchor
+        # landed where the hint said (then the rate is refitted only over a long span).
+        self.fitted = False
+        self.hint_confirmed = False
+        self._suspect: Anchor | None = None
 
     @property
     def locked(self) -> bool:
@@ -64,6 +86,11 @@ class SampleClock:
         self.offset = None
         self._last_stamp = -np.inf
         self.tight = False
+        self.missed = 0
+        self.lock_k = 0
+        self.fitted = False
+        self.hint_confirmed = False
+        self._suspect = None
 
     def expected(self, k: int) -> float:
         """When sample k is (was) due; only meaningful once locked."""
@@ -77,6 +104,8 @@ class SampleClock:
         is kept only as a provisional anchor until the first tight one arrives.
         """
         half = 0.5 * (t2 - t1)
+        new = Anchor(k, 0.5 * (t1 + t2), half)
+        self.missed = 0
         if half > TIGHT_S:
             if self.tight:
                 self.rejected += 1
@@ -84,29 +113,62 @@ class SampleClock:
         elif not self.tight:
             self.anchors.clear()  # provisional anchors only get in the way now
             self.tight = True
-        self.anchors.append(Anchor(k, 0.5 * (t1 + t2), half))
+            self.lock_k = k
+        elif self._misfit([*self.anchors, new]) > RELOCK_S:
+            # No straight line passes through the old anchors and this one.
+            suspect, self._suspect = self._suspect, new
+            if suspect is None:
+                return False  # maybe a glitch: let the next anchor decide
+            self._suspect = None
+            self.relocks += 1
+            self.fitted = self.hint_confirmed = False  # whatever the rate was, it is not now
+            self.anchors.clear()
+            self.anchors.append(suspect)
+            self.lock_k = suspect.k
+        elif self._suspect is not None:
+            self._suspect = None
+            self.outliers += 1
+        elif len(self.anchors) == 1 and self.tight and not self.fitted:
+            miss = abs(new.t - self.expected(k)) - half - self.anchors[0].half - FLOOR_S
+            self.hint_confirmed = self.fitted = miss < HINT_OK_S
+        self.anchors.append(new)
         while self.anchors and self.anchors[0].t < t2 - ANCHOR_WINDOW_S:
             self.anchors.popleft()
-        self._fit()
+        period, self.offset = self._line(self.anchors)
+        if self.tight and period != self.period:
+            self.fitted = True
+        self.period = period
         return half <= TIGHT_S
 
-    def _fit(self) -> None:
-        a = self.anchors
-        k = np.array([x.k for x in a], np.float64)
-        t = np.array([x.t for x in a])
-        w = 1.0 / (np.array([x.half for x in a]) ** 2 + FLOOR_S**2)
+    @property
+    def suspect(self) -> bool:
+        """An anchor disagreed with the line and awaits another one's verdict."""
+        return self._suspect is not None
+
+    def _line(self, anchors: Sequence[Anchor]) -> tuple[float, float]:
+        """(period, offset) of the weighted straight-line fit through ``anchors``."""
+        k = np.array([x.k for x in anchors], np.float64)
+        t = np.array([x.t for x in anchors])
+        w = 1.0 / (np.array([x.half for x in anchors]) ** 2 + FLOOR_S**2)
         # The rate needs anchors spread over enough samples that their uncertainty is
         # small against the span; until then keep the hint (or the last estimate).
-        span_s = (k.max() - k.min()) * self.period if len(a) > 1 else 0.0
-        worst = float(np.median([x.half for x in a])) + FLOOR_S
-        if len(a) >= 2 and span_s > 50 * worst:
+        period = self.period
+        span_s = (k.max() - k.min()) * period if len(anchors) > 1 else 0.0
+        worst = float(np.median([x.half for x in anchors])) + FLOOR_S
+        # A confirmed hint is better than a rate from anchors a few samples apart.
+        if len(anchors) >= 2 and span_s > (5000 if self.hint_confirmed else 50) * worst:
             kw = (w * k).sum() / w.sum()
             tw = (w * t).sum() / w.sum()
-            period = float((w * (k - kw) * (t - tw)).sum() / (w * (k - kw) ** 2).sum())
+            fitted = float((w * (k - kw) * (t - tw)).sum() / (w * (k - kw) ** 2).sum())
             # A fit far from the chip's nominal rate is a broken anchor, not the chip.
-            if abs(period * self.nominal_hz - 1.0) < 0.1:
-                self.period = period
-        self.offset = float(((t - k * self.period) * w).sum() / w.sum())
+            if abs(fitted * self.nominal_hz - 1.0) < 0.1:
+                period = fitted
+        return period, float(((t - k * period) * w).sum() / w.sum())
+
+    def _misfit(self, anchors: Sequence[Anchor]) -> float:
+        """How far (s) the best line through ``anchors`` misses the worst one's interval."""
+        period, offset = self._line(anchors)
+        return max(abs(a.t - offset - a.k * period) - a.half - FLOOR_S for a in anchors)
 
     def provisional(self, first: int, n: int) -> F64:
         """Stamps from the current fit without the monotonic guard (nothing is emitted)."""
@@ -126,4 +188,4 @@ class SampleClock:
         return t
 
 
-__all__ = ["ANCHOR_EVERY_S", "Anchor", "SampleClock"]
+__all__ = ["ANCHOR_EVERY_S", "RELOCK_S", "Anchor", "SampleClock"]

@@ -150,6 +150,9 @@ class Daemon:
             timer=self.timer,
         )
         self.messages = CodeMessages(self.run_id, pkg.label, self.pipeline.labels)
+        # Optional on a source: it reads its FIFOs just after each window completes.
+        self._want: Callable[[float, float], None] | None = getattr(acquisition, "want", None)
+        self._window_every_s = self.hop / pkg.card.sample_rate_hz
         self.counters = Counters()
         self.stats_interval_s = config.stats.interval_s
         self.seq = 0
@@ -321,6 +324,8 @@ class Daemon:
             t_end = float(batch.t_end[i])
             self.timer.add_seconds("window_ready", now - t_end)
             self._pending.append((batch.x[i], float(batch.t_start[i]), t_end))
+        if self._want is not None and n:
+            self._want(float(batch.t_end[-1]), self._window_every_s)
         over = len(self._pending) - self.config.window.max_pending
         if over > 0:
             for _ in range(over):

@@ -1,10 +1,13 @@
 """`fsqd probe`: which known chips answer on which I2C bus, and do their readings make sense.
 
 For each bus it can open, probe reads the WHO_AM_I register of every registered driver
-at each address that chip can have (reads only: nothing is written to a chip that is
-not recognised), names what it finds, then configures each IMU for a short burst
-through the normal reader and prints the measured rate and two plausibility checks:
-gravity near 9.8 m/s^2 at rest, and a magnetic field of 25-65 uT (the Earth's).
+at each address that chip can have (reads only, except one bank select on a chip whose
+bank register says it was left outside the WHO_AM_I bank, as an ICM-20948 can be), names
+what it finds, then configures each IMU for a short burst through the normal reader and
+prints the measured rate and two plausibility checks:
+gravity near 9.8 m/s^2 at rest, and a magnetic field of 25-65 uT (the Earth's). Last,
+the Hailo accelerator: HailoRT and driver versions, each device's board, architecture
+and firmware (or that HailoRT is not installed, or no device is found).
 """
 
 from __future__ import annotations
@@ -76,7 +79,10 @@ def scan(bus: I2CBus) -> list[Found]:
             answered[reg] = value
             return value
 
-        matches = identify(read, address)
+        def write(reg: int, value: int, address: int = address) -> None:
+            bus.write_byte_data(address, reg, value)
+
+        matches = identify(read, address, write)
         if matches:
             found += [Found(address, s) for s in matches]
         elif answered:
@@ -174,6 +180,33 @@ def probe_bus(name: str, bus: I2CBus, seconds: float, clock: Clock, out: list[st
     return imus
 
 
+def accelerator_lines() -> list[str]:
+    """The Hailo accelerator as HailoRT sees it: one line per device, or why there is none."""
+    from fsqd.backends.hailo import describe_device
+
+    info = describe_device()
+    if info is None:
+        return ["Hailo: HailoRT not installed (python3-hailort): inference runs on the CPU"]
+    versions = f"HailoRT {info['hailort_version']}"
+    if info.get("driver_version"):
+        versions += f", driver {info['driver_version']}"
+    if "error" in info:
+        return [f"Hailo: {versions}; {info['error']}"]
+    devices = info["devices"]
+    if not devices:
+        return [f"Hailo: {versions}; no Hailo device found (is the card seated, hailo_pci loaded?)"]
+    out = []
+    for d in devices:
+        if "error" in d:
+            out.append(f"Hailo: {d['id']}  cannot be opened: {d['error']} ({versions})")
+        else:
+            out.append(
+                f"Hailo: {d['id']}  {d['board']} ({d['architecture']}), "
+                f"firmware {d['firmware']}, {versions}"
+            )
+    return out
+
+
 def emulated_bus(clock: Clock) -> I2CBus:
     """One emulated chip of every registered kind, each at a free address, at rest."""
     import importlib
@@ -227,6 +260,7 @@ def cmd_probe(buses: Sequence[str] | None, *, emulated: bool = False, seconds: f
             imus += probe_bus(name, bus, seconds, clock, lines)
         finally:
             bus.close()
+    lines += accelerator_lines()
     print("\n".join(lines), file=sys.stdout)
     if not opened:
         raise NoInputError(failures[-1] if len(failures) == 1 else "no I2C bus could be opened")
@@ -235,4 +269,13 @@ def cmd_probe(buses: Sequence[str] | None, *, emulated: bool = False, seconds: f
     return 0
 
 
-__all__ = ["Burst", "Found", "cmd_probe", "emulated_bus", "list_buses", "measure", "scan"]
+__all__ = [
+    "Burst",
+    "Found",
+    "accelerator_lines",
+    "cmd_probe",
+    "emulated_bus",
+    "list_buses",
+    "measure",
+    "scan",
+]
