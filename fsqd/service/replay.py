@@ -17,6 +17,7 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.backends.base import Encoder
 from fsqd.backends.select import open_encoder
 from fsqd.console import note
 from fsqd.errors import DataError, FsqdError, UsageError
@@ -184,6 +185,7 @@ def replay(args: argparse.Namespace) -> int:
 
     # Parsing starts now, in its own thread, while onnxruntime loads and builds its session.
     ahead = prefetch(batches(), depth=PREFETCH_DEPTH) if speed is None else None
+    encoder: Encoder | None = None
     try:
         encoder = open_encoder(pkg, getattr(args, "backend", "auto"), threads=args.threads)
         pipeline = CodePipeline(pkg, encoder, timer=timer)
@@ -217,6 +219,8 @@ def replay(args: argparse.Namespace) -> int:
     finally:
         if ahead is not None:
             ahead.close()
+        if encoder is not None:
+            encoder.close()  # the NPU's VDevice and worker thread, onnxruntime's sessions
     wall = time.perf_counter() - wall0
     if seq == 0:
         note(
