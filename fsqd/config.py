@@ -1,11 +1,11 @@
 """The daemon's TOML file -> frozen dataclasses; every problem is one line (exit 78).
 
 Tables: ``[model]``, ``[hailo]`` (``fsqd.backends.hailo.parse_hailo``), ``[window]``,
-``[mqtt]``, ``[homeassistant]``, ``[service]``, ``[stats]``, ``[logging]`` and ``[[sensor]]``.
-Unknown keys are refused naming the nearest valid one; relative paths are relative to the config file's directory (a
-service's working directory is ``/``). The transport tables and the sensor tables are
-parsed by their owners (``fsqd.sinks.mqtt``, ``fsqd.sinks.homeassistant``,
-``fsqd.sensors.config``).
+``[mqtt]``, ``[homeassistant]``, ``[service]``, ``[stats]``, ``[logging]`` and
+``[[sensor]]``. Unknown keys are refused naming the nearest valid one; relative paths are
+relative to the config file's directory (a service's working directory is ``/``). The
+transport tables and the sensor tables are parsed by their owners (``fsqd.sinks.mqtt``,
+``fsqd.sinks.homeassistant``, ``fsqd.sensors.config``).
 """
 
 from __future__ import annotations
