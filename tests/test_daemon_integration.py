@@ -21,6 +21,7 @@ from test_daemon import SENSOR, Recorder, codes, make_config
 import fsqd.service.daemon as daemon_mod
 from fsqd.config import load_config
 from fsqd.model.package import load_package
+from fsqd.pipeline import LOW_LATENCY_HALF_TAPS
 from fsqd.service.daemon import Daemon, LoggingOverride
 from fsqd.sinks.jsonl import JsonLinesSink
 from fsqd.sinks.schemas import load as load_schema
@@ -108,6 +109,42 @@ def test_status_line_at_ready_and_every_few_seconds(
     rate = float(last.split(", ")[1].split()[0])
     assert 8.0 <= rate <= 12.0  # hop 10 at 100 Hz
     assert "e2e p99 -" not in last and " ms" in last
+
+
+def test_status_is_sent_at_ready_not_only_after_an_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon_mod, "STATUS_INTERVAL_S", 600.0)
+    notes = Lines()
+    daemon = Daemon(
+        make_config(tmp_path),
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[JsonLinesSink(io.StringIO())],
+        notifier=notes,
+        duration_s=1.0,
+        handle_signals=False,
+    )
+    assert asyncio.run(daemon.run()) == 0
+    assert len(notes.lines) == 1 and "0.0 windows/s" in notes.lines[0]
+
+
+def test_a_104_hz_chip_is_resampled_live_with_the_short_kernel(tmp_path: Path) -> None:
+    out = io.StringIO()
+    daemon = Daemon(
+        make_config(tmp_path, "[window]\nhop = 10\n"),
+        acquisition=SimAcquisition(rate_hz=104.0, chunk=2),
+        sinks=[JsonLinesSink(out)],
+        duration_s=2.5,
+        handle_signals=False,
+    )
+    resampler = daemon.stream.resampler
+    assert resampler is not None and resampler.design.half_taps == LOW_LATENCY_HALF_TAPS
+    assert asyncio.run(daemon.run()) == 0
+    msgs = codes(out)
+    assert len(msgs) >= 10
+    # On the model's 100 Hz grid: a window spans 99 periods of 10 ms, hop 10 is 0.1 s.
+    assert all(abs(m["t_end"] - m["t_start"] - 0.99) < 1e-6 for m in msgs)
+    assert np.allclose(np.diff([m["t_end"] for m in msgs]), 0.1, atol=1e-6)
 
 
 def test_status_names_the_broker_state(tmp_path: Path) -> None:
@@ -220,6 +257,7 @@ def test_fsqd_run_uses_the_npu_and_falls_back_to_the_cpu(
     cfg.write_text(
         f'[model]\npath = "{pkg.path}"\n'
         "[hailo]\nopen_attempts = 1\ntimeout_ms = 300\nbackoff_s = 0\n"
+        "multi_process_service = true\n"
         "[window]\nhop = 10\n[stats]\ninterval_s = 1\n" + SENSOR
     )
     config = load_config(cfg)
@@ -233,6 +271,8 @@ def test_fsqd_run_uses_the_npu_and_falls_back_to_the_cpu(
         handle_signals=False,
     )
     assert daemon.backend == "hailo"
+    # The [hailo] table reached the device: the VDevice was made for hailort.service.
+    assert fake_hailo.STATE.vdevice_params[0].multi_process_service is True
     # The device dies 2.2 s in: the running daemon falls back to the CPU and goes on.
     timer = threading.Timer(2.2, lambda: setattr(fake_hailo.STATE, "dead", True))
     timer.start()
