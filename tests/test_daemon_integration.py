@@ -103,7 +103,7 @@ def test_status_line_at_ready_and_every_few_seconds(
     assert len(notes.lines) >= 5  # long before the first 60 s stats period
     last = notes.lines[-1]
     assert "\n" not in last
-    assert last.startswith("sensor 100.0 Hz, ")
+    assert last.startswith("sensors ok 100.0 Hz, ")
     assert "windows/s" in last and "broker stdout" in last and "0 spooled" in last
     assert last.endswith("backend onnx")
     rate = float(last.split(", ")[1].split()[0])

@@ -14,9 +14,11 @@ windows are mapped to wall time only when their payload is built, so a wall-cloc
 step re-maps everything still unsent and never breaks the stream.
 
 Shutdown (SIGTERM, SIGINT, ``--duration``): notifier.stopping(), stop acquisition,
-window what was read, drain the queue through inference, publish, final stats, close
-the sinks, exit 0. SIGHUP re-reads the config: the stats interval and log level apply
-at once, anything else is logged as needing a restart.
+window what was read (and ``stream.flush()`` the open segment), drain the queue through
+inference, publish, final stats, close the sinks and the encoder, exit 0. SIGHUP re-reads
+the config: the stats interval and log level apply at once (command-line log settings
+still win), anything else is logged as needing a restart, and ``info`` is sent again.
+STATUS= goes to the notifier at READY and every ``STATUS_INTERVAL_S``.
 """
 
 from __future__ import annotations
@@ -502,9 +504,11 @@ class Daemon:
             self.notifier.status(self.status_line(rate))
 
     def status_line(self, windows_per_s: float) -> str:
-        """One line: measured sensor rate, windows/s, e2e p99, broker, spooled, backend."""
-        rates = [_plain(s).get("rate_hz") for s in self.acq.status()]
-        measured = [r for r in rates if isinstance(r, int | float)]
+        """One line: sensor state and measured rate, windows/s, e2e p99, broker, spooled,
+        backend."""
+        sensors = [_plain(s) for s in self.acq.status()]
+        states = "/".join(str(d.get("state", "?")) for d in sensors) or "?"
+        measured = [r for d in sensors if isinstance(r := d.get("rate_hz"), int | float)]
         rate = "/".join(f"{r:.1f}" for r in measured) if measured else "?"
         p99 = self.timer.peek_us("e2e", 99.0)
         e2e = "-" if p99 is None else f"{p99 / 1000:.1f} ms"
@@ -517,7 +521,7 @@ class Daemon:
             broker = "connected" if counters["connected"] else "disconnected"
         spooled = int(counters.get("spool_depth", 0))
         return (
-            f"sensor {rate} Hz, {windows_per_s:.1f} windows/s, e2e p99 {e2e}, "
+            f"sensors {states} {rate} Hz, {windows_per_s:.1f} windows/s, e2e p99 {e2e}, "
             f"broker {broker}, {spooled} spooled, backend {self.backend}"
         )
 
