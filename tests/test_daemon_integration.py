@@ -185,7 +185,6 @@ def test_reload_resends_info_and_keeps_the_command_line_log_settings(
         handle_signals=False,
         log_override=LoggingOverride("json", "debug"),
     )
-    daemon._t_started = 0.0
     assert daemon.config.logging.format == "json" and daemon.config.logging.level == "debug"
     with structlog.testing.capture_logs() as logs:
         daemon.reload()  # the file is unchanged
@@ -217,7 +216,6 @@ def test_reload_without_override_applies_the_level_and_flags_the_format(
         handle_signals=False,
         log_override=LoggingOverride(level="warning"),
     )
-    daemon._t_started = 0.0
     cfg.write_text("[logging]\nformat = 'json'\nlevel = 'debug'\n" + SENSOR)
     with structlog.testing.capture_logs() as logs:
         daemon.reload()

@@ -186,6 +186,7 @@ class Daemon:
         self._pending: deque[tuple[npt.NDArray[np.float32], float, float]] = deque()
         self._in_flight: dict[int, float] = {}  # seq -> t_end, until the sink has published it
         self._started = time.monotonic()
+        self._t_started = time.time()  # for info; a SIGHUP may come before _serve resets it
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fsqd-infer")
         self._synced: bool | None = clock_synced()
         for sink in self.sinks:
