@@ -303,11 +303,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from fsqd.config import load_config
-    from fsqd.service.daemon import run_daemon
+    from fsqd.service.daemon import LoggingOverride, run_daemon
     from fsqd.service.simulate import parse_duration
 
     duration = None if args.duration is None else parse_duration(args.duration)
-    return run_daemon(load_config(args.config), duration_s=duration, stdout=args.stdout)
+    logs = LoggingOverride(args.log_format, args.log_level)
+    return run_daemon(
+        load_config(args.config), duration_s=duration, stdout=args.stdout, log_override=logs
+    )
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -507,6 +510,16 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--config", type=Path, required=True, metavar="CFG", help="TOML config file")
     rn.add_argument("--duration", help="stop after this long, e.g. 60s, 10m (default: run on)")
     rn.add_argument("--stdout", action="store_true", help="codes as JSON lines on stdout, no MQTT")
+    rn.add_argument(
+        "--log-format",
+        choices=("auto", "console", "json", "journal"),
+        help="overrides [logging] format (kept across SIGHUP reloads)",
+    )
+    rn.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="overrides [logging] level (kept across SIGHUP reloads)",
+    )
     rn.set_defaults(func=cmd_run)
     cc = sub.add_parser("check-config", help="validate a config file and summarise it")
     cc.add_argument("config", type=Path, metavar="CFG")

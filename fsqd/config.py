@@ -1,11 +1,11 @@
 """The daemon's TOML file -> frozen dataclasses; every problem is one line (exit 78).
 
-Tables: ``[model]``, ``[window]``, ``[mqtt]``, ``[homeassistant]``, ``[service]``,
-``[stats]``, ``[logging]`` and ``[[sensor]]``. Unknown keys are refused naming the
-nearest valid one; relative paths are relative to the config file's directory (a
-service's working directory is ``/``). The transport tables and the sensor tables are
-parsed by their owners (``fsqd.sinks.mqtt``, ``fsqd.sinks.homeassistant``,
-``fsqd.sensors.config``).
+Tables: ``[model]``, ``[hailo]`` (``fsqd.backends.hailo.parse_hailo``), ``[window]``,
+``[mqtt]``, ``[homeassistant]``, ``[service]``, ``[stats]``, ``[logging]`` and
+``[[sensor]]``. Unknown keys are refused naming the nearest valid one; relative paths are
+relative to the config file's directory (a service's working directory is ``/``). The
+transport tables and the sensor tables are parsed by their owners (``fsqd.sinks.mqtt``,
+``fsqd.sinks.homeassistant``, ``fsqd.sensors.config``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import hashlib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from fsqd.backends.hailo import HailoSettings, parse_hailo
 from fsqd.errors import ConfigError, FsqdError
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.sensors.config import SensorConfig, parse_sensors
@@ -79,6 +80,7 @@ class Config:
     mqtt: MqttSettings | None  # None: no broker configured (codes go to stdout)
     homeassistant: HomeAssistantSettings
     sensors: tuple[SensorConfig, ...]
+    hailo: HailoSettings = field(default_factory=HailoSettings)
 
     @property
     def hash(self) -> str:
@@ -117,6 +119,7 @@ def load_config(path: Path) -> Config:
     root = Table(data, path.name)
     base = path.parent
     model = _model(root.table("model"), base)
+    hailo = parse_hailo(root.table("hailo"))
     window = _window(root.table("window"), model.package)
     service_t = root.table("service")
     given_node = service_t.optional("node_id", str)
@@ -158,6 +161,7 @@ def load_config(path: Path) -> Config:
         mqtt=mqtt,
         homeassistant=ha,
         sensors=sensors,
+        hailo=hailo,
     )
 
 

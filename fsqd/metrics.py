@@ -108,6 +108,13 @@ class StageStats:
             over, self.period_out_of_range = self.period_out_of_range, 0
         return old, over
 
+    def period_percentile_us(self, pct: float) -> int | None:
+        """The current period's percentile so far (None before any value): for a status line."""
+        with self._lock:
+            if not self.period.get_total_count():
+                return None
+            return int(self.period.get_value_at_percentile(pct))
+
     def cumulative(self) -> tuple[HdrHistogram, int]:
         """A consistent copy of the cumulative histogram (for encoding off the lock)."""
         copy = new_histogram()
@@ -158,6 +165,11 @@ class StageTimer:
 
     def add_seconds(self, name: str, elapsed_s: float, items: int = 0) -> None:
         self._get(name).record(round(elapsed_s * 1e9), items)
+
+    def peek_us(self, name: str, pct: float) -> int | None:
+        """``pct`` of stage ``name`` in the current period so far, without ending it."""
+        st = self.stages.get(name)
+        return None if st is None else st.period_percentile_us(pct)
 
     def roll(self) -> Period:
         """End the current period: summaries of it and of everything so far."""

@@ -302,7 +302,7 @@ class StepBackSource(SimAcquisition):
     stepped = False
 
 
-def test_timestamps_going_backwards_are_dropped_not_fatal(tmp_path: Path) -> None:
+def test_timestamps_going_backwards_start_a_segment_counted_not_fatal(tmp_path: Path) -> None:
     config = make_config(tmp_path, "[window]\nhop = 10\n")
     out = io.StringIO()
     daemon = Daemon(
@@ -314,10 +314,44 @@ def test_timestamps_going_backwards_are_dropped_not_fatal(tmp_path: Path) -> Non
     )
     assert run(daemon) == 0
     msgs = codes(out)
-    assert daemon.counters.time_errors == 2  # the two samples of the bad chunk
+    # The stream stage's policy for live data: a new segment, counted, in the stats.
+    assert daemon.stream.gaps.backwards == 1
+    assert json.loads(daemon.last_stats)["counters"]["time_going_back"] == 1
     assert [m["seq"] for m in msgs] == list(range(len(msgs)))
     assert len(msgs) >= 10
     assert all(b > a for a, b in itertools.pairwise(m["t_end"] for m in msgs))
+
+
+class FiniteSource(SimAcquisition):
+    """Delivers exactly ``total`` samples, then nothing (the sensor stops)."""
+
+    total = 300
+
+    def read(self) -> list[SampleChunk]:
+        out = []
+        for c in super().read():
+            room = self.total - self.given
+            if room > 0:
+                out.append(SampleChunk(c.t[:room], c.x[:room], c.new_segment))
+                self.given += min(room, len(c))
+        return out
+
+    given = 0
+
+
+def test_stop_flushes_the_stream_so_the_last_window_is_coded(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "[window]\nhop = 10\n")
+    out = io.StringIO()
+    src = FiniteSource(chunk=2)
+    daemon = Daemon(
+        config, acquisition=src, sinks=[JsonLinesSink(out)], duration_s=3.6, handle_signals=False
+    )
+    assert run(daemon) == 0
+    assert src.given == 300
+    # 300 samples, window 100, hop 10: windows end at samples 99, 109, ..., 299.
+    msgs = codes(out)
+    assert len(msgs) == 21
+    assert msgs[-1]["t_end"] - msgs[0]["t_end"] == pytest.approx(2.0, abs=1e-3)
 
 
 class StallingSource(SimAcquisition):

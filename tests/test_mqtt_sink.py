@@ -527,3 +527,74 @@ def test_qos0_codes_are_sent_in_order(broker: Mosquitto, tmp_path: Path) -> None
             await task
 
     run(main())
+
+
+def timed_code(seq: int, t_end: float) -> bytes:
+    # The field order of fsqd.sinks.payload's codes messages.
+    return (
+        f'{{"v":1,"seq":{seq},"t_start":{t_end - 0.99:.6f},"t_end":{t_end:.6f},"code":3}}'
+    ).encode()
+
+
+def test_clock_step_remaps_unsent_codes_in_memory_and_in_the_spool(tmp_path: Path) -> None:
+    """Codes held while the broker is away carry the new wall-clock mapping when delivered."""
+    from mosquitto import mosquitto_missing
+
+    if reason := mosquitto_missing():
+        pytest.skip(reason)
+    broker = Mosquitto(tmp_path / "b")  # not started: everything waits
+    t0 = 1_700_000_000.0
+
+    async def main() -> None:
+        s = settings(broker, spool_commit_s=0.1, spool_after_s=0.1)
+        sink = MqttSink(s, tmp_path / "spool.db")
+        task = asyncio.create_task(sink.run())
+        for i in range(10):
+            sink.submit_code(timed_code(i, t0 + i * 0.1), i)
+        await wait_until(lambda: sink.counters()["spool_depth"] == 10)
+        for i in range(10, 15):  # still in memory when the clock steps
+            sink.submit_code(timed_code(i, t0 + i * 0.1), i)
+        sink.clock_stepped(3600.0)
+        for i in range(15, 20):  # built after the step, with the new mapping already
+            sink.submit_code(timed_code(i, t0 + 3600.0 + i * 0.1), i)
+        await wait_until(lambda: sink.counters()["spool_depth"] == 20)
+        assert sink.counters()["sink_clock_steps"] == 1
+        broker.start()
+        try:
+            async with Collector(broker, "fsqd/n1/codes") as c:
+                await c.wait_for(lambda c: len(c.payloads("fsqd/n1/codes")) >= 20)
+                msgs = [json.loads(p) for p in c.payloads("fsqd/n1/codes")]
+        finally:
+            await sink.aclose(5)
+            await task
+            broker.stop()
+        assert [m["seq"] for m in msgs] == list(range(20))
+        for m in msgs:
+            want = t0 + 3600.0 + m["seq"] * 0.1
+            assert m["t_end"] == pytest.approx(want, abs=1e-6), m
+            assert m["t_start"] == pytest.approx(want - 0.99, abs=1e-6), m
+
+    run(main())
+
+
+def test_clock_step_rewrites_rows_a_commit_was_writing(tmp_path: Path) -> None:
+    """A commit already queued on the spool thread lands first; the rewrite then shifts it."""
+
+    async def main() -> None:
+        s = MqttSettings(host="127.0.0.1", port=free_port(), node_id="n1", spool_commit_s=60.0)
+        sink = MqttSink(s, tmp_path / "spool.db")
+        for i in range(5):
+            sink.submit_code(timed_code(i, 100.0 + i), i)
+        flush = asyncio.create_task(sink._flush(everything=True))
+        await asyncio.sleep(0)  # the commit is queued with the old payloads
+        sink.clock_stepped(-50.0)
+        await flush
+        await sink.aclose(0.1)
+        spool = Spool(tmp_path / "spool.db", 100)
+        try:
+            rows = spool.read(0, 100)
+        finally:
+            spool.close()
+        assert [json.loads(r.payload)["t_end"] for r in rows] == [50.0, 51.0, 52.0, 53.0, 54.0]
+
+    run(main())

@@ -297,3 +297,32 @@ def test_replay_as_a_program_writes_everything_and_exits(
         [*args[:4], str(tmp_path / "none.csv")], env=env, cwd=tmp_path, capture_output=True
     )
     assert missing.returncode == 66
+
+
+@pytest.mark.parametrize("speed", [None, "1000"])
+def test_replay_closes_its_encoder(
+    run_cli: RunCli, recording: Path, monkeypatch: pytest.MonkeyPatch, speed: str | None
+) -> None:
+    import fsqd.service.replay as replay_mod
+
+    opened: list[object] = []
+    closed: list[object] = []
+    real = replay_mod.open_encoder
+
+    def tracking(*args: object, **kw: object) -> object:
+        enc = real(*args, **kw)  # type: ignore[arg-type]
+        inner_close = enc.close
+
+        def close() -> None:
+            closed.append(enc)
+            inner_close()
+
+        enc.close = close  # type: ignore[method-assign]
+        opened.append(enc)
+        return enc
+
+    monkeypatch.setattr(replay_mod, "open_encoder", tracking)
+    extra = () if speed is None else ("--speed", speed)
+    code, out, _ = run_cli("replay", recording, *extra)
+    assert code == 0 and out
+    assert len(opened) == 1 and closed == opened

@@ -9,6 +9,8 @@ import pytest
 from scipy import signal
 
 from fsqd.errors import ConfigError, DataError
+from fsqd.model.package import ModelPackage
+from fsqd.pipeline import LOW_LATENCY_HALF_TAPS, LOW_LATENCY_STOP_DB, WindowStream
 from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.resample import PHASES, Resampler, design, kernel_table
 
@@ -29,11 +31,13 @@ def run(r: Resampler, chunks: list[SampleChunk]) -> tuple[np.ndarray, np.ndarray
     )
 
 
-def tone_gain_db(rin: float, rout: float, f: float, seconds: float = 20.0) -> float:
+def tone_gain_db(
+    rin: float, rout: float, f: float, seconds: float = 20.0, r: Resampler | None = None
+) -> float:
     """Amplitude of what a unit tone at ``f`` becomes at its (aliased) output frequency."""
     t = np.arange(int(seconds * rin)) / rin
     x = np.sin(2 * np.pi * f * t)[:, None].astype(np.float32)
-    tt, y, _ = run(Resampler(rin, rout), [SampleChunk(t, x, True)])
+    tt, y, _ = run(r or Resampler(rin, rout), [SampleChunk(t, x, True)])
     alias = abs((f + rout / 2) % rout - rout / 2)
     m = slice(int(rout), len(y) - int(rout))  # away from the held ends
     amp = 2 * abs(np.mean(y[m, 0] * np.exp(-2j * np.pi * alias * tt[m])))
@@ -147,3 +151,44 @@ def test_rejects_bad_rates() -> None:
     for rates in [(0.0, 100.0), (100.0, -1.0), (float("nan"), 100.0), (100.0, float("inf"))]:
         with pytest.raises(ConfigError, match="rate must be positive"):
             Resampler(*rates)
+
+
+def low_latency(rin: float, rout: float = 100.0) -> Resampler:
+    return Resampler(rin, rout, half_taps=LOW_LATENCY_HALF_TAPS, stop_db=LOW_LATENCY_STOP_DB)
+
+
+def emission_delay_s(r: Resampler, rin: float) -> float:
+    """Worst time from an output's grid time to the input that lets it out (live feeding)."""
+    t = 1000.0 + np.arange(int(5 * rin)) / rin
+    x = np.zeros((len(t), 1), np.float32)
+    worst = 0.0
+    for i in range(len(t)):
+        for piece in r.push(SampleChunk(t[i : i + 1], x[i : i + 1], i == 0)):
+            worst = max(worst, float(t[i] - piece.t[0]))
+    return worst
+
+
+def test_the_live_kernel_is_short_flat_in_the_behaviour_band_and_still_attenuates() -> None:
+    # 104 -> 100 Hz: only 50..52 Hz folds (onto 48..50 Hz); the short kernel trades
+    # stop-band depth for latency, and both are pinned here.
+    for f in (1.0, 5.0, 12.0, 20.0):
+        assert abs(tone_gain_db(104.0, 100.0, f, r=low_latency(104.0))) < 0.1, f
+    assert tone_gain_db(104.0, 100.0, 51.5, r=low_latency(104.0)) < -10
+    # The design's own kernel: 27 inputs of look-ahead, the short one 2.
+    long_delay = emission_delay_s(Resampler(104.0, 100.0), 104.0)
+    short_delay = emission_delay_s(low_latency(104.0), 104.0)
+    assert long_delay > 0.24
+    assert short_delay <= LOW_LATENCY_HALF_TAPS / 104.0 + 1e-9
+
+
+def test_window_stream_takes_the_short_kernel_only_for_live_data_at_close_rates(
+    pkg_d2: ModelPackage,
+) -> None:
+    def k(rate: float, **kw: bool) -> int | None:
+        r = WindowStream(pkg_d2, rate, track_clock=True, **kw).resampler
+        return None if r is None else r.design.half_taps
+
+    assert k(104.0, low_latency=True) == LOW_LATENCY_HALF_TAPS
+    assert k(100.0, low_latency=True) == LOW_LATENCY_HALF_TAPS
+    assert k(104.0) == design(104.0, 100.0).half_taps  # replay: the full anti-alias filter
+    assert k(208.0, low_latency=True) == design(208.0, 100.0).half_taps  # real decimation

@@ -14,9 +14,11 @@ windows are mapped to wall time only when their payload is built, so a wall-cloc
 step re-maps everything still unsent and never breaks the stream.
 
 Shutdown (SIGTERM, SIGINT, ``--duration``): notifier.stopping(), stop acquisition,
-window what was read, drain the queue through inference, publish, final stats, close
-the sinks, exit 0. SIGHUP re-reads the config: the stats interval and log level apply
-at once, anything else is logged as needing a restart.
+window what was read (and ``stream.flush()`` the open segment), drain the queue through
+inference, publish, final stats, close the sinks and the encoder, exit 0. SIGHUP re-reads
+the config: the stats interval and log level apply at once (command-line log settings
+still win), anything else is logged as needing a restart, and ``info`` is sent again.
+STATUS= goes to the notifier at READY and every ``STATUS_INTERVAL_S``.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ import numpy.typing as npt
 import structlog
 
 from fsqd.backends.base import Encoder
-from fsqd.backends.select import encoder_stats
-from fsqd.config import Config, load_config
+from fsqd.backends.select import encoder_stats, open_encoder
+from fsqd.config import Config, LoggingConfig, load_config
 from fsqd.errors import FsqdError
 from fsqd.metrics import StageTimer
 from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream
@@ -52,6 +54,7 @@ from fsqd.service.systemd import SystemdNotifier
 from fsqd.sinks.base import Sink
 from fsqd.sinks.payload import CodeMessages, info_payload, stats_payload
 from fsqd.stream.chunk import SampleChunk
+from fsqd.stream.plausibility import Finding
 from fsqd.stream.windows import WindowBatch
 
 log = structlog.get_logger(__name__)
@@ -60,6 +63,8 @@ log = structlog.get_logger(__name__)
 _MAX_IN_FLIGHT = 100_000
 # On stop, how long the final stats wait for the last PUBACKs (the rest is the spool's).
 FINAL_STATS_WAIT_S = 1.0
+# systemd's STATUS= line: from READY on, this often (the stats period may be minutes).
+STATUS_INTERVAL_S = 5.0
 
 
 class Acquisition(Protocol):
@@ -105,13 +110,23 @@ class NullNotifier:
         pass
 
 
+@dataclasses.dataclass(frozen=True)
+class LoggingOverride:
+    """``fsqd run --log-format/--log-level``: None keeps the config file's value."""
+
+    format: str | None = None
+    level: str | None = None
+
+    def apply(self, cfg: LoggingConfig) -> LoggingConfig:
+        return LoggingConfig(self.format or cfg.format, self.level or cfg.level)
+
+
 @dataclasses.dataclass
 class Counters:
     samples: int = 0
     windows: int = 0  # windows cut from the stream
     coded: int = 0  # windows that went through inference
     dropped: int = 0  # windows dropped because inference fell behind
-    time_errors: int = 0  # samples whose timestamp did not advance (dropped, stream re-segmented)
     clock_steps: int = 0
 
 
@@ -129,7 +144,11 @@ class Daemon:
         clock: WallClock | None = None,
         duration_s: float | None = None,
         handle_signals: bool = True,
+        log_override: LoggingOverride | None = None,
     ) -> None:
+        # Command-line --log-format/--log-level win over [logging], on every reload too.
+        self.log_override = log_override or LoggingOverride()
+        config = dataclasses.replace(config, logging=self.log_override.apply(config.logging))
         self.config = config
         self.acq = acquisition
         self.sinks = list(sinks)
@@ -140,14 +159,25 @@ class Daemon:
         self.run_id = uuid.uuid4().hex[:12]
         self.timer = StageTimer()
         pkg = config.model.package
-        self.pipeline = CodePipeline(pkg, encoder, threads=config.model.threads, timer=self.timer)
+        if encoder is None:
+            encoder = open_encoder(
+                pkg, config.model.backend, threads=config.model.threads, hailo=config.hailo
+            )
+        self.pipeline = CodePipeline(pkg, encoder, timer=self.timer)
         self.hop = config.window.hop or pkg.card.hop
+        # Live data: time going back (an NTP step, a re-initialised chip) starts a new
+        # segment and is counted, never fatal; the sensor's real clock is followed onto the
+        # model's grid with the short low-latency kernel when the rates are close.
         self.stream = WindowStream(
             pkg,
             acquisition.nominal_rate_hz,
             hop=self.hop,
             max_gap_periods=config.window.max_gap_periods,
             timer=self.timer,
+            on_backwards="segment",
+            track_clock=True,
+            low_latency=True,
+            on_finding=self._implausible,
         )
         self.messages = CodeMessages(self.run_id, pkg.label, self.pipeline.labels)
         # Optional on a source: it reads its FIFOs just after each window completes.
@@ -158,12 +188,18 @@ class Daemon:
         self.seq = 0
         self._pending: deque[tuple[npt.NDArray[np.float32], float, float]] = deque()
         self._in_flight: dict[int, float] = {}  # seq -> t_end, until the sink has published it
-        self._last_t = -np.inf
         self._started = time.monotonic()
+        self._t_started = time.time()  # for info; a SIGHUP may come before _serve resets it
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fsqd-infer")
         self._synced: bool | None = clock_synced()
         for sink in self.sinks:
             sink.on_published = self._published
+
+    def _implausible(self, finding: Finding) -> None:
+        # The stage reports each channel group once; the message carries the fix.
+        log.warning(
+            "implausible sensor values", group=finding.group, kind=finding.kind, fix=str(finding)
+        )
 
     @property
     def backend(self) -> str:
@@ -178,6 +214,7 @@ class Daemon:
         self._work = asyncio.Event()
         self._stop = asyncio.Event()
         self._reschedule = asyncio.Event()
+        self._ready = asyncio.Event()
         self._stopping = False  # stop asked: the pump takes the last samples and ends
         self._input_done = False  # the pump has ended: inference drains the queue and ends
         self._period = self.timer.roll()
@@ -220,16 +257,9 @@ class Daemon:
             sinks=[type(s).__name__ for s in self.sinks],
             clock_synced=self._synced,
         )
-        info = info_payload(
-            run=self.run_id,
-            node_id=self.config.service.node_id,
-            backend=self.backend,
-            card=card,
-            model_tag=self.config.model.package.label,
-            config_hash=self.config.hash,
-            hop=self.hop,
-            started=time.time(),
-        )
+        self._t_started = time.time()
+        info = self._info_payload()
+        self._info = info
         for sink in self.sinks:
             sink.publish_info(info)
         async with asyncio.TaskGroup() as tg:
@@ -239,6 +269,7 @@ class Daemon:
             periodic = [
                 tg.create_task(self._stats_loop(), name="stats"),
                 tg.create_task(self._watchdog_loop(), name="watchdog"),
+                tg.create_task(self._status_loop(), name="status"),
             ]
             await self._stop.wait()
             # Shutdown order: no new samples, everything read is windowed and coded.
@@ -259,6 +290,19 @@ class Daemon:
             for t in sink_tasks:
                 t.cancel()
         self._summary_line(final=True)
+
+    def _info_payload(self, config_hash: str | None = None) -> bytes:
+        return info_payload(
+            run=self.run_id,
+            node_id=self.config.service.node_id,
+            backend=self.backend,
+            card=self.config.model.package.card,
+            model_tag=self.config.model.package.label,
+            config_hash=config_hash or self.config.hash,
+            hop=self.hop,
+            started=self._t_started,
+            encoder=encoder_stats(self.pipeline.encoder),
+        )
 
     async def _settle(self, timeout_s: float) -> None:
         """Give the sinks a moment to confirm the last codes, so the final stats count them."""
@@ -281,40 +325,24 @@ class Daemon:
             self._take_samples()
             if self._stopping:
                 self._take_samples()  # the acquisition thread has stopped: the last ones
+                for batch in self.stream.flush():  # the open segment's last resampled samples
+                    self._queue(batch)
                 return
 
     def _take_samples(self) -> None:
         for chunk in self.acq.read():
-            chunk = self._monotonic(chunk)
             if not len(chunk):
                 continue
             if not self.counters.samples:
                 # Model loaded and the sensor delivers: ready, without waiting for a broker.
                 log.info("ready", first_sample=float(chunk.t[0]))
                 self.notifier.ready()
+                self._ready.set()
             self.counters.samples += len(chunk)
             # How old the newest sample is when the loop gets it (FIFO wait, bus, hand-over).
             self.timer.add_seconds("acquire", self.clock.now() - float(chunk.t[-1]))
             for batch in self.stream.push(chunk):
                 self._queue(batch)
-
-    def _monotonic(self, chunk: SampleChunk) -> SampleChunk:
-        """Drop samples whose time does not advance (never expected from stream time)."""
-        t = chunk.t
-        if not len(t):
-            return chunk
-        prev = np.maximum.accumulate(np.concatenate([[self._last_t], t[:-1]]))
-        ok = t > prev
-        if ok.all():
-            self._last_t = float(t[-1])
-            return chunk
-        bad = int((~ok).sum())
-        self.counters.time_errors += bad
-        log.warning("sample times went backwards", dropped=bad, at=float(t[~ok][0]))
-        kept = SampleChunk(t[ok], chunk.x[ok], new_segment=True)
-        if len(kept):
-            self._last_t = float(kept.t[-1])
-        return kept
 
     def _queue(self, batch: WindowBatch) -> None:
         now = self.clock.now()
@@ -426,7 +454,7 @@ class Daemon:
             "coded": self.counters.coded,
             "dropped": self.counters.dropped,
             "pending": len(self._pending),
-            "time_errors": self.counters.time_errors,
+            "time_going_back": self.stream.gaps.backwards,
             "clock_steps": self.counters.clock_steps,
         }
         for sink in self.sinks:
@@ -446,6 +474,8 @@ class Daemon:
             period=self._period,
             counters=counters,
             sensors=[_plain(s) for s in self.acq.status()],
+            plausibility=self.stream.plausibility.stats(),
+            encoder=encoder,
         )
         self.last_stats = payload
         for sink in self.sinks:
@@ -465,11 +495,41 @@ class Daemon:
             "e2e_p50_ms": None if e2e is None else e2e.p50 / 1000,
             "e2e_p99_ms": None if e2e is None else e2e.p99 / 1000,
         }
-        self.notifier.status(
-            f"{fields['windows']} windows, {fields['dropped']} dropped, "
-            f"e2e p99 {fields['e2e_p99_ms']} ms, sensors {states}"
-        )
         log.info("summary" if final else "stats", **fields)
+
+    async def _status_loop(self) -> None:
+        """STATUS= for systemctl status: sent at READY, then every few seconds."""
+        await self._ready.wait()
+        last_t, last_windows = time.monotonic(), self.counters.windows
+        self.notifier.status(self.status_line(0.0))
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            now = time.monotonic()
+            rate = (self.counters.windows - last_windows) / max(now - last_t, 1e-9)
+            last_t, last_windows = now, self.counters.windows
+            self.notifier.status(self.status_line(rate))
+
+    def status_line(self, windows_per_s: float) -> str:
+        """One line: sensor state and measured rate, windows/s, e2e p99, broker, spooled,
+        backend."""
+        sensors = [_plain(s) for s in self.acq.status()]
+        states = "/".join(str(d.get("state", "?")) for d in sensors) or "?"
+        measured = [r for d in sensors if isinstance(r := d.get("rate_hz"), int | float)]
+        rate = "/".join(f"{r:.1f}" for r in measured) if measured else "?"
+        p99 = self.timer.peek_us("e2e", 99.0)
+        e2e = "-" if p99 is None else f"{p99 / 1000:.1f} ms"
+        counters: dict[str, int | float] = {}
+        for sink in self.sinks:
+            counters.update(sink.counters())
+        if "connected" not in counters:
+            broker = "stdout"
+        else:
+            broker = "connected" if counters["connected"] else "disconnected"
+        spooled = int(counters.get("spool_depth", 0))
+        return (
+            f"sensors {states} {rate} Hz, {windows_per_s:.1f} windows/s, e2e p99 {e2e}, "
+            f"broker {broker}, {spooled} spooled, backend {self.backend}"
+        )
 
     async def _watchdog_loop(self) -> None:
         interval = self.notifier.watchdog_interval_s
@@ -493,6 +553,7 @@ class Daemon:
             log.error("reload failed: keeping the running config", error=str(e))
             self.notifier.ready()
             return
+        new = dataclasses.replace(new, logging=self.log_override.apply(new.logging))
         old = self.config
         if new.stats.interval_s != old.stats.interval_s:
             self.stats_interval_s = new.stats.interval_s
@@ -501,7 +562,7 @@ class Daemon:
             configure_logging(old.logging.format, new.logging.level)
         restart = [
             name
-            for name in ("model", "window", "mqtt", "homeassistant", "service", "sensors")
+            for name in ("model", "hailo", "window", "mqtt", "homeassistant", "service", "sensors")
             if _differs(getattr(new, name), getattr(old, name))
         ]
         if new.logging.format != old.logging.format:
@@ -512,7 +573,15 @@ class Daemon:
             needs_restart=restart or None,
             config_hash=new.hash,
         )
-        self.config = dataclasses.replace(old, stats=new.stats, logging=new.logging)
+        self.config = dataclasses.replace(
+            old,
+            stats=new.stats,
+            logging=dataclasses.replace(new.logging, format=old.logging.format),
+        )
+        # The retained info names the config hash the file has now (and the encoder's state).
+        info = self._info_payload(config_hash=new.hash)
+        for sink in self.sinks:
+            sink.publish_info(info)
         self.notifier.ready()
 
 
@@ -631,8 +700,10 @@ def run_daemon(
     stdout: bool,
     out: TextIO = sys.stdout,
     acquisition: Acquisition | None = None,
+    log_override: LoggingOverride | None = None,
 ) -> int:
-    configure_logging(config.logging.format, config.logging.level)
+    logging = (log_override or LoggingOverride()).apply(config.logging)
+    configure_logging(logging.format, logging.level)
     sinks = open_sinks(config, stdout=stdout, out=out)
     # Samples are stamped on the acquisition clock's timeline (CLOCK_MONOTONIC + the
     # offset it captured); the wall clock is followed from that same offset.
@@ -645,6 +716,7 @@ def run_daemon(
         clock=WallClock(base=sample_clock.epoch_offset),
         notifier=SystemdNotifier.from_environ(),
         duration_s=duration_s,
+        log_override=log_override,
     )
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(daemon.run())

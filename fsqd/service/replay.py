@@ -226,7 +226,7 @@ def replay(args: argparse.Namespace) -> int:
         if ahead is not None:
             ahead.close()
         if encoder is not None:
-            encoder.close()
+            encoder.close()  # the NPU's VDevice and worker thread, onnxruntime's sessions
     wall = time.perf_counter() - wall0
     if seq == 0:
         note(

@@ -34,7 +34,7 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -153,6 +153,7 @@ class MqttSink:
         self.reconnects = 0
         self.connect_failures = 0
         self.spool_errors = 0
+        self.clock_steps = 0  # wall-clock steps whose re-mapping was applied to unsent codes
         self.connected = False
         self._connections = 0
         if self._disk_depth:
@@ -172,6 +173,42 @@ class MqttSink:
             if not old.persisting and not old.on_disk:
                 self.memory_dropped += 1
         self._wake.set()
+
+    def clock_stepped(self, step_s: float) -> None:
+        """The wall clock stepped by ``step_s``: re-map the times of every unsent code.
+
+        Codes in memory are rewritten at once; the rows on disk by one transaction queued on
+        the spool's single thread. That thread runs in order, so a commit already queued
+        (old payloads) lands before the rewrite and a later one carries the new payloads:
+        no row is shifted twice or missed. A code already handed to the broker keeps its
+        times (if that publish fails, it is re-sent from memory or disk, shifted).
+        """
+        if self._closed or not step_s:
+            return
+        # Lazily: the payload module pulls in the pipeline, which `fsqd tail` does not need.
+        from fsqd.sinks.payload import shift_code_times
+
+        def shift(payload: bytes) -> bytes:
+            return shift_code_times(payload, step_s)
+
+        for item in self._mem.values():
+            item.payload = shift(item.payload)
+        if self._disk_max_id or self._mem:
+            up_to = self._next_id - 1
+            fut = self._executor.submit(self._spool.rewrite, up_to, shift)
+            fut.add_done_callback(self._rewritten)
+        self.clock_steps += 1
+        log.info("unsent codes re-mapped", step_s=round(step_s, 3), in_memory=len(self._mem))
+
+    def _rewritten(self, fut: Future[int]) -> None:
+        # On the spool thread: only count, the log line is thread-safe.
+        try:
+            n = fut.result()
+        except OutputError as e:
+            self.spool_errors += 1
+            log.error("spool rewrite after a clock step failed", error=str(e))
+            return
+        log.debug("spooled codes re-mapped", rows=n)
 
     def publish_stats(self, payload: bytes) -> None:
         self._set_retained(self._topic_stats, payload)
@@ -195,6 +232,7 @@ class MqttSink:
             "connect_failures": self.connect_failures,
             "spool_commits": self._spool.commits,
             "spool_errors": self.spool_errors,
+            "sink_clock_steps": self.clock_steps,
             "connected": int(self.connected),
         }
 

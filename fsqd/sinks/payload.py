@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import platform
 import re
 from typing import Any
@@ -126,6 +127,8 @@ def stats_payload(
     period: Period,
     counters: dict[str, int | float],
     sensors: list[dict[str, Any]],
+    plausibility: dict[str, Any] | None = None,
+    encoder: dict[str, Any] | None = None,
 ) -> bytes:
     """The retained ``stats`` message: per-stage latency, counters, mergeable histograms."""
     e2e = period.histograms.get("e2e")
@@ -143,6 +146,8 @@ def stats_payload(
         "latency_us_total": {k: s.as_dict() for k, s in period.cumulative.items()},
         "counters": counters,
         "sensors": sensors,
+        "plausibility": _finite(plausibility or {"checks": 0, "warnings": 0, "groups": {}}),
+        "encoder": _finite(encoder or {"backend": backend}),
         "hdr": {
             "unit": "us",
             "e2e": None if e2e is None else encode(e2e),
@@ -162,6 +167,7 @@ def info_payload(
     config_hash: str,
     hop: int,
     started: float,
+    encoder: dict[str, Any] | None = None,
 ) -> bytes:
     """The retained ``info`` message: versions, backend, model summary, config hash."""
     body = {
@@ -184,8 +190,22 @@ def info_payload(
             "labels": list(card.head.labels) if card.head is not None else None,
         },
         "config_hash": config_hash,
+        "encoder": _finite(encoder or {"backend": backend}),
     }
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity: such numbers (a share not measured yet) become null."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _finite(value.item())
+    return value
 
 
 _LIBRARIES = ("numpy", "onnxruntime", "hdrhistogram", "structlog", "aiomqtt", "paho-mqtt")

@@ -15,6 +15,7 @@ single-worker executor so the event loop never waits on the disk).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,27 @@ class Spool:
             return [SpoolRow(int(i), int(s), float(t), bytes(p)) for i, s, t, p in cur]
         except sqlite3.Error as e:
             raise OutputError(f"{self.path}: spool read failed: {e}") from None
+
+    def rewrite(self, up_to_id: int, fn: Callable[[bytes], bytes]) -> int:
+        """Replace each payload with id <= ``up_to_id`` by ``fn(payload)``, in one transaction.
+
+        For a wall-clock step: codes already on disk carry times from the old mapping.
+        Returns the number of rows changed.
+        """
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            rows = db.execute("SELECT id, payload FROM spool WHERE id <= ?", (up_to_id,))
+            changed = [(new, i) for i, p in rows.fetchall() if (new := fn(bytes(p))) != p]
+            if changed:
+                db.executemany("UPDATE spool SET payload = ? WHERE id = ?", changed)
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise OutputError(f"{self.path}: spool rewrite failed: {e}") from None
+        self.commits += 1
+        return len(changed)
 
     def commit(self, inserts: list[SpoolRow], deletes: list[int]) -> CommitResult:
         """One transaction: add ``inserts``, remove ``deletes``, trim to ``max_rows``."""

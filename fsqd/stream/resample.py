@@ -48,7 +48,12 @@ class FilterDesign:
 
 
 def design(
-    in_rate_hz: float, out_rate_hz: float, *, stop_db: float = 60.0, drift: float = 0.05
+    in_rate_hz: float,
+    out_rate_hz: float,
+    *,
+    stop_db: float = 60.0,
+    drift: float = 0.05,
+    half_taps: int | None = None,
 ) -> FilterDesign:
     """Kaiser-window design: pass to 0.8 of the lower Nyquist, stop from it (less drift).
 
@@ -62,7 +67,8 @@ def design(
     a = stop_db
     beta = 0.1102 * (a - 8.7) if a > 50 else 0.5842 * (a - 21) ** 0.4 + 0.07886 * (a - 21)
     taps = (a - 7.95) / (2.285 * 2 * math.pi * width) + 1
-    return FilterDesign(in_rate_hz, out_rate_hz, pass_, stop, a, math.ceil(taps / 2) + 1, beta)
+    k = math.ceil(taps / 2) + 1 if half_taps is None else half_taps
+    return FilterDesign(in_rate_hz, out_rate_hz, pass_, stop, a, k, beta)
 
 
 def kernel_table(d: FilterDesign, phases: int = PHASES) -> npt.NDArray[np.float64]:
@@ -96,6 +102,7 @@ class Resampler:
         stop_db: float = 60.0,
         drift: float = 0.05,
         max_step_periods: float = 2.5,
+        half_taps: int | None = None,
     ) -> None:
         for name, rate in (("input", in_rate_hz), ("output", out_rate_hz)):
             if not (math.isfinite(rate) and rate > 0):
@@ -108,7 +115,11 @@ class Resampler:
             )
         self.in_rate = in_rate_hz
         self.out_rate = out_rate_hz
-        self.design = design(in_rate_hz, out_rate_hz, stop_db=stop_db, drift=drift)
+        if half_taps is not None and half_taps < 1:
+            raise ConfigError(f"resampler half_taps must be >= 1, got {half_taps}")
+        self.design = design(
+            in_rate_hz, out_rate_hz, stop_db=stop_db, drift=drift, half_taps=half_taps
+        )
         self._table = kernel_table(self.design)
         self._k = self.design.half_taps
         self._offsets = np.arange(-self._k + 1, self._k + 1)
