@@ -56,7 +56,10 @@ class Table:
         if key in self.data:
             return self.data[key]
         if default is _MISSING:
-            raise self.error(key, "missing (required)")
+            # A misspelt required key would otherwise be reported as missing, not as the typo.
+            typo = difflib.get_close_matches(key, [k for k in self.data if k not in self._taken])
+            hint = f"; is {typo[0]!r} a typo?" if typo else ""
+            raise self.error(key, f"missing (required{hint})")
         return default
 
     def get(self, key: str, kind: type[T], default: T = _MISSING) -> T:

@@ -76,3 +76,9 @@ def test_nested_tables_carry_their_place() -> None:
     sensors[1].get("name", str, "")
     with pytest.raises(ConfigError, match=r"#2 nme: unknown key \(did you mean 'name'\?\)"):
         sensors[1].done()
+
+
+def test_a_misspelt_required_key_is_named() -> None:
+    with pytest.raises(ConfigError) as e:
+        Table({"hots": "broker"}, "f.toml [mqtt]").get("host", str)
+    assert str(e.value) == "f.toml [mqtt] host: missing (required; is 'hots' a typo?)"
