@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import aiomqtt
 
 from fsqd.errors import ConfigError, NoInputError
-from fsqd.sinks.mqtt import MqttSettings, parse_mqtt
+from fsqd.sinks.mqtt import MqttSettings, parse_mqtt, tls_parameters
 from fsqd.tomlcheck import Table
 
 KINDS = ("codes", "stats", "status", "info")
@@ -170,19 +170,12 @@ def _client(opts: TailOptions) -> aiomqtt.Client:
     s = opts.mqtt
     if s is None:
         return aiomqtt.Client(opts.host, opts.port, timeout=10)
-    tls = None
-    if s.tls:
-        tls = aiomqtt.TLSParameters(
-            ca_certs=None if s.ca_file is None else str(s.ca_file),
-            certfile=None if s.cert_file is None else str(s.cert_file),
-            keyfile=None if s.key_file is None else str(s.key_file),
-        )
     return aiomqtt.Client(
         opts.host,
         opts.port,
         username=s.username,
         password=None if s.password is None else s.password.value,
-        tls_params=tls,
+        tls_params=tls_parameters(s),
         tls_insecure=s.tls_insecure if s.tls else None,
         timeout=10,
     )

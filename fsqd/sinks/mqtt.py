@@ -53,6 +53,7 @@ __all__ = [
     "Secret",
     "default_node_id",
     "parse_mqtt",
+    "tls_parameters",
 ]
 
 log = structlog.get_logger(__name__)
@@ -94,6 +95,19 @@ class _ConnectionLost(Exception):
 
 class _Stop(Exception):
     pass
+
+
+def tls_parameters(s: MqttSettings) -> aiomqtt.TLSParameters | None:
+    """TLS for a connection to the broker ``s`` names (None: plain TCP); the certificate
+    is always verified, hostname checks follow ``s.tls_insecure``."""
+    if not s.tls:
+        return None
+    return aiomqtt.TLSParameters(
+        ca_certs=None if s.ca_file is None else str(s.ca_file),
+        certfile=None if s.cert_file is None else str(s.cert_file),
+        keyfile=None if s.key_file is None else str(s.key_file),
+        cert_reqs=ssl.CERT_REQUIRED,
+    )
 
 
 class MqttSink:
@@ -274,14 +288,7 @@ class MqttSink:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        tls = None
-        if s.tls:
-            tls = aiomqtt.TLSParameters(
-                ca_certs=None if s.ca_file is None else str(s.ca_file),
-                certfile=None if s.cert_file is None else str(s.cert_file),
-                keyfile=None if s.key_file is None else str(s.key_file),
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        tls = tls_parameters(s)
         client = aiomqtt.Client(
             s.host,
             s.port,
