@@ -22,11 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 from fsqd.sensors.clock import Clock
-from fsqd.sensors.emulated.chip import F64, EmulatedChip, Signal
+from fsqd.sensors.emulated.chip import F64, Signal
 from fsqd.sensors.emulated.invensense import (
     AuxMaster,
     ByteFifo,
     EmulatedAk,
+    InvenSenseChip,
     accel_codes,
     be_bytes,
     frames_from,
@@ -69,7 +70,7 @@ READ_ONLY_0 = frozenset({WHO_AM_I, I2C_MST_STATUS, INT_STATUS_2, FIFO_COUNTH, FI
 READ_CLEAR_0 = frozenset({I2C_MST_STATUS, INT_STATUS_2, 0x19, 0x1A, 0x1C})
 
 
-class EmulatedIcm20948(EmulatedChip):
+class EmulatedIcm20948(InvenSenseChip):
     who_am_i_register = WHO_AM_I
     who_am_i_value = 0xEA
     fifo_size = 4096
@@ -141,16 +142,8 @@ class EmulatedIcm20948(EmulatedChip):
             return 9000.0
         return 1125.0 / (1 + b2[GYRO_SMPLRT_DIV])
 
-    def _retime(self) -> None:
-        if self.banks[0][PWR_MGMT_1] & 0x40:  # SLEEP
-            self.advance()
-            self.stop_sampling()
-            self._nominal = 0.0
-            return
-        rate = self.nominal_rate()
-        if rate != self._nominal:
-            self.start_sampling(rate)
-            self._nominal = rate
+    def asleep(self) -> bool:
+        return bool(self.banks[0][PWR_MGMT_1] & 0x40)  # SLEEP
 
     def reg(self, bank: int, reg: int) -> int:
         """A register's value without the side effects of a bus read (for tests)."""
@@ -219,10 +212,6 @@ class EmulatedIcm20948(EmulatedChip):
 
     def bypass_active(self) -> bool:
         return bool(self.banks[0][INT_PIN_CFG] & 0x02) and not self.banks[0][USER_CTRL] & 0x20
-
-    def field_now(self) -> tuple[float, F64]:
-        self.advance()
-        return self.clock.now() + self.clock.epoch_offset, self._field
 
     # -- sampling --
 

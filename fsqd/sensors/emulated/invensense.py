@@ -280,6 +280,35 @@ class ByteFifo:
         return len(self.data)
 
 
+class InvenSenseChip(EmulatedChip):
+    """What the ICM-20948 and MPU-6500/9250 emulators share: the sample clock follows the
+    power and rate registers, and the newest field is kept for a bypass measurement."""
+
+    _nominal = 0.0  # the rate the sample clock runs at (0: asleep)
+    _field: F64  # the newest sample's field, set by the subclass's ``accept``
+
+    def asleep(self) -> bool:
+        raise NotImplementedError
+
+    def nominal_rate(self) -> float:
+        raise NotImplementedError
+
+    def _retime(self) -> None:
+        if self.asleep():
+            self.advance()
+            self.stop_sampling()
+            self._nominal = 0.0
+            return
+        rate = self.nominal_rate()
+        if rate != self._nominal:
+            self.start_sampling(rate)
+            self._nominal = rate
+
+    def field_now(self) -> tuple[float, F64]:
+        self.advance()
+        return self.clock.now() + self.clock.epoch_offset, self._field
+
+
 class BypassHost(Protocol):
     ak: EmulatedAk | None
 

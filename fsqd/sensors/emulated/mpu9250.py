@@ -19,11 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from fsqd.sensors.clock import Clock
-from fsqd.sensors.emulated.chip import F64, EmulatedChip, Signal
+from fsqd.sensors.emulated.chip import F64, Signal
 from fsqd.sensors.emulated.invensense import (
     AuxMaster,
     ByteFifo,
     EmulatedAk,
+    InvenSenseChip,
     accel_codes,
     be_bytes,
     frames_from,
@@ -56,7 +57,7 @@ READ_CLEAR = frozenset({INT_STATUS, I2C_MST_STATUS})
 EXT_LEN = 24
 
 
-class EmulatedMpu6500(EmulatedChip):
+class EmulatedMpu6500(InvenSenseChip):
     who_am_i_register = WHO_AM_I
     who_am_i_value = 0x70
     fifo_size = 512
@@ -119,16 +120,8 @@ class EmulatedMpu6500(EmulatedChip):
             return 8000.0
         return 1000.0 / (1 + r[SMPLRT_DIV])
 
-    def _retime(self) -> None:
-        if self.registers[PWR_MGMT_1] & 0x40:  # SLEEP
-            self.advance()
-            self.stop_sampling()
-            self._nominal = 0.0
-            return
-        rate = self.nominal_rate()
-        if rate != self._nominal:
-            self.start_sampling(rate)
-            self._nominal = rate
+    def asleep(self) -> bool:
+        return bool(self.registers[PWR_MGMT_1] & 0x40)  # SLEEP
 
     # -- bus side --
 
@@ -171,10 +164,6 @@ class EmulatedMpu6500(EmulatedChip):
 
     def bypass_active(self) -> bool:
         return bool(self.registers[INT_PIN_CFG] & 0x02) and not self.registers[USER_CTRL] & 0x20
-
-    def field_now(self) -> tuple[float, F64]:
-        self.advance()
-        return self.clock.now() + self.clock.epoch_offset, self._field
 
     # -- sampling --
 
