@@ -1,17 +1,71 @@
-"""Batch-formatted JSON lines are byte for byte the per-window formatter's."""
+"""Batch-formatted JSON lines are byte for byte a plain per-window f-string formatter's."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodeBatch, CodePipeline
 from fsqd.sinks.batchlines import BatchLineFormatter
-from fsqd.sinks.payload import LineFormatter
+
+
+class LineFormatter:
+    """The per-window f-string formatter fsqd used before batching: an independent reference."""
+
+    def __init__(self, model_tag: str, labels: tuple[str, ...] | None) -> None:
+        self._model = json.dumps(model_tag)
+        self._labels = [json.dumps(s) for s in labels] if labels is not None else None
+
+    def __call__(
+        self,
+        seq0: int,
+        batch: CodeBatch,
+        t_start: npt.NDArray[np.float64] | None = None,
+        t_end: npt.NDArray[np.float64] | None = None,
+    ) -> str:
+        lines = self.lines(seq0, batch, t_start, t_end)
+        return "\n".join(lines) + "\n" if lines else ""
+
+    def lines(
+        self,
+        seq0: int,
+        batch: CodeBatch,
+        t_start: npt.NDArray[np.float64] | None = None,
+        t_end: npt.NDArray[np.float64] | None = None,
+    ) -> list[str]:
+        """One JSON object per window, without line ends."""
+        n = len(batch)
+        if n == 0:
+            return []
+        seqs = range(seq0, seq0 + n)
+        codes = batch.index.tolist()
+        digits = ["[" + ",".join(map(str, d)) + "]" for d in batch.digits.tolist()]
+        heads = [""] * n
+        if self._labels is not None and batch.label_id is not None and batch.p is not None:
+            labels = self._labels
+            heads = [
+                f',"label":{labels[i]},"p":{p:.4f}'
+                for i, p in zip(batch.label_id.tolist(), batch.p.tolist(), strict=True)
+            ]
+        tail = f',"model":{self._model}}}'
+        if t_start is None or t_end is None:
+            lines = [
+                f'{{"seq":{s},"code":{c},"digits":{d}{h}{tail}'
+                for s, c, d, h in zip(seqs, codes, digits, heads, strict=True)
+            ]
+        else:
+            lines = [
+                f'{{"seq":{s},"t_start":{a:.6f},"t_end":{b:.6f},"code":{c},"digits":{d}{h}{tail}'
+                for s, a, b, c, d, h in zip(
+                    seqs, t_start.tolist(), t_end.tolist(), codes, digits, heads, strict=True
+                )
+            ]
+        return lines
 
 
 def codes(pkg: ModelPackage, n: int, seed: int) -> CodeBatch:

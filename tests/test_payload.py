@@ -10,9 +10,9 @@ from fsqd import __version__
 from fsqd.metrics import StageTimer, decode_histogram
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodeBatch
+from fsqd.sinks.batchlines import BatchLineFormatter
 from fsqd.sinks.payload import (
     CodeMessages,
-    LineFormatter,
     info_payload,
     shift_code_times,
     stats_payload,
@@ -36,7 +36,7 @@ def test_code_messages_are_replay_lines_plus_run_clock_and_latency() -> None:
     msgs = CodeMessages("abc123", "m@1", labels)(
         41, batch(2), t_start, t_end, np.array([0.0123, 0.5]), True
     )
-    replay = LineFormatter("m@1", labels)(41, batch(2), t_start, t_end).splitlines()
+    replay = BatchLineFormatter("m@1", labels)(41, batch(2), t_start, t_end).splitlines()
     assert len(msgs) == 2
     for raw, line in zip(msgs, replay, strict=True):
         m = json.loads(raw)

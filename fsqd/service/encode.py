@@ -17,8 +17,8 @@ from fsqd.model.card import expected_input_shape
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodePipeline
 from fsqd.sensors.files import NPY_MAGIC
+from fsqd.sinks.batchlines import BatchLineFormatter
 from fsqd.sinks.jsonl import write_lines
-from fsqd.sinks.payload import LineFormatter
 
 
 def load_windows(path: Path) -> npt.NDArray[np.floating]:
@@ -73,7 +73,7 @@ def _encode(
         if not finite.all():
             bad = start + int(np.flatnonzero(~finite)[0])
             raise DataError(f"{windows}: window {bad} holds NaN or inf values")
-    fmt = LineFormatter(pkg.label, pipeline.labels)
+    fmt = BatchLineFormatter(pkg.label, pipeline.labels)
     for start in range(0, len(arr), batch):
         x = np.ascontiguousarray(arr[start : start + batch], dtype=np.float32)
         write_lines(out, fmt(start, pipeline.encode(x)))

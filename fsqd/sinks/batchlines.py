@@ -1,10 +1,10 @@
-"""JSON lines for a whole batch in one ``%`` format call, the code pieces cached.
+"""JSON lines (replay, encode, and the daemon's code messages), a batch in one ``%`` call.
 
-Byte for byte what ``fsqd.sinks.payload.LineFormatter`` writes (``%.6f``/``%.4f`` and
-f-strings' ``.6f``/``.4f`` are the same conversion), for replay, where a day of data is
-millions of lines: a code's ``"code":..,"digits":[..]`` is formatted once and reused (a
-model has at most a few thousand codes), and each batch is one format call instead of
-one f-string per window.
+Keys, in order: ``seq``, ``t_start``/``t_end`` (when windows have times), ``code``,
+``digits``, ``label``/``p`` (when the model has a head), ``model``. A day of data is
+millions of lines, and json.dumps per window costs more than a small encoder's inference:
+a code's ``"code":..,"digits":[..]`` is formatted once and reused (a model has at most a
+few thousand codes), and each batch is one format call instead of one per window.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""Payloads, built once per window / period: JSON lines (replay) and the daemon's messages.
+"""Payloads, built once per window / period: the daemon's codes, stats and info messages.
 
-Replay's lines: keys, in order: ``seq``, ``t_start``/``t_end`` (when windows have times), ``code``,
-``digits``, ``label``/``p`` (when the model has a head), ``model``. Lines are built
-with f-strings from pre-escaped pieces: json.dumps per window costs more than the
-encoder's own inference on small models.
+A code message is replay's JSON line (``fsqd.sinks.batchlines``) with the run spliced in
+front and the clock and latency behind.
 """
 
 from __future__ import annotations
@@ -22,59 +20,7 @@ from fsqd import __version__
 from fsqd.metrics import Period, encode
 from fsqd.model.card import ModelCard
 from fsqd.pipeline import CodeBatch
-
-
-class LineFormatter:
-    def __init__(self, model_tag: str, labels: tuple[str, ...] | None) -> None:
-        self._model = json.dumps(model_tag)
-        self._labels = [json.dumps(s) for s in labels] if labels is not None else None
-
-    def __call__(
-        self,
-        seq0: int,
-        batch: CodeBatch,
-        t_start: npt.NDArray[np.float64] | None = None,
-        t_end: npt.NDArray[np.float64] | None = None,
-    ) -> str:
-        lines = self.lines(seq0, batch, t_start, t_end)
-        return "\n".join(lines) + "\n" if lines else ""
-
-    def lines(
-        self,
-        seq0: int,
-        batch: CodeBatch,
-        t_start: npt.NDArray[np.float64] | None = None,
-        t_end: npt.NDArray[np.float64] | None = None,
-    ) -> list[str]:
-        """One JSON object per window, without line ends."""
-        n = len(batch)
-        if n == 0:
-            return []
-        seqs = range(seq0, seq0 + n)
-        codes = batch.index.tolist()
-        digits = ["[" + ",".join(map(str, d)) + "]" for d in batch.digits.tolist()]
-        heads = [""] * n
-        if self._labels is not None and batch.label_id is not None and batch.p is not None:
-            labels = self._labels
-            heads = [
-                f',"label":{labels[i]},"p":{p:.4f}'
-                for i, p in zip(batch.label_id.tolist(), batch.p.tolist(), strict=True)
-            ]
-        tail = f',"model":{self._model}}}'
-        if t_start is None or t_end is None:
-            lines = [
-                f'{{"seq":{s},"code":{c},"digits":{d}{h}{tail}'
-                for s, c, d, h in zip(seqs, codes, digits, heads, strict=True)
-            ]
-        else:
-            lines = [
-                f'{{"seq":{s},"t_start":{a:.6f},"t_end":{b:.6f},"code":{c},"digits":{d}{h}{tail}'
-                for s, a, b, c, d, h in zip(
-                    seqs, t_start.tolist(), t_end.tolist(), codes, digits, heads, strict=True
-                )
-            ]
-        return lines
-
+from fsqd.sinks.batchlines import BatchLineFormatter
 
 # -- the daemon's MQTT payloads (codes, stats, info): built once, sent by every sink --
 
@@ -90,7 +36,7 @@ class CodeMessages:
     """
 
     def __init__(self, run: str, model_tag: str, labels: tuple[str, ...] | None) -> None:
-        self._lines = LineFormatter(model_tag, labels)
+        self._lines = BatchLineFormatter(model_tag, labels)
         self._run = json.dumps(run)
 
     def __call__(
@@ -108,7 +54,7 @@ class CodeMessages:
             f',"clock_synced":{synced},"latency_ms":{1000 * lat:.3f}}}'
             for lat in latency_s.tolist()
         ]
-        lines = self._lines.lines(seq0, batch, t_start, t_end)
+        lines = self._lines(seq0, batch, t_start, t_end).splitlines()
         # Each line is '{"seq":...,"model":"..."}': splice the run in front, the rest behind.
         return [
             (head + line[1:-1] + tail).encode() for line, tail in zip(lines, tails, strict=True)
