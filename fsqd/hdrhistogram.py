@@ -181,10 +181,9 @@ class HdrHistogram:
         if not self.total_count:
             return 0.0
         total = 0
-        for index in np.flatnonzero(self._view).tolist():
-            top = self.get_highest_equivalent_value(self.get_value_from_index(index))
+        for top, count in self.recorded():
             middle = self.get_lowest_equivalent_value(top) + (self._equivalent_range(top) >> 1)
-            total += self._counts[index] * middle
+            total += count * middle
         return float(total) / self.total_count
 
     def _target_count(self, percentile: float) -> int:
@@ -221,6 +220,13 @@ class HdrHistogram:
 
     def get_count_at_value(self, value: int) -> int:
         return self._counts[self.get_counts_array_index(value)]
+
+    def recorded(self) -> list[tuple[int, int]]:
+        """(highest equivalent value, count) of every non-empty bucket, lowest first."""
+        return [
+            (self.get_highest_equivalent_value(self.get_value_from_index(i)), self._counts[i])
+            for i in np.flatnonzero(self._view).tolist()
+        ]
 
     # -- whole histograms --
 
