@@ -1,12 +1,11 @@
 """HdrHistogram in pure Python and numpy: the reference's bucket layout, queries and wire format.
 
-The counts array has the layout of HdrHistogram (Java, C) and of the ``hdrhistogram`` package
-(``hdrh``): same lowest/highest/significant-figures parameters, same sub-buckets, same
-indices. Queries follow ``hdrh``: a percentile's target count is rounded half up, its value is
-the highest value equivalent to the bucket that reaches it (the lowest for percentile 0), the
-mean weighs each bucket's middle. ``encode()`` writes the compressed V2 format (the
-``HISTF...`` blobs) byte for byte as ``hdrh`` does, so every standard HdrHistogram library
-decodes it; ``decode()`` reads blobs from any of them.
+The counts array has the layout of HdrHistogram (Java, C) and the ``hdrhistogram`` package
+(``hdrh``) for the same lowest/highest/significant figures. Queries follow ``hdrh``: a
+percentile's target count is rounded half up, its value is the highest value equivalent to
+the bucket that reaches it (the lowest for percentile 0), the mean weighs bucket middles.
+``encode()`` writes the compressed V2 ``HISTF...`` blob byte for byte as ``hdrh`` does, which
+every standard HdrHistogram library decodes; ``decode()`` reads blobs from any of them.
 
 The wire format, all integers big-endian:
 
@@ -389,11 +388,13 @@ def _encode_counts(counts: npt.NDArray[np.int64]) -> bytes:
     else:
         tokens = tokens[keep]
     zigzag = ((tokens << 1) ^ (tokens >> 63)).view(np.uint64)
-    groups = zigzag[:, None] >> _LEB_SHIFTS  # row k: the word shifted by 7k, k = 0..8
+    width = min(9, max(1, -(-int(zigzag.max()).bit_length() // 7)))  # the longest varint
+    groups = zigzag[:, None] >> _LEB_SHIFTS[:width]  # column k: the word shifted by 7k
     present = groups != 0
     present[:, 0] = True  # byte k is written when the word has bits at 7k or above
     out = groups & np.uint64(0x7F)
-    out[:, 8] = groups[:, 8]  # the 9th byte: all 8 remaining bits, no continuation
-    out[:, :8] |= present[:, 1:].astype(np.uint64) << np.uint64(7)
+    if width == 9:
+        out[:, 8] = groups[:, 8]  # the 9th byte: all 8 remaining bits, no continuation
+    out[:, : width - 1] |= present[:, 1:].astype(np.uint64) << np.uint64(7)
     written: bytes = out.astype(np.uint8)[present].tobytes()
     return written
