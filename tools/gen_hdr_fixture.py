@@ -15,7 +15,7 @@ encodes one count for an empty histogram: its blobs are not fsqd's bytes, only i
 
 Usage (JDK 11+; HDR is a checkout of github.com/HdrHistogram/HdrHistogram or its jar)::
 
-    python tools/gen_hdr_fixture.py --hdr-java HDR
+    python tools/gen_hdr_fixture.py --hdr-java HDR --label "HdrHistogram Java 2.2.2"
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ def parse_decode(line: str) -> dict[str, object]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hdr-java", type=Path, required=True, help="HdrHistogram checkout or jar")
+    ap.add_argument("--label", required=True, help="which Java HdrHistogram, for the record")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     if shutil.which("javac") is None:
@@ -131,7 +132,7 @@ def main() -> int:
         decoded = run_java(classpath, [f"decode {b}" for b in java_blobs + fsqd_blobs])
     n = len(todo)
     out = {
-        "about": "tools/gen_hdr_fixture.py: Java HdrHistogram encodes/decodes vs fsqd",
+        "about": f"tools/gen_hdr_fixture.py with {args.label}: Java and fsqd encode, Java decodes",
         "cases": [
             {
                 "name": name,
