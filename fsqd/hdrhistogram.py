@@ -241,8 +241,6 @@ class HdrHistogram:
         top = self.get_highest_equivalent_value(self.get_value_from_index(self.counts_len - 1))
         if top < other.get_max_value():
             raise ValueError(f"histogram to add holds {other.get_max_value()} > this one's {top}")
-        if not other.total_count:
-            return  # an empty histogram changes nothing (hdrh would reset the min to 0)
         if not self._same_layout(other):
             for index in np.flatnonzero(other._view).tolist():
                 self.record_value(other.get_value_from_index(index), other._counts[index])
@@ -252,6 +250,7 @@ class HdrHistogram:
             raise OverflowError("histogram counts overflow 63 bits")
         self._view[:] = merged
         self.total_count += other.total_count
+        # The raw minimum: an empty ``other`` leaves it alone (hdrh 0.10 sets it to 0 there).
         self.min_value = min(self.min_value, other.min_value)
         self.max_value = max(self.max_value, other.max_value)
 
