@@ -7,7 +7,8 @@ threads can all record into the same timer. Values above the range are counted a
 ``out_of_range`` and recorded at the top, never dropped silently.
 
 ``fsqd replay`` prints ``table()``; the daemon publishes ``summary()`` and
-``encode()`` blobs (mergeable: ``HdrHistogram.decode`` + ``add``). One code path.
+``encode()`` blobs (mergeable: ``decode_histogram`` + ``add``; any HdrHistogram
+library reads them). One code path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from hdrh.histogram import HdrHistogram
+from fsqd.hdrhistogram import HdrHistogram
 
 # 1 us .. 60 s at 3 significant digits: a stage slower than a minute is a hang, not a latency.
 LOW_US, HIGH_US, DIGITS = 1, 60_000_000, 3
@@ -30,9 +31,11 @@ def new_histogram() -> HdrHistogram:
 
 
 def decode_histogram(blob: str | bytes) -> HdrHistogram:
-    """A histogram from an ``encode()`` blob (e.g. one node's ``stats``), ready to ``add``."""
-    h: HdrHistogram = HdrHistogram.decode(blob)
-    return h
+    """A histogram from an ``encode()`` blob (e.g. one node's ``stats``), ready to ``add``.
+
+    A blob that is not one raises ``DataError`` with a one-line reason.
+    """
+    return HdrHistogram.decode(blob)
 
 
 @dataclass(frozen=True)
@@ -117,9 +120,8 @@ class StageStats:
 
     def cumulative(self) -> tuple[HdrHistogram, int]:
         """A consistent copy of the cumulative histogram (for encoding off the lock)."""
-        copy = new_histogram()
         with self._lock:
-            copy.add(self.hist)
+            copy = self.hist.copy()
             over = self.out_of_range
         return copy, over
 
@@ -208,5 +210,4 @@ class StageTimer:
 
 def encode(h: HdrHistogram) -> str:
     """The mergeable base64 blob of a histogram (HdrHistogram's compressed V2 format)."""
-    blob: bytes = h.encode()
-    return blob.decode("ascii")
+    return h.encode().decode("ascii")

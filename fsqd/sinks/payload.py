@@ -154,7 +154,8 @@ def _finite(value: Any) -> Any:
     return value
 
 
-_LIBRARIES = ("numpy", "onnxruntime", "hdrhistogram", "structlog", "aiomqtt", "paho-mqtt")
+# The runtime libraries whose version matters in a field report (the histograms are fsqd's own).
+_LIBRARIES = ("numpy", "onnxruntime", "structlog", "aiomqtt", "paho-mqtt")
 
 
 def library_versions() -> dict[str, str | None]:
