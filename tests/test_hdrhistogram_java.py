@@ -1,8 +1,8 @@
 """fsqd.hdrhistogram against the Java HdrHistogram, the reference implementation.
 
-tests/fixtures/hdr_java.json was written by tools/gen_hdr_fixture.py, which ran Java's
-HdrHistogram on every case: Java's own blob and what Java reported decoding it, and fsqd's
-blob and what Java read in it. No JVM is needed here.
+tests/fixtures/hdr_java.json was recorded once from Java's HdrHistogram 2.2.2 (a small Java
+program fed each case's values): Java's own blob and what Java reported decoding it, and
+fsqd's blob and what Java read in it. No JVM is needed here.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ CASES: list[dict[str, Any]] = json.loads(FIXTURE.read_text())["cases"]
 
 
 def report(h: HdrHistogram) -> dict[str, Any]:
-    """What HdrReference.java prints for a decoded histogram, computed by fsqd."""
+    """What the Java program printed for a decoded histogram, computed by fsqd."""
     return {
         "layout": [h.lowest_trackable_value, h.highest_trackable_value, h.significant_figures],
         "total": h.get_total_count(),
