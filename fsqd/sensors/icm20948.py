@@ -21,10 +21,12 @@ for the gyro, but the chip runs at 1125 Hz (measured: pimoroni/icm20948-python#1
 is also what InvenSense's own DMP code uses. So 100 Hz is not reachable: divider 10 gives
 102.27 Hz, the nearest, and the resampler takes the stream to the model's rate.
 
-FIFO size: the datasheet says 512 bytes, the FIFO count is 13 bits, and the chip holds
-4096 bytes (measured by the ICM20948_WE library's author in both FIFO modes). The driver
-takes 4096 for its head-room rule and relies on the overflow flag for everything else,
-so a 512-byte part is handled too.
+FIFO size: 512 bytes, as the datasheet (DS-000189, section 1 and 6.9) gives it; the FIFO
+count has 13 bits, and the author of the ICM20948_WE library reports 4096 bytes on his
+parts. The driver takes 512: a bigger FIFO then only means it drains more often than it
+must, while assuming 4096 on a 512-byte part overflows every drain the acquisition
+defers (24 frames of 21 bytes are 0.23 s at 102.27 Hz; it may wait 0.95 s). So
+``fifo_capacity`` is 21 frames (the head-room rule keeps three frames free).
 
 Rate hint: bank 1 TIMEBASE_CORRECTION_PLL (0x28) holds the factory-measured error of
 the chip's clock, sign and magnitude, in steps of 1/1270; InvenSense's own driver
@@ -56,6 +58,7 @@ from fsqd.sensors.invensense import (
     pick_divider,
     pick_dlpf,
     sleeper,
+    usable_frames,
 )
 
 ADDRESSES = (0x69, 0x68)  # AD0 high is the default on the Adafruit and SparkFun boards
@@ -116,7 +119,7 @@ SLV4_DONE = 0x40
 SLV4_NACK = 0x10
 
 BASE_HZ = 1125.0
-FIFO_BYTES = 4096
+FIFO_BYTES = 512  # DS-000189; see the module notes
 GYRO_DLPF_HZ = {0: 196.6, 1: 151.8, 2: 119.5, 3: 51.2, 4: 23.9, 5: 11.6, 6: 5.7, 7: 361.4}
 ACCEL_DLPF_HZ = {0: 246.0, 2: 111.4, 3: 50.4, 4: 23.9, 5: 11.5, 6: 5.7, 7: 473.0}
 AUX_DIVIDER = 0  # the master runs at 1125 Hz while the magnetometer is set up
@@ -151,7 +154,7 @@ class Icm20948:
         self.decoder = FrameDecoder(
             self.ranges, AK09916.READ_LEN, np.full(3, UT_PER_LSB), AK09916.TO_CHIP
         )
-        self.fifo_capacity = self.fifo_bytes // self.decoder.frame
+        self.fifo_capacity = usable_frames(self.fifo_bytes, self.decoder.frame)
         self.drain = FifoDrain(
             bus,
             address,

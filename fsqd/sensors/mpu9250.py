@@ -19,9 +19,15 @@ The magnetometer is read as the Linux driver and InvenSense's own motion driver 
 by the MPU's aux I2C master, so its data lands in EXT_SENS_DATA and from there in the same
 FIFO frame as accel and gyro, stamped by the same sample clock. Slave 0 reads ST1..ST2 (8
 bytes), slave 1 then writes CNTL1 = 0x11 (16-bit single measurement), both every
-``1 + I2C_MST_DLY`` samples so the AK8963 runs at <= 100 Hz. So each frame carries the
-measurement triggered one master cycle earlier (one sample, 10 ms, at 100 Hz), and frames
-in between repeat it: the magnetometer is sample-and-hold of its latest reading. Bypass mode
+``1 + I2C_MST_DLY`` samples so the AK8963 is triggered at <= 50 Hz, as Linux does
+(``inv_mpu_magn_set_rate``, INV_MPU_MAGN_FREQ_HZ_MAX): a measurement takes up to 9 ms,
+and at 100 Hz the next read would come 10 ms after the trigger, less the master's own
+transfers and the clocks' tolerance. So at 100 Hz every second frame reads the
+measurement triggered two samples (20 ms) earlier, and the frame between repeats the
+same bytes: the magnetometer is sample-and-hold of its latest reading, 20-30 ms old. ST2
+is checked per frame: HOFL (overflow) marks a reading invalid (the previous one is held),
+BITM says whether the die measured in 16 bits (0.15 uT/LSB) or 14 (0.6 uT/LSB, after a
+reset of the die), and the row is scaled by what it says. Bypass mode
 (INT_PIN_CFG 0x37 bit 1, the AK8963 on the Pi's own bus at 0x0C) would need separate polls
 with their own timestamps, and two MPU-9250s on one bus would both answer at 0x0C.
 Setup of the AK8963 (soft reset, WIA = 0x48, fuse-ROM sensitivity ASA) goes through aux
@@ -46,6 +52,7 @@ from fsqd.sensors.invensense import (
     pick_divider,
     pick_dlpf,
     sleeper,
+    usable_frames,
 )
 
 ADDRESSES = (0x68, 0x69)  # AD0 low / high
@@ -144,9 +151,9 @@ class Mpu6500:
         self.gyro_dlpf, self.gyro_bandwidth_hz = pick_dlpf(GYRO_DLPF_HZ, self.odr_hz)
         self.accel_dlpf, self.accel_bandwidth_hz = pick_dlpf(ACCEL_DLPF_HZ, self.odr_hz)
         self.ranges = Ranges.choose(settings)
-        self.mag_divider = max(0, math.ceil(self.odr_hz / AK8963.MAX_RATE_HZ) - 1)
+        self.mag_divider = max(0, math.ceil(self.odr_hz / AK8963.TRIGGER_MAX_HZ - 1e-9) - 1)
         self.decoder = self._decoder(None)
-        self.fifo_capacity = self.fifo_bytes // self.decoder.frame
+        self.fifo_capacity = usable_frames(self.fifo_bytes, self.decoder.frame)
         self.drain = FifoDrain(
             bus,
             address,
@@ -247,7 +254,7 @@ class Mpu9250(Mpu6500):
 
     def _decoder(self, mag_ut_per_lsb: F64 | None) -> FrameDecoder:
         scale = np.full(3, UT_PER_LSB) if mag_ut_per_lsb is None else mag_ut_per_lsb
-        return FrameDecoder(self.ranges, AK8963.READ_LEN, scale, AK8963.TO_CHIP)
+        return FrameDecoder(self.ranges, AK8963.READ_LEN, scale, AK8963.TO_CHIP, bitm=True)
 
     # -- aux I2C master, slave 4 one-shot transfers --
 
