@@ -40,13 +40,16 @@ class AK8963:
     ST2 = 0x09
     CNTL1 = 0x0A
     CNTL2 = 0x0B
+    ASTC = 0x0C
     ASAX = 0x10
     SRST = 0x01  # CNTL2
+    ASTC_SELF = 0x40  # ASTC: the self-test source on
     BIT_16 = 0x10  # CNTL1 output bit: 16-bit
     MODE_POWER_DOWN = 0x00
     MODE_SINGLE = 0x01
     MODE_CONT_8HZ = 0x02
     MODE_CONT_100HZ = 0x06
+    MODE_SELF_TEST = 0x08
     MODE_FUSE_ROM = 0x0F
     MAX_RATE_HZ = 100.0  # continuous mode 2
     # Single measurements triggered by the MPU's aux master: a measurement takes up to
@@ -84,6 +87,7 @@ class AK09916:
     MODE_CONT_20HZ = 0x04
     MODE_CONT_50HZ = 0x06
     MODE_CONT_100HZ = 0x08
+    MODE_SELF_TEST = 0x10
     MAX_RATE_HZ = 100.0
     # ST1, HXL..HZH, TMPS, ST2: 9 bytes from ST1, as SparkFun's library reads them.
     READ_FROM = ST1

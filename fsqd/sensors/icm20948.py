@@ -47,8 +47,9 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import numpy.typing as npt
 
-from fsqd.sensors.akm import AK09916, AKM_ADDRESS, UT_PER_LSB
+from fsqd.sensors.akm import AK09916, AKM_ADDRESS, ST1_DRDY, ST2_HOFL, UT_PER_LSB
 from fsqd.sensors.bus import I2CBus
 from fsqd.sensors.driver import ChipIdError, DriverSpec, FifoRead, ImuSettings, register
 from fsqd.sensors.invensense import (
@@ -60,6 +61,14 @@ from fsqd.sensors.invensense import (
     sleeper,
     usable_frames,
 )
+from fsqd.sensors.invensense_selftest import (
+    ST_SETTLE_S,
+    average,
+    judge_accel_gyro,
+    judge_mag,
+    trims_note,
+)
+from fsqd.sensors.selftest import AxisResult, SelfTestReport
 
 ADDRESSES = (0x69, 0x68)  # AD0 high is the default on the Adafruit and SparkFun boards
 
@@ -73,6 +82,7 @@ PWR_MGMT_2 = 0x07
 INT_ENABLE_2 = 0x12
 I2C_MST_STATUS = 0x17
 INT_STATUS_2 = 0x1B
+ACCEL_XOUT_H = 0x2D
 FIFO_EN_1 = 0x66
 FIFO_EN_2 = 0x67
 FIFO_RST = 0x68
@@ -80,14 +90,18 @@ FIFO_MODE = 0x69
 FIFO_COUNTH = 0x70
 FIFO_R_W = 0x72
 # bank 1
+SELF_TEST_X_GYRO = 0x02  # factory trim codes, x y z
+SELF_TEST_X_ACCEL = 0x0E
 TIMEBASE_CORRECTION_PLL = 0x28
 # bank 2
 GYRO_SMPLRT_DIV = 0x00
 GYRO_CONFIG_1 = 0x01
+GYRO_CONFIG_2 = 0x02
 ODR_ALIGN_EN = 0x09
 ACCEL_SMPLRT_DIV_1 = 0x10
 ACCEL_SMPLRT_DIV_2 = 0x11
 ACCEL_CONFIG = 0x14
+ACCEL_CONFIG_2 = 0x15
 # bank 3
 I2C_MST_CTRL = 0x01
 I2C_MST_DELAY_CTRL = 0x02
@@ -127,6 +141,10 @@ RESET_S = 0.1
 AK_RESET_S = 0.01  # after the AK09916's soft reset
 AK_PERIOD_S = 0.01  # continuous 100 Hz mode: the first measurement is ready after this
 MAG_STARTS = 10  # aux master resets before an absent AK09916 is believed (SparkFun: 10)
+AK_MEASURE_S = 0.009  # the longest single (or self-test) measurement
+GYRO_ST_EN = 0x38  # GYRO_CONFIG_2: X/Y/ZGYRO_CTEN
+ACCEL_ST_EN = 0x1C  # ACCEL_CONFIG_2: AX/AY/AZ_ST_EN_REG
+ST_DLPF = 2  # GYRO/ACCEL DLPFCFG during the self-test: 119.5 / 111.4 Hz
 
 WHO_AM_I_NAMES = {
     0xEA: "an ICM-20948",
@@ -261,7 +279,8 @@ class Icm20948:
             f"aux I2C transfer to the AK09916 did not finish within {5e3 * period:.0f} ms"
         )
 
-    def _init_mag(self) -> None:
+    def _start_mag(self) -> None:
+        """Aux master on, the AK09916 reset and identified."""
         self._w(3, I2C_MST_CTRL, MST_P_NSR | MST_CLK_345KHZ)
         self._w(3, I2C_MST_DELAY_CTRL, 0x00)
         self._w(0, USER_CTRL, UC_I2C_MST_EN)
@@ -273,6 +292,9 @@ class Icm20948:
                 f"the magnetometer behind the ICM-20948 at 0x{self.address:02x} says "
                 f"WIA2 0x{wia:02x}, not the AK09916's 0x09"
             )
+
+    def _init_mag(self) -> None:
+        self._start_mag()
         self._aux(AK09916.CNTL2, AK09916.MODE_CONT_100HZ)
         self._w(3, I2C_SLV0_ADDR, SLV_READ | AKM_ADDRESS)
         self._w(3, I2C_SLV0_REG, AK09916.READ_FROM)
@@ -314,6 +336,69 @@ class Icm20948:
         with contextlib.suppress(OSError):
             self._w(0, USER_CTRL, 0x00)
             self._w(0, PWR_MGMT_1, 0x41)  # SLEEP, auto clock
+
+    # -- self-test (fsqd.sensors.invensense_selftest) --
+
+    def self_test(self) -> SelfTestReport:
+        """Accel and gyro self-test against the factory trim in bank 1, and the AK09916's;
+        leaves the chip reset."""
+        self.check_identity()
+        self._w(0, PWR_MGMT_1, DEVICE_RESET)
+        self._bank = 0
+        self.sleep(RESET_S)
+        self._w(0, PWR_MGMT_1, CLKSEL_AUTO)
+        self._w(0, PWR_MGMT_2, 0x00)
+        self._w(0, LP_CONFIG, 0x00)
+        self._w(2, GYRO_CONFIG_1, (ST_DLPF << 3) | FCHOICE)  # +-250 dps
+        self._w(2, ACCEL_CONFIG, (ST_DLPF << 3) | FCHOICE)  # +-2 g
+        self._set_divider(0)  # 1125 Hz
+        self.sleep(ST_SETTLE_S)
+        period = 1 / BASE_HZ
+        normal = average(self._outputs, self.sleep, period)
+        self._w(2, GYRO_CONFIG_2, GYRO_ST_EN)
+        self._w(2, ACCEL_CONFIG_2, ACCEL_ST_EN)
+        self.sleep(ST_SETTLE_S)
+        stimulated = average(self._outputs, self.sleep, period)
+        self._w(2, GYRO_CONFIG_2, 0x00)
+        self._w(2, ACCEL_CONFIG_2, 0x00)
+        gyro = bytes(self._r(1, SELF_TEST_X_GYRO + i) for i in range(3))
+        accel = bytes(self._r(1, SELF_TEST_X_ACCEL + i) for i in range(3))
+        axes = judge_accel_gyro(normal, stimulated, gyro, accel)
+        notes = [f"ICM-20948 at 0x{self.address:02x}", trims_note(gyro, accel)]
+        axes += self._mag_self_test(notes)
+        self._w(0, PWR_MGMT_1, DEVICE_RESET)
+        self._bank = 0
+        self.sleep(RESET_S)
+        return SelfTestReport(self.name, self.address, tuple(axes), tuple(notes))
+
+    def _outputs(self) -> npt.NDArray[np.float64]:
+        """ACCEL_XOUT..GYRO_ZOUT (bank 0), LSB."""
+        self._select(0)
+        raw = bytes(self.bus.read_i2c_block_data(self.address, ACCEL_XOUT_H, 12))
+        return np.frombuffer(raw, ">i2").astype(np.float64)
+
+    def _mag_self_test(self, notes: list[str]) -> list[AxisResult]:
+        """The AK09916's procedure: power-down, self-test mode, wait for DRDY, read the
+        data and ST2 (the die powers itself down after the measurement)."""
+        self._start_mag()
+        self._aux(AK09916.CNTL2, AK09916.MODE_POWER_DOWN)
+        self._aux(AK09916.CNTL2, AK09916.MODE_SELF_TEST)
+        ready = False
+        for _ in range(8):  # up to 4 x tSM (9 ms)
+            self.sleep(AK_MEASURE_S / 2)
+            if self._aux(AK09916.ST1, None) & ST1_DRDY:
+                ready = True
+                break
+        data = bytes(self._aux(AK09916.HXL + i, None) for i in range(6))
+        st2 = self._aux(AK09916.ST2, None)
+        raw = np.frombuffer(data, "<i2").astype(np.float64)
+        if not ready:
+            notes.append("AK09916: no self-test measurement became ready")
+            raw[:] = np.nan
+        if st2 & ST2_HOFL:
+            notes.append("AK09916: magnetic overflow (ST2.HOFL) in the self-test measurement")
+        notes.append("mag in AK09916 LSB (0.15 uT)")
+        return judge_mag("ak09916", raw)
 
 
 def _icm20948(bus: I2CBus, address: int, settings: ImuSettings) -> Icm20948:

@@ -92,8 +92,10 @@ class SelfTestResponse:
             raise ValueError(f"self_test_fault: unknown axes {sorted(unknown)}")
         self.trim = trim
         gain = [(fault or {}).get(a, 1.0) for a in ST_AXES]
-        gyro = [trim_response_lsb(c) for c in trim[:3]]
-        accel = [trim_response_lsb(c) for c in trim[3:]]
+        # A code of 0 (trim never written) still leaves the physical response: the default's.
+        codes = [c or d for c, d in zip(trim, TRIM_CODES, strict=True)]
+        gyro = [trim_response_lsb(c) for c in codes[:3]]
+        accel = [trim_response_lsb(c) for c in codes[3:]]
         # FS code 0: 16384 LSB/g and 131 LSB/dps; the response is a force, not a code.
         self.accel = np.array(accel) / 16384.0 * G * np.array(gain[:3])
         self.gyro = np.radians(np.array(gyro) / 131.0) * np.array(gain[3:])
