@@ -455,3 +455,45 @@ def test_the_magnetometer_answers_on_the_host_bus_only_in_bypass() -> None:
     _, truth = chip.truth()
     field = np.array([ak[0], -ak[1], -ak[2]])
     assert np.abs(truth[-3:, 6:9] - field).max(axis=1).min() <= MAG_TOL
+
+
+# -- emulator fidelity: the aux master's own clock, temperature --
+
+
+@pytest.mark.parametrize(
+    ("lp_config", "odr_config", "seconds", "cycles"),
+    [
+        (0x40, 0, 0.005, (5, 6)),  # reset value: duty-cycled at 1125 Hz
+        (0x40, 4, 0.1, (7, 7)),  # 1125 / 2^4 = 70.3 Hz
+        (0x00, 4, 0.1, (10, 10)),  # not duty-cycled: with the gyro's 102.27 Hz samples
+    ],
+)
+def test_the_aux_master_runs_on_its_own_clock_when_duty_cycled(
+    lp_config: int, odr_config: int, seconds: float, cycles: tuple[int, int]
+) -> None:
+    clock, chip, bus, _ = setup()
+    w = bus.write_byte_data
+    w(0x69, 0x06, 0x01)  # awake
+    w(0x69, 0x05, lp_config)
+    w(0x69, 0x7F, 2 << 4)
+    w(0x69, 0x00, 10)  # GYRO_SMPLRT_DIV: 102.27 Hz
+    w(0x69, 0x7F, 3 << 4)
+    w(0x69, 0x00, odr_config)  # I2C_MST_ODR_CONFIG
+    w(0x69, 0x03, 0x8C)  # slave 0 reads WIA2
+    w(0x69, 0x04, 0x01)
+    w(0x69, 0x05, 0x81)
+    w(0x69, 0x7F, 0)
+    before = chip.master.cycles
+    w(0x69, 0x03, 0x20)  # USER_CTRL.I2C_MST_EN
+    clock.advance(seconds)
+    w(0x69, 0x03, 0x00)
+    assert cycles[0] <= chip.master.cycles - before <= cycles[1]
+    assert bus.read_byte_data(0x69, 0x3B) == 0x09  # EXT_SLV_SENS_DATA_00: WIA2
+
+
+def test_temperature_reads_the_datasheet_formula() -> None:
+    clock, chip, bus, drv = setup(temperature_c=36.5)
+    drv.init()
+    clock.advance(0.05)
+    raw = int.from_bytes(bytes(bus.read_i2c_block_data(0x69, 0x39, 2)), "big", signed=True)
+    assert raw / 333.87 + 21 == pytest.approx(36.5, abs=0.5 / 333.87)

@@ -526,3 +526,11 @@ def test_the_magnetometer_answers_on_the_host_bus_only_in_bypass() -> None:
     bus.write_byte_data(0x69, 0x37, 0x02)  # a second board in bypass: two AK8963s at 0x0C
     with pytest.raises(OSError):
         bus.read_byte_data(0x0C, 0x00)
+
+
+def test_temperature_reads_the_datasheet_formula() -> None:
+    clock, chip, bus, drv = setup(temperature_c=-5.0)
+    drv.init()
+    clock.advance(0.05)
+    raw = int.from_bytes(bytes(bus.read_i2c_block_data(0x68, 0x41, 2)), "big", signed=True)
+    assert raw / 333.87 + 21 == pytest.approx(-5.0, abs=0.5 / 333.87)
