@@ -492,7 +492,7 @@ def test_the_aux_master_runs_on_its_own_clock_when_duty_cycled(
 
 
 def test_temperature_reads_the_datasheet_formula() -> None:
-    clock, chip, bus, drv = setup(temperature_c=36.5)
+    clock, _, bus, drv = setup(temperature_c=36.5)
     drv.init()
     clock.advance(0.05)
     raw = int.from_bytes(bytes(bus.read_i2c_block_data(0x69, 0x39, 2)), "big", signed=True)

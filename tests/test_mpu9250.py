@@ -529,7 +529,7 @@ def test_the_magnetometer_answers_on_the_host_bus_only_in_bypass() -> None:
 
 
 def test_temperature_reads_the_datasheet_formula() -> None:
-    clock, chip, bus, drv = setup(temperature_c=-5.0)
+    clock, _, bus, drv = setup(temperature_c=-5.0)
     drv.init()
     clock.advance(0.05)
     raw = int.from_bytes(bytes(bus.read_i2c_block_data(0x68, 0x41, 2)), "big", signed=True)
