@@ -1,5 +1,5 @@
 """ICM-20948 driver against its register-level emulator (banks, aux master, AK09916,
-4 KiB FIFO), and the full acquisition path (``open_acquisition`` with ``bus = "emulated"``)."""
+512-byte FIFO), and the full acquisition path (``open_acquisition`` with ``bus = "emulated"``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.driver import ChipIdError, ImuSettings, get_spec, identify
 from fsqd.sensors.emulated import EmulatedBus
 from fsqd.sensors.emulated.icm20948 import EmulatedIcm20948
-from fsqd.sensors.emulated.invensense import BypassPort, ByteFifo
+from fsqd.sensors.emulated.invensense import BypassPort
 from fsqd.sensors.icm20948 import Icm20948
 from fsqd.sensors.sim import G
 
@@ -145,11 +145,15 @@ def test_magnetometer_axes_and_sample_and_hold() -> None:
     in 44 finds no new 100 Hz measurement and repeats the previous one."""
     clock, chip, _, drv = setup()
     drv.init()
-    clock.advance(1.8)
-    read = drv.read_fifo()
-    n = len(read.samples)
+    reads = []
+    for _ in range(18):  # 512 bytes hold 0.23 s
+        clock.advance(0.1)
+        reads.append(drv.read_fifo())
+    assert not any(r.overflow for r in reads)
+    samples = np.concatenate([r.samples for r in reads])
+    n = len(samples)
     assert n == 184
-    mag = read.samples[:, 6:9]
+    mag = samples[:, 6:9]
     _, truth = chip.truth()
     now, before = truth[-n:, 6:9], truth[-n - 1 : -1, 6:9]
     fresh = np.abs(mag - now).max(axis=1) <= MAG_TOL
@@ -176,7 +180,7 @@ def test_long_burst_is_one_i2c_rdwr() -> None:
 def test_overflow_is_reported_and_a_reset_starts_clean() -> None:
     clock, chip, _, drv = setup()
     drv.init()
-    clock.advance(2.5)  # 256 frames of 21 bytes into 4096
+    clock.advance(0.3)  # 30 frames of 21 bytes into 512
     chip.advance()
     assert chip.overflows > 0 and chip.reg(0, 0x1B) & 0x01  # INT_STATUS_2
     read = drv.read_fifo()
@@ -191,20 +195,28 @@ def test_overflow_is_reported_and_a_reset_starts_clean() -> None:
     assert np.linalg.norm(read.samples[:, 6:9], axis=1).min() > 25  # no torn frames
 
 
-def test_a_512_byte_fifo_is_covered_by_the_overflow_flag() -> None:
+def test_the_fifo_holds_the_datasheets_512_bytes() -> None:
     clock, chip, _, drv = setup()
-    chip.fifo = ByteFifo(512)  # what the datasheet says the FIFO holds
     drv.init()
     clock.advance(0.5)
     chip.advance()
     assert len(chip.fifo) == 512 and chip.overflows > 0
-    assert drv.read_fifo().overflow  # 512 bytes is far below the 4096-byte head-room rule
+    assert drv.read_fifo().overflow
+
+
+def test_a_4096_byte_part_only_drains_more_often() -> None:
+    clock, chip, _, drv = setup(fifo_bytes=4096)
+    drv.init()
+    for _ in range(20):
+        clock.advance(0.1)
+        assert len(drv.read_fifo().samples) in (10, 11)
+    assert chip.overflows == 0
 
 
 def test_a_reset_clears_an_overflow_flag_raised_meanwhile() -> None:
     clock, chip, _, drv = setup()
     drv.init()
-    clock.advance(1.9)
+    clock.advance(0.22)
     assert drv.read_fifo().overflow  # by the head-room rule
     clock.advance(0.5)
     chip.advance()
@@ -217,9 +229,9 @@ def test_a_reset_clears_an_overflow_flag_raised_meanwhile() -> None:
 def test_a_nearly_full_fifo_counts_as_overflow() -> None:
     clock, chip, _, drv = setup()
     drv.init()
-    clock.advance(1.9)  # 194 frames = 4074 bytes: under 3 frames of head-room left
+    clock.advance(0.22)  # 22 frames = 462 bytes: under 3 frames of head-room left
     chip.advance()
-    assert chip.overflows == 0 and drv.fifo_capacity == 195
+    assert chip.overflows == 0 and drv.fifo_capacity == 21
     assert drv.read_fifo().overflow
 
 
@@ -328,6 +340,32 @@ def test_acquisition_loses_nothing_and_stamps_within_1ms(
     assert status.state == "ok"
 
 
+def test_reads_deferred_for_the_window_cadence_never_overflow_the_fifo() -> None:
+    """A consumer that cuts 100-sample windows lets the acquisition skip periodic reads
+    while the FIFO has room (``want``): that room must be the datasheet's 512 bytes
+    (21 frames, 0.2 s at 102.27 Hz), or every deferred drain finds the FIFO overflowed."""
+    run = acquisition("icm20948", 0x69, 100, poll_ms=20)
+    acq, clock = run.acq, run.clock
+    every_s = 100 / acq.nominal_rate_hz
+    stamps: list[float] = []
+    windows = 0
+    end = clock.now() + 10.0
+    while clock.now() < end:  # the acquisition thread's loop, on the manual clock
+        acq.step()
+        for chunk in acq.read():
+            stamps += chunk.t.tolist()
+        while len(stamps) >= 100 * (windows + 1):  # the consumer: a window ends, a hint
+            windows += 1
+            acq.want(stamps[100 * windows - 1], every_s)
+        done = clock.now()
+        if acq._wanted_at <= done:
+            acq._wanted_at = math.inf  # served; the next window brings the next hint
+        clock.sleep(acq.next_read_at(done) - done)
+    status = run.status()
+    assert (status.overruns, status.lost, status.segments) == (0, 0, 1) and windows >= 9
+    assert acq.readers[0].imu.fifo_capacity == 21 and acq._max_wait_s < 0.11
+
+
 def test_rate_hint_is_the_factory_clock_trim() -> None:
     _, chip, _, drv = setup(oscillator_error=-0.02)
     drv.init()
@@ -383,13 +421,15 @@ def test_acquisition_reconfigures_a_chip_that_lost_power() -> None:
     assert np.linalg.norm(x[t > t[-1] - 1.0, 6:9], axis=1).min() > 25
 
 
-def test_acquisition_rides_out_a_hung_bus_on_its_4k_fifo() -> None:
+def test_acquisition_survives_a_hung_bus_with_a_counted_overrun() -> None:
     run = acquisition("icm20948", 0x69, 100)
     run.step(2.0)
     run.bus.hang(0.5)
     run.step(3.0)
     status = run.status()
-    assert status.errors > 0 and (status.overruns, status.lost, run.segments) == (0, 0, 1)
+    t, _ = run.samples()
+    assert status.overruns == 1 and run.segments == 2  # 0.5 s > the FIFO's 0.23 s
+    assert status.lost == round(np.diff(t).max() * 1125 / 11) - 1 >= 40
     check_segments(run)
 
 
@@ -415,3 +455,45 @@ def test_the_magnetometer_answers_on_the_host_bus_only_in_bypass() -> None:
     _, truth = chip.truth()
     field = np.array([ak[0], -ak[1], -ak[2]])
     assert np.abs(truth[-3:, 6:9] - field).max(axis=1).min() <= MAG_TOL
+
+
+# -- emulator fidelity: the aux master's own clock, temperature --
+
+
+@pytest.mark.parametrize(
+    ("lp_config", "odr_config", "seconds", "cycles"),
+    [
+        (0x40, 0, 0.005, (5, 6)),  # reset value: duty-cycled at 1125 Hz
+        (0x40, 4, 0.1, (7, 7)),  # 1125 / 2^4 = 70.3 Hz
+        (0x00, 4, 0.1, (10, 10)),  # not duty-cycled: with the gyro's 102.27 Hz samples
+    ],
+)
+def test_the_aux_master_runs_on_its_own_clock_when_duty_cycled(
+    lp_config: int, odr_config: int, seconds: float, cycles: tuple[int, int]
+) -> None:
+    clock, chip, bus, _ = setup()
+    w = bus.write_byte_data
+    w(0x69, 0x06, 0x01)  # awake
+    w(0x69, 0x05, lp_config)
+    w(0x69, 0x7F, 2 << 4)
+    w(0x69, 0x00, 10)  # GYRO_SMPLRT_DIV: 102.27 Hz
+    w(0x69, 0x7F, 3 << 4)
+    w(0x69, 0x00, odr_config)  # I2C_MST_ODR_CONFIG
+    w(0x69, 0x03, 0x8C)  # slave 0 reads WIA2
+    w(0x69, 0x04, 0x01)
+    w(0x69, 0x05, 0x81)
+    w(0x69, 0x7F, 0)
+    before = chip.master.cycles
+    w(0x69, 0x03, 0x20)  # USER_CTRL.I2C_MST_EN
+    clock.advance(seconds)
+    w(0x69, 0x03, 0x00)
+    assert cycles[0] <= chip.master.cycles - before <= cycles[1]
+    assert bus.read_byte_data(0x69, 0x3B) == 0x09  # EXT_SLV_SENS_DATA_00: WIA2
+
+
+def test_temperature_reads_the_datasheet_formula() -> None:
+    clock, _, bus, drv = setup(temperature_c=36.5)
+    drv.init()
+    clock.advance(0.05)
+    raw = int.from_bytes(bytes(bus.read_i2c_block_data(0x69, 0x39, 2)), "big", signed=True)
+    assert raw / 333.87 + 21 == pytest.approx(36.5, abs=0.5 / 333.87)

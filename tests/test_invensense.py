@@ -10,7 +10,7 @@ import pytest
 
 from fsqd.sensors.akm import AK09916, AK8963, hold_valid
 from fsqd.sensors.driver import ImuSettings
-from fsqd.sensors.invensense import FrameDecoder, Ranges, pick_divider, pick_dlpf
+from fsqd.sensors.invensense import FrameDecoder, Ranges, pick_divider, pick_dlpf, usable_frames
 from fsqd.sensors.sim import G
 
 
@@ -115,3 +115,19 @@ def test_hold_valid_on_its_own() -> None:
     assert out[2].tolist() == [3, 4, 5] and last is not None and last.tolist() == [9, 10, 11]
     out, have, last = hold_valid(mag, np.zeros(4, bool), np.array([1.0, 2, 3]))
     assert have.all() and (out == [1, 2, 3]).all()
+
+
+def test_ak8963_rows_are_scaled_by_their_own_st2_bitm() -> None:
+    """BITM 0: the die measured in 14 bits (after a reset of the die), 4x the LSB."""
+    dec = FrameDecoder(RANGES, AK8963.READ_LEN, np.full(3, 0.15), AK8963.TO_CHIP, bitm=True)
+    rows = dec.decode(
+        mpu_frame((0, 0, 0), (0, 0, 0), (100, 0, 0), 0x01, 0x10)  # 16-bit: 15 uT
+        + mpu_frame((0, 0, 0), (0, 0, 0), (25, 0, 0), 0x01, 0x00)  # 14-bit: 15 uT too
+        + mpu_frame((0, 0, 0), (0, 0, 0), (8000, 0, 0), 0x01, 0x08)  # 14-bit, HOFL: held
+    )
+    assert rows[:, 7] == pytest.approx([15.0, 15.0, 15.0])  # AK x is the chip's y
+
+
+def test_usable_frames_leave_the_head_room() -> None:
+    assert usable_frames(512, 21) == 21 and usable_frames(512, 20) == 22
+    assert usable_frames(512, 12) == 39 and usable_frames(4096, 21) == 192

@@ -28,7 +28,8 @@ UT_PER_LSB = 0.15  # 16-bit output, both parts
 
 ST1_DRDY = 0x01  # a new measurement since the last read
 ST1_DOR = 0x02  # a measurement was skipped (data overrun)
-ST2_HOFL = 0x08  # magnetic sensor overflow: |H| beyond the range, the value is invalid
+ST2_HOFL = 0x08  # magnetic overflow (|X| + |Y| + |Z| >= 4912 uT): the value is invalid
+ST2_BITM = 0x10  # AK8963 only: the measurement's output width (1: 16-bit, 0: 14-bit)
 
 
 class AK8963:
@@ -39,15 +40,22 @@ class AK8963:
     ST2 = 0x09
     CNTL1 = 0x0A
     CNTL2 = 0x0B
+    ASTC = 0x0C
     ASAX = 0x10
     SRST = 0x01  # CNTL2
+    ASTC_SELF = 0x40  # ASTC: the self-test source on
     BIT_16 = 0x10  # CNTL1 output bit: 16-bit
     MODE_POWER_DOWN = 0x00
     MODE_SINGLE = 0x01
     MODE_CONT_8HZ = 0x02
     MODE_CONT_100HZ = 0x06
+    MODE_SELF_TEST = 0x08
     MODE_FUSE_ROM = 0x0F
-    MAX_RATE_HZ = 100.0  # continuous mode 2; single measurements take up to ~9 ms
+    MAX_RATE_HZ = 100.0  # continuous mode 2
+    # Single measurements triggered by the MPU's aux master: a measurement takes up to
+    # 9 ms (tSM, 7.2 ms typical), so Linux (INV_MPU_MAGN_FREQ_HZ_MAX) triggers at 50 Hz
+    # at most, leaving room for the master's own transfers and clock tolerance.
+    TRIGGER_MAX_HZ = 50.0
     # Data as the MPU's I2C master copies it: ST1, HXL..HZH, ST2 (8 bytes from ST1).
     READ_FROM = ST1
     READ_LEN = 8
@@ -79,6 +87,7 @@ class AK09916:
     MODE_CONT_20HZ = 0x04
     MODE_CONT_50HZ = 0x06
     MODE_CONT_100HZ = 0x08
+    MODE_SELF_TEST = 0x10
     MAX_RATE_HZ = 100.0
     # ST1, HXL..HZH, TMPS, ST2: 9 bytes from ST1, as SparkFun's library reads them.
     READ_FROM = ST1
@@ -108,4 +117,13 @@ def hold_valid(
     return out, have, new_last
 
 
-__all__ = ["AK09916", "AK8963", "AKM_ADDRESS", "ST1_DOR", "ST1_DRDY", "ST2_HOFL", "UT_PER_LSB"]
+__all__ = [
+    "AK09916",
+    "AK8963",
+    "AKM_ADDRESS",
+    "ST1_DOR",
+    "ST1_DRDY",
+    "ST2_BITM",
+    "ST2_HOFL",
+    "UT_PER_LSB",
+]

@@ -21,10 +21,12 @@ for the gyro, but the chip runs at 1125 Hz (measured: pimoroni/icm20948-python#1
 is also what InvenSense's own DMP code uses. So 100 Hz is not reachable: divider 10 gives
 102.27 Hz, the nearest, and the resampler takes the stream to the model's rate.
 
-FIFO size: the datasheet says 512 bytes, the FIFO count is 13 bits, and the chip holds
-4096 bytes (measured by the ICM20948_WE library's author in both FIFO modes). The driver
-takes 4096 for its head-room rule and relies on the overflow flag for everything else,
-so a 512-byte part is handled too.
+FIFO size: 512 bytes, as the datasheet (DS-000189, section 1 and 6.9) gives it; the FIFO
+count has 13 bits, and the author of the ICM20948_WE library reports 4096 bytes on his
+parts. The driver takes 512: a bigger FIFO then only means it drains more often than it
+must, while assuming 4096 on a 512-byte part overflows every drain the acquisition
+defers (24 frames of 21 bytes are 0.23 s at 102.27 Hz; it may wait 0.95 s). So
+``fifo_capacity`` is 21 frames (the head-room rule keeps three frames free).
 
 Rate hint: bank 1 TIMEBASE_CORRECTION_PLL (0x28) holds the factory-measured error of
 the chip's clock, sign and magnitude, in steps of 1/1270; InvenSense's own driver
@@ -45,8 +47,9 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import numpy.typing as npt
 
-from fsqd.sensors.akm import AK09916, AKM_ADDRESS, UT_PER_LSB
+from fsqd.sensors.akm import AK09916, AKM_ADDRESS, ST1_DRDY, ST2_HOFL, UT_PER_LSB
 from fsqd.sensors.bus import I2CBus
 from fsqd.sensors.driver import ChipIdError, DriverSpec, FifoRead, ImuSettings, register
 from fsqd.sensors.invensense import (
@@ -56,7 +59,16 @@ from fsqd.sensors.invensense import (
     pick_divider,
     pick_dlpf,
     sleeper,
+    usable_frames,
 )
+from fsqd.sensors.invensense_selftest import (
+    ST_SETTLE_S,
+    average,
+    judge_accel_gyro,
+    judge_mag,
+    trims_note,
+)
+from fsqd.sensors.selftest import AxisResult, SelfTestReport
 
 ADDRESSES = (0x69, 0x68)  # AD0 high is the default on the Adafruit and SparkFun boards
 
@@ -70,6 +82,7 @@ PWR_MGMT_2 = 0x07
 INT_ENABLE_2 = 0x12
 I2C_MST_STATUS = 0x17
 INT_STATUS_2 = 0x1B
+ACCEL_XOUT_H = 0x2D
 FIFO_EN_1 = 0x66
 FIFO_EN_2 = 0x67
 FIFO_RST = 0x68
@@ -77,14 +90,18 @@ FIFO_MODE = 0x69
 FIFO_COUNTH = 0x70
 FIFO_R_W = 0x72
 # bank 1
+SELF_TEST_X_GYRO = 0x02  # factory trim codes, x y z
+SELF_TEST_X_ACCEL = 0x0E
 TIMEBASE_CORRECTION_PLL = 0x28
 # bank 2
 GYRO_SMPLRT_DIV = 0x00
 GYRO_CONFIG_1 = 0x01
+GYRO_CONFIG_2 = 0x02
 ODR_ALIGN_EN = 0x09
 ACCEL_SMPLRT_DIV_1 = 0x10
 ACCEL_SMPLRT_DIV_2 = 0x11
 ACCEL_CONFIG = 0x14
+ACCEL_CONFIG_2 = 0x15
 # bank 3
 I2C_MST_CTRL = 0x01
 I2C_MST_DELAY_CTRL = 0x02
@@ -116,7 +133,7 @@ SLV4_DONE = 0x40
 SLV4_NACK = 0x10
 
 BASE_HZ = 1125.0
-FIFO_BYTES = 4096
+FIFO_BYTES = 512  # DS-000189; see the module notes
 GYRO_DLPF_HZ = {0: 196.6, 1: 151.8, 2: 119.5, 3: 51.2, 4: 23.9, 5: 11.6, 6: 5.7, 7: 361.4}
 ACCEL_DLPF_HZ = {0: 246.0, 2: 111.4, 3: 50.4, 4: 23.9, 5: 11.5, 6: 5.7, 7: 473.0}
 AUX_DIVIDER = 0  # the master runs at 1125 Hz while the magnetometer is set up
@@ -124,6 +141,10 @@ RESET_S = 0.1
 AK_RESET_S = 0.01  # after the AK09916's soft reset
 AK_PERIOD_S = 0.01  # continuous 100 Hz mode: the first measurement is ready after this
 MAG_STARTS = 10  # aux master resets before an absent AK09916 is believed (SparkFun: 10)
+AK_MEASURE_S = 0.009  # the longest single (or self-test) measurement
+GYRO_ST_EN = 0x38  # GYRO_CONFIG_2: X/Y/ZGYRO_CTEN
+ACCEL_ST_EN = 0x1C  # ACCEL_CONFIG_2: AX/AY/AZ_ST_EN_REG
+ST_DLPF = 2  # GYRO/ACCEL DLPFCFG during the self-test: 119.5 / 111.4 Hz
 
 WHO_AM_I_NAMES = {
     0xEA: "an ICM-20948",
@@ -151,7 +172,7 @@ class Icm20948:
         self.decoder = FrameDecoder(
             self.ranges, AK09916.READ_LEN, np.full(3, UT_PER_LSB), AK09916.TO_CHIP
         )
-        self.fifo_capacity = self.fifo_bytes // self.decoder.frame
+        self.fifo_capacity = usable_frames(self.fifo_bytes, self.decoder.frame)
         self.drain = FifoDrain(
             bus,
             address,
@@ -258,7 +279,8 @@ class Icm20948:
             f"aux I2C transfer to the AK09916 did not finish within {5e3 * period:.0f} ms"
         )
 
-    def _init_mag(self) -> None:
+    def _start_mag(self) -> None:
+        """Aux master on, the AK09916 reset and identified."""
         self._w(3, I2C_MST_CTRL, MST_P_NSR | MST_CLK_345KHZ)
         self._w(3, I2C_MST_DELAY_CTRL, 0x00)
         self._w(0, USER_CTRL, UC_I2C_MST_EN)
@@ -270,6 +292,9 @@ class Icm20948:
                 f"the magnetometer behind the ICM-20948 at 0x{self.address:02x} says "
                 f"WIA2 0x{wia:02x}, not the AK09916's 0x09"
             )
+
+    def _init_mag(self) -> None:
+        self._start_mag()
         self._aux(AK09916.CNTL2, AK09916.MODE_CONT_100HZ)
         self._w(3, I2C_SLV0_ADDR, SLV_READ | AKM_ADDRESS)
         self._w(3, I2C_SLV0_REG, AK09916.READ_FROM)
@@ -311,6 +336,69 @@ class Icm20948:
         with contextlib.suppress(OSError):
             self._w(0, USER_CTRL, 0x00)
             self._w(0, PWR_MGMT_1, 0x41)  # SLEEP, auto clock
+
+    # -- self-test (fsqd.sensors.invensense_selftest) --
+
+    def self_test(self) -> SelfTestReport:
+        """Accel and gyro self-test against the factory trim in bank 1, and the AK09916's;
+        leaves the chip reset."""
+        self.check_identity()
+        self._w(0, PWR_MGMT_1, DEVICE_RESET)
+        self._bank = 0
+        self.sleep(RESET_S)
+        self._w(0, PWR_MGMT_1, CLKSEL_AUTO)
+        self._w(0, PWR_MGMT_2, 0x00)
+        self._w(0, LP_CONFIG, 0x00)
+        self._w(2, GYRO_CONFIG_1, (ST_DLPF << 3) | FCHOICE)  # +-250 dps
+        self._w(2, ACCEL_CONFIG, (ST_DLPF << 3) | FCHOICE)  # +-2 g
+        self._set_divider(0)  # 1125 Hz
+        self.sleep(ST_SETTLE_S)
+        period = 1 / BASE_HZ
+        normal = average(self._outputs, self.sleep, period)
+        self._w(2, GYRO_CONFIG_2, GYRO_ST_EN)
+        self._w(2, ACCEL_CONFIG_2, ACCEL_ST_EN)
+        self.sleep(ST_SETTLE_S)
+        stimulated = average(self._outputs, self.sleep, period)
+        self._w(2, GYRO_CONFIG_2, 0x00)
+        self._w(2, ACCEL_CONFIG_2, 0x00)
+        gyro = bytes(self._r(1, SELF_TEST_X_GYRO + i) for i in range(3))
+        accel = bytes(self._r(1, SELF_TEST_X_ACCEL + i) for i in range(3))
+        axes = judge_accel_gyro(normal, stimulated, gyro, accel)
+        notes = [f"ICM-20948 at 0x{self.address:02x}", trims_note(gyro, accel)]
+        axes += self._mag_self_test(notes)
+        self._w(0, PWR_MGMT_1, DEVICE_RESET)
+        self._bank = 0
+        self.sleep(RESET_S)
+        return SelfTestReport(self.name, self.address, tuple(axes), tuple(notes))
+
+    def _outputs(self) -> npt.NDArray[np.float64]:
+        """ACCEL_XOUT..GYRO_ZOUT (bank 0), LSB."""
+        self._select(0)
+        raw = bytes(self.bus.read_i2c_block_data(self.address, ACCEL_XOUT_H, 12))
+        return np.frombuffer(raw, ">i2").astype(np.float64)
+
+    def _mag_self_test(self, notes: list[str]) -> list[AxisResult]:
+        """The AK09916's procedure: power-down, self-test mode, wait for DRDY, read the
+        data and ST2 (the die powers itself down after the measurement)."""
+        self._start_mag()
+        self._aux(AK09916.CNTL2, AK09916.MODE_POWER_DOWN)
+        self._aux(AK09916.CNTL2, AK09916.MODE_SELF_TEST)
+        ready = False
+        for _ in range(8):  # up to 4 x tSM (9 ms)
+            self.sleep(AK_MEASURE_S / 2)
+            if self._aux(AK09916.ST1, None) & ST1_DRDY:
+                ready = True
+                break
+        data = bytes(self._aux(AK09916.HXL + i, None) for i in range(6))
+        st2 = self._aux(AK09916.ST2, None)
+        raw = np.frombuffer(data, "<i2").astype(np.float64)
+        if not ready:
+            notes.append("AK09916: no self-test measurement became ready")
+            raw[:] = np.nan
+        if st2 & ST2_HOFL:
+            notes.append("AK09916: magnetic overflow (ST2.HOFL) in the self-test measurement")
+        notes.append("mag in AK09916 LSB (0.15 uT)")
+        return judge_mag("ak09916", raw)
 
 
 def _icm20948(bus: I2CBus, address: int, settings: ImuSettings) -> Icm20948:

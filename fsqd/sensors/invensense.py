@@ -8,8 +8,8 @@ chose what goes in (FIFO_EN). A frame that loses bytes cannot be recognised afte
 every event that may have dropped bytes ends in a FIFO reset and a new segment:
 
 - the chip's overflow flag (the FIFO dropped its oldest bytes, mid-frame: 512 bytes hold
-  25.6 MPU-9250 frames), read (and cleared) before every drain and remembered until the
-  FIFO is reset, even if a later transfer in the same drain fails;
+  25.6 MPU-9250 frames, 24.4 ICM-20948 ones), read (and cleared) before every drain and
+  remembered until the FIFO is reset, even if a later transfer in the same drain fails;
 - a FIFO fuller than its size minus three frames (the Linux inv_mpu6050 rule: the chip may
   overflow while the burst is under way);
 - a burst that failed with EIO or ETIMEDOUT, which may have clocked bytes out of the FIFO
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.akm import ST1_DRDY, ST2_HOFL, hold_valid
+from fsqd.sensors.akm import ST1_DRDY, ST2_BITM, ST2_HOFL, hold_valid
 from fsqd.sensors.bus import I2CBus, RetryingBus, read_burst
 from fsqd.sensors.driver import FifoRead, ImuSettings, at_least
 
@@ -42,6 +42,12 @@ GYRO_RANGES_DPS = {250.0: 0, 500.0: 1, 1000.0: 2, 2000.0: 3}
 GYRO_LSB_PER_DPS = (131.0, 65.5, 32.8, 16.4)  # datasheet sensitivities, per FS_SEL code
 HEADROOM_FRAMES = 3
 NOTHING_CONSUMED = frozenset({errno.EREMOTEIO, errno.ENXIO})  # address NACK
+
+
+def usable_frames(fifo_bytes: int, frame: int) -> int:
+    """Frames a drain takes before the head-room rule calls it an overflow: what the
+    acquisition may let pile up (``ImuDriver.fifo_capacity``)."""
+    return (fifo_bytes - HEADROOM_FRAMES * frame) // frame
 
 
 def accel_lsb_per_g(code: int) -> float:
@@ -126,8 +132,14 @@ class FrameDecoder:
         mag_bytes: int = 0,
         mag_ut_per_lsb: F64 | None = None,
         mag_to_chip: F64 | None = None,
+        *,
+        bitm: bool = False,
     ) -> None:
         self.dtype = frame_dtype(mag_bytes)
+        # AK8963: ST2.BITM says which output the measurement used (1: 16-bit, 0.15 uT/LSB;
+        # 0: 14-bit, 0.6 uT/LSB). The driver asks for 16 bits, but a die that reset
+        # meanwhile measures in 14: each row is scaled by what its ST2 says.
+        self.bitm = bitm
         self.frame = self.dtype.itemsize
         self.ranges = ranges
         self.has_mag = mag_bytes > 0
@@ -147,11 +159,14 @@ class FrameDecoder:
         if not self.has_mag:
             out[:, 6:9] = np.nan
             return out.astype(np.float32)
-        mag = frames["m"].astype(np.float64) @ self.mag_matrix.T
+        raw = frames["m"].astype(np.float64)
+        st1, st2 = frames["st1"], frames["st2"]
+        if self.bitm:
+            raw[(st2 & ST2_BITM) == 0] *= 4.0  # 14-bit rows: 4x the LSB
+        mag = raw @ self.mag_matrix.T
         # ST1.DRDY clear: no new measurement since the last frame; the data registers
         # still hold the latest one, which is the sample-and-hold value. Invalid only:
         # an overflowed measurement (ST2.HOFL) or none yet (status and data all zero).
-        st1, st2 = frames["st1"], frames["st2"]
         self.held += int(((st1 & ST1_DRDY) == 0).sum())
         never = (st1 == 0) & ~np.any(frames["m"], axis=1)
         valid = ((st2 & ST2_HOFL) == 0) & ~never
@@ -238,4 +253,5 @@ __all__ = [
     "pick_divider",
     "pick_dlpf",
     "sleeper",
+    "usable_frames",
 ]

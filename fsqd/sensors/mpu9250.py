@@ -19,9 +19,15 @@ The magnetometer is read as the Linux driver and InvenSense's own motion driver 
 by the MPU's aux I2C master, so its data lands in EXT_SENS_DATA and from there in the same
 FIFO frame as accel and gyro, stamped by the same sample clock. Slave 0 reads ST1..ST2 (8
 bytes), slave 1 then writes CNTL1 = 0x11 (16-bit single measurement), both every
-``1 + I2C_MST_DLY`` samples so the AK8963 runs at <= 100 Hz. So each frame carries the
-measurement triggered one master cycle earlier (one sample, 10 ms, at 100 Hz), and frames
-in between repeat it: the magnetometer is sample-and-hold of its latest reading. Bypass mode
+``1 + I2C_MST_DLY`` samples so the AK8963 is triggered at <= 50 Hz, as Linux does
+(``inv_mpu_magn_set_rate``, INV_MPU_MAGN_FREQ_HZ_MAX): a measurement takes up to 9 ms,
+and at 100 Hz the next read would come 10 ms after the trigger, less the master's own
+transfers and the clocks' tolerance. So at 100 Hz every second frame reads the
+measurement triggered two samples (20 ms) earlier, and the frame between repeats the
+same bytes: the magnetometer is sample-and-hold of its latest reading, 20-30 ms old. ST2
+is checked per frame: HOFL (overflow) marks a reading invalid (the previous one is held),
+BITM says whether the die measured in 16 bits (0.15 uT/LSB) or 14 (0.6 uT/LSB, after a
+reset of the die), and the row is scaled by what it says. Bypass mode
 (INT_PIN_CFG 0x37 bit 1, the AK8963 on the Pi's own bus at 0x0C) would need separate polls
 with their own timestamps, and two MPU-9250s on one bus would both answer at 0x0C.
 Setup of the AK8963 (soft reset, WIA = 0x48, fuse-ROM sensitivity ASA) goes through aux
@@ -35,7 +41,7 @@ import math
 
 import numpy as np
 
-from fsqd.sensors.akm import AK8963, AKM_ADDRESS, UT_PER_LSB
+from fsqd.sensors.akm import AK8963, AKM_ADDRESS, ST1_DRDY, ST2_BITM, ST2_HOFL, UT_PER_LSB
 from fsqd.sensors.bus import I2CBus
 from fsqd.sensors.driver import ChipIdError, DriverSpec, FifoRead, ImuSettings, register
 from fsqd.sensors.invensense import (
@@ -46,10 +52,21 @@ from fsqd.sensors.invensense import (
     pick_divider,
     pick_dlpf,
     sleeper,
+    usable_frames,
 )
+from fsqd.sensors.invensense_selftest import (
+    ST_SETTLE_S,
+    average,
+    judge_accel_gyro,
+    judge_mag,
+    trims_note,
+)
+from fsqd.sensors.selftest import AxisResult, SelfTestReport
 
 ADDRESSES = (0x68, 0x69)  # AD0 low / high
 
+SELF_TEST_X_GYRO = 0x00  # factory trim codes, x y z
+SELF_TEST_X_ACCEL = 0x0D
 SMPLRT_DIV = 0x19
 CONFIG = 0x1A
 GYRO_CONFIG = 0x1B
@@ -72,6 +89,7 @@ I2C_MST_STATUS = 0x36
 INT_PIN_CFG = 0x37
 INT_ENABLE = 0x38
 INT_STATUS = 0x3A
+ACCEL_XOUT_H = 0x3B
 I2C_SLV1_DO = 0x64
 I2C_MST_DELAY_CTRL = 0x67
 USER_CTRL = 0x6A
@@ -99,6 +117,8 @@ SLV4_NACK = 0x10
 DELAY_ES_SHADOW = 0x80
 SLV0_DLY_EN = 0x01
 SLV1_DLY_EN = 0x02
+ST_ENABLE = 0xE0  # GYRO_CONFIG X/Y/ZGYRO_Cten, ACCEL_CONFIG X/Y/ZA_ST; FS 250 dps / 2 g
+ST_DLPF = 2  # CONFIG and ACCEL_CONFIG2 during the self-test: 92 / 99 Hz, 1 kHz
 
 INTERNAL_HZ = 1000.0  # with DLPF_CFG 1..6
 FIFO_BYTES = 512
@@ -144,9 +164,9 @@ class Mpu6500:
         self.gyro_dlpf, self.gyro_bandwidth_hz = pick_dlpf(GYRO_DLPF_HZ, self.odr_hz)
         self.accel_dlpf, self.accel_bandwidth_hz = pick_dlpf(ACCEL_DLPF_HZ, self.odr_hz)
         self.ranges = Ranges.choose(settings)
-        self.mag_divider = max(0, math.ceil(self.odr_hz / AK8963.MAX_RATE_HZ) - 1)
+        self.mag_divider = max(0, math.ceil(self.odr_hz / AK8963.TRIGGER_MAX_HZ - 1e-9) - 1)
         self.decoder = self._decoder(None)
-        self.fifo_capacity = self.fifo_bytes // self.decoder.frame
+        self.fifo_capacity = usable_frames(self.fifo_bytes, self.decoder.frame)
         self.drain = FifoDrain(
             bus,
             address,
@@ -239,6 +259,48 @@ class Mpu6500:
             self._w(USER_CTRL, 0x00)
             self._w(PWR_MGMT_1, 0x40)  # SLEEP
 
+    # -- self-test (fsqd.sensors.invensense_selftest) --
+
+    def self_test(self) -> SelfTestReport:
+        """Accel and gyro self-test against the factory trim (and the AK8963's); leaves
+        the chip reset."""
+        self.check_identity()
+        self._w(PWR_MGMT_1, H_RESET)
+        self.sleep(RESET_S)
+        self._w(PWR_MGMT_1, CLKSEL_PLL)
+        self._w(PWR_MGMT_2, 0x00)
+        self._set_divider(0)  # 1 kHz
+        self._w(CONFIG, ST_DLPF)
+        self._w(ACCEL_CONFIG2, ST_DLPF)
+        self._w(GYRO_CONFIG, 0x00)  # +-250 dps
+        self._w(ACCEL_CONFIG, 0x00)  # +-2 g
+        self.sleep(ST_SETTLE_S)
+        period = 1 / INTERNAL_HZ
+        normal = average(self._outputs, self.sleep, period)
+        self._w(GYRO_CONFIG, ST_ENABLE)
+        self._w(ACCEL_CONFIG, ST_ENABLE)
+        self.sleep(ST_SETTLE_S)
+        stimulated = average(self._outputs, self.sleep, period)
+        self._w(GYRO_CONFIG, 0x00)
+        self._w(ACCEL_CONFIG, 0x00)
+        gyro = bytes(self.bus.read_i2c_block_data(self.address, SELF_TEST_X_GYRO, 3))
+        accel = bytes(self.bus.read_i2c_block_data(self.address, SELF_TEST_X_ACCEL, 3))
+        axes = judge_accel_gyro(normal, stimulated, gyro, accel)
+        notes = [f"{self.found} at 0x{self.address:02x}", trims_note(gyro, accel)]
+        axes += self._mag_self_test(notes)
+        self._w(PWR_MGMT_1, H_RESET)
+        self.sleep(RESET_S)
+        return SelfTestReport(self.name, self.address, tuple(axes), tuple(notes))
+
+    def _outputs(self) -> F64:
+        """ACCEL_XOUT..GYRO_ZOUT (TEMP_OUT between them skipped), LSB."""
+        raw = bytes(self.bus.read_i2c_block_data(self.address, ACCEL_XOUT_H, 14))
+        v = np.frombuffer(raw, ">i2").astype(np.float64)
+        return np.concatenate([v[0:3], v[4:7]])
+
+    def _mag_self_test(self, notes: list[str]) -> list[AxisResult]:
+        return []
+
 
 class Mpu9250(Mpu6500):
     name = "mpu9250"
@@ -247,7 +309,7 @@ class Mpu9250(Mpu6500):
 
     def _decoder(self, mag_ut_per_lsb: F64 | None) -> FrameDecoder:
         scale = np.full(3, UT_PER_LSB) if mag_ut_per_lsb is None else mag_ut_per_lsb
-        return FrameDecoder(self.ranges, AK8963.READ_LEN, scale, AK8963.TO_CHIP)
+        return FrameDecoder(self.ranges, AK8963.READ_LEN, scale, AK8963.TO_CHIP, bitm=True)
 
     # -- aux I2C master, slave 4 one-shot transfers --
 
@@ -273,8 +335,8 @@ class Mpu9250(Mpu6500):
                 return self._r(I2C_SLV4_DI) if value is None else 0
         raise OSError(f"aux I2C transfer to the AK8963 did not finish within {5e3 * period:.0f} ms")
 
-    def _init_mag(self) -> int:
-        self._set_divider(AUX_RATE_DIV)
+    def _start_mag(self) -> bytes:
+        """Aux master on, the AK8963 reset and identified; returns its fuse-ROM ASA."""
         self._w(I2C_MST_CTRL, MST_WAIT_FOR_ES | MST_CLK_400KHZ)
         self._w(USER_CTRL, UC_I2C_MST_EN)
         self._aux(AK8963.CNTL2, AK8963.SRST)
@@ -290,6 +352,37 @@ class Mpu9250(Mpu6500):
         asa = bytes(self._aux(AK8963.ASAX + i, None) for i in range(3))
         self._aux(AK8963.CNTL1, AK8963.MODE_POWER_DOWN)
         self.sleep(AK_MODE_S)
+        return asa
+
+    def _mag_self_test(self, notes: list[str]) -> list[AxisResult]:
+        """The AK8963 datasheet's procedure: power-down, ASTC.SELF, self-test mode, wait
+        for DRDY, read the data and ST2, ASTC off, power-down."""
+        asa = self._start_mag()
+        self._aux(AK8963.ASTC, AK8963.ASTC_SELF)
+        self._aux(AK8963.CNTL1, AK8963.BIT_16 | AK8963.MODE_SELF_TEST)
+        ready = False
+        for _ in range(8):  # up to 4 x tSM (9 ms)
+            self.sleep(AK_MEASURE_S / 2)
+            if self._aux(AK8963.ST1, None) & ST1_DRDY:
+                ready = True
+                break
+        data = bytes(self._aux(AK8963.HXL + i, None) for i in range(6))
+        st2 = self._aux(AK8963.ST2, None)
+        self._aux(AK8963.ASTC, 0x00)
+        self._aux(AK8963.CNTL1, AK8963.MODE_POWER_DOWN)
+        raw = np.frombuffer(data, "<i2").astype(np.float64) * (1.0 if st2 & ST2_BITM else 4.0)
+        adjusted = raw * (np.frombuffer(asa, np.uint8) + 128.0) / 256.0
+        if not ready:
+            notes.append("AK8963: no self-test measurement became ready")
+            adjusted[:] = np.nan
+        if st2 & ST2_HOFL:
+            notes.append("AK8963: magnetic overflow (ST2.HOFL) in the self-test measurement")
+        notes.append(f"AK8963 ASA {asa.hex(' ')}; mag in 16-bit LSB after the ASA adjustment")
+        return judge_mag("ak8963", adjusted)
+
+    def _init_mag(self) -> int:
+        self._set_divider(AUX_RATE_DIV)
+        asa = self._start_mag()
         self.asa = asa
         self.decoder = self._decoder(AK8963.sensitivity(asa))
         # Streaming: slave 0 reads ST1..ST2, then slave 1 starts the next measurement.

@@ -1,5 +1,6 @@
-"""Pieces both emulated InvenSense chips are made of: the AKM magnetometer die, the aux
-I2C master that talks to it, and a header-less byte FIFO.
+"""Pieces both emulated InvenSense chips are made of: the aux I2C master that talks to the
+AKM magnetometer die (``fsqd.sensors.emulated.akm``), a header-less byte FIFO, the
+self-test response and the temperature sensor.
 
 These model the chips from their datasheets, independently of the drivers: the
 constants are written out again here on purpose, so a wrong register in a driver shows
@@ -7,18 +8,14 @@ up as a test failure instead of being shared by both sides.
 
 What is modelled and what is not:
 
-- AK8963 / AK09916: WIA, ST1 (DRDY, DOR), data registers little-endian, ST2 (HOFL; BITM
-  on the AK8963), the modes power-down / single / continuous / fuse-ROM (AK8963: ASA
-  readable only in fuse-ROM mode, 0x00 otherwise), soft reset. A single measurement is
-  ready 7.2 ms after it is triggered; continuous mode measures every 1/rate on the
-  magnetometer's own oscillator (``oscillator_error``). A measurement holds the field at
-  the host sample tick that triggered it (single) or at which it completed
-  (continuous): the emulator only knows the field on the host's sample grid.
-- Aux master: slaves 0-3 run at every host sample, in order, those with their delay bit
-  set only every ``1 + I2C_MST_DLY`` samples; reads fill EXT_SENS_DATA one after
-  another; slave 4 does one transfer at the next sample, then sets I2C_SLV4_DONE (or
-  I2C_SLV4_NACK for an absent address) and clears its enable bit. Not modelled: byte
-  swapping and grouping (the drivers do not ask for them), the aux bus's own timing.
+- AK8963 / AK09916: see ``fsqd.sensors.emulated.akm``.
+- Aux master: each master cycle runs slaves 0-3 in order, those with their delay bit set
+  only every ``1 + I2C_MST_DLY`` cycles; reads fill EXT_SENS_DATA one after another, the
+  AK's address counter wrapping as the AK's datasheet says; slave 4 does one transfer at
+  the next cycle, then sets I2C_SLV4_DONE (or I2C_SLV4_NACK for an absent address) and
+  clears its enable bit. A cycle comes with every host sample, or (ICM-20948, duty-cycled
+  master) on the master's own clock. Not modelled: byte swapping and grouping (the
+  drivers do not ask for them), the time a transfer takes on the aux bus.
 - Bypass: with INT_PIN_CFG.BYPASS_EN set and the aux master off, a chip connects its aux
   pins to the host bus and its magnetometer answers at 0x0C there (a ``BypassPort`` on
   the bus, shared by every InvenSense chip on it); otherwise nothing answers at 0x0C, as
@@ -26,14 +23,19 @@ What is modelled and what is not:
 - FIFO: bytes in, bytes out, no header; a full FIFO in stream mode drops its oldest
   bytes (frames tear) and sets the overflow status bit if its interrupt is enabled; in
   snapshot mode it stops taking data.
+- Self-test: with a self-test enable bit set, that axis's output adds the response the
+  factory trim code in its SELF_TEST register promises, ``2620 / 2^FS * 1.01^(code - 1)``
+  LSB at FS code 0 (the InvenSense self-test procedure's formula), as a physical
+  quantity (so it scales with the range), times ``self_test_fault[axis]`` (default 1).
+- Temperature: TEMP_OUT (and the FIFO's temperature word) hold ``(T - 21) * 333.87``
+  LSB for the chip option ``temperature_c`` (both datasheets' formula, RoomTemp_Offset 0).
 - Not modelled: the analog path (noise and bias come from the simulator), the digital
-  low-pass filters (the simulator's signal is taken as already filtered), temperature.
+  low-pass filters (the simulator's signal is taken as already filtered).
 """
 
 from __future__ import annotations
 
 import errno
-import math
 import os
 from typing import Protocol
 
@@ -41,15 +43,19 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.sensors.clock import Clock
+from fsqd.sensors.emulated.akm import AK_ADDRESS, EmulatedAk
 from fsqd.sensors.emulated.chip import EmulatedChip
 
 F64 = npt.NDArray[np.float64]
 
-AK_ADDRESS = 0x0C
-AK_UT_PER_LSB = 0.15
-AK_SINGLE_S = 7.2e-3  # typical measurement time
 G = 9.80665
 GYRO_LSB_PER_DPS = (131.0, 65.5, 32.8, 16.4)
+TEMP_LSB_PER_C = 333.87
+TEMP_ROOM_C = 21.0
+ST_AXES = ("accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z")
+# Factory trim codes (SELF_TEST_X/Y/Z_GYRO, then _ACCEL): responses of about 110 dps and
+# 0.46 g, well inside the procedure's limits.
+TRIM_CODES = (0xA4, 0xA9, 0x9F, 0x6A, 0x6E, 0x67)
 
 
 def accel_codes(a: F64, fs_code: int) -> npt.NDArray[np.int16]:
@@ -62,115 +68,50 @@ def gyro_codes(w: F64, fs_code: int) -> npt.NDArray[np.int16]:
     return np.clip(np.round(np.degrees(w) * lsb_per_dps), -32768, 32767).astype(np.int16)
 
 
-class EmulatedAk:
-    """One AKM magnetometer die (``model`` "ak8963" or "ak09916") on an aux I2C bus."""
+def temp_code(celsius: float) -> bytes:
+    """TEMP_OUT_H, TEMP_OUT_L for a die at ``celsius``."""
+    code = int(np.clip(round((celsius - TEMP_ROOM_C) * TEMP_LSB_PER_C), -32768, 32767))
+    return code.to_bytes(2, "big", signed=True)
+
+
+def trim_response_lsb(code: int) -> float:
+    """The self-test response a factory trim code promises, LSB at FS code 0 (0: none)."""
+    return 0.0 if code == 0 else 2620.0 * 1.01 ** (code - 1)
+
+
+class SelfTestResponse:
+    """What the self-test enable bits add to the accel and gyro outputs, in SI units."""
 
     def __init__(
-        self,
-        model: str,
-        *,
-        asa: tuple[int, int, int] = (0xB0, 0xB4, 0xA6),
-        oscillator_error: float = 0.0,
+        self, trim: tuple[int, ...] = TRIM_CODES, fault: dict[str, float] | None = None
     ) -> None:
-        if model == "ak8963":
-            self.wia = {0x00: 0x48}
-            self.st1, self.hxl, self.st2 = 0x02, 0x03, 0x09
-            self.mode_reg, self.reset_reg = 0x0A, 0x0B
-            # rows: AK axes; columns: the MPU-9250's accel/gyro axes (ak = R @ chip)
-            self.from_chip = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
-            self.continuous_hz = {0x02: 8.0, 0x06: 100.0}
-            self.limit = 32760
-        elif model == "ak09916":
-            self.wia = {0x00: 0x48, 0x01: 0x09}
-            self.st1, self.hxl, self.st2 = 0x10, 0x11, 0x18
-            self.mode_reg, self.reset_reg = 0x31, 0x32
-            self.from_chip = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
-            self.continuous_hz = {0x02: 10.0, 0x04: 20.0, 0x06: 50.0, 0x08: 100.0}
-            self.limit = 32752
-        else:
-            raise ValueError(f"unknown AKM model {model!r}")
-        self.model = model
-        self.asa = asa
-        self.oscillator_error = oscillator_error
-        self.regs = bytearray(256)
-        self.writes: list[tuple[int, int]] = []
-        self.measurements = 0
-        self.reset()
+        if len(trim) != 6 or not all(0 <= c <= 255 for c in trim):
+            raise ValueError("trim: six codes 0..255 (gyro x, y, z, accel x, y, z)")
+        unknown = set(fault or {}) - set(ST_AXES) - {"mag_x", "mag_y", "mag_z"}
+        if unknown:
+            raise ValueError(f"self_test_fault: unknown axes {sorted(unknown)}")
+        self.trim = trim
+        gain = [(fault or {}).get(a, 1.0) for a in ST_AXES]
+        # A code of 0 (trim never written) still leaves the physical response: the default's.
+        codes = [c or d for c, d in zip(trim, TRIM_CODES, strict=True)]
+        gyro = [trim_response_lsb(c) for c in codes[:3]]
+        accel = [trim_response_lsb(c) for c in codes[3:]]
+        # FS code 0: 16384 LSB/g and 131 LSB/dps; the response is a force, not a code.
+        self.accel = np.array(accel) / 16384.0 * G * np.array(gain[:3])
+        self.gyro = np.radians(np.array(gyro) / 131.0) * np.array(gain[3:])
 
-    def reset(self) -> None:
-        self.regs[:] = bytes(256)
-        for reg, value in self.wia.items():
-            self.regs[reg] = value
-        self.mode = 0
-        self.bit16 = False
-        self._ready_at: float | None = None  # a single measurement in progress
-        self._pending = np.zeros(3)
-        self._next_due = math.inf  # continuous mode: next completion time
-
-    # -- what the aux master does --
-
-    def read(self, reg: int) -> int:
-        if self.model == "ak8963" and 0x10 <= reg <= 0x12:
-            return self.asa[reg - 0x10] if self.mode == 0x0F else 0x00
-        value = self.regs[reg]
-        if reg == self.st2:
-            self.regs[self.st1] &= ~0x03  # reading ST2 ends the read: DRDY and DOR clear
-        return value
-
-    def write(self, reg: int, value: int, t: float, field: F64) -> None:
-        self.writes.append((reg, value))
-        if reg == self.reset_reg:
-            if value & 0x01:
-                self.reset()
-            return
-        if reg != self.mode_reg:
-            return
-        mode = value & 0x0F if self.model == "ak8963" else value & 0x1F
-        self.bit16 = bool(value & 0x10) if self.model == "ak8963" else True
-        self.regs[reg] = value
-        self.mode = mode
-        self._ready_at = None
-        self._next_due = math.inf
-        if mode == 0x01:
-            self._ready_at = t + AK_SINGLE_S
-            self._pending = field.copy()
-        elif mode in self.continuous_hz:
-            self._next_due = t + self.period()
-
-    def period(self) -> float:
-        return 1.0 / (self.continuous_hz[self.mode] * (1.0 + self.oscillator_error))
-
-    def tick(self, t: float, field: F64) -> None:
-        """Time passes up to ``t``; ``field`` (uT, host chip axes) is the field now."""
-        if self._ready_at is not None and t >= self._ready_at:
-            self._latch(self._pending)
-            self._ready_at = None
-            self.mode = 0x00  # back to power-down after a single measurement
-            self.regs[self.mode_reg] &= 0xF0
-        if t >= self._next_due:
-            done = math.floor((t - self._next_due) / self.period()) + 1
-            self._next_due += done * self.period()
-            self._latch(field, overrun=done > 1)
-
-    def _latch(self, field: F64, overrun: bool = False) -> None:
-        ak = self.from_chip @ field
-        if self.model == "ak8963":
-            sens = AK_UT_PER_LSB * (np.array(self.asa, float) + 128.0) / 256.0
-            if not self.bit16:
-                sens = sens * 4.0  # 14-bit output: 0.6 uT/LSB
-        else:
-            sens = np.full(3, AK_UT_PER_LSB)
-        raw = np.round(ak / sens)
-        hofl = bool((np.abs(raw) > self.limit).any())
-        codes = np.clip(raw, -self.limit, self.limit).astype("<i2")
-        self.regs[self.hxl : self.hxl + 6] = codes.tobytes()
-        dor = 0x02 if overrun or self.regs[self.st1] & 0x01 else 0x00
-        self.regs[self.st1] = 0x01 | dor
-        st2 = 0x08 if hofl else 0x00
-        if self.model == "ak8963" and self.bit16:
-            st2 |= 0x10  # BITM mirrors the output setting
-        self.regs[self.st2] = st2
-        self.measurements += 1
+    def add(self, x: F64, accel_mask: int, gyro_mask: int) -> F64:
+        """``x`` (n, 9) with the response added on the axes whose bit (x: 4, y: 2, z: 1)
+        is set in each mask."""
+        if not accel_mask and not gyro_mask:
+            return x
+        out = x.copy()
+        for i, bit in enumerate((4, 2, 1)):
+            if accel_mask & bit:
+                out[:, i] += self.accel[i]
+            if gyro_mask & bit:
+                out[:, 3 + i] += self.gyro[i]
+        return out
 
 
 class AuxMaster:
@@ -222,9 +163,10 @@ class AuxMaster:
                 self.nacks += 1
                 continue
             if addr & 0x80:
+                data = ak.read_block(reg, length)
                 for j in range(length):
                     if offset + j < len(ext):
-                        ext[offset + j] = ak.read((reg + j) & 0xFF)
+                        ext[offset + j] = data[j]
                 offset += length
             else:
                 ak.write(reg, do, t, field)
@@ -338,13 +280,14 @@ class BypassPort(EmulatedChip):
 
     def read(self, reg: int, n: int) -> bytes:
         ak, _, _ = self._route()
-        return bytes(ak.read((reg + i) & 0xFF) for i in range(n))
+        return ak.read_block(reg, n)
 
     def write(self, reg: int, data: bytes) -> None:
         ak, t, field = self._route()
-        for i, value in enumerate(data):
-            self.writes.append(((reg + i) & 0xFF, value))
-            ak.write((reg + i) & 0xFF, value, t, field)
+        for value in data:
+            self.writes.append((reg, value))
+            ak.write(reg, value, t, field)
+            reg = ak.next_register(reg)
 
 
 def frames_from(columns: list[npt.NDArray[np.uint8]]) -> bytes:
@@ -361,13 +304,17 @@ def be_bytes(codes: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
 
 __all__ = [
     "AK_ADDRESS",
+    "TRIM_CODES",
     "AuxMaster",
     "BypassHost",
     "BypassPort",
     "ByteFifo",
     "EmulatedAk",
+    "SelfTestResponse",
     "accel_codes",
     "be_bytes",
     "frames_from",
     "gyro_codes",
+    "temp_code",
+    "trim_response_lsb",
 ]

@@ -12,6 +12,14 @@ x/y/z, EXT_SENS_DATA of slaves 0 and 1. A full FIFO overwrites its oldest bytes
 (CONFIG.FIFO_MODE 0) and sets INT_STATUS.FIFO_OFLOW_INT (bit 4) if INT_ENABLE bit 4 is
 set; INT_STATUS and I2C_MST_STATUS clear when read. H_RESET (PWR_MGMT_1 bit 7) restores
 the MPU's registers but not the AK8963, which is another die; a power cycle resets both.
+
+Self-test: the factory trim codes sit in SELF_TEST_X/Y/Z_GYRO (0x00..0x02) and
+SELF_TEST_X/Y/Z_ACCEL (0x0D..0x0F) (``self_test_trim``, gyro x, y, z then accel x, y, z;
+0 means no trim, as on parts whose OTP was never written); GYRO_CONFIG bits 7:5
+(X/Y/ZGYRO_Cten) and ACCEL_CONFIG bits 7:5 (X/Y/ZA_ST) add the response they promise
+(``fsqd.sensors.emulated.invensense``), ``self_test_fault`` scales it per axis ("accel_x",
+.., "gyro_z", "mag_x", .. for the AK8963's self-test) to make a failing chip.
+TEMP_OUT (0x41) reads ``temperature_c``; the AK8963 measures for ``mag_measure_s``.
 """
 
 from __future__ import annotations
@@ -19,16 +27,20 @@ from __future__ import annotations
 import numpy as np
 
 from fsqd.sensors.clock import Clock
+from fsqd.sensors.emulated.akm import AK_SINGLE_S
 from fsqd.sensors.emulated.chip import F64, Signal
 from fsqd.sensors.emulated.invensense import (
+    TRIM_CODES,
     AuxMaster,
     ByteFifo,
     EmulatedAk,
     InvenSenseChip,
+    SelfTestResponse,
     accel_codes,
     be_bytes,
     frames_from,
     gyro_codes,
+    temp_code,
 )
 
 SMPLRT_DIV = 0x19
@@ -43,6 +55,7 @@ INT_PIN_CFG = 0x37
 INT_ENABLE = 0x38
 INT_STATUS = 0x3A
 ACCEL_XOUT_H = 0x3B
+TEMP_OUT_H = 0x41
 GYRO_XOUT_H = 0x43
 EXT_SENS_DATA_00 = 0x49
 I2C_MST_DELAY_CTRL = 0x67
@@ -74,10 +87,22 @@ class EmulatedMpu6500(InvenSenseChip):
         keep_truth: bool = False,
         mag_oscillator_error: float = 0.0,
         asa: tuple[int, int, int] = (0xB0, 0xB4, 0xA6),
+        mag_measure_s: float = AK_SINGLE_S,
+        self_test_trim: tuple[int, ...] = TRIM_CODES,
+        self_test_fault: dict[str, float] | None = None,
+        temperature_c: float = 25.0,
     ) -> None:
         self.fifo = ByteFifo(self.fifo_size)
+        self.self_test = SelfTestResponse(self_test_trim, self_test_fault)
+        self.temperature_c = temperature_c
         self.ak = (
-            EmulatedAk("ak8963", asa=asa, oscillator_error=mag_oscillator_error)
+            EmulatedAk(
+                "ak8963",
+                asa=asa,
+                oscillator_error=mag_oscillator_error,
+                measure_s=mag_measure_s,
+                self_test_fault=self_test_fault,
+            )
             if self.with_ak
             else None
         )
@@ -100,6 +125,9 @@ class EmulatedMpu6500(InvenSenseChip):
     def reset(self) -> None:
         super().reset()
         self.registers[PWR_MGMT_1] = 0x01
+        trim = self.self_test.trim
+        self.registers[0x00:0x03] = bytes(trim[:3])  # SELF_TEST_X/Y/Z_GYRO
+        self.registers[0x0D:0x10] = bytes(trim[3:])  # SELF_TEST_X/Y/Z_ACCEL
         self.fifo.clear()
         self.master.reset()
         # Awake, but the sample clock starts with the first configuration write: until
@@ -171,9 +199,12 @@ class EmulatedMpu6500(InvenSenseChip):
         self._field = x[-1, 6:9].copy()
         r = self.registers
         n = len(x)
-        acc = accel_codes(x[:, 0:3], (r[ACCEL_CONFIG] >> 3) & 3)
-        gyr = gyro_codes(x[:, 3:6], (r[GYRO_CONFIG] >> 3) & 3)
+        y = self.self_test.add(x, r[ACCEL_CONFIG] >> 5, r[GYRO_CONFIG] >> 5)
+        acc = accel_codes(y[:, 0:3], (r[ACCEL_CONFIG] >> 3) & 3)
+        gyr = gyro_codes(y[:, 3:6], (r[GYRO_CONFIG] >> 3) & 3)
+        temp = temp_code(self.temperature_c)
         r[ACCEL_XOUT_H : ACCEL_XOUT_H + 6] = acc[-1].astype(">i2").tobytes()
+        r[TEMP_OUT_H : TEMP_OUT_H + 2] = temp
         r[GYRO_XOUT_H : GYRO_XOUT_H + 6] = gyr[-1].astype(">i2").tobytes()
         ext = self._run_master(x) if r[USER_CTRL] & 0x20 else None
         if not r[USER_CTRL] & 0x40:
@@ -187,7 +218,7 @@ class EmulatedMpu6500(InvenSenseChip):
         if en & 0x08:
             cols.append(be_bytes(acc))
         if en & 0x80:
-            cols.append(np.zeros((n, 2), np.uint8))  # temperature: not modelled
+            cols.append(np.tile(np.frombuffer(temp, np.uint8), (n, 1)))
         g = be_bytes(gyr)
         for bit, axis in ((0x40, 0), (0x20, 1), (0x10, 2)):
             if en & bit:
