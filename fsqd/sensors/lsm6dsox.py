@@ -20,9 +20,10 @@ Start-up, as Linux's ``st_lsm6dsx_reset_device`` does it, plus two things it lea
 INT1 routing is cleared first (an INT1 line high during a reset makes the chip come up
 in I3C-only mode, deaf to I2C, and another program may have left an interrupt routed
 there), the FIFO is flushed (bypass mode), SW_RESET (control registers to their
-defaults, ~50 us, polled), then BOOT (trimming reloaded from the chip's own memory,
-10 ms), then I3C is disabled (CTRL9_XL; the datasheet's advice when only I2C is used; on
-the ISM330DHCX the same bit is DEVICE_CONF, which ST says to always set).
+defaults, ~50 us), then BOOT (trimming reloaded from the chip's own memory, ~10 ms),
+each polled until its bit clears (writes before that are lost), then I3C is disabled
+(CTRL9_XL; the datasheet's advice when only I2C is used; on the ISM330DHCX the same bit
+is DEVICE_CONF, which ST says to always set).
 
 While the sensors start, the chip writes words whose first value is 0x7FFD..0x7FFF
 (Linux ``st_lsm6dsx_push_tagged_data`` drops them). Decoded, they are a slot of about
@@ -88,9 +89,9 @@ FIFO_WORDS = 512  # st_lsm6dsx: max_fifo_size
 BASE_HZ = 6667.0
 TEMP_LSB_PER_C, TEMP_ZERO_C = 256.0, 25.0  # OUT_TEMP: 0 at 25 C
 
-RESET_TIMEOUT_S = 0.05  # SW_RESET takes ~50 us (Linux waits 50 ms without polling)
-BOOT_S = 0.010  # the datasheet's boot time; Linux waits 50 ms
-BOOT_TIMEOUT_S = 0.05
+# SW_RESET takes ~50 us, BOOT ~10 ms; both bits clear themselves when done, so they are
+# polled (Linux sleeps 50 ms after each instead).
+RESET_TIMEOUT_S = BOOT_TIMEOUT_S = 0.05
 POLL_S = 0.001
 
 # Self-test (AN5272, ST's lsm6dsox_self_test.c): accelerometer at 52 Hz, +-4 g; gyro at
@@ -194,8 +195,9 @@ class Lsm6dsox:
         self._write(CTRL3_C, IF_INC | SW_RESET)
         self._wait_clear(SW_RESET, RESET_TIMEOUT_S, "software reset")
         self._write(CTRL3_C, IF_INC | BOOT)
-        self.sleep(BOOT_S)  # writes during the boot are lost
-        self._wait_clear(BOOT, BOOT_TIMEOUT_S, "boot (trimming reload)")
+        self._wait_clear(
+            BOOT, BOOT_TIMEOUT_S, "boot (trimming reload)"
+        )  # writes meanwhile are lost
 
     def init(self) -> None:
         self._check_who_am_i()

@@ -28,8 +28,9 @@ What is emulated (LSM6DSOX datasheet DS12814, AN5272; Linux st_lsm6dsx):
 - STATUS_REG XLDA / GDA / TDA, cleared by reading the matching output registers;
   OUT_TEMP (256 LSB/C, 0 at 25 C) from the die temperature; OUTX_L_G / OUTX_L_A.
 - Self-test (CTRL5_C ST_XL, ST_G): a per-chip response inside the datasheet limits
-  (accel 50-1700 mg, gyro at 2000 dps 150-700 dps), settling in 10/20 ms, on top of the
-  signal; ``self_test_fault=`` makes it fail.
+  (accel 50-1700 mg, gyro at 2000 dps 150-700 dps), settling with time constants of
+  15 / 20 ms (hence the datasheet's 100 ms wait), on top of the signal;
+  ``self_test_fault=`` makes it fail.
 - INTERNAL_FREQ_FINE carrying the oscillator error.
 
 Not emulated: batch rates different from the ODR (both sensors are batched at the
@@ -109,7 +110,7 @@ class Lsm6dsoxChip(EmulatedChip):
         self._boot_left = [0, 0]  # bootstrap samples still to write: accel, gyro
         self._temp_every = 0
         self._since_temp = 0
-        self._st_xl = SelfTestStimulus(0.010)
+        self._st_xl = SelfTestStimulus(0.015)
         self._st_g = SelfTestStimulus(0.020)
         self.overwritten = 0  # words the FIFO overwrote (truth for tests)
 
