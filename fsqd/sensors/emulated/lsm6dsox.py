@@ -2,7 +2,8 @@
 
 What is emulated (LSM6DSOX datasheet DS12814, AN5272; Linux st_lsm6dsx):
 
-- WHO_AM_I; the documented reset values (CTRL3_C = IF_INC, CTRL9_XL = 0xE0, the rest 0).
+- WHO_AM_I; the documented reset values (PIN_CTRL = 0x3F, CTRL3_C = IF_INC, CTRL9_XL =
+  0xE0, the rest 0).
 - SW_RESET (CTRL3_C bit 0): the control registers back to their reset values, FIFO
   emptied, sensors off; the bit reads 1 for 50 us and writes meanwhile are lost. Not the
   trimming (INTERNAL_FREQ_FINE, the sensitivity trim) nor WHO_AM_I.
@@ -54,6 +55,7 @@ from fsqd.sensors.sim import G
 CONTINUOUS_MODES = {reg.FIFO_MODE_CONTINUOUS}
 FS_G_FROM_BITS = {0x00: 250.0, 0x04: 500.0, 0x08: 1000.0, 0x0C: 2000.0}
 SW_RESET_S, BOOT_S = 50e-6, 0.010
+PIN_CTRL = 0x02
 # INT1_CTRL routes
 INT1_DRDY_XL, INT1_DRDY_G, INT1_BOOT, INT1_FIFO_TH, INT1_FIFO_OVR, INT1_FIFO_FULL = (
     0x01,
@@ -119,6 +121,7 @@ class Lsm6dsoxChip(EmulatedChip):
             if r not in READ_ONLY:
                 self.registers[r] = 0
         self.registers[reg.STATUS_REG] = 0
+        self.registers[PIN_CTRL] = 0x3F
         self.registers[reg.CTRL3_C] = reg.IF_INC
         self.registers[reg.CTRL9_XL] = reg.CTRL9_XL_DEFAULT
         self.registers[reg.INTERNAL_FREQ_FINE] = self._freq_fine()
@@ -152,7 +155,8 @@ class Lsm6dsoxChip(EmulatedChip):
             self.i3c_only = True  # the pin strap for a pure I3C device: I2C is off
 
     def int1(self) -> bool:
-        """The INT1 pin's level (active high, as after reset)."""
+        """The INT1 pin's level now (active high, as after reset)."""
+        self.advance()
         routes = self.registers[reg.INT1_CTRL]
         if self.registers[reg.CTRL4_C] & INT2_ON_INT1:  # INT2's data-ready and FIFO routes
             routes |= self.registers[reg.INT2_CTRL] & ~INT1_BOOT
@@ -385,6 +389,8 @@ class Lsm6dsoxChip(EmulatedChip):
         return (r + 1) & 0xFF
 
     def words(self) -> np.ndarray:
+        """The words in the FIFO now (7 bytes each), oldest first."""
+        self.advance()
         return np.frombuffer(b"".join(self.fifo), np.uint8).reshape(-1, reg.WORD)
 
 
