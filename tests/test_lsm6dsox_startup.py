@@ -70,6 +70,18 @@ def test_bootstrap_slots_are_dropped_after_every_init(slots: int) -> None:
     assert drv.bootstrap_words == 2 * 2 * slots and drv.dropped_words == 0
 
 
+def test_a_drain_without_a_count_drops_the_bootstrap_too() -> None:
+    clock, chip, _, drv = setup(bootstrap_slots=2)
+    drv.init()
+    clock.advance(2.5 / chip.sampling_rate_hz)  # only the two bootstrap slots so far
+    assert len(drv.read_fifo().samples) == 0
+    clock.advance(0.1)
+    read = drv.read_fifo()  # no fifo_count() first
+    _, truth = chip.truth()
+    assert len(read.samples) == len(truth) == 10
+    np.testing.assert_allclose(read.samples[:, :6], truth[:, :6], atol=0.01)
+
+
 def test_a_bootstrap_slot_is_never_counted_while_the_clock_waits_for_an_edge() -> None:
     """The count the sample clock catches must be of real samples: a bootstrap slot read
     in fifo_count() is dropped there, so the first edge seen is the first real sample."""

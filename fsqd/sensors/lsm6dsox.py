@@ -194,10 +194,8 @@ class Lsm6dsox:
         self._write(FIFO_CTRL4, FIFO_MODE_BYPASS)
         self._write(CTRL3_C, IF_INC | SW_RESET)
         self._wait_clear(SW_RESET, RESET_TIMEOUT_S, "software reset")
-        self._write(CTRL3_C, IF_INC | BOOT)
-        self._wait_clear(
-            BOOT, BOOT_TIMEOUT_S, "boot (trimming reload)"
-        )  # writes meanwhile are lost
+        self._write(CTRL3_C, IF_INC | BOOT)  # writes until it is done are lost
+        self._wait_clear(BOOT, BOOT_TIMEOUT_S, "boot (trimming reload)")
 
     def init(self) -> None:
         self._check_who_am_i()
