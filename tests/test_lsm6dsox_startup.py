@@ -24,9 +24,7 @@ def setup(
     bootstrap_slots: int = 1, settings: ImuSettings | None = None, **kw: object
 ) -> tuple[ManualClock, Lsm6dsoxChip, EmulatedBus, Lsm6dsox]:
     clock = ManualClock()
-    chip = Lsm6dsoxChip(
-        0x6A, clock=clock, keep_truth=True, bootstrap_slots=bootstrap_slots, **kw
-    )
+    chip = Lsm6dsoxChip(0x6A, clock=clock, keep_truth=True, bootstrap_slots=bootstrap_slots, **kw)
     bus = EmulatedBus([chip], clock=clock)
     return clock, chip, bus, Lsm6dsox(bus, 0x6A, settings or ImuSettings(accel_range_g=4))
 
@@ -153,7 +151,7 @@ def test_software_reset_restores_control_registers_not_the_trim() -> None:
 
 
 def test_boot_reloads_the_trim_and_takes_10_ms() -> None:
-    clock, chip, bus, _ = setup()
+    clock, _chip, bus, _ = setup()
     bus.write_byte_data(0x6A, reg.CTRL3_C, reg.IF_INC | reg.BOOT)
     bus.write_byte_data(0x6A, reg.CTRL1_XL, 0x40)  # lost: the chip is booting
     assert bus.read_byte_data(0x6A, reg.CTRL3_C) & reg.BOOT
@@ -175,7 +173,7 @@ def test_init_reloads_an_upset_trim() -> None:
 
 
 def test_init_waits_for_the_boot_before_configuring() -> None:
-    clock, chip, _, drv = setup()
+    _clock, chip, _, drv = setup()
     drv.init()
     assert chip.registers[reg.CTRL3_C] == reg.BDU | reg.IF_INC
     assert chip.registers[reg.FIFO_CTRL4] == reg.FIFO_MODE_CONTINUOUS
