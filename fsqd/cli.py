@@ -353,7 +353,13 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from fsqd.service.probe import cmd_probe as probe
 
-    return probe(args.bus, emulated=args.emulated, seconds=args.seconds)
+    return probe(
+        args.bus,
+        emulated=args.emulated,
+        seconds=args.seconds,
+        self_test=args.self_test,
+        emulated_faults=args.emulated_fault or (),
+    )
 
 
 # -- parser --
@@ -549,6 +555,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--bus", action="append", help="bus number or /dev path (default: all)")
     pr.add_argument("--emulated", action="store_true", help="probe an emulated bus instead")
     pr.add_argument("--seconds", type=float, default=1.0, help="burst length (default 1 s)")
+    pr.add_argument(
+        "--self-test",
+        action="store_true",
+        help="also run each chip's built-in self-test (exit 74 if one fails)",
+    )
+    # Tests: an emulated chip that fails its self-test ("lsm6dsox:dead-x").
+    pr.add_argument("--emulated-fault", action="append", help=argparse.SUPPRESS)
     pr.set_defaults(func=cmd_probe)
     return p
 

@@ -158,8 +158,10 @@ def test_a_failing_magnetometer_never_costs_drained_samples() -> None:
     t, _ = r.samples()
     assert st.reinits >= 1 and st.segments == 2
     # Whatever was not delivered is counted: nothing vanished between drain and ring.
+    # The gap estimate is +-1, and counts as lost the ~2 periods each init keeps an
+    # LSM6DSOX from sampling (reset, the 10 ms boot, the bootstrap slot it drops).
     pending = len(tt) - st.samples - st.lost
-    assert st.samples == len(t) and -2 <= pending <= 10  # the gap estimate is +-1
+    assert st.samples == len(t) and -2 - 3 * st.reinits <= pending <= 10
 
 
 def test_short_bus_hang_loses_nothing() -> None:

@@ -16,8 +16,11 @@ from fsqd.sensors.lis3mdl import Lis3mdl
 from fsqd.sensors.lsm6dsox import (
     CTRL1_XL,
     CTRL2_G,
+    CTRL3_C,
+    CTRL9_XL,
     FIFO_CTRL3,
     FIFO_CTRL4,
+    INT1_CTRL,
     Ism330dhcx,
     Lsm6dsox,
 )
@@ -82,7 +85,10 @@ def test_samples_decode_to_si_units_at_every_accel_scale(g: float) -> None:
 def test_init_configures_the_fifo_and_checks_who_am_i() -> None:
     _, chip, _, drv = setup()
     drv.init()
-    assert chip.written(0x12)[:2] == [0x01, 0x44]  # SW_RESET, then BDU | IF_INC
+    # Linux's reset (FIFO flushed, SW_RESET, BOOT), INT1 routes cleared first.
+    assert chip.writes[:4] == [(INT1_CTRL, 0), (FIFO_CTRL4, 0), (CTRL3_C, 0x05), (CTRL3_C, 0x84)]
+    assert chip.written(CTRL3_C)[2] == 0x44  # then BDU | IF_INC
+    assert chip.written(CTRL9_XL) == [0xE2]  # I3C off (DEVICE_CONF on the ISM330DHCX)
     assert chip.written(FIFO_CTRL4) == [0, 6]  # bypass (empty), then continuous
     # ... before both sensors start together, so the first sample is batched whole.
     assert chip.writes[-2:] == [(CTRL1_XL, 0x4A), (CTRL2_G, 0x48)]  # 4 g, LPF2; 1000 dps

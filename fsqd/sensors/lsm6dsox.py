@@ -16,6 +16,22 @@ Accelerometer full-scale codes are not monotonic: 0 = 2 g, 1 = 16 g, 2 = 4 g, 3 
 The chip's internal rate is 6667 Hz / 2^n (104 Hz is really 104.17 Hz) times
 (1 + 0.0015 * INTERNAL_FREQ_FINE); that is the rate hint the sample clock starts from.
 
+Start-up, as Linux's ``st_lsm6dsx_reset_device`` does it, plus two things it leaves out:
+INT1 routing is cleared first (an INT1 line high during a reset makes the chip come up
+in I3C-only mode, deaf to I2C, and another program may have left an interrupt routed
+there), the FIFO is flushed (bypass mode), SW_RESET (control registers to their
+defaults, ~50 us), then BOOT (trimming reloaded from the chip's own memory, ~10 ms),
+each polled until its bit clears (writes before that are lost), then I3C is disabled
+(CTRL9_XL; the datasheet's advice when only I2C is used; on the ISM330DHCX the same bit
+is DEVICE_CONF, which ST says to always set).
+
+While the sensors start, the chip writes words whose first value is 0x7FFD..0x7FFF
+(Linux ``st_lsm6dsx_push_tagged_data`` drops them). Decoded, they are a slot of about
++full scale (4.00 g, 1147 dps). The driver drops every slot at the head of the FIFO
+after ``init()`` that holds such a word, before counting samples, so the sample clock
+never sees them; the first clean slot ends that. Later, a full-scale positive X value is
+a real (clipped) measurement and is kept: dropping it would shift every later stamp.
+
 The chip's timestamp counter (TIMESTAMP0..3, batchable into the FIFO) is not used: it
 runs from the same oscillator as the ODR, so it measures nothing the sample count does
 not already give, and batching it costs a third FIFO word per sample. Sample times
@@ -26,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import struct
 from typing import ClassVar
 
 import numpy as np
@@ -41,24 +58,48 @@ from fsqd.sensors.driver import (
     nearest,
     register,
 )
+from fsqd.sensors.invensense import sleeper
+from fsqd.sensors.selftest import AxisResult, SelfTestReport, axis_results, mean_of_new_samples
 from fsqd.sensors.sim import G
 
 WHO_AM_I = 0x0F
 FIFO_CTRL1, FIFO_CTRL2, FIFO_CTRL3, FIFO_CTRL4 = 0x07, 0x08, 0x09, 0x0A
-CTRL1_XL, CTRL2_G, CTRL3_C = 0x10, 0x11, 0x12
-CTRL8_XL = 0x17
+INT1_CTRL, INT2_CTRL = 0x0D, 0x0E
+CTRL1_XL, CTRL2_G, CTRL3_C, CTRL4_C, CTRL5_C, CTRL6_C = 0x10, 0x11, 0x12, 0x13, 0x14, 0x15
+CTRL7_G, CTRL8_XL, CTRL9_XL, CTRL10_C = 0x16, 0x17, 0x18, 0x19
+STATUS_REG = 0x1E
+OUT_TEMP_L, OUTX_L_G, OUTX_L_A = 0x20, 0x22, 0x28
 FIFO_STATUS1, FIFO_STATUS2 = 0x3A, 0x3B
 INTERNAL_FREQ_FINE = 0x63
 FIFO_DATA_OUT_TAG = 0x78
 WORD = 7
 
-SW_RESET, IF_INC, BDU = 0x01, 0x04, 0x40
+SW_RESET, IF_INC, BDU, BOOT = 0x01, 0x04, 0x40, 0x80  # CTRL3_C
 LPF2_XL_EN = 0x02
+XL_HM_MODE = 0x10  # CTRL6_C: 1 = accelerometer high-performance mode off
+I3C_DISABLE = 0x02  # CTRL9_XL (DEVICE_CONF on the ISM330DHCX)
+CTRL9_XL_DEFAULT = 0xE0
+ST_XL_POSITIVE, ST_G_POSITIVE = 0x01, 0x04  # CTRL5_C ST_XL[1:0], ST_G[3:2]
+XLDA, GDA, TDA = 0x01, 0x02, 0x04  # STATUS_REG
 FIFO_MODE_BYPASS, FIFO_MODE_CONTINUOUS = 0, 6
 FIFO_OVR_IA, FIFO_FULL_IA, FIFO_OVR_LATCHED = 0x40, 0x20, 0x08
-TAG_GYRO, TAG_ACCEL = 0x01, 0x02
+TAG_GYRO, TAG_ACCEL, TAG_TEMPERATURE = 0x01, 0x02, 0x03
+RESET_MARKER = 0x7FFD  # a first value >= this: a word written while the chip boots
 FIFO_WORDS = 512  # st_lsm6dsx: max_fifo_size
 BASE_HZ = 6667.0
+TEMP_LSB_PER_C, TEMP_ZERO_C = 256.0, 25.0  # OUT_TEMP: 0 at 25 C
+
+# SW_RESET takes ~50 us, BOOT ~10 ms; both bits clear themselves when done, so they are
+# polled (Linux sleeps 50 ms after each instead).
+RESET_TIMEOUT_S = BOOT_TIMEOUT_S = 0.05
+POLL_S = 0.001
+
+# Self-test (AN5272, ST's lsm6dsox_self_test.c): accelerometer at 52 Hz, +-4 g; gyro at
+# 208 Hz, +-2000 dps; positive stimulus; 100 ms to settle after every change.
+ST_XL_CTRL1 = 0x38  # 52 Hz, 4 g
+ST_G_CTRL2 = 0x5C  # 208 Hz, 2000 dps
+ST_SETTLE_S = 0.1
+ST_XL_MG_PER_LSB, ST_G_DPS_PER_LSB = 0.122, 0.070
 
 # ODR label (Hz) -> code; the same codes set the FIFO batch rates (BDR).
 ODR_CODES: dict[float, int] = {
@@ -85,8 +126,16 @@ GYRO_MDPS_PER_LSB = {
 
 
 def internal_rate_hz(odr_code: int) -> float:
-    """The chip's nominal rate for an ODR code: 6667 Hz / 2^(10 - code) (4: 104.2 Hz)."""
+    """The chip's nominal rate for an ODR code 1..10: 6667 Hz / 2^(10 - code) (4: 104.2 Hz)."""
     return BASE_HZ / float(2 ** (10 - odr_code))
+
+
+def _has_reset_marker(words: bytes) -> bool:
+    """A word of ``words`` (7-byte FIFO words) whose first value is a bootstrap marker."""
+    return any(
+        struct.unpack_from("<h", words, i + 1)[0] >= RESET_MARKER
+        for i in range(0, len(words), WORD)
+    )
 
 
 class Lsm6dsox:
@@ -96,6 +145,8 @@ class Lsm6dsox:
     who_am_i = 0x6C
     gyro_bits: ClassVar[dict[float, int]] = GYRO_BITS
     has_mag = False
+    accel_self_test_mg: ClassVar[tuple[float, float]] = (50.0, 1700.0)
+    gyro_self_test_dps: ClassVar[tuple[float, float]] = (150.0, 700.0)
 
     def __init__(self, bus: I2CBus, address: int, settings: ImuSettings | None = None) -> None:
         settings = settings or ImuSettings()
@@ -109,7 +160,10 @@ class Lsm6dsox:
         self.rate_hint_hz = internal_rate_hz(self.odr_code)
         self.fifo_capacity = FIFO_WORDS // 2
         self.dropped_words = 0  # words that did not pair into a sample (after an overrun)
-        self._carry = b""  # a time slot whose second word has not been read yet
+        self.bootstrap_words = 0  # words the chip wrote while starting, dropped
+        self.sleep = sleeper(bus)
+        self._booting = False  # the head of the FIFO may still hold bootstrap words
+        self._carry = b""  # words read but not yet paired (half a slot, or held at start)
         self._status: tuple[int, bool] | None = None  # (words, overrun) from fifo_count()
 
     def _byte(self, reg: int) -> int:
@@ -118,21 +172,36 @@ class Lsm6dsox:
     def _write(self, reg: int, value: int) -> None:
         self.bus.write_byte_data(self.address, reg, value)
 
-    def init(self) -> None:
+    def _check_who_am_i(self) -> None:
         found = self._byte(WHO_AM_I)
         if found != self.who_am_i:
             raise ChipIdError(
                 f"0x{self.address:02x}: WHO_AM_I (0x{WHO_AM_I:02X}) reads 0x{found:02X}, "
                 f"expected 0x{self.who_am_i:02X} for an {self.name.upper()}"
             )
-        self._write(CTRL3_C, SW_RESET)
-        for _ in range(100):  # the reset takes ~50 us; each read is longer than that
-            if not self._byte(CTRL3_C) & SW_RESET:
-                break
-        else:
-            raise OSError(f"0x{self.address:02x}: software reset did not complete")
+
+    def _wait_clear(self, bit: int, timeout_s: float, what: str) -> None:
+        for _ in range(round(timeout_s / POLL_S)):
+            if not self._byte(CTRL3_C) & bit:
+                return
+            self.sleep(POLL_S)
+        raise OSError(f"0x{self.address:02x}: {what} did not complete in {timeout_s * 1e3:g} ms")
+
+    def _reset(self) -> None:
+        """Every register to its documented default, trimming reloaded, sensors off."""
+        # INT1 high during a reset selects I3C-only mode: nothing on INT1, FIFO empty.
+        self._write(INT1_CTRL, 0)
+        self._write(FIFO_CTRL4, FIFO_MODE_BYPASS)
+        self._write(CTRL3_C, IF_INC | SW_RESET)
+        self._wait_clear(SW_RESET, RESET_TIMEOUT_S, "software reset")
+        self._write(CTRL3_C, IF_INC | BOOT)  # writes until it is done are lost
+        self._wait_clear(BOOT, BOOT_TIMEOUT_S, "boot (trimming reload)")
+
+    def init(self) -> None:
+        self._check_who_am_i()
+        self._reset()
         self._write(CTRL3_C, BDU | IF_INC)
-        self._write(FIFO_CTRL4, FIFO_MODE_BYPASS)  # empty
+        self._write(CTRL9_XL, CTRL9_XL_DEFAULT | I3C_DISABLE)
         self._write(FIFO_CTRL3, self.odr_code << 4 | self.odr_code)  # batch both at the ODR
         # Continuous mode before the sensors start, so the very first sample is batched.
         self._write(FIFO_CTRL4, FIFO_MODE_CONTINUOUS)
@@ -153,6 +222,7 @@ class Lsm6dsox:
         self.rate_hint_hz = internal_rate_hz(self.odr_code) * (1 + 0.0015 * fine)
         self._carry = b""
         self._status = None
+        self._booting = True
 
     def _read_status(self) -> tuple[int, bool]:
         s1, s2 = self.bus.read_i2c_block_data(self.address, FIFO_STATUS1, 2)
@@ -160,9 +230,37 @@ class Lsm6dsox:
         return words, bool(s2 & (FIFO_OVR_IA | FIFO_OVR_LATCHED))
 
     def fifo_count(self) -> int:
-        self._status = self._read_status()
-        words = self._status[0] + len(self._carry) // WORD
-        return words // 2
+        words, overrun = self._read_status()
+        if self._booting and words and not overrun:
+            # Read what is there now, so the bootstrap slots are never counted.
+            raw = self._carry + read_burst(self.bus, self.address, FIFO_DATA_OUT_TAG, WORD * words)
+            self._carry = self._strip_bootstrap(raw)
+            words = 0
+        self._status = (words, overrun)
+        return (words + len(self._carry) // WORD) // 2
+
+    def _strip_bootstrap(self, raw: bytes) -> bytes:
+        """Drop the slots at the head of ``raw`` that hold a bootstrap word (or lost a
+        partner among them); the first clean, complete slot ends the bootstrap. An
+        incomplete slot at the end waits for its partner."""
+        n = len(raw) // WORD
+        start = 0
+        while start < n:
+            slot = raw[start * WORD] & 0x06
+            end = start
+            while end < n and raw[end * WORD] & 0x06 == slot:
+                end += 1
+            group = raw[start * WORD : end * WORD]
+            tags = {b >> 3 for b in group[::WORD]}
+            complete = {TAG_GYRO, TAG_ACCEL} <= tags
+            if end == n and not complete:
+                break
+            if complete and not _has_reset_marker(group):
+                self._booting = False
+                break
+            self.bootstrap_words += end - start
+            start = end
+        return raw[start * WORD :]
 
     def read_fifo(self, max_samples: int | None = None) -> FifoRead:
         words, overrun = self._status if self._status is not None else self._read_status()
@@ -175,6 +273,11 @@ class Lsm6dsox:
         raw = self._carry + (
             read_burst(self.bus, self.address, FIFO_DATA_OUT_TAG, WORD * want) if want > 0 else b""
         )
+        if self._booting:
+            raw = self._strip_bootstrap(raw)
+            if self._booting:  # still no clean slot: hold what there is
+                self._carry = raw
+                return FifoRead(np.zeros((0, 9), np.float32))
         samples, self._carry = self._pair(raw)
         return FifoRead(samples)
 
@@ -224,6 +327,56 @@ class Lsm6dsox:
         out = np.array(rows, np.float32).reshape(-1, 9)
         return out, carry
 
+    # -- self-test --
+
+    def self_test(self) -> SelfTestReport:
+        """AN5272: the output change with the positive self-test stimulus, per axis,
+        averaged over 5 samples after the first is dropped, accel then gyro."""
+        self._check_who_am_i()
+        self._reset()
+        self._write(CTRL3_C, BDU | IF_INC)
+        self._write(CTRL9_XL, CTRL9_XL_DEFAULT | I3C_DISABLE)
+        accel = self._stimulus_response(
+            CTRL1_XL, ST_XL_CTRL1, ST_XL_POSITIVE, XLDA, OUTX_L_A, internal_rate_hz(3)
+        )
+        gyro = self._stimulus_response(
+            CTRL2_G, ST_G_CTRL2, ST_G_POSITIVE, GDA, OUTX_L_G, internal_rate_hz(5)
+        )
+        self._reset()
+        axes: tuple[AxisResult, ...] = axis_results(
+            "accel", [a * ST_XL_MG_PER_LSB for a in accel], [self.accel_self_test_mg] * 3, "mg"
+        ) + axis_results(
+            "gyro", [g * ST_G_DPS_PER_LSB for g in gyro], [self.gyro_self_test_dps] * 3, "dps"
+        )
+        return SelfTestReport(
+            self.name,
+            self.address,
+            axes,
+            ("AN5272: accel 52 Hz +-4 g, gyro 208 Hz +-2000 dps, positive stimulus",),
+        )
+
+    def _stimulus_response(
+        self, ctrl: int, value: int, st_bits: int, ready_bit: int, out: int, rate_hz: float
+    ) -> list[float]:
+        """|mean with the stimulus - mean without| in codes, per axis; sensor off after."""
+
+        def ready() -> bool:
+            return bool(self._byte(STATUS_REG) & ready_bit)
+
+        def read() -> tuple[int, ...]:
+            raw = bytes(self.bus.read_i2c_block_data(self.address, out, 6))
+            return struct.unpack("<hhh", raw)
+
+        self._write(ctrl, value)
+        self.sleep(ST_SETTLE_S)
+        off = mean_of_new_samples(ready, read, self.sleep, 1 / rate_hz)
+        self._write(CTRL5_C, st_bits)
+        self.sleep(ST_SETTLE_S)
+        on = mean_of_new_samples(ready, read, self.sleep, 1 / rate_hz)
+        self._write(CTRL5_C, 0)
+        self._write(ctrl, 0)
+        return [abs(a - b) for a, b in zip(on, off, strict=True)]
+
     def reset_fifo(self) -> None:
         self._write(FIFO_CTRL4, FIFO_MODE_BYPASS)
         self._write(FIFO_CTRL4, FIFO_MODE_CONTINUOUS)
@@ -242,6 +395,7 @@ class Ism330dhcx(Lsm6dsox):
     name = "ism330dhcx"
     who_am_i = 0x6B
     gyro_bits: ClassVar[dict[float, int]] = {**GYRO_BITS, 4000.0: 0x01}
+    accel_self_test_mg: ClassVar[tuple[float, float]] = (90.0, 1700.0)  # ST's own limits
 
 
 register(

@@ -12,6 +12,7 @@ exits non-zero when any axis fails.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -55,4 +56,50 @@ class SelfTestable(Protocol):
         ...
 
 
-__all__ = ["AxisResult", "SelfTestReport", "SelfTestable"]
+def axis_results(
+    sensor: str,
+    measured: Sequence[float],
+    limits: Sequence[tuple[float, float]],
+    unit: str,
+) -> tuple[AxisResult, ...]:
+    """One ``AxisResult`` per axis (x, y, z) from per-axis responses and limits."""
+    return tuple(
+        AxisResult(sensor, axis, float(m), low, high, unit)
+        for axis, m, (low, high) in zip("xyz", measured, limits, strict=True)
+    )
+
+
+def mean_of_new_samples(
+    ready: Callable[[], bool],
+    read: Callable[[], Sequence[int]],
+    sleep: Callable[[float], None],
+    period_s: float,
+    *,
+    samples: int = 5,
+    discard: int = 1,
+) -> tuple[float, ...]:
+    """The datasheet averaging: wait for each new sample (``ready()``, the chip's
+    data-ready flag), read it (``read()``, raw codes per axis), drop the first
+    ``discard`` (taken while the output was still settling) and average the next
+    ``samples``. A chip that produces no new sample within 10 periods raises OSError."""
+    total = [0.0, 0.0, 0.0]
+    for i in range(discard + samples):
+        for _ in range(40):  # polls a quarter period apart: 10 periods
+            if ready():
+                break
+            sleep(period_s / 4)
+        else:
+            raise OSError(f"no new sample within {10 * period_s * 1e3:.0f} ms")
+        codes = read()
+        if i >= discard:
+            total = [t + c for t, c in zip(total, codes, strict=True)]
+    return tuple(t / samples for t in total)
+
+
+__all__ = [
+    "AxisResult",
+    "SelfTestReport",
+    "SelfTestable",
+    "axis_results",
+    "mean_of_new_samples",
+]

@@ -8,6 +8,13 @@ prints the measured rate and two plausibility checks:
 gravity near 9.8 m/s^2 at rest, and a magnetic field of 25-65 uT (the Earth's). Last,
 the Hailo accelerator: HailoRT and driver versions, each device's board, architecture
 and firmware (or that HailoRT is not installed, or no device is found).
+
+With ``--self-test``, every chip whose driver is ``SelfTestable`` (the protocol in
+``fsqd.sensors.selftest``) also runs its built-in self-test: one line per axis with the
+measured response, the allowed range and PASS/FAIL; a driver without one says so. Any
+failing axis (or a self-test the bus broke off) makes the command exit 74 (EX_IOERR): the
+chip answers but its hardware does not work, which a script can tell apart from 66 (no
+chip found) and 64 (a bad command line).
 """
 
 from __future__ import annotations
@@ -20,17 +27,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fsqd.errors import NoInputError
+from fsqd.errors import EX_IOERR, FsqdError, NoInputError, UsageError
 from fsqd.sensors.bus import I2CBus, RetryingBus, bus_path, open_bus
 from fsqd.sensors.clock import Clock, SystemClock
 from fsqd.sensors.config import SensorConfig
-from fsqd.sensors.driver import DriverSpec, ImuSettings, identify, make_imu, make_mag, specs
+from fsqd.sensors.driver import (
+    DriverSpec,
+    ImuFactory,
+    ImuSettings,
+    MagFactory,
+    get_spec,
+    identify,
+    make_imu,
+    make_mag,
+    specs,
+)
 from fsqd.sensors.reader import SensorReader
+from fsqd.sensors.selftest import SelfTestable, SelfTestReport
 from fsqd.sensors.sim import G
 
 GRAVITY_TOLERANCE = 0.6  # m/s^2 around 9.81 at rest
 AT_REST_STD = 0.3  # m/s^2: more spread than this is motion, not a bad chip
 EARTH_FIELD_UT = (25.0, 65.0)
+
+
+class SelfTestFailed(FsqdError, OSError):
+    """A chip answered but failed its built-in self-test: faulty hardware (EX_IOERR)."""
+
+    exit_code = EX_IOERR
 
 
 @dataclass
@@ -141,8 +165,45 @@ def measure(bus: I2CBus, imu: Found, mag: Found | None, seconds: float, clock: C
     return out
 
 
-def probe_bus(name: str, bus: I2CBus, seconds: float, clock: Clock, out: list[str]) -> int:
-    """Probe one opened bus, appending report lines; returns the IMUs found."""
+def self_test_lines(bus: I2CBus, f: Found, failed: list[str]) -> list[str]:
+    """Run ``f``'s self-test if its driver has one: a line per axis (or why not).
+    Chips that fail (or that the bus broke off) are appended to ``failed``."""
+    assert f.spec is not None
+    label = f"{f.spec.name}@0x{f.address:02x}"
+    factory: ImuFactory | MagFactory = f.spec.factory
+    driver = factory(RetryingBus(bus), f.address, ImuSettings())
+    if not isinstance(driver, SelfTestable):
+        return [f"        self-test: no self-test in the {f.spec.name} driver"]
+    try:
+        report: SelfTestReport = driver.self_test()
+    except OSError as e:
+        failed.append(label)
+        return [f"        self-test: FAIL, broken off: {e}"]
+    lines = []
+    for a in report.axes:
+        verdict = "PASS" if a.passed else "FAIL"
+        lines.append(
+            f"        self-test {a.sensor:<5} {a.axis}: {a.measured:8.2f} {a.unit:<5} "
+            f"(allowed {a.low:g} .. {a.high:g})  {verdict}"
+        )
+    if not report.passed:
+        failed.append(label)
+    return lines
+
+
+def probe_bus(
+    name: str,
+    bus: I2CBus,
+    seconds: float,
+    clock: Clock,
+    out: list[str],
+    *,
+    self_test: bool = False,
+    failed: list[str] | None = None,
+) -> int:
+    """Probe one opened bus, appending report lines; returns the IMUs found. With
+    ``self_test``, chips whose self-test fails are appended to ``failed``."""
+    failed = [] if failed is None else failed
     found = scan(bus)
     if not found:
         addrs = ", ".join(f"0x{a:02x}" for a in candidate_addresses())
@@ -156,28 +217,34 @@ def probe_bus(name: str, bus: I2CBus, seconds: float, clock: Clock, out: list[st
             out.append(f"  0x{f.address:02x}  ?          {f.note}")
             continue
         out.append(f"  0x{f.address:02x}  {f.spec.name:<10} {f.spec.description}")
-        if f.spec.kind != "imu":
-            continue
-        imus += 1
-        mag = next(
-            (m for m in mags if m.spec is not None and m.spec.name == f.spec.companion_mag), None
-        )
-        try:
-            b = measure(bus, f, mag, seconds, clock)
-        except OSError as e:
-            out.append(f"        burst failed: {e}")
-            continue
-        line = (
-            f"        {b.samples} samples, {b.rate_hz:.2f} Hz measured (ODR {b.odr_hz:g}), "
-            f"|a| = {b.accel_norm:.2f} m/s^2"
-        )
-        if b.field_ut is not None:
-            line += f", |B| = {b.field_ut:.1f} uT"
-            if mag is not None:
-                line += f" (via 0x{mag.address:02x})"
-        out.append(line)
-        out += [f"        check: {p}" for p in b.problems] or ["        readings plausible"]
+        if f.spec.kind == "imu":
+            imus += 1
+            out += burst_lines(bus, f, mags, seconds, clock)
+        if self_test:
+            out += self_test_lines(bus, f, failed)
     return imus
+
+
+def burst_lines(
+    bus: I2CBus, f: Found, mags: list[Found], seconds: float, clock: Clock
+) -> list[str]:
+    """An IMU's short burst (with its usual magnetometer, if found): rate and checks."""
+    assert f.spec is not None
+    companion = f.spec.companion_mag
+    mag = next((m for m in mags if m.spec is not None and m.spec.name == companion), None)
+    try:
+        b = measure(bus, f, mag, seconds, clock)
+    except OSError as e:
+        return [f"        burst failed: {e}"]
+    line = (
+        f"        {b.samples} samples, {b.rate_hz:.2f} Hz measured (ODR {b.odr_hz:g}), "
+        f"|a| = {b.accel_norm:.2f} m/s^2"
+    )
+    if b.field_ut is not None:
+        line += f", |B| = {b.field_ut:.1f} uT"
+        if mag is not None:
+            line += f" (via 0x{mag.address:02x})"
+    return [line] + ([f"        check: {p}" for p in b.problems] or ["        readings plausible"])
 
 
 def accelerator_lines() -> list[str]:
@@ -207,12 +274,26 @@ def accelerator_lines() -> list[str]:
     return out
 
 
-def emulated_bus(clock: Clock) -> I2CBus:
-    """One emulated chip of every registered kind, each at a free address, at rest."""
+def emulated_bus(clock: Clock, faults: Sequence[str] = ()) -> I2CBus:
+    """One emulated chip of every registered kind, each at a free address, at rest.
+    ``faults`` ("lsm6dsox:dead-x"): those chips fail their self-test that way."""
     import importlib
 
     from fsqd.sensors.emulated import EmulatedBus, Signal
+    from fsqd.sensors.emulated.chip import SELF_TEST_FAULTS
 
+    broken: dict[str, str] = {}
+    for text in faults:
+        chip, _, fault = text.partition(":")
+        if fault not in SELF_TEST_FAULTS:
+            raise UsageError(
+                f"--emulated-fault {text!r}: expected CHIP:FAULT, FAULT one of "
+                + ", ".join(SELF_TEST_FAULTS)
+            )
+        try:
+            broken[get_spec(chip).name] = fault
+        except FsqdError as e:
+            raise UsageError(f"--emulated-fault {text!r}: {e}") from None
     bus = EmulatedBus(clock=clock)
     imus = [s for s in specs() if s.kind == "imu" and s.emulator]
     for s in specs():
@@ -225,21 +306,34 @@ def emulated_bus(clock: Clock) -> I2CBus:
         chip_cls = getattr(importlib.import_module(module), cls)
         device = imus.index(s) if s in imus else 0
         signal = Signal(seed=1, devices=max(1, len(imus)), device=device, behaviours=("rest",))
-        bus.add(chip_cls(address, clock=clock, signal=signal))
+        emulated = bus.add(chip_cls(address, clock=clock, signal=signal))
+        emulated.self_test_fault = broken.get(s.name)
     return bus
 
 
-def cmd_probe(buses: Sequence[str] | None, *, emulated: bool = False, seconds: float = 1.0) -> int:
+def cmd_probe(
+    buses: Sequence[str] | None,
+    *,
+    emulated: bool = False,
+    seconds: float = 1.0,
+    self_test: bool = False,
+    emulated_faults: Sequence[str] = (),
+) -> int:
     from fsqd.service.record import logs_to_stderr
 
     logs_to_stderr()
+    if emulated_faults and not emulated:
+        raise UsageError("--emulated-fault only applies with --emulated")
     clock = SystemClock()
     lines: list[str] = []
     imus = 0
     opened = 0
     failures: list[str] = []
+    failed: list[str] = []
     if emulated:
-        targets: list[tuple[str, I2CBus | None]] = [("emulated", emulated_bus(clock))]
+        targets: list[tuple[str, I2CBus | None]] = [
+            ("emulated", emulated_bus(clock, emulated_faults))
+        ]
     else:
         paths = [bus_path(int(b) if b.isdigit() else b) for b in buses] if buses else list_buses()
         if not paths:
@@ -257,13 +351,15 @@ def cmd_probe(buses: Sequence[str] | None, *, emulated: bool = False, seconds: f
             continue
         opened += 1
         try:
-            imus += probe_bus(name, bus, seconds, clock, lines)
+            imus += probe_bus(name, bus, seconds, clock, lines, self_test=self_test, failed=failed)
         finally:
             bus.close()
     lines += accelerator_lines()
     print("\n".join(lines), file=sys.stdout)
     if not opened:
         raise NoInputError(failures[-1] if len(failures) == 1 else "no I2C bus could be opened")
+    if failed:
+        raise SelfTestFailed(f"self-test failed: {', '.join(failed)}")
     if not imus:
         raise NoInputError("no known IMU found")
     return 0
@@ -272,10 +368,13 @@ def cmd_probe(buses: Sequence[str] | None, *, emulated: bool = False, seconds: f
 __all__ = [
     "Burst",
     "Found",
+    "SelfTestFailed",
     "accelerator_lines",
     "cmd_probe",
     "emulated_bus",
     "list_buses",
     "measure",
+    "probe_bus",
     "scan",
+    "self_test_lines",
 ]

@@ -12,6 +12,11 @@ Subclasses map registers: ``on_read(reg)`` supplies a byte that is computed on r
 ``accept(samples)`` takes newly produced samples (push them into a FIFO, latch the
 newest into output registers). Every byte written is recorded in ``writes`` so tests
 can assert the configuration a driver chose.
+
+Two helpers for what every chip has besides its signal: ``die_temperature_c(t)`` (a
+plausible die temperature, per chip, drifting slowly) and ``SelfTestStimulus`` (the
+output change a chip's self-test adds, settling exponentially when switched, with the
+``self_test_fault=`` of ``SELF_TEST_FAULTS`` a test can build a failing chip with).
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ F64 = npt.NDArray[np.float64]
 # thread costs up to the 5 ms switch interval per operation).
 AHEAD = 128
 FEED_AHEAD_S = 1.0  # on a real clock, a feeder thread keeps 1-2 s simulated ahead
+DRIFT_PERIOD_S = 1800.0  # the die temperature's slow cycle (room, sun, the animal)
+# A failing self-test: one axis gives no response, or every axis far too little / much.
+SELF_TEST_FAULTS = ("dead-x", "dead-y", "dead-z", "weak", "strong")
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,17 @@ class EmulatedChip:
         oscillator_error: float = 0.0,
         who_am_i: int | None = None,
         keep_truth: bool = False,
+        self_test_fault: str | None = None,
     ) -> None:
+        if self_test_fault is not None and self_test_fault not in SELF_TEST_FAULTS:
+            raise ValueError(
+                f"self_test_fault {self_test_fault!r}: one of {', '.join(SELF_TEST_FAULTS)}"
+            )
+        self.self_test_fault = self_test_fault
+        # Per chip and seed: the die's offset from ambient and where in its drift it is.
+        rng = np.random.default_rng([signal.seed, signal.device, address, 23])
+        self._ambient_c = float(rng.uniform(20.0, 30.0))
+        self._drift_phase = float(rng.uniform(0.0, 2 * math.pi))
         self.address = address
         self.clock: Clock = clock or SystemClock()
         self.signal = signal
@@ -210,6 +228,28 @@ class EmulatedChip:
             self.truth_x.append(x)
         self.accept(x)
 
+    def die_temperature_c(self, t: float | None = None) -> float:
+        """The die temperature at clock time ``t`` (now by default): an ambient of 20-30
+        C per chip and seed, drifting +-1.5 C over half an hour."""
+        t = self.clock.now() if t is None else t
+        return self._ambient_c + 1.5 * math.sin(
+            2 * math.pi * t / DRIFT_PERIOD_S + self._drift_phase
+        )
+
+    def self_test_response(self, typical: F64, low: F64, high: F64) -> F64:
+        """This chip's deterministic self-test response per axis: drawn in [low, high]
+        (a healthy part's spread around ``typical``), then ``self_test_fault`` applied."""
+        rng = np.random.default_rng([self.signal.seed, self.signal.device, self.address, 29])
+        response = np.clip(typical * rng.uniform(0.8, 1.2, 3), low, high)
+        fault = self.self_test_fault
+        if fault is not None and fault.startswith("dead-"):
+            response["xyz".index(fault[-1])] = 0.0
+        elif fault == "weak":
+            response = response * 0.05
+        elif fault == "strong":
+            response = response * 4.0
+        return response
+
     def truth(self) -> tuple[F64, F64]:
         """All kept (t, x) so far, concatenated."""
         if not self.truth_t:
@@ -243,9 +283,34 @@ class EmulatedChip:
         return [v for r, v in self.writes if r == reg]
 
 
+class SelfTestStimulus:
+    """A self-test actuation (electrostatic force, coil current) per axis, in output
+    units: when switched, the output moves to the new value with time constant ``tau_s``
+    (which is why the datasheets wait before averaging)."""
+
+    def __init__(self, tau_s: float) -> None:
+        self.tau_s = tau_s
+        self._from = np.zeros(3)
+        self._to = np.zeros(3)
+        self._at = -math.inf
+
+    def switch(self, target: F64, at: float) -> None:
+        self._from = self.at(np.array([at]))[0]
+        self._to = np.asarray(target, np.float64)
+        self._at = at
+
+    def off(self) -> None:
+        self._from = self._to = np.zeros(3)
+
+    def at(self, t: F64) -> F64:
+        """(n, 3) stimulus at times ``t`` (the same clock as ``switch``)."""
+        k = np.exp(-np.maximum(np.asarray(t, np.float64) - self._at, 0.0) / self.tau_s)
+        return self._to + np.outer(k, self._from - self._to)
+
+
 def to_codes(values: F64, lsb: float) -> npt.NDArray[np.int16]:
     """SI values -> signed 16-bit output codes at ``lsb`` units per code, saturating."""
     return np.clip(np.round(values / lsb), -32768, 32767).astype(np.int16)
 
 
-__all__ = ["EmulatedChip", "Signal", "to_codes"]
+__all__ = ["SELF_TEST_FAULTS", "EmulatedChip", "SelfTestStimulus", "Signal", "to_codes"]
