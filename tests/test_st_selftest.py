@@ -134,13 +134,14 @@ def test_probe_self_test_emulated_passes(run_cli: RunCli) -> None:
     assert code == 0, err
     lines = out.splitlines()
     st = [line.split() for line in lines if line.strip().startswith("self-test ")]
-    # 2 ST IMUs x 6 axes + the magnetometer's 3, every one within its limits
-    assert len(st) == 15 and all(words[-1] == "PASS" for words in st)
+    # 2 ST IMUs x 6 axes + the LIS3MDL's 3; MPU-6500 accel, gyro and gyro offset x 3;
+    # ICM-20948 the same + its AK09916's 3: every one within its limits
+    assert len(st) == 15 + 9 + 12 and all(words[-1] == "PASS" for words in st)
     assert "        self-test gyro  z:" in out and "(allowed 150 .. 700)  PASS" in out
     assert "(allowed 0.1 .. 1)  PASS" in out  # LIS3MDL z, gauss
-    # Drivers without a self-test say so (they are found through the protocol).
-    assert "self-test: no self-test in the mpu6500 driver" in out
-    assert "self-test: no self-test in the icm20948 driver" in out
+    assert "(allowed -1000 .. -200)  PASS" in out  # AK09916 z, LSB
+    # Every driver is found through the protocol: none is left without a self-test.
+    assert "no self-test" not in out
 
 
 def test_probe_self_test_fails_on_a_faulty_emulated_chip(run_cli: RunCli) -> None:
@@ -219,3 +220,16 @@ def test_probe_picks_up_any_self_testable_driver() -> None:
     lines = probe.self_test_lines(bus, probe.Found(0x6A, spec), failed)
     assert lines == ["        self-test accel x:    12.00 mg    (allowed 50 .. 1700)  FAIL"]
     assert failed == ["other@0x6a"]
+
+
+@pytest.mark.parametrize("chip", ["lis3mdl", "mpu6500", "icm20948", "ism330dhcx"])
+def test_probe_emulated_fault_reaches_every_kind_of_chip(run_cli: RunCli, chip: str) -> None:
+    """The CLI's failing-chip option breaks the named chip, whatever its family's emulator."""
+    code, out, err = run_cli(
+        "probe", "--emulated", "--self-test", "--seconds", "0.2", "--emulated-fault",
+        f"{chip}:dead-z",
+    )  # fmt: skip
+    assert code == 74
+    assert err.startswith(f"fsqd: error: self-test failed: {chip}@0x")
+    failing = [line for line in out.splitlines() if line.endswith("FAIL")]
+    assert failing and all(" z: " in line for line in failing)

@@ -306,8 +306,8 @@ def emulated_bus(clock: Clock, faults: Sequence[str] = ()) -> I2CBus:
         chip_cls = getattr(importlib.import_module(module), cls)
         device = imus.index(s) if s in imus else 0
         signal = Signal(seed=1, devices=max(1, len(imus)), device=device, behaviours=("rest",))
-        emulated = bus.add(chip_cls(address, clock=clock, signal=signal))
-        emulated.self_test_fault = broken.get(s.name)
+        broken_as = broken.get(s.name)
+        bus.add(chip_cls(address, clock=clock, signal=signal, self_test_fault=broken_as))
     return bus
 
 

@@ -43,6 +43,8 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.sensors.emulated.chip import self_test_gains
+
 F64 = npt.NDArray[np.float64]
 
 AK_ADDRESS = 0x0C
@@ -69,7 +71,7 @@ class EmulatedAk:
         asa: tuple[int, int, int] = (0xB0, 0xB4, 0xA6),
         oscillator_error: float = 0.0,
         measure_s: float = AK_SINGLE_S,
-        self_test_fault: Mapping[str, float] | None = None,
+        self_test_fault: str | Mapping[str, float] | None = None,
     ) -> None:
         if model == "ak8963":
             self.wia = {0x00: 0x48}
@@ -96,8 +98,8 @@ class EmulatedAk:
         self.asa = asa
         self.oscillator_error = oscillator_error
         self.measure_s = measure_s
-        fault = self_test_fault or {}
-        self.self_test_gain = np.array([fault.get(f"mag_{a}", 1.0) for a in "xyz"])
+        gains = self_test_gains(self_test_fault)
+        self.self_test_gain = np.array([gains.get(f"mag_{a}", 1.0) for a in "xyz"])
         self.regs = bytearray(256)
         self.writes: list[tuple[int, int]] = []
         self.measurements = 0  # measurements stored in the data registers

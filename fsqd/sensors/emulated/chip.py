@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,25 @@ FEED_AHEAD_S = 1.0  # on a real clock, a feeder thread keeps 1-2 s simulated ahe
 DRIFT_PERIOD_S = 1800.0  # the die temperature's slow cycle (room, sun, the animal)
 # A failing self-test: one axis gives no response, or every axis far too little / much.
 SELF_TEST_FAULTS = ("dead-x", "dead-y", "dead-z", "weak", "strong")
+SELF_TEST_GAINS = {"weak": 0.05, "strong": 4.0}
+SELF_TEST_AXES = tuple(f"{s}_{a}" for s in ("accel", "gyro", "mag") for a in "xyz")
+
+
+def self_test_gains(fault: str | Mapping[str, float] | None) -> dict[str, float]:
+    """Per-axis gains ("accel_x" .. "mag_z") on a self-test response: from one of
+    ``SELF_TEST_FAULTS`` (what ``fsqd probe --emulated-fault`` names), or given axis by axis."""
+    if fault is None:
+        return {}
+    if isinstance(fault, str):
+        if fault not in SELF_TEST_FAULTS:
+            raise ValueError(f"self_test_fault {fault!r}: one of {', '.join(SELF_TEST_FAULTS)}")
+        if fault.startswith("dead-"):
+            return {f"{s}_{fault[-1]}": 0.0 for s in ("accel", "gyro", "mag")}
+        return dict.fromkeys(SELF_TEST_AXES, SELF_TEST_GAINS[fault])
+    unknown = set(fault) - set(SELF_TEST_AXES)
+    if unknown:
+        raise ValueError(f"self_test_fault: unknown axes {sorted(unknown)}")
+    return dict(fault)
 
 
 @dataclass(frozen=True)
@@ -244,10 +264,8 @@ class EmulatedChip:
         fault = self.self_test_fault
         if fault is not None and fault.startswith("dead-"):
             response["xyz".index(fault[-1])] = 0.0
-        elif fault == "weak":
-            response = response * 0.05
-        elif fault == "strong":
-            response = response * 4.0
+        elif fault in SELF_TEST_GAINS:
+            response = response * SELF_TEST_GAINS[fault]
         return response
 
     def truth(self) -> tuple[F64, F64]:
@@ -313,4 +331,11 @@ def to_codes(values: F64, lsb: float) -> npt.NDArray[np.int16]:
     return np.clip(np.round(values / lsb), -32768, 32767).astype(np.int16)
 
 
-__all__ = ["SELF_TEST_FAULTS", "EmulatedChip", "SelfTestStimulus", "Signal", "to_codes"]
+__all__ = [
+    "SELF_TEST_FAULTS",
+    "EmulatedChip",
+    "SelfTestStimulus",
+    "Signal",
+    "self_test_gains",
+    "to_codes",
+]

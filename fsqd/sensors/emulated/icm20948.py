@@ -30,6 +30,8 @@ TEMP_OUT (0x39) reads ``temperature_c``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from fsqd.sensors.clock import Clock
@@ -107,7 +109,7 @@ class EmulatedIcm20948(InvenSenseChip):
         fifo_bytes: int = 512,
         mag_measure_s: float = AK_SINGLE_S,
         self_test_trim: tuple[int, ...] = TRIM_CODES,
-        self_test_fault: dict[str, float] | None = None,
+        self_test_fault: str | Mapping[str, float] | None = None,
         temperature_c: float = 25.0,
     ) -> None:
         # A fault seen on real boards (SparkFun's library works around it): after a

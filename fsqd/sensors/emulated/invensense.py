@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
@@ -44,7 +45,7 @@ import numpy.typing as npt
 
 from fsqd.sensors.clock import Clock
 from fsqd.sensors.emulated.akm import AK_ADDRESS, EmulatedAk
-from fsqd.sensors.emulated.chip import EmulatedChip
+from fsqd.sensors.emulated.chip import EmulatedChip, self_test_gains
 
 F64 = npt.NDArray[np.float64]
 
@@ -83,15 +84,13 @@ class SelfTestResponse:
     """What the self-test enable bits add to the accel and gyro outputs, in SI units."""
 
     def __init__(
-        self, trim: tuple[int, ...] = TRIM_CODES, fault: dict[str, float] | None = None
+        self, trim: tuple[int, ...] = TRIM_CODES, fault: str | Mapping[str, float] | None = None
     ) -> None:
         if len(trim) != 6 or not all(0 <= c <= 255 for c in trim):
             raise ValueError("trim: six codes 0..255 (gyro x, y, z, accel x, y, z)")
-        unknown = set(fault or {}) - set(ST_AXES) - {"mag_x", "mag_y", "mag_z"}
-        if unknown:
-            raise ValueError(f"self_test_fault: unknown axes {sorted(unknown)}")
         self.trim = trim
-        gain = [(fault or {}).get(a, 1.0) for a in ST_AXES]
+        gains = self_test_gains(fault)
+        gain = [gains.get(a, 1.0) for a in ST_AXES]
         # A code of 0 (trim never written) still leaves the physical response: the default's.
         codes = [c or d for c, d in zip(trim, TRIM_CODES, strict=True)]
         gyro = [trim_response_lsb(c) for c in codes[:3]]

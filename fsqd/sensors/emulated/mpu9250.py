@@ -24,6 +24,8 @@ TEMP_OUT (0x41) reads ``temperature_c``; the AK8963 measures for ``mag_measure_s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from fsqd.sensors.clock import Clock
@@ -89,7 +91,7 @@ class EmulatedMpu6500(InvenSenseChip):
         asa: tuple[int, int, int] = (0xB0, 0xB4, 0xA6),
         mag_measure_s: float = AK_SINGLE_S,
         self_test_trim: tuple[int, ...] = TRIM_CODES,
-        self_test_fault: dict[str, float] | None = None,
+        self_test_fault: str | Mapping[str, float] | None = None,
         temperature_c: float = 25.0,
     ) -> None:
         self.fifo = ByteFifo(self.fifo_size)
