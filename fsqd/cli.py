@@ -127,14 +127,14 @@ def cmd_model_import(args: argparse.Namespace) -> int:
 
 
 def _read_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from fsqd.errors import ConfigError, NoInputError
+    from fsqd.errors import ConfigError
+    from fsqd.safefile import CONFIG_MAX, read_text
 
+    text = read_text(path, limit=CONFIG_MAX, what="a JSON normalisation file")
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        d = json.loads(text)
         return tuple(map(float, d["mean"])), tuple(map(float, d["std"]))
-    except FileNotFoundError:
-        raise NoInputError(f"{path}: no such file") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise ConfigError(f'{path}: expected JSON {{"mean": [...], "std": [...]}} ({e})') from None
 
 

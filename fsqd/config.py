@@ -13,17 +13,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsqd.backends.hailo import HailoSettings, parse_hailo
-from fsqd.errors import ConfigError, FsqdError
+from fsqd.errors import ConfigError, FsqdError, NoInputError
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.sensors.config import SensorConfig, parse_sensors
 from fsqd.sinks.homeassistant import HomeAssistantSettings, parse_homeassistant
 from fsqd.sinks.mqtt import MqttSettings, default_node_id, parse_mqtt
-from fsqd.tomlcheck import Table
+from fsqd.tomlcheck import Table, load_toml
 
 BACKENDS = ("auto", "hailo", "onnx")
 LOG_FORMATS = ("auto", "console", "json", "journal")
@@ -105,17 +104,9 @@ def _parse_mqtt(table: Table, node_id: str | None, base: Path) -> MqttSettings |
 def load_config(path: Path) -> Config:
     """Read and check the whole file; any problem is a one-line ConfigError."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        raw, data = load_toml(path)
+    except NoInputError as e:
+        raise ConfigError(str(e)) from None  # the daemon's config is configuration (exit 78)
     root = Table(data, path.name)
     base = path.parent
     model = _model(root.table("model"), base)

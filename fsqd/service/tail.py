@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import aiomqtt
 
 from fsqd.errors import ConfigError, NoInputError
 from fsqd.sinks.mqtt import MqttSettings, parse_mqtt, tls_parameters
-from fsqd.tomlcheck import Table
+from fsqd.tomlcheck import Table, load_toml
 
 KINDS = ("codes", "stats", "status", "info")
 
@@ -226,11 +225,9 @@ async def _until(client: aiomqtt.Client, deadline: float | None) -> AsyncIterato
 def tail_settings(path: Path) -> MqttSettings:
     """Broker, TLS and credentials from the ``[mqtt]`` table of a daemon config file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        _, data = load_toml(path)
+    except NoInputError as e:
+        raise ConfigError(str(e)) from None
     root = Table(data, path.name)
     if not root.has("mqtt"):
         raise ConfigError(f"{path.name}: no [mqtt] table")
