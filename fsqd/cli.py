@@ -302,21 +302,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fsqd.config import load_config
+    from fsqd.config import load_for_run
     from fsqd.service.daemon import LoggingOverride, run_daemon
     from fsqd.service.simulate import parse_duration
 
     duration = None if args.duration is None else parse_duration(args.duration)
     logs = LoggingOverride(args.log_format, args.log_level)
-    return run_daemon(
-        load_config(args.config), duration_s=duration, stdout=args.stdout, log_override=logs
-    )
+    config = load_for_run(args.config, stdout=args.stdout)
+    return run_daemon(config, duration_s=duration, stdout=args.stdout, log_override=logs)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from fsqd.config import describe, load_config
+    from fsqd.config import describe, load_for_run
 
-    print(describe(load_config(args.config)))
+    # The very checks `fsqd run` makes before it starts (without --stdout).
+    print(describe(load_for_run(args.config)))
     return 0
 
 

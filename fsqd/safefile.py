@@ -27,6 +27,7 @@ MODEL_MAX = 2 * GIB  # an ONNX graph (protobuf's own limit) or a HEF
 ARRAY_MAX = 2 * GIB  # a .npy array loaded whole (memory-mapped ones need no cap)
 
 _KINDS = (
+    (stat.S_ISREG, "a regular file"),
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a FIFO"),
     (stat.S_ISCHR, "a character device"),
@@ -40,8 +41,8 @@ class FileProblem(NoInputError):
 
 
 def kind_of(mode: int) -> str:
-    """What a non-regular file is, for a message ("a FIFO", "a character device")."""
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    """What a file is, for a message ("a FIFO", "a character device")."""
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
 def _size(n: int) -> str:

@@ -82,9 +82,7 @@ def test_record_on_a_full_disk_is_one_line_and_exit_74(
     assert err == f"fsqd: error: {out}: cannot write: No space left on device\n"
 
 
-def test_record_appends_again_once_there_is_room(
-    run_cli: RunCli, config: Path, tiny: Path
-) -> None:
+def test_record_appends_again_once_there_is_room(run_cli: RunCli, config: Path, tiny: Path) -> None:
     out = tiny / "rec.fsqr"
     code, _, _ = run_cli("record", "--config", config, "--out", out, "--duration", "10m")
     assert code == 74

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import aiomqtt
 
 from fsqd.errors import ConfigError, NoInputError
-from fsqd.sinks.mqtt import MqttSettings, parse_mqtt, tls_parameters
+from fsqd.sinks.mqtt import MqttSettings, parse_mqtt, tls_context
 from fsqd.tomlcheck import Table, load_toml
 
 KINDS = ("codes", "stats", "status", "info")
@@ -174,8 +174,7 @@ def _client(opts: TailOptions) -> aiomqtt.Client:
         opts.port,
         username=s.username,
         password=None if s.password is None else s.password.value,
-        tls_params=tls_parameters(s),
-        tls_insecure=s.tls_insecure if s.tls else None,
+        tls_context=tls_context(s),
         timeout=10,
     )
 

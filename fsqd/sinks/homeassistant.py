@@ -128,6 +128,15 @@ def discovery_topic(ha: HomeAssistantSettings, mqtt: MqttSettings) -> str:
     return f"{ha.prefix}/device/fsqd_{mqtt.node_id}/config"
 
 
+def birth_topic(ha: HomeAssistantSettings) -> str:
+    return f"{ha.prefix}/status"
+
+
+def ha_topics(ha: HomeAssistantSettings, mqtt: MqttSettings) -> tuple[str, ...]:
+    """The topics discovery publishes to and subscribes to."""
+    return (discovery_topic(ha, mqtt), birth_topic(ha))
+
+
 def discovery_for(
     ha: HomeAssistantSettings,
     mqtt: MqttSettings,
@@ -145,6 +154,6 @@ def discovery_for(
     return Discovery(
         topic=discovery_topic(ha, mqtt),
         payload=json.dumps(body, separators=(",", ":")).encode(),
-        birth_topic=f"{ha.prefix}/status",
+        birth_topic=birth_topic(ha),
         resend_delay_s=(ha.resend_min_s, ha.resend_max_s),
     )

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -42,8 +41,8 @@ from typing import TypeVar
 import aiomqtt
 import structlog
 
-from fsqd.errors import OutputError
-from fsqd.sinks.mqttconfig import MqttSettings, Secret, default_node_id, parse_mqtt
+from fsqd.errors import ConfigError, OutputError
+from fsqd.sinks.mqttconfig import MqttSettings, Secret, default_node_id, parse_mqtt, tls_context
 from fsqd.sinks.spool import CommitResult, Spool, SpoolRow
 
 __all__ = [
@@ -53,7 +52,7 @@ __all__ = [
     "Secret",
     "default_node_id",
     "parse_mqtt",
-    "tls_parameters",
+    "tls_context",
 ]
 
 log = structlog.get_logger(__name__)
@@ -95,19 +94,6 @@ class _ConnectionLost(Exception):
 
 class _Stop(Exception):
     pass
-
-
-def tls_parameters(s: MqttSettings) -> aiomqtt.TLSParameters | None:
-    """TLS for a connection to the broker ``s`` names (None: plain TCP); the certificate
-    is always verified, hostname checks follow ``s.tls_insecure``."""
-    if not s.tls:
-        return None
-    return aiomqtt.TLSParameters(
-        ca_certs=None if s.ca_file is None else str(s.ca_file),
-        certfile=None if s.cert_file is None else str(s.cert_file),
-        keyfile=None if s.key_file is None else str(s.key_file),
-        cert_reqs=ssl.CERT_REQUIRED,
-    )
 
 
 class MqttSink:
@@ -288,7 +274,10 @@ class MqttSink:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        tls = tls_parameters(s)
+        try:
+            tls = tls_context(s)  # the files are read again: a renewed certificate counts
+        except ConfigError as e:  # replaced by one OpenSSL refuses since the config was read
+            raise _ConnectionLost(str(e)) from None
         client = aiomqtt.Client(
             s.host,
             s.port,
@@ -300,8 +289,7 @@ class MqttSink:
             keepalive=s.keepalive_s,
             timeout=s.publish_timeout_s,
             max_inflight_messages=s.max_inflight,
-            tls_params=tls,
-            tls_insecure=s.tls_insecure if s.tls else None,
+            tls_context=tls,
             logger=_PAHO_LOGGER,
         )
         # aiomqtt warns past 10 pending calls; up to max_inflight codes plus the
