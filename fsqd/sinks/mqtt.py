@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import OrderedDict
@@ -68,13 +69,18 @@ _PAHO_LOGGER.setLevel(logging.WARNING)
 
 @dataclass(frozen=True)
 class Discovery:
-    """A retained announcement (Home Assistant discovery) resent on the birth message."""
+    """A retained announcement (Home Assistant discovery) resent on the birth message.
+
+    However many births arrive (a flood of them, retained or not), at most one resend is
+    pending, and resends are at least ``min_interval_s`` apart.
+    """
 
     topic: str
     payload: bytes
     birth_topic: str  # e.g. homeassistant/status
     birth_payload: bytes = ONLINE
     resend_delay_s: tuple[float, float] = (1.0, 5.0)
+    min_interval_s: float = 5.0
 
 
 @dataclass
@@ -139,6 +145,8 @@ class MqttSink:
         self._retained: dict[str, bytes] = {}
         self._dirty: set[str] = set()
         self._dirty_event = asyncio.Event()
+        self._resend: asyncio.Task[None] | None = None  # the one pending discovery resend
+        self._discovery_sent = -math.inf  # loop time discovery was last queued to send
 
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -357,6 +365,7 @@ class MqttSink:
             await client.subscribe(self.discovery.birth_topic, qos=0)
             self._dirty.add(self.discovery.topic)
             self._retained[self.discovery.topic] = self.discovery.payload
+            self._discovery_sent = asyncio.get_running_loop().time()
         self._dirty_event.set()
         stopped = False
         try:
@@ -384,12 +393,17 @@ class MqttSink:
                 d is not None
                 and message.topic.matches(d.birth_topic)
                 and message.payload == d.birth_payload
+                and (self._resend is None or self._resend.done())  # else that one covers it
             ):
-                tg.create_task(self._resend_discovery(d))
+                self._resend = tg.create_task(self._resend_discovery(d))
 
     async def _resend_discovery(self, d: Discovery) -> None:
-        # Many devices answer the same birth message: spread them out.
-        await asyncio.sleep(self._rng.uniform(*d.resend_delay_s))
+        # Many devices answer the same birth message: spread them out; and never sooner
+        # than min_interval_s after the last time, whatever the broker delivers.
+        loop = asyncio.get_running_loop()
+        spread = self._rng.uniform(*d.resend_delay_s)
+        await asyncio.sleep(max(spread, self._discovery_sent + d.min_interval_s - loop.time()))
+        self._discovery_sent = loop.time()
         self._dirty.add(d.topic)
         self._dirty_event.set()
 
