@@ -182,8 +182,9 @@ def binary_output(
     )
 
 
-# The system call every Appender write goes through (a test injects I/O errors here).
+# The system calls every Appender write and sync go through (tests inject I/O errors here).
 _write: Callable[[int, bytes], int] = os.write
+_fsync: Callable[[int], None] = os.fsync
 
 
 class Appender:
@@ -240,7 +241,7 @@ class Appender:
         if not self.regular:
             return
         try:
-            os.fsync(self._fd)
+            _fsync(self._fd)
         except OSError as e:
             raise _fail(self.target, e) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +135,26 @@ def test_an_io_error_mid_recording_keeps_the_file_readable(
             assert out.read_bytes().endswith(b"\n")
         else:
             assert NativeRecording(out, ReadOptions(channels=CHANNELS)).torn_bytes == 0
+
+
+def test_a_failed_sync_ends_the_recording_there(
+    run_cli: RunCli, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync reports EIO (the card lost a write): one line, and nothing more is written."""
+    out = tmp_path / "rec.fsqr"
+    syncs = 0
+    size_at_failure = -1
+
+    def failing(fd: int) -> None:
+        nonlocal syncs, size_at_failure
+        syncs += 1
+        if syncs == 4:
+            size_at_failure = os.fstat(fd).st_size
+            raise OSError(errno.EIO, "Input/output error")
+        os.fsync(fd)
+
+    monkeypatch.setattr(fsqd.outfile, "_fsync", failing)
+    code, _, err = run_cli("record", "--config", config, "--out", out, "--duration", "1m")
+    assert code == 74 and err == f"fsqd: error: {out}: cannot write: Input/output error\n"
+    assert out.stat().st_size == size_at_failure  # no status block, no buffered samples after
+    assert samples(out) > 0

@@ -174,9 +174,13 @@ class NativeWriter:
         try:
             out.write(data)  # whole, or cut back to where it began
         except OutputError:
-            self.failed = True
-            out.close()
+            self._failed(out)
             raise
+
+    def _failed(self, out: Appender) -> None:
+        """The disk refused a write or a sync: write nothing more to it."""
+        self.failed = True
+        out.close()
 
     def _write_block(self, payload: bytes) -> None:
         self._write(self._out, _BLOCK.pack(len(payload), zlib.crc32(payload)) + payload)
@@ -184,7 +188,7 @@ class NativeWriter:
             try:
                 self._out.sync()
             except OutputError:
-                self.failed = True
+                self._failed(self._out)
                 raise
         self.blocks += 1
 
@@ -212,15 +216,14 @@ class NativeWriter:
         self.samples += len(t)
 
     def close(self, status: list[dict[str, Any]] | None = None) -> None:
-        """Write what is buffered and the status block, then close; after a failed write
-        only close (the file already ends at its last whole block)."""
+        """Write what is buffered and the status block, then close (after a failed write
+        it is closed already: the file ends at its last whole block)."""
         if self._out.closed:
             return
         try:
-            if not self.failed:
-                self.flush()
-                if status is not None:
-                    self._write_block(bytes([KIND_STATUS]) + json.dumps(status).encode())
+            self.flush()
+            if status is not None:
+                self._write_block(bytes([KIND_STATUS]) + json.dumps(status).encode())
         finally:
             self._out.close()
 
@@ -242,7 +245,7 @@ class CsvWriter:
             self._out.write(data)  # whole lines, or cut back to the last whole line
         except OutputError:
             self.failed = True
-            self._out.close()
+            self._out.close()  # nothing more goes to a disk that refused a write
             raise
 
     def write(self, chunk: SampleChunk) -> None:
