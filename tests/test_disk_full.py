@@ -114,12 +114,14 @@ def test_an_io_error_mid_recording_keeps_the_file_readable(
     run_cli: RunCli, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes = 0
+    good = -1  # where the file ended before the failing write
     real = fsqd.outfile._write
 
     def failing(fd: int, data: bytes) -> int:
-        nonlocal writes
+        nonlocal writes, good
         writes += 1
         if writes == 6:  # the sixth write: half of it lands, then the device fails
+            good = os.lseek(fd, 0, os.SEEK_CUR)
             real(fd, data[: len(data) // 2])
             raise OSError(errno.EIO, "Input/output error")
         return real(fd, data)
@@ -130,6 +132,7 @@ def test_an_io_error_mid_recording_keeps_the_file_readable(
         out = tmp_path / f"rec{suffix}"
         code, _, err = run_cli("record", "--config", config, "--out", out, "--duration", "1m")
         assert code == 74 and err == f"fsqd: error: {out}: cannot write: Input/output error\n"
+        assert out.stat().st_size == good  # cut back; nothing (no status block) after it
         assert samples(out) > 0
         if suffix == ".csv":
             assert out.read_bytes().endswith(b"\n")
