@@ -245,7 +245,6 @@ class CsvWriter:
             self._out.write(data)  # whole lines, or cut back to the last whole line
         except OutputError:
             self.failed = True
-            self._out.close()  # nothing more goes to a disk that refused a write
             raise
 
     def write(self, chunk: SampleChunk) -> None:
