@@ -263,3 +263,21 @@ def test_a_failed_body_keeps_the_old_file_and_names_the_partial(tmp_path: Path) 
     with text_output(out) as fh:
         fh.write("new")
     assert victim.read_text() == "keep" and out.read_text() == "new"
+
+
+def test_model_import_follows_a_symlinked_package(tmp_path: Path) -> None:
+    from conftest import MODELS
+
+    from fsqd.model.importer import ImportOptions, import_model
+
+    real = tmp_path / "models" / "dog-v2"
+    real.parent.mkdir()
+    link = tmp_path / "current"
+    link.symlink_to(real)  # dangling until the first import
+    full = MODELS / "m13_d1_nohead" / "full.onnx"
+    import_model(full, link, ImportOptions(sample_rate_hz=100.0))
+    assert link.is_symlink() and load_package(link).path == link and (real / "model.json").is_file()
+    # --force replaces the package the link points to; the link stays.
+    import_model(full, link, ImportOptions(sample_rate_hz=100.0, name="again", overwrite=True))
+    assert link.is_symlink() and load_package(real).card.name == "again"
+    assert sorted(p.name for p in real.parent.iterdir()) == ["dog-v2"]  # no temporary left
