@@ -127,14 +127,14 @@ def cmd_model_import(args: argparse.Namespace) -> int:
 
 
 def _read_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from fsqd.errors import ConfigError, NoInputError
+    from fsqd.errors import ConfigError
+    from fsqd.safefile import CONFIG_MAX, read_text
 
+    text = read_text(path, limit=CONFIG_MAX, what="a JSON normalisation file")
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        d = json.loads(text)
         return tuple(map(float, d["mean"])), tuple(map(float, d["std"]))
-    except FileNotFoundError:
-        raise NoInputError(f"{path}: no such file") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise ConfigError(f'{path}: expected JSON {{"mean": [...], "std": [...]}} ({e})') from None
 
 
@@ -302,21 +302,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from fsqd.config import load_config
+    from fsqd.config import load_for_run
     from fsqd.service.daemon import LoggingOverride, run_daemon
     from fsqd.service.simulate import parse_duration
 
     duration = None if args.duration is None else parse_duration(args.duration)
     logs = LoggingOverride(args.log_format, args.log_level)
-    return run_daemon(
-        load_config(args.config), duration_s=duration, stdout=args.stdout, log_override=logs
-    )
+    config = load_for_run(args.config, stdout=args.stdout)
+    return run_daemon(config, duration_s=duration, stdout=args.stdout, log_override=logs)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from fsqd.config import describe, load_config
+    from fsqd.config import describe, load_for_run
 
-    print(describe(load_config(args.config)))
+    # The very checks `fsqd run` makes before it starts (without --stdout).
+    print(describe(load_for_run(args.config)))
     return 0
 
 

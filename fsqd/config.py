@@ -13,17 +13,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tomllib
+import stat
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsqd.backends.hailo import HailoSettings, parse_hailo
-from fsqd.errors import ConfigError, FsqdError
+from fsqd.errors import ConfigError, FsqdError, NoInputError
 from fsqd.model.package import ModelPackage, load_package
+from fsqd.safefile import kind_of
 from fsqd.sensors.config import SensorConfig, parse_sensors
-from fsqd.sinks.homeassistant import HomeAssistantSettings, parse_homeassistant
+from fsqd.sinks.homeassistant import HomeAssistantSettings, ha_topics, parse_homeassistant
 from fsqd.sinks.mqtt import MqttSettings, default_node_id, parse_mqtt
-from fsqd.tomlcheck import Table
+from fsqd.sinks.mqttconfig import topic_problem
+from fsqd.tomlcheck import Table, load_toml
 
 BACKENDS = ("auto", "hailo", "onnx")
 LOG_FORMATS = ("auto", "console", "json", "journal")
@@ -102,20 +105,52 @@ def _parse_mqtt(table: Table, node_id: str | None, base: Path) -> MqttSettings |
 # -- the file --
 
 
+def load_for_run(path: Path, *, stdout: bool = False) -> Config:
+    """The config as ``fsqd run`` takes it, and ``fsqd check-config`` checks it: the file
+    (``load_config``), then what the daemon needs of the machine before it starts (the
+    state directory, unless codes go to stdout). Any problem is one line, exit 78."""
+    config = load_config(path)
+    if not stdout:
+        prepare_state_dir(config)
+    return config
+
+
+def prepare_state_dir(config: Config) -> None:
+    """``[service] state_dir`` holds the spool when a broker is configured: it must be a
+    directory (created when missing, as the spool would) in which files can be created."""
+    if config.mqtt is None:
+        return
+    path = config.service.state_dir
+
+    def error(why: str) -> ConfigError:
+        return ConfigError(f"{config.path.name} [service] state_dir: {path}: {why}")
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        pass  # something that is not a directory: named below
+    except OSError as e:
+        raise error(f"cannot create it: {e.strerror or e}") from None
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise error(f"cannot use it: {e.strerror or e}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise error(f"is {kind_of(st.st_mode)}, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fsqd-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise error(f"cannot create files in it: {e.strerror or e}") from None
+
+
 def load_config(path: Path) -> Config:
     """Read and check the whole file; any problem is a one-line ConfigError."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        raw, data = load_toml(path)
+    except NoInputError as e:
+        raise ConfigError(str(e)) from None  # the daemon's config is configuration (exit 78)
     root = Table(data, path.name)
     base = path.parent
     model = _model(root.table("model"), base)
@@ -143,6 +178,8 @@ def load_config(path: Path) -> Config:
     ha_t = root.table("homeassistant")
     ha = parse_homeassistant(ha_t)
     ha_t.done()
+    if mqtt is not None and ha.enabled and (problem := topic_problem(ha_topics(ha, mqtt))):
+        raise ha_t.error("prefix", problem)
     sensor_tables = root.tables("sensor")
     if not sensor_tables:
         raise root.error("[[sensor]]", "missing: the daemon needs at least one sensor table")

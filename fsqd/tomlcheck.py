@@ -8,14 +8,21 @@ default. Every message starts with the place, then the key, then what was wrong.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import math
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fsqd.errors import ConfigError
+from fsqd.safefile import CONFIG_MAX, FileProblem, read_bytes
 
 T = TypeVar("T")
+
+# Tables and arrays inside each other: fsqd's own files need 3 levels; far more is not a config.
+MAX_DEPTH = 32
 
 _MISSING: Any = object()
 
@@ -73,6 +80,10 @@ class Table:
             raise self.error(
                 key, f"expected {_KIND_NAMES.get(kind, kind.__name__)}, got {_describe(value)}"
             )
+        seen: object = value
+        if isinstance(seen, str) and "\x00" in seen:
+            # No path, topic, host or name may hold one (the OS cuts a path there).
+            raise self.error(key, "contains a NUL character (\\u0000)")
         return value
 
     def optional(self, key: str, kind: type[T]) -> T | None:
@@ -145,3 +156,53 @@ class Table:
 def _near(word: str, valid: set[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, sorted(valid), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_toml(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """A TOML file's bytes and its parsed tables.
+
+    The file must be a regular file under ``CONFIG_MAX`` (FileProblem, a NoInputError,
+    otherwise: the caller words it); a UTF-8 byte-order mark (Windows editors write one) is
+    skipped; bad text, bad TOML and absurd nesting are one-line ConfigErrors.
+    """
+    if not path.exists() and not path.is_symlink():
+        raise FileProblem(f"{path}: no such config file")
+    raw = read_bytes(path, limit=CONFIG_MAX, what="a config file")
+    body = raw[len(codecs.BOM_UTF8) :] if raw.startswith(codecs.BOM_UTF8) else raw
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        # tomllib descends once per nested array or inline table.
+        raise ConfigError(_too_deep(path)) from None
+    if nesting_depth(data) > MAX_DEPTH:
+        raise ConfigError(_too_deep(path))
+    return raw, data
+
+
+def _too_deep(path: Path) -> str:
+    return f"{path}: tables and arrays nested more than {MAX_DEPTH} levels deep"
+
+
+def nesting_depth(value: object) -> int:
+    """How deep tables and arrays go (without recursion: the depth is what is in doubt)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, Mapping):
+            children: list[object] = list(v.values())
+        elif isinstance(v, list):
+            children = v
+        else:
+            continue
+        deepest = max(deepest, d + 1)
+        if deepest > MAX_DEPTH:
+            break  # enough to refuse it; no need to walk the rest
+        stack.extend((c, d + 1) for c in children)
+    return deepest

@@ -97,6 +97,10 @@ def test_documented_keys_finds_commented_and_live_keys() -> None:
 
 
 @pytest.mark.parametrize("cfg", [REFERENCE, DEMO])
-def test_shipped_configs_pass_check_config(cfg: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_shipped_configs_pass_check_config(
+    cfg: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The state directory as systemd's StateDirectory= hands it over (check-config probes it).
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     assert main(["check-config", str(cfg)]) == 0
     assert f"{cfg}: ok" in capsys.readouterr().out

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
+import os
+import signal
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -327,3 +331,59 @@ def test_encoder_is_closed_when_the_daemon_stops(tmp_path: Path) -> None:
     )
     assert asyncio.run(daemon.run()) == 0
     assert closed == [True]
+
+
+class Stamped(JsonLinesSink):
+    """JSON lines, with the monotonic time each code was handed over."""
+
+    def __init__(self) -> None:
+        super().__init__(io.StringIO())
+        self.times: list[float] = []
+
+    def submit_code(self, payload: bytes, seq: int) -> None:
+        self.times.append(time.monotonic())
+        super().submit_code(payload, seq)
+
+
+def test_a_stuck_config_read_on_sighup_never_holds_up_the_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(tmp_path, "[window]\nhop = 10\n")
+    release = threading.Event()
+
+    def stuck(path: Path) -> Any:  # a config on a hung network mount
+        release.wait(3.0)
+        return load_config(path)
+
+    monkeypatch.setattr(daemon_mod, "load_config", stuck)
+    monkeypatch.setattr(daemon_mod, "RELOAD_TIMEOUT_S", 0.5, raising=False)
+    sink, notes = Stamped(), Recorder()
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=[sink],
+        notifier=notes,
+        duration_s=3.0,
+        handle_signals=True,
+    )
+
+    async def main() -> int:
+        # The first window completes at 1 s; from then on a code every 0.1 s.
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.3, os.kill, os.getpid(), signal.SIGHUP)
+        loop.call_later(1.5, os.kill, os.getpid(), signal.SIGHUP)  # while the first waits
+        return await daemon.run()
+
+    try:
+        with structlog.testing.capture_logs() as logs:
+            assert asyncio.run(main()) == 0
+    finally:
+        release.set()
+    # Codes every 0.1 s throughout (hop 10 at 100 Hz), the stuck read or not.
+    assert len(sink.times) >= 15
+    assert max(b - a for a, b in itertools.pairwise(sink.times)) < 0.5
+    failed = [e for e in logs if e["event"] == "reload failed: keeping the running config"]
+    assert len(failed) == 1 and "not read within 0.5 s" in failed[0]["error"], logs
+    assert any(e["event"] == "reload already in progress: SIGHUP ignored" for e in logs)
+    after = notes.calls[notes.calls.index("reloading") :]
+    assert after.count("reloading") == 1 and "ready" in after  # systemd is told it is over

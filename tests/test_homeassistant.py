@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
@@ -113,7 +114,8 @@ def test_discovery_retained_and_resent_on_birth(broker: Mosquitto, tmp_path: Pat
     ha = HomeAssistantSettings(resend_min_s=0.2, resend_max_s=0.4)
     mqtt = MqttSettings(host=broker.host, port=broker.port, node_id="barn-3")
     d = discovery_for(ha, mqtt, labels=LABELS, model_name="m13")
-    assert d is not None
+    assert d is not None and d.min_interval_s == 5.0
+    d = dataclasses.replace(d, min_interval_s=0.2)  # the test's patience, not HA's
     topic = "homeassistant/device/fsqd_barn-3/config"
 
     async def main() -> None:
@@ -135,5 +137,59 @@ def test_discovery_retained_and_resent_on_birth(broker: Mosquitto, tmp_path: Pat
             await task
         async with Collector(broker, "homeassistant/device/#") as late:  # retained
             await late.wait_for(lambda c: [r for _, _, r in c.messages] == [True])
+
+    asyncio.run(main())
+
+
+def test_a_flood_of_births_is_one_resend_every_few_seconds(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """2,000 retained ``online`` births in a burst, then a second burst: discovery goes out
+    once on connect and at most once per ``min_interval_s`` after that."""
+    ha = HomeAssistantSettings(resend_min_s=0.05, resend_max_s=0.1)
+    mqtt = MqttSettings(host=broker.host, port=broker.port, node_id="barn-3")
+    d = discovery_for(ha, mqtt, labels=LABELS, model_name="m13")
+    assert d is not None
+    d = dataclasses.replace(d, min_interval_s=1.0)
+    topic = "homeassistant/device/fsqd_barn-3/config"
+
+    async def flood(client: aiomqtt.Client) -> float:
+        t0 = time.monotonic()
+        for _ in range(1000):
+            await client.publish("homeassistant/status", b"online", qos=0, retain=True)
+        return time.monotonic() - t0
+
+    async def main() -> None:
+        async with Collector(broker, "homeassistant/device/#") as c:
+            sink = MqttSink(mqtt, tmp_path / "spool.db", discovery=d)
+            task = asyncio.create_task(sink.run())
+            await c.wait_for(lambda c: len(c.payloads(topic)) == 1)  # on connect
+            baseline = len(asyncio.all_tasks())
+            peak = baseline
+
+            async def sample() -> None:
+                nonlocal peak
+                while True:
+                    peak = max(peak, len(asyncio.all_tasks()))
+                    await asyncio.sleep(0.005)
+
+            sampler = asyncio.create_task(sample())
+            t0 = time.monotonic()
+            async with aiomqtt.Client(broker.host, broker.port) as ha_client:
+                busy = await flood(ha_client)
+                await c.wait_for(lambda c: len(c.payloads(topic)) >= 2)  # births are heard
+                busy += await flood(ha_client)
+                await ha_client.publish("homeassistant/status", b"", qos=1, retain=True)
+            await asyncio.sleep(2.5)  # quiet: what is pending goes out, then nothing more
+            elapsed = time.monotonic() - t0
+            sampler.cancel()
+            await sink.aclose(5)
+            await task
+        resends = len(c.payloads(topic)) - 1
+        assert busy < elapsed
+        assert 1 <= resends <= elapsed / d.min_interval_s + 1, (resends, elapsed)
+        # Births join the one pending resend: no task per birth piles up meanwhile (the
+        # sampler, the second client's tasks and the one resend come on top).
+        assert peak <= baseline + 10, (peak, baseline)
 
     asyncio.run(main())

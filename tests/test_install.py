@@ -197,7 +197,7 @@ def test_uninstall_keeps_config_and_state_purge_removes_them(tmp_path: Path, con
     root.mkdir()
     staged(root, config)
     state = root / "var/lib/fsqd"
-    state.mkdir(parents=True)
+    state.mkdir(parents=True, exist_ok=True)  # check-config made it, as StateDirectory= would
     (state / "spool.sqlite").write_bytes(b"codes")
     venv = root / "opt/fsqd"
     venv.mkdir(parents=True)

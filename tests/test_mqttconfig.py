@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from mosquitto import TlsFiles
 
 from fsqd.errors import ConfigError
 from fsqd.sinks.mqtt import MqttSettings, Secret, parse_mqtt
@@ -87,7 +88,7 @@ def test_credentials_from_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_unreadable_credential_file_is_one_line(tmp_path: Path) -> None:
     msg = error(f'host = "b"\nusername = "u"\npassword_file = "{tmp_path / "missing"}"')
     assert msg.startswith("fsqd.toml [mqtt] password_file: unreadable credential file")
-    assert "No such file" in msg
+    assert "missing: no such file" in msg
     (tmp_path / "empty").write_text("\n")
     assert "exactly one non-empty line" in error(
         f'host = "b"\nusername = "u"\npassword_file = "{tmp_path / "empty"}"'
@@ -104,9 +105,8 @@ def test_one_source_per_credential(tmp_path: Path) -> None:
     assert "needs a username" in error(f'host = "b"\npassword_file = "{tmp_path / "p"}"')
 
 
-def test_tls(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.crt"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+def test_tls(tmp_path: Path, tls_files: TlsFiles) -> None:
+    ca = tls_files.ca
     s = parse(f'host = "b"\nca_file = "{ca}"')
     assert (s.tls, s.port, s.ca_file, s.tls_insecure) == (True, 8883, ca, False)
     assert parse('host = "b"\ntls = true').ca_file is None  # the system's CA store

@@ -115,6 +115,27 @@ def test_sighup_reloads_and_names_what_needs_a_restart(
     assert max(abs(b - a - 0.1) for a, b in itertools.pairwise(t_end)) < 1e-3
 
 
+def test_sighup_with_a_fifo_for_a_config_keeps_running(
+    tmp_path: Path, listener: NotifyListener
+) -> None:
+    cfg = write_config(tmp_path / "fsqd.toml", "[logging]\nformat = 'json'")
+    proc = start(cfg, listener)
+    try:
+        listener.wait_for("READY", 30, "1")
+        cfg.unlink()
+        os.mkfifo(cfg)  # nobody ever writes: a plain read of it would wait for ever
+        proc.send_signal(signal.SIGHUP)
+        listener.wait_for("RELOADING", 5, "1")
+        listener.wait_for("READY", 5, "1")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    failed = [e for e in log_events(err) if e.get("event", "").startswith("reload failed")]
+    assert len(failed) == 1 and "is a FIFO, not a regular file" in failed[0]["error"]
+
+
 def test_check_config_summarises(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "fsqd.toml", "[window]\nhop = 10\n")
     r = subprocess.run(

@@ -176,7 +176,9 @@ do_install() {
 }
 
 # The config is checked as the service will read it: a password credential is handed
-# over the way LoadCredential= does, in $CREDENTIALS_DIRECTORY.
+# over the way LoadCredential= does, in $CREDENTIALS_DIRECTORY, and the state directory
+# the way StateDirectory= does, in $STATE_DIRECTORY (check-config creates it if missing,
+# as fsqd run would; systemd gives it to the fsqd user and mode 0750 when it starts).
 check_config() {
     local cfg=$1 creds
     local -a cmd
@@ -196,7 +198,8 @@ check_config() {
         install -m 0600 "$root/etc/fsqd/mqtt-password" "$creds/mqtt-password"
     fi
     printf '+ %s\n' "${cmd[*]} check-config $cfg"
-    if ! CREDENTIALS_DIRECTORY=$creds "${cmd[@]}" check-config "$cfg"; then
+    if ! CREDENTIALS_DIRECTORY=$creds STATE_DIRECTORY=$root/var/lib/fsqd \
+        "${cmd[@]}" check-config "$cfg"; then
         die "check-config failed: fix $cfg, then run install.sh again (the service was not enabled)"
     fi
 }

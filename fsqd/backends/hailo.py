@@ -34,6 +34,7 @@ import structlog
 
 from fsqd.errors import ConfigError, FsqdError, ModelError
 from fsqd.model.package import ModelPackage
+from fsqd.safefile import MODEL_MAX, regular_file
 from fsqd.tomlcheck import Table
 
 log = structlog.get_logger(__name__)
@@ -480,6 +481,7 @@ class HailoEncoder:
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         global _owner
+        regular_file(hef, what="a HEF", limit=MODEL_MAX)  # HailoRT reads it whole
         self.package = package
         self.hef = hef
         self.settings = settings or HailoSettings()

@@ -16,6 +16,7 @@ from fsqd.errors import ModelError, NoInputError, UsageError
 from fsqd.model.card import expected_input_shape
 from fsqd.model.graphcheck import check_package
 from fsqd.model.package import ModelPackage
+from fsqd.safefile import MODEL_MAX, regular_file
 
 
 def open_session(model: Path | bytes, threads: int | None = None) -> Any:
@@ -35,6 +36,8 @@ def open_session(model: Path | bytes, threads: int | None = None) -> Any:
     if threads is not None:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if not isinstance(model, bytes):
+        regular_file(model, what="an ONNX model", limit=MODEL_MAX)
     source = model if isinstance(model, bytes) else str(model)
     try:
         return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
@@ -48,8 +51,9 @@ def load_onnx(path: Path) -> Any:
     """The ONNX graph of a file; missing is NoInputError, unreadable a one-line ModelError."""
     import onnx
 
-    if not path.is_file():
+    if not path.exists():
         raise NoInputError(f"{path}: no such ONNX file")
+    regular_file(path, what="an ONNX model", limit=MODEL_MAX)
     try:
         return onnx.load(str(path))
     except Exception as e:  # protobuf's DecodeError and friends

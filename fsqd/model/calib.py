@@ -8,6 +8,7 @@ on random [0, 1] data clips every negative z-score.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from fsqd.backends.hailo import hef_frame_shape, to_frames
 from fsqd.errors import DataError, OutputError, UsageError
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage
+from fsqd.outfile import binary_output
 from fsqd.pipeline import WindowStream
 from fsqd.sensors.files import ReadOptions, open_recording
 from fsqd.stream.chunk import SampleChunk
@@ -144,11 +146,16 @@ def build_calibration(
         keep = np.linspace(0, seen - 1, max_windows).round().astype(np.int64)
         stream_windows = stream_windows[keep]
     frames = to_frames(InputLayout(package.card)(stream_windows))
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, frames)
-    except OSError as e:
-        raise OutputError(f"{out}: cannot write the calibration set: {e.strerror or e}") from None
+    with binary_output(out, make_parents=True) as fh:
+        try:
+            # Through memory (a few MB): numpy's direct path needs a seekable file, and --out
+            # may be a pipe. Written where --out says, no .npy suffix added.
+            buf = io.BytesIO()
+            np.save(buf, frames)
+            fh.write(buf.getbuffer())
+        except OSError as e:
+            why = e.strerror or e
+            raise OutputError(f"{out}: cannot write the calibration set: {why}") from None
     return CalibReport(out, tuple(frames.shape), seen, _ranges(package, stream_windows))
 
 

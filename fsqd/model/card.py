@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.errors import ConfigError, NoInputError
+from fsqd.safefile import CONFIG_MAX, read_text
 
 CARD_FORMAT = "fsqd-model/1"
 Stage = Literal["projection", "bounded"]
@@ -153,12 +154,9 @@ class ModelCard:
 
     @classmethod
     def load(cls, path: Path) -> ModelCard:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise NoInputError(f"{path}: no model card") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise NoInputError(f"{path}: cannot read the model card: {e}") from None
+        if not path.exists():
+            raise NoInputError(f"{path}: no model card")
+        text = read_text(path, limit=CONFIG_MAX, what="a model card")
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:

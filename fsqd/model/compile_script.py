@@ -19,6 +19,8 @@ from fsqd.backends.hailo import hef_frame_shape
 from fsqd.backends.onnx import load_onnx
 from fsqd.errors import DataError, ModelError, OutputError
 from fsqd.model.package import ModelPackage
+from fsqd.outfile import text_output
+from fsqd.safefile import regular_file
 
 ARCHES = ("hailo8", "hailo8l")
 SCRIPT_FILE = "compile_hef.sh"
@@ -76,6 +78,7 @@ def plan(package: ModelPackage, arch: str = "hailo8", calib: str = CALIB_FILE) -
 
 def check_calibration(package: ModelPackage, path: Path) -> tuple[int, ...]:
     """A calibration set the optimizer can use: float32 (N, H, W, C) of the HEF's frames."""
+    regular_file(path, what="a .npy calibration set")  # memory-mapped: no size cap
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -128,9 +131,10 @@ def write_script(
     if calib.exists():
         check_calibration(package, calib)
     target = out or package.path / SCRIPT_FILE
-    try:
-        target.write_text(render(package, p), encoding="utf-8")
-        target.chmod(0o755)
-    except OSError as e:
-        raise OutputError(f"{target}: cannot write the script: {e.strerror or e}") from None
+    # 0755 on the file written; a FIFO or device named by --out keeps its own mode.
+    with text_output(target, mode_bits=0o755) as fh:
+        try:
+            fh.write(render(package, p))
+        except OSError as e:
+            raise OutputError(f"{target}: cannot write the script: {e.strerror or e}") from None
     return target, p

@@ -36,7 +36,9 @@ from fsqd.model.surgery import (
     index_outputs,
     rename_input,
 )
+from fsqd.outfile import resolved
 from fsqd.pipeline import CodePipeline, rates_match
+from fsqd.safefile import MODEL_MAX, kind_of, read_bytes
 
 DEFAULT_CHANNELS = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 DEFAULT_UNITS = ("m/s^2",) * 3 + ("rad/s",) * 3 + ("uT",) * 3
@@ -163,10 +165,11 @@ def _input_layout(
 def _check_out(out: Path, overwrite: bool) -> None:
     """--out must be a new directory, or a package to replace with --force; never a file,
     never someone's other directory."""
-    if not out.exists() and not out.is_symlink():
+    if not out.exists():
         return
     if not out.is_dir():
-        raise ConfigError(f"{out}: is a file; --out names the package directory to create")
+        what = "a file" if out.is_file() else kind_of(out.stat().st_mode)
+        raise ConfigError(f"{out}: is {what}; --out names the package directory to create")
     is_package = (out / CARD_FILE).is_file()
     if not is_package and any(out.iterdir()):
         raise ConfigError(
@@ -208,6 +211,8 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
     """Cut ``full`` at the FSQ, write a package at ``out`` and check it end to end."""
     import onnx
 
+    # A symlink is followed (the package replaces what it points to, the link stays).
+    out = resolved(out)
     _check_out(out, opts.overwrite)
     channels, units = _channels(opts)
     model = load_onnx(full)
@@ -254,7 +259,7 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
         raise ConfigError("--head-output given but the model does not compute the FSQ codes")
 
     n = len(channels)
-    digest = hashlib.sha256(full.read_bytes()).hexdigest()
+    digest = hashlib.sha256(read_bytes(full, limit=MODEL_MAX, what="an ONNX model")).hexdigest()
     card = ModelCard(
         name=opts.name or full.stem,
         version=opts.version,

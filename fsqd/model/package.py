@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fsqd.errors import ModelError, NoInputError
 from fsqd.model.card import ModelCard
+from fsqd.safefile import MODEL_MAX, regular_file
 
 CARD_FILE = "model.json"
 DEFAULT_MODEL = "default"
@@ -57,6 +58,8 @@ def load_package(path: str | Path | None = None) -> ModelPackage:
     card = ModelCard.load(root / CARD_FILE)
     pkg = ModelPackage(root, card)
     for f in (pkg.encoder_onnx, pkg.head_onnx):
-        if f is not None and not f.is_file():
+        if f is not None and not f.exists():
             raise NoInputError(f"{f}: the model card names this file but it is missing")
+        if f is not None:
+            regular_file(f, what="an ONNX model", limit=MODEL_MAX)
     return pkg

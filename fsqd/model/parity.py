@@ -22,10 +22,11 @@ from fsqd.backends.hailo import (
 )
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.backends.select import hef_path
-from fsqd.errors import DataError, NoInputError
+from fsqd.errors import DataError
 from fsqd.fsq import FSQ
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import ModelPackage
+from fsqd.safefile import ARRAY_MAX, regular_file
 
 TARGETS: dict[tuple[str, str], float] = {("hailo", "onnx"): 0.95, ("onnx", "reference"): 0.99}
 BATCH = 256
@@ -110,8 +111,7 @@ def compare(package: ModelPackage, a: str, ya: Array, b: str, yb: Array) -> Comp
 
 
 def _load(path: Path, what: str) -> npt.NDArray[np.floating]:
-    if not path.is_file():
-        raise NoInputError(f"{path}: no such file")
+    regular_file(path, what="a .npy array", limit=ARRAY_MAX)  # loaded whole
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:

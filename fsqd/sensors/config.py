@@ -15,7 +15,6 @@ Every problem is one ``ConfigError`` line naming the table and key.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,10 +22,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.errors import ConfigError, NoInputError
+from fsqd.errors import ConfigError
 from fsqd.sensors.driver import get_spec
 from fsqd.sensors.sim import BEHAVIOURS
-from fsqd.tomlcheck import Table
+from fsqd.tomlcheck import Table, load_toml
 
 EMULATED = "emulated"
 AXES = ("x", "y", "z")
@@ -253,16 +252,7 @@ def read_sensor_file(path: str | Path) -> tuple[SensorConfig, ...]:
     """The ``[[sensor]]`` tables of a TOML config file; other top-level tables are left
     to whoever reads the whole file."""
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NoInputError(f"{p}: no such config file") from None
-    except OSError as e:
-        raise NoInputError(f"{p}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: {e}") from None
+    _, data = load_toml(p)
     sensors = parse_sensors(Table(data, p.name).tables("sensor"))
     if not sensors:
         raise ConfigError(f"{p}: no [[sensor]] table")

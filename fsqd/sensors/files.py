@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.errors import DataError, FsqdError, NoInputError, UsageError
+from fsqd.safefile import regular_file
 from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.timebase import UNITS, detect_time_unit
 
@@ -816,10 +817,8 @@ def _matrix(a: Any, path: Path) -> npt.NDArray[Any]:
 def open_recording(path: str | Path, options: ReadOptions) -> Recording:
     """Open ``path`` (.npy, .npz, .fsqr by suffix, anything else as CSV), check its columns."""
     p = Path(path)
-    if not p.exists():
-        raise NoInputError(f"{p}: no such file")
-    if not p.is_file():
-        raise NoInputError(f"{p}: not a regular file")
+    # Read in bounded chunks, so no size cap; but never a FIFO or a device (no end).
+    regular_file(p, what="a recording")
     try:
         with p.open("rb") as fh:
             fh.read(1)

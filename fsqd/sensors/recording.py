@@ -23,8 +23,8 @@ the reader and cut off before the next append.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.errors import DataError, NoInputError, OutputError
+from fsqd.outfile import Appender, output_target
 from fsqd.sensors.files import ABSOLUTE_AFTER, ReadOptions, Recording, column_names
 from fsqd.stream.chunk import SampleChunk
 
@@ -136,26 +137,24 @@ class NativeWriter:
         self._t: list[npt.NDArray[np.float64]] = []
         self._x: list[npt.NDArray[np.float32]] = []
         self._segment = False
-        self._fh = self._open(header)
-
-    def _open(self, header: dict[str, Any]) -> BinaryIO:
-        p = self.path
-        try:
-            if p.exists() and p.stat().st_size > 0:
-                self._check_compatible(header)
-                end = valid_end(p)
-                fh: BinaryIO = p.open("r+b")
-                fh.truncate(end)  # a torn block from a power cut goes
-                fh.seek(end)
-            else:
-                p.parent.mkdir(parents=True, exist_ok=True)
-                fh = p.open("wb")
-                fh.write(MAGIC + struct.pack("<H", VERSION))
-        except OSError as e:
-            raise OutputError(f"{p}: cannot write: {e.strerror or e}") from None
-        self._fh = fh
+        self.failed = False  # a write failed: the file ends at the last whole block
+        self._out = self._open(header)
         self._write_block(bytes([KIND_HEADER]) + json.dumps(header).encode())
-        return fh
+
+    def _open(self, header: dict[str, Any]) -> Appender:
+        """Append to a recording that is there (a regular file), else start one; a FIFO
+        or a device is written in place, never replaced (``fsqd.outfile``)."""
+        target = output_target(self.path)
+        if target.exists and not target.special and target.path.stat().st_size > 0:
+            try:
+                self._check_compatible(header)
+                end = valid_end(target.path)
+            except OSError as e:
+                raise OutputError(f"{self.path}: cannot read: {e.strerror or e}") from None
+            return Appender(target, keep=end)  # a torn block from a power cut goes
+        out = Appender(target)
+        self._write(out, MAGIC + struct.pack("<H", VERSION))
+        return out
 
     def _check_compatible(self, header: dict[str, Any]) -> None:
         with self.path.open("rb") as fh:
@@ -171,14 +170,26 @@ class NativeWriter:
                     return
         raise OutputError(f"{self.path}: exists but holds no recording header; not appending")
 
-    def _write_block(self, payload: bytes) -> None:
+    def _write(self, out: Appender, data: bytes) -> None:
         try:
-            self._fh.write(_BLOCK.pack(len(payload), zlib.crc32(payload)) + payload)
-            self._fh.flush()
-            if self.fsync:
-                os.fsync(self._fh.fileno())
-        except OSError as e:
-            raise OutputError(f"{self.path}: write failed: {e.strerror or e}") from None
+            out.write(data)  # whole, or cut back to where it began
+        except OutputError:
+            self._failed(out)
+            raise
+
+    def _failed(self, out: Appender) -> None:
+        """The disk refused a write or a sync: write nothing more to it."""
+        self.failed = True
+        out.close()
+
+    def _write_block(self, payload: bytes) -> None:
+        self._write(self._out, _BLOCK.pack(len(payload), zlib.crc32(payload)) + payload)
+        if self.fsync:
+            try:
+                self._out.sync()
+            except OutputError:
+                self._failed(self._out)
+                raise
         self.blocks += 1
 
     def write(self, chunk: SampleChunk) -> None:
@@ -205,14 +216,16 @@ class NativeWriter:
         self.samples += len(t)
 
     def close(self, status: list[dict[str, Any]] | None = None) -> None:
-        if self._fh.closed:
+        """Write what is buffered and the status block, then close (after a failed write
+        it is closed already: the file ends at its last whole block)."""
+        if self._out.closed:
             return
         try:
             self.flush()
             if status is not None:
                 self._write_block(bytes([KIND_STATUS]) + json.dumps(status).encode())
         finally:
-            self._fh.close()
+            self._out.close()
 
 
 class CsvWriter:
@@ -222,30 +235,32 @@ class CsvWriter:
         self.path = Path(path)
         self.width = len(header["channels"])
         self.samples = 0
+        self.failed = False  # a write failed: the file ends at the last whole line
+        self._fmt = "%.6f," + ",".join(["%.9g"] * self.width)
+        self._out = Appender(self.path)  # started empty; a FIFO or device written in place
+        self._write((",".join(["t", *header["channels"]]) + "\n").encode())
+
+    def _write(self, data: bytes) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("w", encoding="utf-8", newline="")
-            self._fh.write(",".join(["t", *header["channels"]]) + "\n")
-        except OSError as e:
-            raise OutputError(f"{self.path}: cannot write: {e.strerror or e}") from None
+            self._out.write(data)  # whole lines, or cut back to the last whole line
+        except OutputError:
+            self.failed = True
+            raise
 
     def write(self, chunk: SampleChunk) -> None:
         if not len(chunk):
             return
         rows = np.column_stack([chunk.t, chunk.x.astype(np.float64)])
-        fmt = "%.6f," + ",".join(["%.9g"] * self.width)
-        try:
-            np.savetxt(self._fh, rows, fmt=fmt)
-            self._fh.flush()
-        except OSError as e:
-            raise OutputError(f"{self.path}: write failed: {e.strerror or e}") from None
+        text = io.StringIO()
+        np.savetxt(text, rows, fmt=self._fmt)
+        self._write(text.getvalue().encode())
         self.samples += len(chunk)
 
     def flush(self) -> None:
-        self._fh.flush()
+        pass  # every write went to the kernel whole
 
     def close(self, status: list[dict[str, Any]] | None = None) -> None:
-        self._fh.close()
+        self._out.close()
 
 
 def recording_header(

@@ -26,15 +26,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import math
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +67,9 @@ _MAX_IN_FLIGHT = 100_000
 FINAL_STATS_WAIT_S = 1.0
 # systemd's STATUS= line: from READY on, this often (the stats period may be minutes).
 STATUS_INTERVAL_S = 5.0
+# A SIGHUP's config read gives up after this (the file is on a hung mount, say).
+RELOAD_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 
 class Acquisition(Protocol):
@@ -191,6 +196,7 @@ class Daemon:
         self._started = time.monotonic()
         self._t_started = time.time()  # for info; a SIGHUP may come before _serve resets it
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fsqd-infer")
+        self._reload_task: asyncio.Task[None] | None = None
         self._synced: bool | None = clock_synced()
         for sink in self.sinks:
             sink.on_published = self._published
@@ -221,7 +227,7 @@ class Daemon:
         if self.handle_signals:
             loop.add_signal_handler(signal.SIGTERM, self.stop, "SIGTERM")
             loop.add_signal_handler(signal.SIGINT, self.stop, "SIGINT")
-            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            loop.add_signal_handler(signal.SIGHUP, self._sighup)
         if self.duration_s is not None:
             loop.call_later(self.duration_s, self.stop, "duration")
         try:
@@ -545,14 +551,43 @@ class Daemon:
 
     # -- SIGHUP --
 
+    def _sighup(self) -> None:
+        """SIGHUP, on the loop: the file is read in a thread, so a slow or stuck read (a
+        network mount, a FIFO swapped in) never holds up the stream; past RELOAD_TIMEOUT_S
+        the running config stays."""
+        if self._reload_task is not None and not self._reload_task.done():
+            log.warning("reload already in progress: SIGHUP ignored")
+            return
+        self.notifier.reloading()
+        self._reload_task = asyncio.get_running_loop().create_task(self._reload_in_thread())
+
+    async def _reload_in_thread(self) -> None:
+        path = self.config.path
+        try:
+            new = await asyncio.wait_for(_in_thread(load_config, path), RELOAD_TIMEOUT_S)
+        except TimeoutError:
+            self._reload_failed(f"{path}: not read within {RELOAD_TIMEOUT_S:g} s")
+        except Exception as e:  # FsqdError: one line; anything else still must not stop us
+            self._reload_failed(str(e) if isinstance(e, FsqdError) else repr(e))
+        else:
+            self._apply(new)
+
     def reload(self) -> None:
+        """Read the config file again and apply it, here and now (SIGHUP goes through
+        ``_sighup``, which reads it in a thread)."""
         self.notifier.reloading()
         try:
             new = load_config(self.config.path)
         except FsqdError as e:
-            log.error("reload failed: keeping the running config", error=str(e))
-            self.notifier.ready()
+            self._reload_failed(str(e))
             return
+        self._apply(new)
+
+    def _reload_failed(self, why: str) -> None:
+        log.error("reload failed: keeping the running config", error=why)
+        self.notifier.ready()
+
+    def _apply(self, new: Config) -> None:
         new = dataclasses.replace(new, logging=self.log_override.apply(new.logging))
         old = self.config
         if new.stats.interval_s != old.stats.interval_s:
@@ -583,6 +618,32 @@ class Daemon:
         for sink in self.sinks:
             sink.publish_info(info)
         self.notifier.ready()
+
+
+def _in_thread(fn: Callable[[Any], T], arg: Any) -> asyncio.Future[T]:
+    """``fn(arg)`` in a daemon thread: unlike an executor's, one that never returns (a
+    stuck read) is abandoned on timeout and does not hold up the process's exit."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def deliver(settle: Callable[[], None]) -> None:
+        def on_loop() -> None:
+            if not fut.done():  # else it timed out and was cancelled meanwhile
+                settle()
+
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(on_loop)
+
+    def work() -> None:
+        try:
+            result = fn(arg)
+        except BaseException as e:
+            deliver(functools.partial(fut.set_exception, e))
+            return
+        deliver(functools.partial(fut.set_result, result))
+
+    threading.Thread(target=work, name="fsqd-reload", daemon=True).start()
+    return fut
 
 
 def _is_number(v: object) -> bool:

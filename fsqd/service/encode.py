@@ -16,6 +16,7 @@ from fsqd.errors import DataError, NoInputError
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodePipeline
+from fsqd.safefile import regular_file
 from fsqd.sensors.files import NPY_MAGIC
 from fsqd.sinks.batchlines import BatchLineFormatter
 from fsqd.sinks.jsonl import write_lines
@@ -23,8 +24,7 @@ from fsqd.sinks.jsonl import write_lines
 
 def load_windows(path: Path) -> npt.NDArray[np.floating]:
     """Memory-map a .npy of windows; reject what is not a float array."""
-    if not path.is_file():
-        raise NoInputError(f"{path}: no such file")
+    regular_file(path, what="a .npy array")  # memory-mapped: no size cap
     try:
         with path.open("rb") as fh:
             magic = fh.read(len(NPY_MAGIC))

@@ -120,12 +120,17 @@ def record(
                 pass  # Ctrl-C: a normal way to end a recording
     finally:
         acq.stop()
-        for chunk in acq.read():
-            writer.write(chunk)
-        status = acq.status()
-        writer.close([asdict(s) for s in status])
-        if tty is not None:
-            tty.write("\n")
+        try:
+            # After a failed write (a full disk) nothing more is written: the file ends at
+            # its last whole block or line, and that error is the one reported.
+            if not writer.failed:
+                for chunk in acq.read():
+                    writer.write(chunk)
+        finally:
+            status = acq.status()
+            writer.close([asdict(s) for s in status])
+            if tty is not None:
+                tty.write("\n")
     return status
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fsqd.console import note
 from fsqd.errors import OutputError, UsageError
+from fsqd.outfile import text_output
 from fsqd.sensors.files import iso_to_epoch
 
 MAX_SECONDS = 24 * 3600
@@ -55,11 +56,10 @@ def simulate_to_file(args: argparse.Namespace) -> int:
     sim = Simulator(config)
     samples = round(seconds * config.rate_hz)
     out = Path(args.out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8", newline="") as fh:
+    with text_output(out, make_parents=True) as fh:
+        try:
             stream_csv(sim, samples, fh, iso_time=args.iso_time, label_column=not args.no_labels)
-    except OSError as e:
-        raise OutputError(f"{out}: cannot write: {e.strerror or e}") from None
+        except OSError as e:
+            raise OutputError(f"{out}: cannot write: {e.strerror or e}") from None
     note(f"wrote {out}: {samples} samples, {seconds:g} s at {args.rate:g} Hz")
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Any, TextIO
 import aiomqtt
 
 from fsqd.errors import ConfigError, NoInputError
-from fsqd.sinks.mqtt import MqttSettings, parse_mqtt, tls_parameters
-from fsqd.tomlcheck import Table
+from fsqd.sinks.mqtt import MqttSettings, parse_mqtt, tls_context
+from fsqd.tomlcheck import Table, load_toml
 
 KINDS = ("codes", "stats", "status", "info")
 
@@ -175,8 +174,7 @@ def _client(opts: TailOptions) -> aiomqtt.Client:
         opts.port,
         username=s.username,
         password=None if s.password is None else s.password.value,
-        tls_params=tls_parameters(s),
-        tls_insecure=s.tls_insecure if s.tls else None,
+        tls_context=tls_context(s),
         timeout=10,
     )
 
@@ -226,11 +224,9 @@ async def _until(client: aiomqtt.Client, deadline: float | None) -> AsyncIterato
 def tail_settings(path: Path) -> MqttSettings:
     """Broker, TLS and credentials from the ``[mqtt]`` table of a daemon config file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        _, data = load_toml(path)
+    except NoInputError as e:
+        raise ConfigError(str(e)) from None
     root = Table(data, path.name)
     if not root.has("mqtt"):
         raise ConfigError(f"{path.name}: no [mqtt] table")

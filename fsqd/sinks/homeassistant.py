@@ -12,7 +12,9 @@ Entities: the behaviour label (an ``enum`` sensor whose options are the model
 head's labels; left out when the model has no head), the code, and the end-to-end
 latency p99 (milliseconds, from ``stats``). Availability is ``<base>/status``
 (``online``/``offline``). The sink resends the message after a random 1-5 s delay
-whenever ``homeassistant/status`` says ``online`` (HA restarted).
+whenever ``homeassistant/status`` says ``online`` (HA restarted); births that arrive
+meanwhile join that one resend, and resends are at least 5 s apart (a flood of births
+is one message every few seconds, not one per birth).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from fsqd.sinks.mqtt import Discovery, MqttSettings
 from fsqd.tomlcheck import Table
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+# However often Home Assistant's birth message arrives, discovery goes out at most this often.
+RESEND_MIN_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,15 @@ def discovery_topic(ha: HomeAssistantSettings, mqtt: MqttSettings) -> str:
     return f"{ha.prefix}/device/fsqd_{mqtt.node_id}/config"
 
 
+def birth_topic(ha: HomeAssistantSettings) -> str:
+    return f"{ha.prefix}/status"
+
+
+def ha_topics(ha: HomeAssistantSettings, mqtt: MqttSettings) -> tuple[str, ...]:
+    """The topics discovery publishes to and subscribes to."""
+    return (discovery_topic(ha, mqtt), birth_topic(ha))
+
+
 def discovery_for(
     ha: HomeAssistantSettings,
     mqtt: MqttSettings,
@@ -145,6 +158,7 @@ def discovery_for(
     return Discovery(
         topic=discovery_topic(ha, mqtt),
         payload=json.dumps(body, separators=(",", ":")).encode(),
-        birth_topic=f"{ha.prefix}/status",
+        birth_topic=birth_topic(ha),
         resend_delay_s=(ha.resend_min_s, ha.resend_max_s),
+        min_interval_s=max(RESEND_MIN_INTERVAL_S, ha.resend_max_s),
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
+from types import TracebackType
 from typing import TextIO
 
-from fsqd.console import note
-from fsqd.errors import FsqdError, OutputError
+from fsqd.errors import OutputError
+from fsqd.outfile import text_output
 from fsqd.sinks.base import PublishedCallback
 
 
@@ -28,35 +30,30 @@ def write_lines(out: TextIO, text: str) -> None:
 
 
 class Output:
-    """stdout or a file (written to a temporary name and renamed when complete)."""
+    """stdout, or a file written through ``fsqd.outfile.text_output`` (a regular file is
+    replaced only once complete; a FIFO or device is written in place)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._tmp = None if path is None else path.with_name(f".{path.name}.partial")
+        self._file: AbstractContextManager[TextIO] | None = None
         self.stream: TextIO = sys.stdout
 
     def __enter__(self) -> TextIO:
-        if self.path is not None and self.path.is_dir():
-            raise OutputError(f"{self.path}: is a directory; --out takes a file name")
-        if self._tmp is not None:
-            try:
-                self.stream = self._tmp.open("w", encoding="utf-8")
-            except OSError as e:
-                raise OutputError(f"{self.path}: cannot write: {e.strerror}") from None
+        if self.path is not None:
+            self._file = text_output(self.path)
+            self.stream = self._file.__enter__()
         return self.stream
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if self._tmp is None or self.path is None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._file is None:
             self.stream.flush()
             return
-        self.stream.close()
-        if exc_type is None:
-            self._tmp.replace(self.path)
-        elif isinstance(exc, FsqdError):
-            # Keep what was written, and say where, on the error's own line.
-            exc.args = (f"{exc} (partial output kept in {self._tmp})",)
-        else:
-            note(f"partial output kept in {self._tmp}")
+        self._file.__exit__(exc_type, exc, tb)
 
 
 class JsonLinesSink:

@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
-import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -42,8 +42,8 @@ from typing import TypeVar
 import aiomqtt
 import structlog
 
-from fsqd.errors import OutputError
-from fsqd.sinks.mqttconfig import MqttSettings, Secret, default_node_id, parse_mqtt
+from fsqd.errors import ConfigError, OutputError
+from fsqd.sinks.mqttconfig import MqttSettings, Secret, default_node_id, parse_mqtt, tls_context
 from fsqd.sinks.spool import CommitResult, Spool, SpoolRow
 
 __all__ = [
@@ -53,7 +53,7 @@ __all__ = [
     "Secret",
     "default_node_id",
     "parse_mqtt",
-    "tls_parameters",
+    "tls_context",
 ]
 
 log = structlog.get_logger(__name__)
@@ -69,13 +69,18 @@ _PAHO_LOGGER.setLevel(logging.WARNING)
 
 @dataclass(frozen=True)
 class Discovery:
-    """A retained announcement (Home Assistant discovery) resent on the birth message."""
+    """A retained announcement (Home Assistant discovery) resent on the birth message.
+
+    However many births arrive (a flood of them, retained or not), at most one resend is
+    pending, and resends are at least ``min_interval_s`` apart.
+    """
 
     topic: str
     payload: bytes
     birth_topic: str  # e.g. homeassistant/status
     birth_payload: bytes = ONLINE
     resend_delay_s: tuple[float, float] = (1.0, 5.0)
+    min_interval_s: float = 5.0
 
 
 @dataclass
@@ -95,19 +100,6 @@ class _ConnectionLost(Exception):
 
 class _Stop(Exception):
     pass
-
-
-def tls_parameters(s: MqttSettings) -> aiomqtt.TLSParameters | None:
-    """TLS for a connection to the broker ``s`` names (None: plain TCP); the certificate
-    is always verified, hostname checks follow ``s.tls_insecure``."""
-    if not s.tls:
-        return None
-    return aiomqtt.TLSParameters(
-        ca_certs=None if s.ca_file is None else str(s.ca_file),
-        certfile=None if s.cert_file is None else str(s.cert_file),
-        keyfile=None if s.key_file is None else str(s.key_file),
-        cert_reqs=ssl.CERT_REQUIRED,
-    )
 
 
 class MqttSink:
@@ -153,6 +145,8 @@ class MqttSink:
         self._retained: dict[str, bytes] = {}
         self._dirty: set[str] = set()
         self._dirty_event = asyncio.Event()
+        self._resend: asyncio.Task[None] | None = None  # the one pending discovery resend
+        self._discovery_sent = -math.inf  # loop time discovery was last queued to send
 
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -288,7 +282,10 @@ class MqttSink:
 
     def _client(self) -> aiomqtt.Client:
         s = self.settings
-        tls = tls_parameters(s)
+        try:
+            tls = tls_context(s)  # the files are read again: a renewed certificate counts
+        except ConfigError as e:  # replaced by one OpenSSL refuses since the config was read
+            raise _ConnectionLost(str(e)) from None
         client = aiomqtt.Client(
             s.host,
             s.port,
@@ -300,8 +297,7 @@ class MqttSink:
             keepalive=s.keepalive_s,
             timeout=s.publish_timeout_s,
             max_inflight_messages=s.max_inflight,
-            tls_params=tls,
-            tls_insecure=s.tls_insecure if s.tls else None,
+            tls_context=tls,
             logger=_PAHO_LOGGER,
         )
         # aiomqtt warns past 10 pending calls; up to max_inflight codes plus the
@@ -369,6 +365,7 @@ class MqttSink:
             await client.subscribe(self.discovery.birth_topic, qos=0)
             self._dirty.add(self.discovery.topic)
             self._retained[self.discovery.topic] = self.discovery.payload
+            self._discovery_sent = asyncio.get_running_loop().time()
         self._dirty_event.set()
         stopped = False
         try:
@@ -396,12 +393,17 @@ class MqttSink:
                 d is not None
                 and message.topic.matches(d.birth_topic)
                 and message.payload == d.birth_payload
+                and (self._resend is None or self._resend.done())  # else that one covers it
             ):
-                tg.create_task(self._resend_discovery(d))
+                self._resend = tg.create_task(self._resend_discovery(d))
 
     async def _resend_discovery(self, d: Discovery) -> None:
-        # Many devices answer the same birth message: spread them out.
-        await asyncio.sleep(self._rng.uniform(*d.resend_delay_s))
+        # Many devices answer the same birth message: spread them out; and never sooner
+        # than min_interval_s after the last time, whatever the broker delivers.
+        loop = asyncio.get_running_loop()
+        spread = self._rng.uniform(*d.resend_delay_s)
+        await asyncio.sleep(max(spread, self._discovery_sent + d.min_interval_s - loop.time()))
+        self._discovery_sent = loop.time()
         self._dirty.add(d.topic)
         self._dirty_event.set()
 

@@ -3,21 +3,34 @@
 Credentials come from files or systemd credentials (``$CREDENTIALS_DIRECTORY/<name>``,
 set by ``LoadCredential=``), never from the command line or the TOML itself, and the
 password is held in a ``Secret`` whose repr never shows it.
+
+Everything the connection will need is checked here, where ``fsqd check-config`` and
+``fsqd run`` both read it: the host is a name a resolver accepts (or an IP address),
+every topic fits MQTT's length field, and the TLS files load into the same
+``ssl.SSLContext`` the connection uses (``tls_context``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from fsqd.errors import ConfigError, NoInputError
+from fsqd.safefile import CERT_MAX, SECRET_MAX, read_text, regular_file
 from fsqd.tomlcheck import Table
 
 # One MQTT topic level that is also a Home Assistant id: no '/', '+', '#', no spaces.
 _NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+# A host name label after IDNA encoding (RFC 1123; '_' too, as resolvers accept it).
+_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?$")
+MQTT_TOPIC_MAX = 65535  # bytes of UTF-8: the topic's length is a 16-bit field
+TOPICS = ("codes", "status", "stats", "info")  # under <topic_prefix>/<node_id>/
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,11 @@ class MqttSettings:
         return f"{self.base_topic}/{name}"
 
     @property
+    def topics(self) -> tuple[str, ...]:
+        """Every topic the sink publishes to."""
+        return tuple(self.topic(name) for name in TOPICS)
+
+    @property
     def client_id(self) -> str:
         # Deterministic: a random id would let the previous session's Last Will
         # (delivered when the broker notices it is gone) overwrite our new "online".
@@ -94,8 +112,8 @@ def parse_mqtt(
     """
     base = base_dir
     host = table.get("host", str)
-    if not host.strip():
-        raise table.error("host", "must not be empty")
+    if (problem := host_problem(host)) is not None:
+        raise table.error("host", problem)
     node_id = table.get("node_id", str, node_id or default_node_id())
     if not _NODE_ID.match(node_id):
         raise table.error("node_id", f"must be 1-64 characters of A-Z a-z 0-9 _ -, got {node_id!r}")
@@ -149,8 +167,130 @@ def parse_mqtt(
     )
     if settings.reconnect_max_s < settings.reconnect_min_s:
         raise table.error("reconnect_max", "must be >= reconnect_min")
+    if (problem := topic_problem(settings.topics)) is not None:
+        raise table.error("topic_prefix", problem)
     table.done()
+    try:
+        tls_context(settings)  # as the connection will load them, once, now
+    except TlsFileError as e:
+        raise table.error(e.key, e.detail) from None
     return settings
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot name a broker (None: it can): an IP address, or a host name a
+    resolver takes (labels of letters, digits, '-' and '_' after IDNA, at most 63 bytes
+    each, 253 in all)."""
+    if not host.strip():
+        return "must not be empty"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if "://" in host or ":" in host or "/" in host:
+        return f"{_shown(host)}: give the host name or address alone (the port is 'port')"
+    name = host.removesuffix(".")  # a fully qualified name may end with the root's dot
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return f"{_shown(host)}: not a host name (empty label, or a label over 63 bytes)"
+    if len(ascii_name) > 253:
+        return f"{_shown(host)}: a host name is at most 253 characters, this is {len(ascii_name)}"
+    bad = next((label for label in ascii_name.split(".") if not _LABEL.match(label)), None)
+    if bad is not None:
+        return (
+            f"{_shown(host)}: not a host name (label {_shown(bad)}: use letters, digits, "
+            "'-' and '_', not at either end '-')"
+        )
+    return None
+
+
+def topic_problem(topics: tuple[str, ...]) -> str | None:
+    """Why one of ``topics`` cannot be published (None: all can)."""
+    longest = max(topics, key=lambda t: len(t.encode()))
+    n = len(longest.encode())
+    if n > MQTT_TOPIC_MAX:
+        return f"makes the topic {_shown(longest)} {n} bytes long; MQTT allows {MQTT_TOPIC_MAX}"
+    return None
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+class TlsFileError(ConfigError):
+    """A TLS file OpenSSL will not load; ``key`` is the [mqtt] key that names it."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"[mqtt] {key}: {detail}")
+        self.key = key
+        self.detail = detail
+
+
+def _no_passphrase() -> str:
+    raise TlsFileError(
+        "key_file",
+        "the key is encrypted and fsqd cannot ask for a passphrase: store it unencrypted, "
+        "readable by the service's user only",
+    )
+
+
+def tls_context(s: MqttSettings) -> ssl.SSLContext | None:
+    """The TLS context of a connection to the broker ``s`` names (None: plain TCP).
+
+    Built the way paho's ``tls_set`` builds one from file names (TLS client, the broker's
+    certificate always verified, hostname checks unless ``tls_insecure``), after checking
+    that each file is a regular file of sane size. Each connection builds its own, so a
+    renewed certificate is picked up; reading the config builds one too, so a file
+    OpenSSL refuses is a config error, not a reconnect loop.
+    """
+    if not s.tls:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if s.cert_file is not None and s.key_file is not None:
+        _tls_file("cert_file", s.cert_file)
+        _tls_file("key_file", s.key_file)
+        try:
+            ctx.load_cert_chain(s.cert_file, s.key_file, password=_no_passphrase)
+        except ssl.SSLError as e:
+            raise _chain_problem(s.cert_file, s.key_file, e) from None
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if s.ca_file is not None:
+        _tls_file("ca_file", s.ca_file)
+        try:
+            ctx.load_verify_locations(cafile=s.ca_file)
+        except ssl.SSLError as e:
+            raise TlsFileError(
+                "ca_file", f"{s.ca_file}: no certificate OpenSSL can read ({_ssl_reason(e)})"
+            ) from None
+    else:
+        ctx.load_default_certs()
+    if s.tls_insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
+def _tls_file(key: str, path: Path) -> None:
+    try:
+        regular_file(path, what="a PEM file", limit=CERT_MAX)
+    except NoInputError as e:
+        raise TlsFileError(key, str(e)) from None
+
+
+def _chain_problem(cert: Path, key: Path, e: ssl.SSLError) -> TlsFileError:
+    """Which of the two files OpenSSL refused: the certificate alone is tried as a CA."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cert)
+    except ssl.SSLError:
+        return TlsFileError("cert_file", f"{cert}: no PEM certificate OpenSSL can read")
+    return TlsFileError(
+        "key_file", f"{key}: not a PEM private key for {cert.name} ({_ssl_reason(e)})"
+    )
+
+
+def _ssl_reason(e: ssl.SSLError) -> str:
+    return str(e.reason).replace("_", " ").lower() if e.reason else "not PEM"
 
 
 def _resolve(text: str, base: Path | None) -> Path:
@@ -163,9 +303,9 @@ def _path(table: Table, key: str, base: Path | None) -> Path | None:
     if text is None:
         return None
     path = _resolve(text, base)
-    if not path.is_file():
+    if not path.exists():
         raise table.error(key, f"{path}: no such file")
-    return path
+    return path  # checked and loaded by tls_context, as the connection will
 
 
 def _secret_source(table: Table, name: str, base: Path | None, *, inline_ok: bool) -> Secret | None:
@@ -197,10 +337,9 @@ def _secret_source(table: Table, name: str, base: Path | None, *, inline_ok: boo
     else:
         path = _resolve(text, base)
     try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-        raise table.error(key, f"unreadable credential file {path}: {reason}") from None
+        raw = read_text(path, limit=SECRET_MAX, what="a credential file")
+    except NoInputError as e:
+        raise table.error(key, f"unreadable credential file: {e}") from None
     value = raw.rstrip("\r\n")
     if not value or "\n" in value:
         raise table.error(key, f"credential file {path} must hold exactly one non-empty line")

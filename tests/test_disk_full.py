@@ -1,0 +1,163 @@
+"""A full disk (a real 64 KiB tmpfs) and an I/O error: one line, exit 74, and what was
+written stays readable up to its last complete block or line."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import RunCli
+from sensorkit import PacedClock
+
+import fsqd.outfile
+import fsqd.service.record as record_mod
+from fsqd.sensors.files import ReadOptions, open_recording
+from fsqd.sensors.recording import NativeRecording
+from fsqd.sensors.sim import CHANNELS, SimConfig, simulate, write_csv
+
+CONFIG = """
+[[sensor]]
+name = "collar"
+driver = "lsm6dsox"
+bus = "emulated"
+rate_hz = 104
+[sensor.emulated]
+seed = 4
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: writes past it fail with ENOSPC, as on a full SD card."""
+    d = tmp_path / "tiny"
+    d.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {r.stderr.strip()}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    p = tmp_path / "record.toml"
+    p.write_text(CONFIG)
+    return p
+
+
+@pytest.fixture(autouse=True)
+def paced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fsqd record` on the emulated sensor, 200x faster than real time."""
+    monkeypatch.setattr(
+        record_mod, "record", functools.partial(record_mod.record, clock=PacedClock(200))
+    )
+
+
+def samples(path: Path) -> int:
+    rec = open_recording(path, ReadOptions(channels=CHANNELS))
+    return sum(len(c) for c in rec.chunks())
+
+
+@pytest.mark.parametrize("suffix", [".fsqr", ".csv"])
+def test_record_on_a_full_disk_is_one_line_and_exit_74(
+    suffix: str, run_cli: RunCli, config: Path, tiny: Path
+) -> None:
+    out = tiny / f"rec{suffix}"
+    code, stdout, err = run_cli("record", "--config", config, "--out", out, "--duration", "10m")
+    assert (code, stdout, err.count("\n")) == (74, "", 1), err
+    # Everything up to the last whole block (line) reads back, nothing torn after it.
+    assert samples(out) > 300
+    if suffix == ".fsqr":
+        assert NativeRecording(out, ReadOptions(channels=CHANNELS)).torn_bytes == 0
+    else:
+        assert out.read_bytes().endswith(b"\n")
+    assert err == f"fsqd: error: {out}: cannot write: No space left on device\n"
+
+
+def test_record_appends_again_once_there_is_room(run_cli: RunCli, config: Path, tiny: Path) -> None:
+    out = tiny / "rec.fsqr"
+    code, _, _ = run_cli("record", "--config", config, "--out", out, "--duration", "10m")
+    assert code == 74
+    before = samples(out)
+    size = out.stat().st_size
+    subprocess.run(["mount", "-o", "remount,size=128k", str(tiny)], check=True)
+    code, _, err = run_cli("record", "--config", config, "--out", out, "--duration", "5s")
+    assert code == 0, err
+    assert out.stat().st_size > size and samples(out) > before
+
+
+def test_replay_and_simulate_on_a_full_disk(run_cli: RunCli, tmp_path: Path, tiny: Path) -> None:
+    rec = tmp_path / "long.csv"
+    write_csv(simulate(600.0, SimConfig(seed=1)), rec, label_column=False)
+    out = tiny / "codes.jsonl"
+    code, stdout, err = run_cli("replay", rec, "--out", out)
+    assert (code, stdout) == (74, "") and err.count("\n") == 1, err
+    assert "No space left on device" in err and "internal error" not in err
+    assert not out.exists()  # never replaced by a torn file
+    (tiny / ".codes.jsonl.partial").unlink()
+    out = tiny / "sim.csv"
+    code, _, err = run_cli("simulate", "--out", out, "--duration", "10m")
+    assert code == 74 and err.count("\n") == 1 and "No space left on device" in err, err
+    assert not out.exists()
+
+
+def test_an_io_error_mid_recording_keeps_the_file_readable(
+    run_cli: RunCli, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = 0
+    good = -1  # where the file ended before the failing write
+    real = fsqd.outfile._write
+
+    def failing(fd: int, data: bytes) -> int:
+        nonlocal writes, good
+        writes += 1
+        if writes == 6:  # the sixth write: half of it lands, then the device fails
+            good = os.lseek(fd, 0, os.SEEK_CUR)
+            real(fd, data[: len(data) // 2])
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd, data)
+
+    monkeypatch.setattr(fsqd.outfile, "_write", failing)
+    for suffix in (".fsqr", ".csv"):
+        writes = 0
+        out = tmp_path / f"rec{suffix}"
+        code, _, err = run_cli("record", "--config", config, "--out", out, "--duration", "1m")
+        assert code == 74 and err == f"fsqd: error: {out}: cannot write: Input/output error\n"
+        assert out.stat().st_size == good  # cut back; nothing (no status block) after it
+        assert samples(out) > 0
+        if suffix == ".csv":
+            assert out.read_bytes().endswith(b"\n")
+        else:
+            assert NativeRecording(out, ReadOptions(channels=CHANNELS)).torn_bytes == 0
+
+
+def test_a_failed_sync_ends_the_recording_there(
+    run_cli: RunCli, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync reports EIO (the card lost a write): one line, and nothing more is written."""
+    out = tmp_path / "rec.fsqr"
+    syncs = 0
+    size_at_failure = -1
+
+    def failing(fd: int) -> None:
+        nonlocal syncs, size_at_failure
+        syncs += 1
+        if syncs == 4:
+            size_at_failure = os.fstat(fd).st_size
+            raise OSError(errno.EIO, "Input/output error")
+        os.fsync(fd)
+
+    monkeypatch.setattr(fsqd.outfile, "_fsync", failing)
+    code, _, err = run_cli("record", "--config", config, "--out", out, "--duration", "1m")
+    assert code == 74 and err == f"fsqd: error: {out}: cannot write: Input/output error\n"
+    assert out.stat().st_size == size_at_failure  # no status block, no buffered samples after
+    assert samples(out) > 0
