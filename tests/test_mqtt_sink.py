@@ -598,3 +598,45 @@ def test_clock_step_rewrites_rows_a_commit_was_writing(tmp_path: Path) -> None:
         assert [json.loads(r.payload)["t_end"] for r in rows] == [50.0, 51.0, 52.0, 53.0, 54.0]
 
     run(main())
+
+
+def test_close_waits_for_a_rewrite_still_running_on_the_spool_thread(tmp_path: Path) -> None:
+    """The spool is closed on its own thread, after a clock-step rewrite queued there."""
+    import threading
+
+    events: list[tuple[str, str]] = []
+    go = threading.Event()
+
+    async def main() -> None:
+        s = MqttSettings(host="127.0.0.1", port=free_port(), node_id="n1", spool_commit_s=60.0)
+        sink = MqttSink(s, tmp_path / "spool.db")
+        for i in range(5):
+            sink.submit_code(timed_code(i, 100.0 + i), i)
+        await sink._flush(everything=True)
+        spool = sink._spool
+        rewrite, close = spool.rewrite, spool.close
+
+        def slow_rewrite(up_to: int, shift: Callable[[bytes], bytes]) -> int:
+            go.wait(5.0)  # released by close() if close comes first (the bug)
+            events.append(("rewrite", threading.current_thread().name))
+            return rewrite(up_to, shift)
+
+        def recording_close() -> None:
+            events.append(("close", threading.current_thread().name))
+            go.set()
+            close()
+
+        spool.rewrite = slow_rewrite  # type: ignore[method-assign]
+        spool.close = recording_close  # type: ignore[method-assign]
+        sink.clock_stepped(-50.0)
+        await sink.aclose(0.1)
+        reopened = Spool(tmp_path / "spool.db", 100)
+        try:
+            rows = reopened.read(0, 100)
+        finally:
+            reopened.close()
+        assert [json.loads(r.payload)["t_end"] for r in rows] == [50.0, 51.0, 52.0, 53.0, 54.0]
+
+    run(main())
+    assert [e for e, _ in events] == ["rewrite", "close"]
+    assert events[1][1] != threading.main_thread().name

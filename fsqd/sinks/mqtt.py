@@ -275,7 +275,10 @@ class MqttSink:
                     await task
         self._closed = True
         await self._final_flush()
-        self._spool.close()
+        # On the spool thread, after what is queued there (a clock-step rewrite is submitted
+        # without being awaited): closing the connection under a running statement loses
+        # the rewrite and can crash SQLite.
+        await self._in_spool_thread(self._spool.close)
         self._executor.shutdown(wait=True)
 
     # -- connection --
