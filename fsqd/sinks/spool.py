@@ -7,28 +7,60 @@ process; only a power cut can take the last commits. Callers batch their writes
 keeps an SD card alive through a long outage.
 
 Rows keep the id the sender gave them, so everything on disk is ordered before
-everything still in memory and the sender can resume "after id N" across both.
+everything still in memory and the sender can resume "after id N" across both. Ids
+start at ``first_id``, which no other run of the spool uses (``spoolschema``).
 The class is synchronous and owned by one thread at a time (the sink runs it in a
 single-worker executor so the event loop never waits on the disk).
+
+Bounds: at most ``max_rows`` rows and ``max_bytes`` bytes of rows (payload plus
+``ROW_OVERHEAD``); past either, the oldest rows are dropped and counted. The file
+holds about that, plus the WAL (checkpointed every quarter of the budget) and the
+reserve (``spoolspace``).
+
+Faults it lives through, instead of stopping the daemon:
+- A corrupt file (at open, or at any later statement): set aside, readable rows
+  salvaged into a fresh file (``spoolrepair``). One ERROR line each time.
+- A full filesystem: the reserve is freed so acknowledged rows can still be deleted;
+  while space is short, new rows only take the room the file already has, displacing
+  the oldest (counted), and what does not fit stays with the caller. One ERROR line
+  when it starts, one INFO line when space is back.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import structlog
 
 from fsqd.errors import OutputError
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (
-    id INTEGER PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    t_submit REAL NOT NULL,
-    payload BLOB NOT NULL
+from fsqd.sinks.spoolrepair import (
+    SalvagedRow,
+    is_corruption,
+    move_aside,
+    quick_check,
+    salvage,
 )
-"""
+from fsqd.sinks.spoolschema import RUN_SHIFT, SchemaError, allocate_run, create_schema
+from fsqd.sinks.spoolspace import (
+    Reserve,
+    auto_max_bytes,
+    free_bytes,
+    is_disk_full,
+    reserve_bytes,
+)
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+ROW_OVERHEAD = 32  # bytes a row takes beside its payload (measured: ~26 with page slack)
+_ID_CHUNK = 500  # ids per "IN (...)" statement
+_VACUUM_MIN_FREE_PAGES = 64  # a drained spool gives back its free pages past this many
 
 
 @dataclass(frozen=True)
@@ -38,60 +70,246 @@ class SpoolRow:
     t_submit: float  # UNIX epoch seconds when the code was handed to the sink
     payload: bytes
 
+    @property
+    def size(self) -> int:
+        return len(self.payload) + ROW_OVERHEAD
+
 
 @dataclass(frozen=True)
 class CommitResult:
-    inserted: int
+    inserted: int  # rows written
     deleted: int
-    dropped: int  # oldest rows removed because the spool was full
+    dropped: int  # oldest rows removed (or never written) because the spool was full
     depth: int  # rows on disk after the commit
     oldest_t_submit: float | None
     max_id: int
+    # The first ``accepted`` inserts are the spool's now (written or dropped as oldest);
+    # the rest did not fit on a full disk and stay with the caller.
+    accepted: int = 0
+    bytes: int = 0  # bytes of rows on disk after the commit
+
+
+class _DiskFull(Exception):
+    pass
+
+
+class _Corrupt(Exception):
+    pass
 
 
 class Spool:
-    def __init__(self, path: Path, max_rows: int) -> None:
+    def __init__(
+        self, path: Path, max_rows: int, max_bytes: int | None = None, *, run_id: str = ""
+    ) -> None:
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         self.path = path
         self.max_rows = max_rows
+        self.run_id = run_id
         self.commits = 0
+        self.corrupt = 0  # corrupt files set aside
+        self.salvaged = 0  # rows taken over from them
+        self.full_episodes = 0  # times the filesystem ran out of space
+        self.full = False
+        self._episode_dropped = 0
+        self._run: int | None = None
+        self._depth = 0
+        self._bytes = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # The sink moves the connection between its executor thread and the
-            # caller's thread at close; one thread uses it at a time.
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
-            self._depth = int(self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0])
-        except (sqlite3.Error, OSError) as e:
-            raise OutputError(f"{path}: cannot open the spool: {e}") from None
+            self.max_bytes = auto_max_bytes(path) if max_bytes is None else max_bytes
+        except OSError as e:
+            raise OutputError(f"{path}: cannot open the spool: {e.strerror}") from None
+        self.reserve = Reserve(
+            path.with_name(path.name + ".reserve"), reserve_bytes(self.max_bytes)
+        )
+        self._db: sqlite3.Connection | None = None
+        self._open()
+        self.reserve.ensure()
+
+    # -- opening, and healing a corrupt file --
+
+    def _open(self) -> None:
+        for attempt in (1, 2):
+            try:
+                self._connect()
+                return
+            except (sqlite3.Error, _Corrupt, SchemaError) as e:
+                self._close_quietly()
+                if isinstance(e, _Corrupt) or is_corruption(e):
+                    self._heal(str(e))
+                    return
+                if isinstance(e, sqlite3.Error) and is_disk_full(e) and attempt == 1:
+                    self.reserve.release()  # the reserve is there for exactly this
+                    continue
+                raise OutputError(f"{self.path}: cannot open the spool: {e}") from None
+
+    def _connect(self, *, check: bool = True, salvage_from: Path | None = None) -> None:
+        # The sink moves the connection between its executor thread and the caller's
+        # thread at close; one thread uses it at a time.
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=2.0)
+        self._db = db
+        if db.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # Only a new file can take it: a drained spool then gives its pages back.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        page = int(db.execute("PRAGMA page_size").fetchone()[0])
+        wal_pages = max(16, min(1000, self.max_bytes // 4 // page))
+        db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+        db.execute(f"PRAGMA journal_size_limit={wal_pages * page}")
+        if check and (problem := quick_check(db)) is not None:
+            raise _Corrupt(problem)
+        version = create_schema(db)
+        if salvage_from is not None:
+            self._insert_salvaged(salvage(salvage_from))
+        self._run = allocate_run(db, self.run_id, self._run)
+        depth, nbytes = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM spool"
+        ).fetchone()
+        self._depth, self._bytes = int(depth), int(nbytes) + ROW_OVERHEAD * int(depth)
+        if version == 1:
+            log.info("spool upgraded", path=str(self.path), schema=2, codes=self._depth)
+        if self._depth == 0 and db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0:
+            # An upgraded file, empty: rebuilding it costs nothing now.
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                db.execute("VACUUM")
+
+    def _heal(self, reason: str) -> None:
+        """Set the corrupt file aside and carry on with a fresh one holding what was readable."""
+        self._close_quietly()
+        try:
+            moved = move_aside(self.path)
+        except OSError as e:
+            raise OutputError(
+                f"{self.path}: the spool is corrupt ({reason}) and cannot be moved aside: "
+                f"{e.strerror}"
+            ) from None
+        self.corrupt += 1
+        for attempt in (1, 2):
+            try:
+                self._connect(check=False, salvage_from=moved)
+                break
+            except sqlite3.Error as e:
+                self._close_quietly()
+                if is_disk_full(e) and attempt == 1 and self.reserve.release():
+                    continue
+                raise OutputError(f"{self.path}: cannot make a fresh spool: {e}") from None
+        self.salvaged += self._depth
+        log.error(
+            "spool corrupt: set aside, readable codes kept",
+            path=str(self.path),
+            moved_to=moved.name,
+            salvaged=self._depth,
+            error=reason,
+        )
+
+    def _insert_salvaged(self, rows: Iterable[SalvagedRow]) -> None:
+        """Stream the salvaged rows in (a disk that fills keeps the oldest part), then trim
+        to the budgets keeping the newest."""
+        db = self._conn()
+        batch: list[tuple[int, int, float, bytes]] = []
+        try:
+            for r in rows:
+                batch.append((r.id, r.seq, r.t_submit, r.payload))
+                if len(batch) == 1000:
+                    self._insert_rows(batch)
+                    batch = []
+            self._insert_rows(batch)
+        except sqlite3.Error as e:
+            self._rollback()
+            if not is_disk_full(e):
+                raise
+        self._recount()
+        db.execute("BEGIN IMMEDIATE")
+        self._drop_oldest(self._depth - self.max_rows, self._bytes - self.max_bytes)
+        db.execute("COMMIT")
+
+    def _insert_rows(self, batch: list[tuple[int, int, float, bytes]]) -> None:
+        if not batch:
+            return
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT OR IGNORE INTO spool (id, seq, t_submit, payload) VALUES (?, ?, ?, ?)", batch
+        )
+        db.execute("COMMIT")
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise OutputError(f"{self.path}: the spool is closed")
+        return self._db
+
+    def _close_quietly(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+    def _rollback(self) -> None:
+        db = self._db
+        if db is not None and db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+
+    def _guard(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn``; a corrupt file is healed and ``fn`` run once more on the fresh one."""
+        for attempt in (1, 2):
+            try:
+                return fn()
+            except sqlite3.Error as e:
+                self._rollback()
+                if is_disk_full(e) and what == "write":
+                    raise _DiskFull(str(e)) from None
+                if is_corruption(e) and attempt == 1:
+                    self._heal(str(e))
+                    continue
+                raise OutputError(f"{self.path}: spool {what} failed: {e}") from None
+        raise AssertionError("unreachable")
+
+    # -- the queue --
+
+    @property
+    def first_id(self) -> int:
+        """The first row id this run may use: above every id any other run used."""
+        assert self._run is not None
+        return self._run << RUN_SHIFT
 
     def close(self) -> None:
-        self._db.close()
+        self._close_quietly()
 
     def depth(self) -> int:
         return self._depth
 
+    def size_bytes(self) -> int:
+        return self._bytes
+
     def max_id(self) -> int:
-        (n,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM spool").fetchone()
-        return int(n)
+        def q() -> int:
+            (n,) = self._conn().execute("SELECT COALESCE(MAX(id), 0) FROM spool").fetchone()
+            return int(n)
+
+        return self._guard("read", q)
 
     def oldest_t_submit(self) -> float | None:
-        row = self._db.execute("SELECT t_submit FROM spool ORDER BY id LIMIT 1").fetchone()
-        return None if row is None else float(row[0])
+        def q() -> float | None:
+            row = self._conn().execute("SELECT t_submit FROM spool ORDER BY id LIMIT 1").fetchone()
+            return None if row is None else float(row[0])
+
+        return self._guard("read", q)
 
     def read(self, after_id: int, limit: int) -> list[SpoolRow]:
         """Up to ``limit`` rows with id > ``after_id``, oldest first."""
-        try:
-            cur = self._db.execute(
+
+        def q() -> list[SpoolRow]:
+            cur = self._conn().execute(
                 "SELECT id, seq, t_submit, payload FROM spool WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             )
             return [SpoolRow(int(i), int(s), float(t), bytes(p)) for i, s, t, p in cur]
-        except sqlite3.Error as e:
-            raise OutputError(f"{self.path}: spool read failed: {e}") from None
+
+        return self._guard("read", q)
 
     def rewrite(self, up_to_id: int, fn: Callable[[bytes], bytes]) -> int:
         """Replace each payload with id <= ``up_to_id`` by ``fn(payload)``, in one transaction.
@@ -99,57 +317,237 @@ class Spool:
         For a wall-clock step: codes already on disk carry times from the old mapping.
         Returns the number of rows changed.
         """
-        db = self._db
-        try:
-            db.execute("BEGIN")
+
+        def tx() -> int:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
             rows = db.execute("SELECT id, payload FROM spool WHERE id <= ?", (up_to_id,))
             changed = [(new, i) for i, p in rows.fetchall() if (new := fn(bytes(p))) != p]
             if changed:
                 db.executemany("UPDATE spool SET payload = ? WHERE id = ?", changed)
             db.execute("COMMIT")
-        except sqlite3.Error as e:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise OutputError(f"{self.path}: spool rewrite failed: {e}") from None
-        self.commits += 1
-        return len(changed)
+            return len(changed)
 
-    def commit(self, inserts: list[SpoolRow], deletes: list[int]) -> CommitResult:
-        """One transaction: add ``inserts``, remove ``deletes``, trim to ``max_rows``."""
-        db = self._db
-        try:
-            db.execute("BEGIN")
-            depth = self._depth
-            if deletes:
-                cur = db.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in deletes])
-                depth -= cur.rowcount
-            if inserts:
-                # An id already on disk is the same code (a commit the sink saw cancelled).
-                cur = db.executemany(
-                    "INSERT OR IGNORE INTO spool (id, seq, t_submit, payload) VALUES (?, ?, ?, ?)",
-                    [(r.id, r.seq, r.t_submit, r.payload) for r in inserts],
-                )
-                depth += cur.rowcount
-            dropped = 0
-            if depth > self.max_rows:
-                dropped = depth - self.max_rows
-                db.execute(
-                    "DELETE FROM spool WHERE id IN (SELECT id FROM spool ORDER BY id LIMIT ?)",
-                    (dropped,),
-                )
-                depth = self.max_rows
-            db.execute("COMMIT")
-        except sqlite3.Error as e:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise OutputError(f"{self.path}: spool write failed: {e}") from None
-        self._depth = depth
+        n = self._guard("rewrite", tx)
+        # Lengths changed by a few bytes at most; recount so the budget stays exact.
+        self._recount()
         self.commits += 1
+        return n
+
+    def commit(self, inserts: Sequence[SpoolRow], deletes: Sequence[int]) -> CommitResult:
+        """Remove ``deletes``, add ``inserts``, keep within ``max_rows`` and ``max_bytes``.
+
+        One transaction, unless the filesystem is full (then several small ones)."""
+        if self.full and not self._space_back():
+            inserted, deleted, dropped, accepted = self._commit_when_full(inserts, deletes)
+        else:
+            try:
+                inserted, deleted, dropped = self._guard(
+                    "write", lambda: self._write(inserts, deletes, self.max_rows, self.max_bytes)
+                )
+                accepted = len(inserts)
+                self.reserve.ensure()  # missing when the disk had no room for it at start
+            except _DiskFull:
+                inserted, deleted, dropped, accepted = self._commit_when_full(inserts, deletes)
+        self.commits += 1
+        self._give_back_free_pages()
         return CommitResult(
-            inserted=len(inserts),
-            deleted=len(deletes),
+            inserted=inserted,
+            deleted=deleted,
             dropped=dropped,
-            depth=depth,
+            depth=self._depth,
             oldest_t_submit=self.oldest_t_submit(),
             max_id=self.max_id(),
+            accepted=accepted,
+            bytes=self._bytes,
         )
+
+    def _write(
+        self, inserts: Sequence[SpoolRow], deletes: Sequence[int], cap_rows: int, cap_bytes: int
+    ) -> tuple[int, int, int]:
+        """One transaction: delete, make room by dropping the oldest, insert.
+        Returns (inserted, deleted, dropped)."""
+        db = self._conn()
+        take, skipped = _fit(inserts, cap_rows, cap_bytes)
+        depth, nbytes = self._depth, self._bytes
+        db.execute("BEGIN IMMEDIATE")
+        deleted = 0
+        for chunk in _chunks(deletes, _ID_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            n, size = db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM spool "
+                f"WHERE id IN ({marks})",
+                chunk,
+            ).fetchone()
+            db.execute(f"DELETE FROM spool WHERE id IN ({marks})", chunk)
+            deleted += int(n)
+            depth -= int(n)
+            nbytes -= int(size) + ROW_OVERHEAD * int(n)
+        # Room first, rows second: pages freed here are reused by the inserts below,
+        # so a spool at its bound does not grow.
+        add_bytes = sum(r.size for r in take)
+        trimmed, freed = self._drop_oldest(
+            depth + len(take) - cap_rows, nbytes + add_bytes - cap_bytes
+        )
+        depth -= trimmed
+        nbytes -= freed
+        inserted = 0
+        if take:
+            cur = db.executemany(
+                "INSERT OR IGNORE INTO spool (id, seq, t_submit, payload) VALUES (?, ?, ?, ?)",
+                [(r.id, r.seq, r.t_submit, r.payload) for r in take],
+            )
+            # An id already on disk is the same code (a commit the sink saw cancelled).
+            inserted = cur.rowcount
+        db.execute("COMMIT")
+        if inserted == len(take):
+            self._depth, self._bytes = depth + inserted, nbytes + add_bytes
+        else:
+            self._recount()
+        return inserted, deleted, skipped + trimmed
+
+    def _drop_oldest(self, rows: int, nbytes: int) -> tuple[int, int]:
+        """Delete the oldest rows until ``rows`` rows and ``nbytes`` bytes are gone."""
+        if rows <= 0 and nbytes <= 0:
+            return 0, 0
+        db = self._conn()
+        n = freed = 0
+        cutoff: int | None = None
+        cur = db.execute("SELECT id, length(payload) FROM spool ORDER BY id")
+        for i, length in cur:
+            if n >= rows and freed >= nbytes:
+                break
+            n += 1
+            freed += int(length) + ROW_OVERHEAD
+            cutoff = int(i)
+        cur.close()
+        if cutoff is not None:
+            db.execute("DELETE FROM spool WHERE id <= ?", (cutoff,))
+        return n, freed
+
+    def _recount(self) -> None:
+        def q() -> tuple[int, int]:
+            depth, size = (
+                self._conn()
+                .execute("SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM spool")
+                .fetchone()
+            )
+            return int(depth), int(size) + ROW_OVERHEAD * int(depth)
+
+        self._depth, self._bytes = self._guard("read", q)
+
+    # -- a full filesystem --
+
+    def _commit_when_full(
+        self, inserts: Sequence[SpoolRow], deletes: Sequence[int]
+    ) -> tuple[int, int, int, int]:
+        """Small transactions, each checkpointed so the WAL gives its space back: the
+        deletes first, then inserts into the room the file already has."""
+        if not self.full:
+            self.full = True
+            self.full_episodes += 1
+            self._episode_dropped = 0
+            log.error(
+                "spool: no space left on the state directory's filesystem; deleting delivered "
+                "codes from the reserve, dropping the oldest until space returns",
+                path=str(self.path),
+                reserve_bytes=self.reserve.size,
+                codes=self._depth,
+            )
+        self.reserve.release()
+        self._checkpoint()
+        deleted = 0
+        for ids in _chunks(deletes, 100):
+            write = functools.partial(self._write, [], ids, self.max_rows, self.max_bytes)
+            try:
+                deleted += self._guard("write", write)[1]
+            except _DiskFull:
+                raise OutputError(
+                    f"{self.path}: spool write failed: no space left even to delete"
+                ) from None
+            self._checkpoint()
+        room = min(self.max_bytes, self._file_room())
+        take, dropped = _fit(inserts, self.max_rows, room)
+        accepted, inserted = dropped, 0
+        for rows in _chunks_by_bytes(take, max(4096, self.reserve.size // 4)):
+            write = functools.partial(self._write, rows, [], self.max_rows, room)
+            try:
+                got, _, lost = self._guard("write", write)
+            except _DiskFull:
+                break  # the rest stays with the caller
+            inserted += got
+            dropped += lost
+            accepted += len(rows)
+            self._checkpoint()
+        self._episode_dropped += dropped
+        return inserted, deleted, dropped, accepted
+
+    def _file_room(self) -> int:
+        """Bytes of rows the file can hold without growing (with a margin for the b-tree)."""
+        db = self._conn()
+        page = int(db.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(db.execute("PRAGMA page_count").fetchone()[0])
+        return int(pages * page * 0.8)
+
+    def _space_back(self) -> bool:
+        """While full: the filesystem has room for the reserve and as much again."""
+        try:
+            room = free_bytes(self.path.parent)
+        except OSError:
+            return False
+        if room < 2 * self.reserve.size or not self.reserve.ensure():
+            return False
+        self.full = False
+        log.info(
+            "spool: space is back on the state directory's filesystem",
+            path=str(self.path),
+            dropped=self._episode_dropped,
+            codes=self._depth,
+        )
+        return True
+
+    def _checkpoint(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _give_back_free_pages(self) -> None:
+        """A drained spool returns its free pages to the filesystem (an outage's worth)."""
+        if self._depth or self._db is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            db = self._db
+            (free,) = db.execute("PRAGMA freelist_count").fetchone()
+            if int(free) < _VACUUM_MIN_FREE_PAGES:
+                return
+            db.execute("PRAGMA incremental_vacuum")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _fit(rows: Sequence[SpoolRow], cap_rows: int, cap_bytes: int) -> tuple[list[SpoolRow], int]:
+    """The newest of ``rows`` that fit the caps on their own, and how many older ones do not."""
+    total = sum(r.size for r in rows)
+    if len(rows) <= cap_rows and total <= cap_bytes:
+        return list(rows), 0
+    start, n, size = len(rows), 0, 0
+    while start > 0 and n < cap_rows and size + rows[start - 1].size <= cap_bytes:
+        start -= 1
+        n += 1
+        size += rows[start].size
+    return list(rows[start:]), start
+
+
+def _chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:
+    return [items[i : i + n] for i in range(0, len(items), n)]
+
+
+def _chunks_by_bytes(rows: Sequence[SpoolRow], limit: int) -> list[Sequence[SpoolRow]]:
+    out: list[Sequence[SpoolRow]] = []
+    start, size = 0, 0
+    for i, r in enumerate(rows):
+        if i > start and size + r.size > limit:
+            out.append(rows[start:i])
+            start, size = i, 0
+        size += r.size
+    if start < len(rows):
+        out.append(rows[start:])
+    return out
