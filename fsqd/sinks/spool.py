@@ -53,6 +53,7 @@ from fsqd.sinks.spoolspace import (
     free_bytes,
     is_disk_full,
     reserve_bytes,
+    total_bytes,
 )
 
 log = structlog.get_logger(__name__)
@@ -118,11 +119,11 @@ class Spool:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.max_bytes = auto_max_bytes(path) if max_bytes is None else max_bytes
+            fs_bytes = total_bytes(path.parent)
         except OSError as e:
             raise OutputError(f"{path}: cannot open the spool: {e.strerror}") from None
-        self.reserve = Reserve(
-            path.with_name(path.name + ".reserve"), reserve_bytes(self.max_bytes)
-        )
+        reserve = path.with_name(path.name + ".reserve")
+        self.reserve = Reserve(reserve, reserve_bytes(self.max_bytes, fs_bytes))
         self._db: sqlite3.Connection | None = None
         self._open()
         self.reserve.ensure()
@@ -155,7 +156,8 @@ class Spool:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         page = int(db.execute("PRAGMA page_size").fetchone()[0])
-        wal_pages = max(16, min(1000, self.max_bytes // 4 // page))
+        # The WAL stays within about the reserve, which is what a full disk gets back.
+        wal_pages = max(8, min(1000, self.reserve.size // page))
         db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
         db.execute(f"PRAGMA journal_size_limit={wal_pages * page}")
         if check and (problem := quick_check(db)) is not None:
@@ -490,12 +492,16 @@ class Spool:
         return int(pages * page * 0.8)
 
     def _space_back(self) -> bool:
-        """While full: the filesystem has room for the reserve and as much again."""
+        """While full: space has returned when the filesystem has room for the reserve and
+        three times as much again. Right after an episode starts it has about two reserves
+        (the freed reserve and the truncated WAL, which is kept to about that size), so
+        only space that someone else gave back, or that a drained spool gave back, ends
+        it: no flapping between full and not."""
         try:
             room = free_bytes(self.path.parent)
         except OSError:
             return False
-        if room < 2 * self.reserve.size or not self.reserve.ensure():
+        if room < 4 * self.reserve.size or not self.reserve.ensure():
             return False
         self.full = False
         log.info(
@@ -519,7 +525,8 @@ class Spool:
             (free,) = db.execute("PRAGMA freelist_count").fetchone()
             if int(free) < _VACUUM_MIN_FREE_PAGES:
                 return
-            db.execute("PRAGMA incremental_vacuum")
+            # One VM step per page freed, and execute() steps once: executescript runs it out.
+            db.executescript("PRAGMA incremental_vacuum;")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 

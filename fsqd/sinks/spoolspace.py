@@ -22,6 +22,7 @@ AUTO_SHARE = 0.25  # of (free space + the spool's own files) at start
 SPOOL_MIN_BYTES = 64 * 1024  # the smallest budget, given or automatic
 AUTO_MAX_BYTES = 256 * 1024 * 1024
 RESERVE_MIN_BYTES = 128 * 1024
+RESERVE_FLOOR_BYTES = 32 * 1024  # on a filesystem too small for the minimum
 RESERVE_MAX_BYTES = 8 * 1024 * 1024
 
 _SQLITE_FULL = 13
@@ -52,8 +53,15 @@ def auto_max_bytes(path: Path) -> int:
     return int(min(AUTO_MAX_BYTES, max(SPOOL_MIN_BYTES, room * AUTO_SHARE)))
 
 
-def reserve_bytes(max_bytes: int) -> int:
-    return min(RESERVE_MAX_BYTES, max(RESERVE_MIN_BYTES, max_bytes // 8))
+def total_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_blocks * st.f_frsize
+
+
+def reserve_bytes(max_bytes: int, fs_bytes: int) -> int:
+    """An eighth of the budget within bounds, and never over an eighth of the filesystem."""
+    size = min(RESERVE_MAX_BYTES, max(RESERVE_MIN_BYTES, max_bytes // 8))
+    return max(RESERVE_FLOOR_BYTES, min(size, fs_bytes // 8))
 
 
 def is_disk_full(e: sqlite3.Error) -> bool:
