@@ -113,6 +113,7 @@ class Spool:
         self.full_episodes = 0  # times the filesystem ran out of space
         self.full = False
         self._episode_dropped = 0
+        self._episode_room = 0  # bytes of rows the file held room for when the disk ran full
         self._run: int | None = None
         self._depth = 0
         self._bytes = 0
@@ -458,6 +459,10 @@ class Spool:
             )
         self.reserve.release()
         self._checkpoint()
+        if not self._episode_room:
+            # Fixed for the episode: a room that followed the file would creep up a page
+            # at a time into the freed reserve.
+            self._episode_room = self._file_room()
         deleted = 0
         for ids in _chunks(deletes, 100):
             write = functools.partial(self._write, [], ids, self.max_rows, self.max_bytes)
@@ -468,7 +473,7 @@ class Spool:
                     f"{self.path}: spool write failed: no space left even to delete"
                 ) from None
             self._checkpoint()
-        room = min(self.max_bytes, self._file_room())
+        room = min(self.max_bytes, self._episode_room)
         take, dropped = _fit(inserts, self.max_rows, room)
         accepted, inserted = dropped, 0
         for rows in _chunks_by_bytes(take, max(4096, self.reserve.size // 4)):
@@ -504,6 +509,7 @@ class Spool:
         if room < 4 * self.reserve.size or not self.reserve.ensure():
             return False
         self.full = False
+        self._episode_room = 0
         log.info(
             "spool: space is back on the state directory's filesystem",
             path=str(self.path),
