@@ -112,9 +112,11 @@ def test_fsqd_run_twice_on_one_state_directory(tmp_path: Path) -> None:
         assert second.returncode == 75, second.stderr
         assert second.stderr.count("\n") == 1
         assert f"pid {first.pid}" in second.stderr and "state" in second.stderr
+        out = tmp_path / "r.fsqr"
+        record_cmd = [sys.executable, "-m", "fsqd", "record", "--config", str(cfg)]
+        record_cmd += ["--out", str(out), "--duration", "1s"]
         record = subprocess.run(
-            [sys.executable, "-m", "fsqd", "record", "--config", str(cfg)]
-            + ["--out", str(tmp_path / "r.fsqr"), "--duration", "1s"],
+            record_cmd,
             capture_output=True,
             text=True,
             env=env(),

@@ -137,4 +137,3 @@ def test_bounds(line: str, key: str) -> None:
 def test_spool_max_bytes_given_or_left_to_the_free_space() -> None:
     assert parse('host = "b"').spool_max_bytes is None  # the spool takes a share at start
     assert parse('host = "b"\nspool_max_bytes = 64_000_000').spool_max_bytes == 64_000_000
-

@@ -215,4 +215,3 @@ def test_every_counter_fsqd_reports_is_described_by_the_stats_schema(tmp_path: P
     for key in ("lost", "spool_corrupt", "spool_full", "spool_salvaged", "spool_bytes"):
         broken = {**stats, "counters": {**stats["counters"], key: -1}}
         assert not validator("stats").is_valid(broken), key
-

@@ -172,9 +172,10 @@ def test_a_node_whose_state_dir_is_full_delivers_and_never_resends(
         asyncio.run(asyncio.wait_for(main(), 120))
     # The whole story in the journal: the disk ran full once, space came back once.
     assert len(spool_lines(logs, "error")) == 1
-    assert spool_lines(logs, "info").count(
-        "spool: space is back on the state directory's filesystem"
-    ) == 1
+    assert (
+        spool_lines(logs, "info").count("spool: space is back on the state directory's filesystem")
+        == 1
+    )
     warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
     assert warnings.count("spool full: dropping the oldest codes") <= 1
     assert not any(e["event"].startswith("codes lost") for e in logs)

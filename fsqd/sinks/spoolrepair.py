@@ -8,12 +8,14 @@ and a fresh spool takes them. Only the newest few corrupt files are kept.
 
 Salvage reads the table in id order and, at a damaged page, seeks past it: a seek descends
 from the root, so rows on the far side of a bad leaf are still reached. Rows whose fields
-do not have the types the spool writes are treated as damage too.
+do not have the types the spool writes, or whose payload is not a JSON object, are treated
+as damage too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -133,9 +135,18 @@ def _checked(raw: tuple[object, ...], after: int) -> SalvagedRow | None:
     i, seq, t, payload = raw
     if not (isinstance(i, int) and i > after and isinstance(seq, int)):
         return None
-    if not (isinstance(t, float | int) and isinstance(payload, bytes) and payload):
+    if not (isinstance(t, float | int) and isinstance(payload, bytes) and _is_json_object(payload)):
         return None
     return SalvagedRow(i, seq, float(t), payload)
+
+
+def _is_json_object(payload: bytes) -> bool:
+    """SQLite has no checksums: a row whose record header survived may carry garbage in
+    its payload. Every payload fsqd spools is a JSON object, and garbage rarely is one."""
+    try:
+        return isinstance(json.loads(payload), dict)
+    except ValueError:  # not UTF-8, or not JSON
+        return False
 
 
 class _Damaged(Exception):
