@@ -363,14 +363,6 @@ def test_a_version_1_spool_is_upgraded_and_its_rows_come_first(tmp_path: Path) -
     s.close()
 
 
-def test_an_empty_version_1_spool_is_rebuilt_to_give_pages_back(tmp_path: Path) -> None:
-    path = tmp_path / "spool.sqlite"
-    v1_spool(path, 0)
-    s = Spool(path, 1000)
-    assert s._conn().execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
-    s.close()
-
-
 # -- the byte budget --
 
 
