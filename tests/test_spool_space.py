@@ -130,8 +130,11 @@ def test_a_node_whose_state_dir_is_full_delivers_and_never_resends(
     async def main() -> None:
         sink = MqttSink(settings(broker), path)
         task = asyncio.create_task(sink.run())
-        filler = fill_up(small_fs)
-        for seq in range(3000):  # ~800 kB of codes with no broker and no disk
+        for seq in range(500):  # the outage starts: codes go to disk
+            sink.submit_code(code(seq), seq)
+        await until(lambda: sink.counters()["spool_depth"] == 500)
+        filler = fill_up(small_fs)  # then another program fills the disk
+        for seq in range(500, 3000):  # ~700 kB more codes, with no broker and no disk
             sink.submit_code(code(seq), seq)
             if seq % 100 == 99:
                 await asyncio.sleep(0.03)
@@ -180,3 +183,33 @@ def test_a_node_whose_state_dir_is_full_delivers_and_never_resends(
     assert warnings.count("spool full: dropping the oldest codes") <= 1
     assert not any(e["event"].startswith("codes lost") for e in logs)
     assert os.path.exists(path)
+
+
+def test_a_restart_on_a_full_filesystem_opens_the_spool_from_the_reserve(
+    small_fs: Path,
+) -> None:
+    path = small_fs / "spool.sqlite"
+    s = Spool(path, 500_000, None)
+    s.commit(rows(s.first_id, 100), [])
+    s.close()  # the WAL and -shm go; the reserve stays for the next start
+    fill_up(small_fs)
+    with structlog.testing.capture_logs():
+        s = Spool(path, 500_000, None)  # needs room for a WAL and an index: the reserve's
+    assert s.depth() == 100 and [r.seq for r in s.read(0, 1000)] == list(range(100))
+    s.close()
+
+
+def test_a_corrupt_spool_on_a_full_filesystem_is_replaced_from_the_reserve(
+    small_fs: Path,
+) -> None:
+    path = small_fs / "spool.sqlite"
+    s = Spool(path, 500_000, None)
+    s.commit(rows(s.first_id, 100), [])
+    s.close()
+    path.write_bytes(b"\xff" * path.stat().st_size)
+    fill_up(small_fs)
+    with structlog.testing.capture_logs() as logs:
+        s = Spool(path, 500_000, None)
+    assert len(spool_lines(logs, "error")) == 1 and s.corrupt == 1
+    assert s.commit(rows(s.first_id, 10), []).inserted == 10  # and it works
+    s.close()

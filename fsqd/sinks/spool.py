@@ -141,7 +141,7 @@ class Spool:
                 if isinstance(e, _Corrupt) or is_corruption(e):
                     self._heal(str(e))
                     return
-                if isinstance(e, sqlite3.Error) and is_disk_full(e) and attempt == 1:
+                if isinstance(e, sqlite3.Error) and self._out_of_space(e) and attempt == 1:
                     self.reserve.release()  # the reserve is there for exactly this
                     continue
                 raise OutputError(f"{self.path}: cannot open the spool: {e}") from None
@@ -188,7 +188,7 @@ class Spool:
                 break
             except sqlite3.Error as e:
                 self._close_quietly()
-                if is_disk_full(e) and attempt == 1 and self.reserve.release():
+                if self._out_of_space(e) and attempt == 1 and self.reserve.release():
                     continue
                 raise OutputError(f"{self.path}: cannot make a fresh spool: {e}") from None
         self.salvaged += self._depth
@@ -214,7 +214,7 @@ class Spool:
             self._insert_rows(batch)
         except sqlite3.Error as e:
             self._rollback()
-            if not is_disk_full(e):
+            if not self._out_of_space(e):
                 raise
         self._recount()
         db.execute("BEGIN IMMEDIATE")
@@ -230,6 +230,9 @@ class Spool:
             "INSERT OR IGNORE INTO spool (id, seq, t_submit, payload) VALUES (?, ?, ?, ?)", batch
         )
         db.execute("COMMIT")
+
+    def _out_of_space(self, e: sqlite3.Error) -> bool:
+        return is_disk_full(e, self.path.parent, self.reserve.size)
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -255,7 +258,7 @@ class Spool:
                 return fn()
             except sqlite3.Error as e:
                 self._rollback()
-                if is_disk_full(e) and what == "write":
+                if self._out_of_space(e) and what == "write":
                     raise _DiskFull(str(e)) from None
                 if is_corruption(e) and attempt == 1:
                     self._heal(str(e))

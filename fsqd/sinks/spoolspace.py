@@ -26,6 +26,7 @@ RESERVE_FLOOR_BYTES = 32 * 1024  # on a filesystem too small for the minimum
 RESERVE_MAX_BYTES = 8 * 1024 * 1024
 
 _SQLITE_FULL = 13
+_SQLITE_IOERR = 10
 
 
 def own_files(path: Path) -> list[Path]:
@@ -64,10 +65,19 @@ def reserve_bytes(max_bytes: int, fs_bytes: int) -> int:
     return max(RESERVE_FLOOR_BYTES, min(size, fs_bytes // 8))
 
 
-def is_disk_full(e: sqlite3.Error) -> bool:
-    """SQLite ran out of disk (SQLITE_FULL, which is what ENOSPC becomes)."""
+def is_disk_full(e: sqlite3.Error, directory: Path, margin: int) -> bool:
+    """SQLite ran out of disk: SQLITE_FULL (what ENOSPC on a write becomes), or an I/O
+    error while the filesystem has less than ``margin`` bytes free (growing the -shm
+    index on a full disk is SQLITE_IOERR_SHMSIZE, not SQLITE_FULL)."""
     code = getattr(e, "sqlite_errorcode", 0) & 0xFF
-    return code == _SQLITE_FULL
+    if code == _SQLITE_FULL:
+        return True
+    if code != _SQLITE_IOERR:
+        return False
+    try:
+        return free_bytes(directory) < margin
+    except OSError:
+        return False
 
 
 class Reserve:
