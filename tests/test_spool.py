@@ -197,6 +197,30 @@ def test_a_corrupt_spool_is_set_aside_and_its_readable_rows_kept(
     assert Spool(path, 1_000_000, 1 << 30).depth() == len(got) + 1  # and it reopens
 
 
+def test_a_damaged_free_list_is_found_at_open_before_a_write_trips_on_it(
+    tmp_path: Path,
+) -> None:
+    """Reading every row does not touch the free list; the next write takes pages from it.
+    quick_check at open finds it while nothing depends on the spool yet."""
+    path = tmp_path / "spool.sqlite"
+    made = filled(path)
+    s = Spool(path, 1_000_000, 1 << 30)
+    s.commit([], sorted(made)[:1500])  # the oldest half delivered: their pages are free
+    s.close()
+    kept = {i: made[i] for i in sorted(made)[1500:]}
+    with path.open("r+b") as f:
+        f.seek(32)  # the header's first free-list trunk page
+        trunk = int.from_bytes(f.read(4), "big")
+        assert trunk > 0
+        f.seek((trunk - 1) * PAGE)
+        f.write(random.Random(1).randbytes(PAGE))
+    with structlog.testing.capture_logs() as logs:
+        s = Spool(path, 1_000_000, 1 << 30)
+    assert len(spool_errors(logs)) == 1 and s.corrupt == 1
+    assert {r.id: r for r in s.read(0, 10_000)} == kept  # every row was still readable
+    s.close()
+
+
 FRAME = 24 + PAGE  # a WAL frame: its header, then the page
 
 
