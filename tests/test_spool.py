@@ -330,6 +330,46 @@ def test_at_most_three_corrupt_spools_are_kept(tmp_path: Path) -> None:
     assert all(not n.endswith(("-wal", "-shm")) for n in aside)
 
 
+def test_a_database_that_is_not_a_spool_is_set_aside_too(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE spool (name TEXT, value TEXT)")
+    db.commit()
+    db.close()
+    with structlog.testing.capture_logs() as logs:
+        s = Spool(path, 10)
+    (err,) = spool_errors(logs)
+    assert "columns" in err["error"] and s.depth() == 0
+    assert s.commit([SpoolRow(s.first_id, 0, 1.0, b"{}")], []).depth == 1
+    s.close()
+
+
+def test_a_spool_that_could_not_be_rebuilt_tries_again_at_its_next_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsqd.sinks.spool as spool_module
+
+    path = tmp_path / "spool.sqlite"
+    filled(path, 100)
+    s = Spool(path, 1000, 1 << 30)
+    real = spool_module.allocate_run
+    fail = [True]
+
+    def flaky(*args: Any, **kw: Any) -> int:
+        if fail.pop() if fail else False:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(spool_module, "allocate_run", flaky)
+    random_bytes(path, random.Random(2))
+    s._conn().execute("PRAGMA shrink_memory")
+    with structlog.testing.capture_logs(), pytest.raises(OutputError, match="fresh spool"):
+        s.read(0, 10)  # corrupt: set aside, but the fresh file cannot be finished
+    assert s.read(0, 10) == []  # the next use opens it
+    assert s.commit([SpoolRow(s.first_id, 0, 1.0, b"{}")], []).depth == 1
+    s.close()
+
+
 # -- keys two runs cannot share, and the version-1 file --
 
 

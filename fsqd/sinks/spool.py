@@ -126,6 +126,7 @@ class Spool:
         reserve = path.with_name(path.name + ".reserve")
         self.reserve = Reserve(reserve, reserve_bytes(self.max_bytes, fs_bytes))
         self._db: sqlite3.Connection | None = None
+        self._closed = False
         self._open()
         self.reserve.ensure()
 
@@ -138,7 +139,9 @@ class Spool:
                 return
             except (sqlite3.Error, _Corrupt, SchemaError) as e:
                 self._close_quietly()
-                if isinstance(e, _Corrupt) or is_corruption(e):
+                # A database that is not a spool (SchemaError) is set aside the same way:
+                # refusing to start would only hand it to systemd's start limit.
+                if isinstance(e, _Corrupt | SchemaError) or is_corruption(e):
                     self._heal(str(e))
                     return
                 if isinstance(e, sqlite3.Error) and self._out_of_space(e) and attempt == 1:
@@ -236,7 +239,11 @@ class Spool:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            raise OutputError(f"{self.path}: the spool is closed")
+            if self._closed:
+                raise OutputError(f"{self.path}: the spool is closed")
+            # A heal that could not make a fresh file (a full disk): try again now.
+            self._open()
+            assert self._db is not None
         return self._db
 
     def _close_quietly(self) -> None:
@@ -275,6 +282,7 @@ class Spool:
         return self._run << RUN_SHIFT
 
     def close(self) -> None:
+        self._closed = True
         self._close_quietly()
 
     def depth(self) -> int:
