@@ -27,8 +27,8 @@ def rows(ids: range) -> list[SpoolRow]:
 
 def test_wal_and_synchronous_normal(tmp_path: Path) -> None:
     s = Spool(tmp_path / "s.db", 100)
-    assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert s._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert s._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s._conn().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     s.close()
 
 
@@ -97,11 +97,11 @@ def test_unusable_path_is_one_line_output_error(tmp_path: Path) -> None:
 def test_failed_commit_rolls_back(tmp_path: Path) -> None:
     s = Spool(tmp_path / "s.db", 10)
     s.commit(rows(range(1, 3)), [])
-    s._db.execute("DROP TABLE spool")
-    s._db.execute("CREATE TABLE spool (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL)")
+    s._conn().execute("DROP TABLE spool")
+    s._conn().execute("CREATE TABLE spool (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL)")
     with pytest.raises(OutputError, match="spool write failed"):
         s.commit(rows(range(3, 4)), [])
-    assert not s._db.in_transaction
+    assert not s._conn().in_transaction
     s.close()
     assert (
         sqlite3.connect(tmp_path / "s.db").execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 0
@@ -347,7 +347,7 @@ def test_a_database_that_is_not_a_spool_is_set_aside_too(tmp_path: Path) -> None
 def test_a_spool_that_could_not_be_rebuilt_tries_again_at_its_next_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fsqd.sinks.spool as spool_module
+    import fsqd.sinks.spoolfile as spool_module
 
     path = tmp_path / "spool.sqlite"
     filled(path, 100)

@@ -14,12 +14,13 @@ single-worker executor so the event loop never waits on the disk).
 
 Bounds: at most ``max_rows`` rows and ``max_bytes`` bytes of rows (payload plus
 ``ROW_OVERHEAD``); past either, the oldest rows are dropped and counted. The file
-holds about that, plus the WAL (checkpointed every quarter of the budget) and the
-reserve (``spoolspace``).
+holds about that, plus the WAL (kept to about the reserve's size) and the reserve
+(``spoolspace``).
 
 Faults it lives through, instead of stopping the daemon:
 - A corrupt file (at open, or at any later statement): set aside, readable rows
-  salvaged into a fresh file (``spoolrepair``). One ERROR line each time.
+  salvaged into a fresh file (``spoolfile``, ``spoolrepair``), and the statement run
+  again on it. One ERROR line each time.
 - A full filesystem: the reserve is freed so acknowledged rows can still be deleted;
   while space is short, new rows only take the room the file already has, displacing
   the oldest (counted), and what does not fit stays with the caller. One ERROR line
@@ -31,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -39,27 +40,16 @@ from typing import TypeVar
 import structlog
 
 from fsqd.errors import OutputError
-from fsqd.sinks.spoolrepair import (
-    SalvagedRow,
-    is_corruption,
-    move_aside,
-    quick_check,
-    salvage,
-)
-from fsqd.sinks.spoolschema import RUN_SHIFT, SchemaError, allocate_run, create_schema
-from fsqd.sinks.spoolspace import (
-    Reserve,
-    auto_max_bytes,
-    free_bytes,
-    is_disk_full,
-    reserve_bytes,
-    total_bytes,
-)
+from fsqd.sinks.spoolfile import ROW_OVERHEAD, SpoolFile, count_rows, drop_oldest
+from fsqd.sinks.spoolrepair import is_corruption
+from fsqd.sinks.spoolschema import RUN_SHIFT
+from fsqd.sinks.spoolspace import Reserve, auto_max_bytes, free_bytes, reserve_bytes, total_bytes
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-ROW_OVERHEAD = 32  # bytes a row takes beside its payload (measured: ~26 with page slack)
+__all__ = ["ROW_OVERHEAD", "CommitResult", "Spool", "SpoolRow"]
+
 _ID_CHUNK = 500  # ids per "IN (...)" statement
 _VACUUM_MIN_FREE_PAGES = 64  # a drained spool gives back its free pages past this many
 
@@ -94,10 +84,6 @@ class _DiskFull(Exception):
     pass
 
 
-class _Corrupt(Exception):
-    pass
-
-
 class Spool:
     def __init__(
         self, path: Path, max_rows: int, max_bytes: int | None = None, *, run_id: str = ""
@@ -108,15 +94,13 @@ class Spool:
         self.max_rows = max_rows
         self.run_id = run_id
         self.commits = 0
-        self.corrupt = 0  # corrupt files set aside
-        self.salvaged = 0  # rows taken over from them
         self.full_episodes = 0  # times the filesystem ran out of space
         self.full = False
         self._episode_dropped = 0
         self._episode_room = 0  # bytes of rows the file held room for when the disk ran full
-        self._run: int | None = None
         self._depth = 0
         self._bytes = 0
+        self._opened = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.max_bytes = auto_max_bytes(path) if max_bytes is None else max_bytes
@@ -125,138 +109,30 @@ class Spool:
             raise OutputError(f"{path}: cannot open the spool: {e.strerror}") from None
         reserve = path.with_name(path.name + ".reserve")
         self.reserve = Reserve(reserve, reserve_bytes(self.max_bytes, fs_bytes))
-        self._db: sqlite3.Connection | None = None
-        self._closed = False
-        self._open()
+        self._file = SpoolFile(
+            path, run_id=run_id, reserve=self.reserve, max_rows=max_rows, max_bytes=self.max_bytes
+        )
+        self._file.open()
+        self._recount()
         self.reserve.ensure()
 
-    # -- opening, and healing a corrupt file --
-
-    def _open(self) -> None:
-        for attempt in (1, 2):
-            try:
-                self._connect()
-                return
-            except (sqlite3.Error, _Corrupt, SchemaError) as e:
-                self._close_quietly()
-                # A database that is not a spool (SchemaError) is set aside the same way:
-                # refusing to start would only hand it to systemd's start limit.
-                if isinstance(e, _Corrupt | SchemaError) or is_corruption(e):
-                    self._heal(str(e))
-                    return
-                if isinstance(e, sqlite3.Error) and self._out_of_space(e) and attempt == 1:
-                    self.reserve.release()  # the reserve is there for exactly this
-                    continue
-                raise OutputError(f"{self.path}: cannot open the spool: {e}") from None
-
-    def _connect(self, *, check: bool = True, salvage_from: Path | None = None) -> None:
-        # The sink moves the connection between its executor thread and the caller's
-        # thread at close; one thread uses it at a time.
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=2.0)
-        self._db = db
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        page = int(db.execute("PRAGMA page_size").fetchone()[0])
-        # The WAL stays within about the reserve, which is what a full disk gets back.
-        wal_pages = max(8, min(1000, self.reserve.size // page))
-        db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
-        db.execute(f"PRAGMA journal_size_limit={wal_pages * page}")
-        if check and (problem := quick_check(db)) is not None:
-            raise _Corrupt(problem)
-        version = create_schema(db)
-        if salvage_from is not None:
-            self._insert_salvaged(salvage(salvage_from))
-        self._run = allocate_run(db, self.run_id, self._run)
-        depth, nbytes = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM spool"
-        ).fetchone()
-        self._depth, self._bytes = int(depth), int(nbytes) + ROW_OVERHEAD * int(depth)
-        if version == 1:
-            log.info("spool upgraded", path=str(self.path), schema=2, codes=self._depth)
-
-    def _heal(self, reason: str) -> None:
-        """Set the corrupt file aside and carry on with a fresh one holding what was readable."""
-        self._close_quietly()
-        try:
-            moved = move_aside(self.path)
-        except OSError as e:
-            raise OutputError(
-                f"{self.path}: the spool is corrupt ({reason}) and cannot be moved aside: "
-                f"{e.strerror}"
-            ) from None
-        self.corrupt += 1
-        for attempt in (1, 2):
-            try:
-                self._connect(check=False, salvage_from=moved)
-                break
-            except sqlite3.Error as e:
-                self._close_quietly()
-                if self._out_of_space(e) and attempt == 1 and self.reserve.release():
-                    continue
-                raise OutputError(f"{self.path}: cannot make a fresh spool: {e}") from None
-        self.salvaged += self._depth
-        log.error(
-            "spool corrupt: set aside, readable codes kept",
-            path=str(self.path),
-            moved_to=moved.name,
-            salvaged=self._depth,
-            error=reason,
-        )
-
-    def _insert_salvaged(self, rows: Iterable[SalvagedRow]) -> None:
-        """Stream the salvaged rows in (a disk that fills keeps the oldest part), then trim
-        to the budgets keeping the newest."""
-        db = self._conn()
-        batch: list[tuple[int, int, float, bytes]] = []
-        try:
-            for r in rows:
-                batch.append((r.id, r.seq, r.t_submit, r.payload))
-                if len(batch) == 1000:
-                    self._insert_rows(batch)
-                    batch = []
-            self._insert_rows(batch)
-        except sqlite3.Error as e:
-            self._rollback()
-            if not self._out_of_space(e):
-                raise
-        self._recount()
-        db.execute("BEGIN IMMEDIATE")
-        self._drop_oldest(self._depth - self.max_rows, self._bytes - self.max_bytes)
-        db.execute("COMMIT")
-
-    def _insert_rows(self, batch: list[tuple[int, int, float, bytes]]) -> None:
-        if not batch:
-            return
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(
-            "INSERT OR IGNORE INTO spool (id, seq, t_submit, payload) VALUES (?, ?, ?, ?)", batch
-        )
-        db.execute("COMMIT")
-
-    def _out_of_space(self, e: sqlite3.Error) -> bool:
-        return is_disk_full(e, self.path.parent, self.reserve.size)
-
     def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            if self._closed:
-                raise OutputError(f"{self.path}: the spool is closed")
-            # A heal that could not make a fresh file (a full disk): try again now.
-            self._open()
-            assert self._db is not None
-        return self._db
+        db = self._file.conn()
+        if self._file.opened != self._opened:
+            # Opened, healed or reopened since we last counted: count again.
+            self._opened = self._file.opened
+            self._depth, self._bytes = count_rows(db)
+        return db
 
-    def _close_quietly(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                db.close()
+    @property
+    def corrupt(self) -> int:
+        """Corrupt files set aside."""
+        return self._file.corrupt
 
-    def _rollback(self) -> None:
-        db = self._db
-        if db is not None and db.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+    @property
+    def salvaged(self) -> int:
+        """Rows taken over from corrupt files."""
+        return self._file.salvaged
 
     def _guard(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn``; a corrupt file is healed and ``fn`` run once more on the fresh one."""
@@ -264,11 +140,11 @@ class Spool:
             try:
                 return fn()
             except sqlite3.Error as e:
-                self._rollback()
-                if self._out_of_space(e) and what == "write":
+                self._file.rollback()
+                if self._file.out_of_space(e) and what == "write":
                     raise _DiskFull(str(e)) from None
                 if is_corruption(e) and attempt == 1:
-                    self._heal(str(e))
+                    self._file.heal(str(e))  # the next _conn() counts the fresh file
                     continue
                 raise OutputError(f"{self.path}: spool {what} failed: {e}") from None
         raise AssertionError("unreachable")
@@ -278,12 +154,11 @@ class Spool:
     @property
     def first_id(self) -> int:
         """The first row id this run may use: above every id any other run used."""
-        assert self._run is not None
-        return self._run << RUN_SHIFT
+        assert self._file.run is not None
+        return self._file.run << RUN_SHIFT
 
     def close(self) -> None:
-        self._closed = True
-        self._close_quietly()
+        self._file.close()
 
     def depth(self) -> int:
         return self._depth
@@ -392,8 +267,8 @@ class Spool:
         # Room first, rows second: pages freed here are reused by the inserts below,
         # so a spool at its bound does not grow.
         add_bytes = sum(r.size for r in take)
-        trimmed, freed = self._drop_oldest(
-            depth + len(take) - cap_rows, nbytes + add_bytes - cap_bytes
+        trimmed, freed = drop_oldest(
+            db, depth + len(take) - cap_rows, nbytes + add_bytes - cap_bytes
         )
         depth -= trimmed
         nbytes -= freed
@@ -412,35 +287,8 @@ class Spool:
             self._recount()
         return inserted, deleted, skipped + trimmed
 
-    def _drop_oldest(self, rows: int, nbytes: int) -> tuple[int, int]:
-        """Delete the oldest rows until ``rows`` rows and ``nbytes`` bytes are gone."""
-        if rows <= 0 and nbytes <= 0:
-            return 0, 0
-        db = self._conn()
-        n = freed = 0
-        cutoff: int | None = None
-        cur = db.execute("SELECT id, length(payload) FROM spool ORDER BY id")
-        for i, length in cur:
-            if n >= rows and freed >= nbytes:
-                break
-            n += 1
-            freed += int(length) + ROW_OVERHEAD
-            cutoff = int(i)
-        cur.close()
-        if cutoff is not None:
-            db.execute("DELETE FROM spool WHERE id <= ?", (cutoff,))
-        return n, freed
-
     def _recount(self) -> None:
-        def q() -> tuple[int, int]:
-            depth, size = (
-                self._conn()
-                .execute("SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM spool")
-                .fetchone()
-            )
-            return int(depth), int(size) + ROW_OVERHEAD * int(depth)
-
-        self._depth, self._bytes = self._guard("read", q)
+        self._depth, self._bytes = self._guard("read", lambda: count_rows(self._conn()))
 
     # -- a full filesystem --
 
@@ -530,10 +378,10 @@ class Spool:
 
         VACUUM of an empty table copies next to nothing. (auto_vacuum would keep the file
         small all along, but its pointer-map pages cost ~18 % more writes per outage.)"""
-        if self._depth or self._db is None:
+        if self._depth or self._file.db is None:
             return
         with contextlib.suppress(sqlite3.Error):
-            db = self._db
+            db = self._file.db
             (free,) = db.execute("PRAGMA freelist_count").fetchone()
             if int(free) < _VACUUM_MIN_FREE_PAGES:
                 return
