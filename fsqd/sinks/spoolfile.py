@@ -19,7 +19,14 @@ from pathlib import Path
 import structlog
 
 from fsqd.errors import OutputError
-from fsqd.sinks.spoolrepair import SalvagedRow, is_corruption, move_aside, quick_check, salvage
+from fsqd.sinks.spoolrepair import (
+    SalvagedRow,
+    is_corruption,
+    move_aside,
+    prune_corrupt,
+    quick_check,
+    salvage,
+)
 from fsqd.sinks.spoolschema import SchemaError, allocate_run, create_schema
 from fsqd.sinks.spoolspace import Reserve, is_disk_full
 
@@ -107,6 +114,7 @@ class SpoolFile:
                 if self.out_of_space(e) and attempt == 1 and self.reserve.release():
                     continue
                 raise OutputError(f"{self.path}: cannot make a fresh spool: {e}") from None
+        prune_corrupt(self.path)  # after the salvage read the new copy
         kept, _ = count_rows(self.conn())
         self.salvaged += kept
         log.error(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -53,30 +54,32 @@ def quick_check(db: sqlite3.Connection) -> str | None:
 
 
 def move_aside(path: Path) -> Path:
-    """Rename the spool and its ``-wal``/``-shm`` to ``<name>.corrupt-<UTC time>[-n]``."""
+    """Rename the spool and its ``-wal``/``-shm`` to ``<name>.corrupt-<UTC time>[-n]``, the
+    name after every copy already there (several can come within one second)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    n = 1 + max((k for s, k, _ in _copies(path) if s == stamp), default=0)
+    target = path.with_name(f"{path.name}.corrupt-{stamp}" + (f"-{n}" if n > 1 else ""))
     for suffix in ("-wal", "-shm", ""):  # the database last: SQLite looks for it first
         src = path.with_name(path.name + suffix)
         with contextlib.suppress(FileNotFoundError):
             src.rename(target.with_name(target.name + suffix))
-    prune_corrupt(path)
     return target
 
 
+_STAMP = re.compile(r"\.corrupt-(\d{8}T\d{6}Z)(?:-(\d+))?$")
+
+
+def _copies(path: Path) -> list[tuple[str, int, Path]]:
+    found: list[tuple[str, int, Path]] = []
+    for p in path.parent.glob(f"{path.name}.corrupt-*"):
+        if m := _STAMP.search(p.name):  # not a -wal or -shm beside one
+            found.append((m.group(1), int(m.group(2) or 1), p))
+    return sorted(found)
+
+
 def corrupt_copies(path: Path) -> list[Path]:
-    """The corrupt spools set aside beside ``path``, oldest first."""
-    prefix = f"{path.name}.corrupt-"
-    found = [
-        p
-        for p in path.parent.glob(prefix + "*")
-        if not p.name.endswith(("-wal", "-shm", "-journal"))
-    ]
-    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
+    """The corrupt spools set aside beside ``path``, in the order they were set aside."""
+    return [p for _, _, p in _copies(path)]
 
 
 def prune_corrupt(path: Path, keep: int = KEEP_CORRUPT) -> None:
@@ -90,7 +93,9 @@ def prune_corrupt(path: Path, keep: int = KEEP_CORRUPT) -> None:
 def salvage(path: Path) -> Iterator[SalvagedRow]:
     """Every row of ``path``'s spool table SQLite can still read, in id order."""
     try:
-        db = sqlite3.connect(path, isolation_level=None)
+        # mode=rw: a copy that is gone must not come back as an empty database.
+        uri = path.absolute().as_uri() + "?mode=rw"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
     except sqlite3.Error:
         return
     try:
