@@ -704,3 +704,40 @@ def test_two_sinks_on_one_spool_file_keep_both_sets_of_codes(
         assert sorted(seqs(c.payloads("fsqd/c/codes"))) == [*range(10), *range(100, 110)]
 
     run(main())
+
+
+def test_a_version_1_spool_left_by_fsqd_0_1_is_delivered_after_the_upgrade(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """The file an older fsqd left with undelivered codes: its own schema (no runs table,
+    no user_version), ids from 1. The upgraded sink sends them first, then its own."""
+    import sqlite3
+
+    spool = tmp_path / "spool.db"
+    db = sqlite3.connect(spool, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "CREATE TABLE spool (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, "
+        "t_submit REAL NOT NULL, payload BLOB NOT NULL)"
+    )
+    db.executemany(
+        "INSERT INTO spool VALUES (?, ?, ?, ?)", [(i + 1, i, 1.7e9, code(i)) for i in range(30)]
+    )
+    db.close()
+
+    async def main() -> None:
+        async with Collector(broker, "fsqd/v1/codes") as c:
+            sink = MqttSink(settings(broker, node="v1"), spool)
+            task = asyncio.create_task(sink.run())
+            for i in range(30, 35):
+                sink.submit_code(code(i), i)
+            await c.wait_for(lambda c: len(c.messages) >= 35)
+            await wait_until(lambda: sink.counters()["spool_depth"] == 0)
+            await sink.aclose(5)
+            await task
+        assert seqs(c.payloads("fsqd/v1/codes")) == list(range(35))
+
+    run(main())
+    again = MqttSink(settings(broker, node="v1"), spool)
+    assert again.counters()["spool_depth"] == 0  # nothing to send again
+    asyncio.run(again.aclose(0.1))
