@@ -11,6 +11,7 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_SOFTWARE = 70
 EX_IOERR = 74
+EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 
@@ -52,3 +53,10 @@ class OutputError(FsqdError, OSError):
     """Writing results failed (disk full, closed pipe, permissions)."""
 
     exit_code = EX_IOERR
+
+
+class BusyError(FsqdError, BlockingIOError):
+    """Something another process holds (the state directory of a running ``fsqd run``);
+    trying again later may work."""
+
+    exit_code = EX_TEMPFAIL

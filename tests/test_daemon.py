@@ -14,6 +14,7 @@ import jsonschema
 import numpy as np
 import numpy.typing as npt
 import pytest
+import structlog
 from mosquitto import Collector, Mosquitto, free_port
 from sim_acquisition import SimAcquisition, Status
 
@@ -282,6 +283,44 @@ def test_no_broker_answering_prints_codes_when_the_config_says_so(
     assert [type(s).__name__ for s in open_sinks(prod, stdout=True, out=io.StringIO())] == [
         "JsonLinesSink"
     ]
+
+
+def test_log_lines_say_what_they_count(tmp_path: Path) -> None:
+    """With the broker away nothing is published: the journal must not say otherwise."""
+    config = make_config(
+        tmp_path,
+        "[window]\nhop = 10\n[stats]\ninterval_s = 1\n[service]\nstate_dir = 'state'\n"
+        f"[mqtt]\nhost = '127.0.0.1'\nport = {free_port()}\n",
+    )
+    sinks = open_sinks(config, stdout=False, out=io.StringIO())
+    daemon = Daemon(
+        config,
+        acquisition=SimAcquisition(chunk=2),
+        sinks=sinks,
+        duration_s=2.5,
+        handle_signals=False,
+    )
+    with structlog.testing.capture_logs() as logs:
+        assert run(daemon) == 0
+    summary = [e for e in logs if e["event"] == "summary"][-1]
+    counts = {
+        "samples", "windows", "dropped", "coded", "published", "spooled", "spool_depth",
+        "spool_dropped", "unacked", "lost",
+    }  # fmt: skip
+    assert counts <= set(summary)
+    # Built, acknowledged, on disk, lost: each its own number, as the sink counts them.
+    assert summary["coded"] == daemon.seq >= 10
+    assert summary["windows"] == summary["coded"] + summary["dropped"]
+    assert summary["published"] == 0
+    assert summary["spooled"] == summary["spool_depth"] == summary["coded"]
+    assert summary["lost"] == summary["spool_dropped"] == summary["unacked"] == 0
+    final = sinks[0].counters()
+    assert {k: summary[k] for k in final if k in summary} == {
+        k: v for k, v in final.items() if k in summary
+    }
+    periodic = [e for e in logs if e["event"] == "stats"]
+    assert periodic and all(e["published"] == 0 for e in periodic)
+    assert all(e["coded"] <= summary["coded"] for e in periodic)
 
 
 class StepBackSource(SimAcquisition):

@@ -11,16 +11,19 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+import structlog
 from mosquitto import Collector, Mosquitto, TlsFiles, free_port
 
+from fsqd.errors import OutputError
 from fsqd.sinks.mqtt import MqttSettings, MqttSink, Secret
 from fsqd.sinks.spool import Spool
 
 CHILD = Path(__file__).parent / "mqtt_child.py"
 ROOT = Path(__file__).parent.parent
+T = TypeVar("T")
 
 
 def settings(broker: Mosquitto, node: str = "n1", **kw: Any) -> MqttSettings:
@@ -640,3 +643,143 @@ def test_close_waits_for_a_rewrite_still_running_on_the_spool_thread(tmp_path: P
     run(main())
     assert [e for e, _ in events] == ["rewrite", "close"]
     assert events[1][1] != threading.main_thread().name
+
+
+def nowhere(**kw: Any) -> MqttSettings:
+    """A broker address where nothing listens: the sink spools everything."""
+    base: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "node_id": "n1",
+        "reconnect_min_s": 0.5,
+        "reconnect_max_s": 1.0,
+        "spool_commit_s": 0.02,
+    }
+    base.update(kw)
+    return MqttSettings(**base)
+
+
+def test_spool_failures_are_counted_each_time_and_logged_once_per_episode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        sink = MqttSink(nowhere(), tmp_path / "spool.db")
+        real = sink._spool.commit
+        left = [10]
+
+        def flaky(inserts: Any, deletes: Any) -> Any:
+            if left[0]:
+                left[0] -= 1
+                raise OutputError("spool.db: spool write failed: disk I/O error")
+            return real(inserts, deletes)
+
+        monkeypatch.setattr(sink._spool, "commit", flaky)
+        task = asyncio.create_task(sink.run())
+        for i in range(5):
+            sink.submit_code(code(i), i)
+        await wait_until(lambda: sink.counters()["spool_depth"] == 5)
+        assert sink.counters()["spool_errors"] == 10
+        await sink.aclose(1)
+        await task
+
+    with structlog.testing.capture_logs() as logs:
+        run(main())
+    assert [e["event"] for e in logs if "spool" in e["event"]] == [
+        "spool write failed; retrying every commit period",
+        "spool works again",
+    ]
+
+
+def test_codes_neither_delivered_nor_spooled_at_stop_are_counted_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> dict[str, int | float]:
+        sink = MqttSink(nowhere(spool_commit_s=30.0), tmp_path / "spool.db")
+
+        def broken(inserts: Any, deletes: Any) -> Any:
+            raise OutputError("spool.db: spool write failed: disk I/O error")
+
+        monkeypatch.setattr(sink._spool, "commit", broken)
+        task = asyncio.create_task(sink.run())
+        for i in range(7):
+            sink.submit_code(code(i), i)
+        await sink.aclose(0.2)
+        await task
+        return sink.counters()
+
+    with structlog.testing.capture_logs() as logs:
+        counters = run_result(main())
+    assert counters["lost"] == 7 and counters["published"] == counters["spooled"] == 0
+    (line,) = [e for e in logs if e["log_level"] == "error"]
+    assert line["event"].startswith("codes lost at stop") and line["lost"] == 7
+
+
+def run_result(coro: Awaitable[T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 120))  # type: ignore[arg-type]
+
+
+def test_two_sinks_on_one_spool_file_keep_both_sets_of_codes(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Row ids carry the run: two writers of one file (which the state-directory lock
+    prevents for `fsqd run`) never overwrite or drop each other's codes."""
+    spool = tmp_path / "spool.db"
+    broker.stop()
+
+    async def main() -> None:
+        a = MqttSink(settings(broker, node="a"), spool)
+        b = MqttSink(settings(broker, node="b"), spool)
+        tasks = [asyncio.create_task(s.run()) for s in (a, b)]
+        for i in range(10):
+            a.submit_code(code(i), i)
+            b.submit_code(code(100 + i), 100 + i)
+        await a.aclose(0.5)
+        await b.aclose(0.5)
+        await asyncio.gather(*tasks)
+        broker.start()
+        async with Collector(broker, "fsqd/c/codes") as c:
+            later = MqttSink(settings(broker, node="c"), spool)
+            task = asyncio.create_task(later.run())
+            await c.wait_for(lambda c: len(c.messages) >= 20)
+            await later.aclose(5)
+            await task
+        assert sorted(seqs(c.payloads("fsqd/c/codes"))) == [*range(10), *range(100, 110)]
+
+    run(main())
+
+
+def test_a_version_1_spool_left_by_fsqd_0_1_is_delivered_after_the_upgrade(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """The file an older fsqd left with undelivered codes: its own schema (no runs table,
+    no user_version), ids from 1. The upgraded sink sends them first, then its own."""
+    import sqlite3
+
+    spool = tmp_path / "spool.db"
+    db = sqlite3.connect(spool, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(
+        "CREATE TABLE spool (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, "
+        "t_submit REAL NOT NULL, payload BLOB NOT NULL)"
+    )
+    db.executemany(
+        "INSERT INTO spool VALUES (?, ?, ?, ?)", [(i + 1, i, 1.7e9, code(i)) for i in range(30)]
+    )
+    db.close()
+
+    async def main() -> None:
+        async with Collector(broker, "fsqd/v1/codes") as c:
+            sink = MqttSink(settings(broker, node="v1"), spool)
+            task = asyncio.create_task(sink.run())
+            for i in range(30, 35):
+                sink.submit_code(code(i), i)
+            await c.wait_for(lambda c: len(c.messages) >= 35)
+            await wait_until(lambda: sink.counters()["spool_depth"] == 0)
+            await sink.aclose(5)
+            await task
+        assert seqs(c.payloads("fsqd/v1/codes")) == list(range(35))
+
+    run(main())
+    again = MqttSink(settings(broker, node="v1"), spool)
+    assert again.counters()["spool_depth"] == 0  # nothing to send again
+    asyncio.run(again.aclose(0.1))

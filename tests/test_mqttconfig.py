@@ -124,9 +124,16 @@ def test_tls(tmp_path: Path, tls_files: TlsFiles) -> None:
         ("reconnect_min = 0", "reconnect_min"),
         ("reconnect_min = 5\nreconnect_max = 2", "reconnect_max"),
         ("spool_max = 0", "spool_max"),
+        ("spool_max_bytes = 1000", "spool_max_bytes"),
+        ('spool_max_bytes = "1G"', "spool_max_bytes"),
         ("spool_commit = 0", "spool_commit"),
         ('port = "1883"', "port"),
     ],
 )
 def test_bounds(line: str, key: str) -> None:
     assert f"[mqtt] {key}" in error(f'host = "b"\n{line}')
+
+
+def test_spool_max_bytes_given_or_left_to_the_free_space() -> None:
+    assert parse('host = "b"').spool_max_bytes is None  # the spool takes a share at start
+    assert parse('host = "b"\nspool_max_bytes = 64_000_000').spool_max_bytes == 64_000_000

@@ -250,3 +250,30 @@ def test_sigterm_with_a_broker_delivers_every_code_then_offline(
     assert codes == list(range(summary["windows"]))
     status = [p for t, p, _ in msgs if t == "fsqd/n9/status"]
     assert status[0] == b"online" and status[-1] == b"offline"
+
+
+def test_run_on_a_corrupt_spool_starts_and_says_so_once(tmp_path: Path) -> None:
+    """A spool the SD card mangled is set aside at start: no exit 74, no crash loop."""
+    from mosquitto import free_port
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "spool.sqlite").write_bytes(os.urandom(64 * 1024))
+    cfg = write_config(
+        tmp_path / "fsqd.toml",
+        "[window]\nhop = 10\n[logging]\nformat = 'json'\n[service]\nstate_dir = 'state'\n"
+        f"[mqtt]\nhost = '127.0.0.1'\nport = {free_port()}\n",
+    )
+    r = subprocess.run(
+        [*SIM_DAEMON, "run", "--config", str(cfg), "--duration", "2s"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    errors = [e for e in log_events(r.stderr) if e.get("level") == "error"]
+    assert [e["event"] for e in errors] == ["spool corrupt: set aside, readable codes kept"]
+    assert len(list(state.glob("spool.sqlite.corrupt-*"))) == 1
+    summary = [e for e in log_events(r.stderr) if e.get("event") == "summary"][-1]
+    assert summary["spooled"] == summary["coded"] > 0  # the fresh spool took them

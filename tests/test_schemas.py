@@ -9,6 +9,7 @@ subscriber receives them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -195,3 +196,22 @@ def test_the_daemon_over_mqtt_publishes_schema_valid_messages(
     total = daemon.timer.roll().cumulative
     assert total["publish"].count == total["e2e"].count == len(codes)  # PUBACKs reported
     assert (tmp_path / "state" / "spool.sqlite").exists()
+
+
+def test_every_counter_fsqd_reports_is_described_by_the_stats_schema(tmp_path: Path) -> None:
+    """The counters a real MQTT sink and the daemon report, each with a type and meaning;
+    a broken value of a new counter is refused."""
+    from fsqd.service.daemon import Counters
+
+    counters = load("stats")["properties"]["counters"]
+    described = set(counters["properties"])
+    sink = MqttSink(MqttSettings(host="127.0.0.1", port=1, node_id="n1"), tmp_path / "s.db")
+    reported = set(sink.counters()) | {f.name for f in dataclasses.fields(Counters)}
+    reported |= {"gaps", "pending", "time_going_back"}  # the daemon's own, beside Counters
+    assert reported <= described, reported - described
+    asyncio.run(sink.aclose(0.1))
+    stats = json.loads(real_stats(sink.counters()))
+    validator("stats").validate(stats)
+    for key in ("lost", "spool_corrupt", "spool_full", "spool_salvaged", "spool_bytes"):
+        broken = {**stats, "counters": {**stats["counters"], key: -1}}
+        assert not validator("stats").is_valid(broken), key

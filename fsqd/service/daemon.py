@@ -51,6 +51,7 @@ from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream
 from fsqd.sensors.acquire import open_acquisition
 from fsqd.sensors.clock import SystemClock
 from fsqd.service.clock import WallClock, clock_synced
+from fsqd.service.instance import StateDirLock
 from fsqd.service.logging import configure_logging
 from fsqd.service.systemd import SystemdNotifier
 from fsqd.sinks.base import Sink
@@ -70,6 +71,13 @@ STATUS_INTERVAL_S = 5.0
 # A SIGHUP's config read gives up after this (the file is on a hung mount, say).
 RELOAD_TIMEOUT_S = 10.0
 T = TypeVar("T")
+# The sinks' counters the stats/summary log line carries (a sink reports those it has).
+SUMMARY_SINK_COUNTERS = ("published", "spooled", "spool_depth", "spool_dropped", "unacked", "lost")
+
+
+def new_run_id() -> str:
+    """Random per start: the ``run`` of every payload and the spool's rows of this run."""
+    return uuid.uuid4().hex[:12]
 
 
 class Acquisition(Protocol):
@@ -150,6 +158,7 @@ class Daemon:
         duration_s: float | None = None,
         handle_signals: bool = True,
         log_override: LoggingOverride | None = None,
+        run_id: str | None = None,
     ) -> None:
         # Command-line --log-format/--log-level win over [logging], on every reload too.
         self.log_override = log_override or LoggingOverride()
@@ -161,7 +170,7 @@ class Daemon:
         self.clock = clock or WallClock()
         self.duration_s = duration_s
         self.handle_signals = handle_signals
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = run_id or new_run_id()
         self.timer = StageTimer()
         pkg = config.model.package
         if encoder is None:
@@ -488,14 +497,20 @@ class Daemon:
             sink.publish_stats(payload)
 
     def _summary_line(self, *, final: bool) -> None:
+        """The ``stats``/``summary`` log line: each count once, named as in the stats payload
+        (``coded`` codes built, ``published`` acknowledged by the broker or written, ...)."""
         period = self._period
         e2e = period.cumulative.get("e2e") if final else period.stages.get("e2e")
         states = ",".join(str(_plain(s).get("state", "?")) for s in self.acq.status())
+        delivery: dict[str, int | float] = {}
+        for sink in self.sinks:
+            delivery.update(sink.counters())
         fields = {
             "samples": self.counters.samples,
             "windows": self.counters.windows,
-            "published": self.seq,
             "dropped": self.counters.dropped,
+            "coded": self.counters.coded,
+            **{k: delivery[k] for k in SUMMARY_SINK_COUNTERS if k in delivery},
             "gaps": self.stream.gaps.gaps,
             "sensors": states,
             "e2e_p50_ms": None if e2e is None else e2e.p50 / 1000,
@@ -693,7 +708,7 @@ def _first_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
 # -- building a daemon from a config --
 
 
-def open_sinks(config: Config, *, stdout: bool, out: TextIO) -> list[Sink]:
+def open_sinks(config: Config, *, stdout: bool, out: TextIO, run_id: str = "") -> list[Sink]:
     """JSON lines when asked, when no broker is configured, or (demo) when none answers."""
     from fsqd.sinks.jsonl import JsonLinesSink
 
@@ -726,7 +741,9 @@ def open_sinks(config: Config, *, stdout: bool, out: TextIO) -> list[Sink]:
         model_name=card.name,
         model_version=card.version,
     )
-    sink: Sink = MqttSink(mqtt, config.service.state_dir / SPOOL_FILE, discovery=discovery)
+    sink: Sink = MqttSink(
+        mqtt, config.service.state_dir / SPOOL_FILE, discovery=discovery, run_id=run_id
+    )
     return [sink]
 
 
@@ -763,9 +780,34 @@ def run_daemon(
     acquisition: Acquisition | None = None,
     log_override: LoggingOverride | None = None,
 ) -> int:
+    with contextlib.ExitStack() as held:
+        if not stdout and config.mqtt is not None:
+            # Before anything else: a second daemon on this state directory would share
+            # the spool and the broker client id (BusyError, exit 75, naming the first).
+            held.enter_context(StateDirLock(config.service.state_dir))
+        return _run_daemon(
+            config,
+            duration_s=duration_s,
+            stdout=stdout,
+            out=out,
+            acquisition=acquisition,
+            log_override=log_override,
+        )
+
+
+def _run_daemon(
+    config: Config,
+    *,
+    duration_s: float | None,
+    stdout: bool,
+    out: TextIO,
+    acquisition: Acquisition | None,
+    log_override: LoggingOverride | None,
+) -> int:
     logging = (log_override or LoggingOverride()).apply(config.logging)
     configure_logging(logging.format, logging.level)
-    sinks = open_sinks(config, stdout=stdout, out=out)
+    run_id = new_run_id()
+    sinks = open_sinks(config, stdout=stdout, out=out, run_id=run_id)
     # Samples are stamped on the acquisition clock's timeline (CLOCK_MONOTONIC + the
     # offset it captured); the wall clock is followed from that same offset.
     sample_clock = SystemClock()
@@ -778,6 +820,7 @@ def run_daemon(
         notifier=SystemdNotifier.from_environ(),
         duration_s=duration_s,
         log_override=log_override,
+        run_id=run_id,
     )
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(daemon.run())

@@ -37,7 +37,8 @@ class Sink(Protocol):
     def publish_info(self, payload: bytes) -> None: ...
 
     def counters(self) -> dict[str, int | float]:
-        """published, spooled, spool_depth, spool_dropped, oldest_unsent_age_s, reconnects, ..."""
+        """published, spooled, spool_depth, spool_dropped, lost, oldest_unsent_age_s, ...
+        (each described in the stats schema; the daemon's log lines use the same names)."""
         ...
 
     async def aclose(self, timeout_s: float) -> None:

@@ -32,7 +32,6 @@ import logging
 import math
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import aiomqtt
 import structlog
 
 from fsqd.errors import ConfigError, OutputError
+from fsqd.sinks.backlog import Backlog, QueuedCode
 from fsqd.sinks.mqttconfig import MqttSettings, Secret, default_node_id, parse_mqtt, tls_context
 from fsqd.sinks.spool import CommitResult, Spool, SpoolRow
 
@@ -83,17 +83,6 @@ class Discovery:
     min_interval_s: float = 5.0
 
 
-@dataclass
-class _Item:
-    id: int
-    seq: int
-    payload: bytes
-    t_wall: float  # UNIX time of submit_code
-    t_mono: float | None  # None for codes spooled by an earlier process
-    persisting: bool = False  # in a commit that has not returned yet
-    on_disk: bool = False
-
-
 class _ConnectionLost(Exception):
     pass
 
@@ -118,6 +107,7 @@ class MqttSink:
         on_published: Callable[[int, float], None] | None = None,
         discovery: Discovery | None = None,
         rng: random.Random | None = None,
+        run_id: str = "",
     ) -> None:
         self.settings = settings
         # on_published(seq, seconds from submit_code to PUBACK), on the event loop; the
@@ -130,15 +120,16 @@ class MqttSink:
         self._topic_stats = settings.topic("stats")
         self._topic_info = settings.topic("info")
 
-        self._spool = Spool(spool_path, settings.spool_max)
+        self._spool = Spool(spool_path, settings.spool_max, settings.spool_max_bytes, run_id=run_id)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsqd-spool")
         self._disk_depth = self._spool.depth()
         self._disk_max_id = self._spool.max_id()
         self._disk_oldest_t = self._spool.oldest_t_submit()
-        self._next_id = self._disk_max_id + 1
+        # Above every id on disk, and never used by another run of this spool.
+        self._next_id = self._spool.first_id
 
-        self._mem: OrderedDict[int, _Item] = OrderedDict()
-        self._inflight: dict[int, _Item] = {}
+        self._mem = Backlog(settings.spool_max, self._spool.max_bytes)
+        self._inflight: dict[int, QueuedCode] = {}
         self._pending_deletes: list[int] = []
         self._acked_on_disk: set[int] = set()
         self._wake = asyncio.Event()
@@ -157,13 +148,15 @@ class MqttSink:
         self.published = 0
         self.spooled = 0
         self.spool_dropped = 0
-        self.memory_dropped = 0
+        self.lost = 0  # neither delivered nor on disk when the sink closed
         self.reconnects = 0
         self.connect_failures = 0
         self.spool_errors = 0
         self.clock_steps = 0  # wall-clock steps whose re-mapping was applied to unsent codes
         self.connected = False
         self._connections = 0
+        self._failing = 0  # spool reads/writes failed in a row (one log line per episode)
+        self._dropping = 0  # codes dropped in the current full-spool episode
         if self._disk_depth:
             log.info("spool has undelivered codes", path=str(spool_path), codes=self._disk_depth)
 
@@ -171,15 +164,12 @@ class MqttSink:
 
     def submit_code(self, payload: bytes, seq: int) -> None:
         """Queue one code message; never blocks (call on the event loop)."""
-        item = _Item(self._next_id, seq, payload, time.time(), time.monotonic())
+        item = QueuedCode(self._next_id, seq, payload, time.time(), time.monotonic())
         self._next_id += 1
-        self._mem[item.id] = item
         # Memory is bounded like the disk: if the spool cannot keep up (or fails),
         # the oldest codes that are not on disk go first, counted.
-        while len(self._mem) > self.settings.spool_max:
-            _, old = self._mem.popitem(last=False)
-            if not old.persisting and not old.on_disk:
-                self.memory_dropped += 1
+        if dropped := self._mem.add(item):
+            self._dropped("memory backlog full", dropped)
         self._wake.set()
 
     def clock_stepped(self, step_s: float) -> None:
@@ -201,6 +191,7 @@ class MqttSink:
 
         for item in self._mem.values():
             item.payload = shift(item.payload)
+        self._mem.recount()
         if self._disk_max_id or self._mem:
             up_to = self._next_id - 1
             fut = self._executor.submit(self._spool.rewrite, up_to, shift)
@@ -226,20 +217,26 @@ class MqttSink:
 
     def counters(self) -> dict[str, int | float]:
         oldest: float | None = self._disk_oldest_t if self._disk_depth else None
-        if self._mem:
-            first = next(iter(self._mem.values())).t_wall
-            oldest = first if oldest is None else min(oldest, first)
+        if (first := self._mem.first()) is not None:
+            oldest = first.t_wall if oldest is None else min(oldest, first.t_wall)
+        spool = self._spool
         return {
             "published": self.published,
             "spooled": self.spooled,
             "spool_depth": self._disk_depth,
-            "spool_dropped": self.spool_dropped + self.memory_dropped,
+            "spool_dropped": self.spool_dropped + self._mem.dropped,
             "unacked": len(self._mem),
+            "lost": self.lost,
             "oldest_unsent_age_s": 0.0 if oldest is None else max(0.0, time.time() - oldest),
             "reconnects": self.reconnects,
             "connect_failures": self.connect_failures,
-            "spool_commits": self._spool.commits,
+            "spool_commits": spool.commits,
             "spool_errors": self.spool_errors,
+            "spool_bytes": spool.size_bytes(),
+            "spool_max_bytes": spool.max_bytes,
+            "spool_full": spool.full_episodes,
+            "spool_corrupt": spool.corrupt,
+            "spool_salvaged": spool.salvaged,
             "sink_clock_steps": self.clock_steps,
             "connected": int(self.connected),
         }
@@ -444,15 +441,14 @@ class MqttSink:
                 self._inflight[item.id] = item
                 tg.create_task(self._publish_code(client, item, window))
 
-    async def _next_batch(self, cursor: int) -> list[_Item]:
+    async def _next_batch(self, cursor: int) -> list[QueuedCode]:
         """Unacknowledged codes after ``cursor``: from the disk first, then memory."""
         while True:
             if cursor < self._disk_max_id:
                 try:
                     rows = await self._in_spool_thread(self._spool.read, cursor, 256)
                 except OutputError as e:
-                    self.spool_errors += 1
-                    log.error("spool read failed", error=str(e))
+                    self._spool_failed("read", e)
                     await asyncio.sleep(1.0)
                     continue
                 items = [self._from_row(r) for r in rows if r.id not in self._acked_on_disk]
@@ -467,14 +463,14 @@ class MqttSink:
                 return items
             await self._wake.wait()
 
-    def _from_row(self, row: SpoolRow) -> _Item:
+    def _from_row(self, row: SpoolRow) -> QueuedCode:
         mem = self._mem.get(row.id)  # still there when its commit just returned
         if mem is not None:
             return mem
-        return _Item(row.id, row.seq, row.payload, row.t_submit, None, on_disk=True)
+        return QueuedCode(row.id, row.seq, row.payload, row.t_submit, None, on_disk=True)
 
     async def _publish_code(
-        self, client: aiomqtt.Client, item: _Item, window: asyncio.Semaphore
+        self, client: aiomqtt.Client, item: QueuedCode, window: asyncio.Semaphore
     ) -> None:
         try:
             await client.publish(self._topic_codes, item.payload, qos=self.settings.qos)
@@ -483,9 +479,9 @@ class MqttSink:
             window.release()
         self._acked(item)
 
-    def _acked(self, item: _Item) -> None:
+    def _acked(self, item: QueuedCode) -> None:
         self.published += 1
-        self._mem.pop(item.id, None)
+        self._mem.pop(item.id)
         if item.on_disk or item.persisting:
             self._pending_deletes.append(item.id)
             self._acked_on_disk.add(item.id)
@@ -507,12 +503,36 @@ class MqttSink:
             try:
                 await self._flush(everything=not self.connected)
             except OutputError as e:
-                self.spool_errors += 1
-                log.error("spool write failed", error=str(e))
+                self._spool_failed("write", e)
+            else:
+                self._spool_works()
+
+    def _spool_failed(self, what: str, e: OutputError) -> None:
+        """Counted every time, logged once per run of failures."""
+        self.spool_errors += 1
+        self._failing += 1
+        if self._failing == 1:
+            log.error(f"spool {what} failed; retrying every commit period", error=str(e))
+
+    def _spool_works(self) -> None:
+        if self._failing:
+            log.info("spool works again", failures=self._failing)
+            self._failing = 0
+
+    def _dropped(self, why: str, n: int) -> None:
+        """Codes dropped at a bound: counted every time, logged when it starts and ends."""
+        if not self._dropping:
+            log.warning(f"{why}: dropping the oldest codes", dropped=n)
+        self._dropping += n
+
+    def _not_dropping(self) -> None:
+        if self._dropping:
+            log.info("no longer dropping codes", dropped=self._dropping)
+            self._dropping = 0
 
     async def _flush(self, *, everything: bool, include_persisting: bool = False) -> None:
         now = time.monotonic()
-        batch: list[_Item] = []
+        batch: list[QueuedCode] = []
         for item in self._mem.values():
             if item.persisting and not include_persisting:
                 continue
@@ -534,26 +554,35 @@ class MqttSink:
                 item.persisting = False
             self._pending_deletes = deletes + self._pending_deletes
             raise
-        for item in batch:
+        # The spool took the oldest ``accepted`` (written, or dropped as the oldest); the
+        # rest did not fit on a full disk and wait here for the next commit.
+        for n, item in enumerate(batch):
             item.persisting = False
-            item.on_disk = True
-            self._mem.pop(item.id, None)
+            if n < result.accepted:
+                item.on_disk = True
+                self._mem.pop(item.id)
         self._acked_on_disk.difference_update(deletes)
         self.spooled += result.inserted
         self.spool_dropped += result.dropped
         if result.dropped:
-            log.warning("spool full: dropped oldest codes", dropped=result.dropped)
+            self._dropped("spool full", result.dropped)
+        elif len(self._mem) < self._mem.max_rows and self._mem.bytes < self._mem.max_bytes // 2:
+            self._not_dropping()
         self._disk_depth = result.depth
         self._disk_oldest_t = result.oldest_t_submit
-        if batch:
-            self._disk_max_id = max(self._disk_max_id, batch[-1].id)
+        self._disk_max_id = result.max_id
 
     async def _final_flush(self) -> None:
+        error: str | None = None
         try:
             await self._flush(everything=True, include_persisting=True)
         except OutputError as e:
             self.spool_errors += 1
-            log.error("spool write failed at stop", error=str(e), lost=len(self._mem))
+            error = str(e)
+        lost = sum(1 for item in self._mem.values() if not item.on_disk)
+        if lost or error:
+            self.lost += lost
+            log.error("codes lost at stop: not delivered and not spooled", lost=lost, error=error)
 
 
 def _retrieve_disconnect_error(client: aiomqtt.Client) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fsqd.errors import ConfigError, NoInputError
 from fsqd.safefile import CERT_MAX, SECRET_MAX, read_text, regular_file
+from fsqd.sinks.spoolspace import SPOOL_MIN_BYTES
 from fsqd.tomlcheck import Table
 
 # One MQTT topic level that is also a Home Assistant id: no '/', '+', '#', no spaces.
@@ -70,9 +71,11 @@ class MqttSettings:
     stable_s: float = 10.0
     publish_timeout_s: float = 10.0
     max_inflight: int = 20
-    # Spool: rows kept on disk at most (oldest dropped, counted), how often writes
+    # Spool: rows and bytes kept on disk at most (oldest dropped, counted; bytes None:
+    # a share of the free space at start, see fsqd.sinks.spoolspace), how often writes
     # are committed, and how long a code may wait for PUBACK before it goes to disk.
     spool_max: int = 500_000
+    spool_max_bytes: int | None = None
     spool_commit_s: float = 1.0
     spool_after_s: float = 2.0
 
@@ -162,6 +165,11 @@ def parse_mqtt(
         publish_timeout_s=table.number("publish_timeout", 10.0, low=0.0, low_open=True, high=600),
         max_inflight=table.integer("max_inflight", 20, low=1, high=1000),
         spool_max=table.integer("spool_max", 500_000, low=1, high=100_000_000),
+        spool_max_bytes=(
+            table.integer("spool_max_bytes", low=SPOOL_MIN_BYTES, high=2**40)
+            if table.has("spool_max_bytes")
+            else table.optional("spool_max_bytes", int)
+        ),
         spool_commit_s=table.number("spool_commit", 1.0, low=0.0, low_open=True, high=60),
         spool_after_s=table.number("spool_after", 2.0, low=0.0, high=600),
     )
