@@ -228,13 +228,14 @@ run_test() {
     say "the repository, cloned fresh ($repo, branch $branch)"
     rm -rf "$dir/srv/fsqd.git" "$dir/home/pi/fsqd"
     git clone -q --bare --single-branch --branch "$branch" "$repo" "$dir/srv/fsqd.git"
+    chroot "$dir" chown -R pi:pi /srv/fsqd.git # git refuses a repository someone else owns
     # git is not on Pi OS Lite: installing it is the README's first step.
     if as_pi 'sudo -n true' 2>/dev/null; then
         echo "pi_chroot.sh: sudo works: root's steps run through sudo"
     else
         echo "pi_chroot.sh: sudo cannot run under this qemu binfmt handler (no C flag): root's steps run as root"
     fi
-    as_pi 'command -v git >/dev/null' || as_admin 'apt-get install -y -q git >/dev/null'
+    as_pi 'command -v git >/dev/null' || as_admin 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q git >/dev/null'
     as_pi "git clone -q --branch '$branch' /srv/fsqd.git ~/fsqd && git -C ~/fsqd log --oneline -1"
 
     demo=$(readme_demo)
