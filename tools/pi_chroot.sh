@@ -187,6 +187,8 @@ inside() {
     local -a pip_env=()
     local var
     for var in $(compgen -e | grep '^PIP_' || true); do
+        # A local wheel directory of the host's is not there inside: pip would warn per package.
+        [[ ${!var} != /* || -e $dir${!var} ]] || continue
         pip_env+=("$var=${!var}")
     done
     [[ $user == root ]] || { home=/home/$user && path=/usr/local/bin:/usr/bin:/bin; }
