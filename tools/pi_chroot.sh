@@ -192,7 +192,9 @@ inside() {
         pip_env+=("$var=${!var}")
     done
     [[ $user == root ]] || { home=/home/$user && path=/usr/local/bin:/usr/bin:/bin; }
-    chroot "$dir" /usr/sbin/runuser -u "$user" -- env -i HOME="$home" USER="$user" \
+    # Its own hostname, as fsqd's default node id comes from it.
+    unshare --uts -- sh -c 'hostname raspberrypi && exec "$@"' sh \
+        chroot "$dir" /usr/sbin/runuser -u "$user" -- env -i HOME="$home" USER="$user" \
         LOGNAME="$user" PATH="$path" LANG=C.UTF-8 QEMU_CPU="$QEMU_CPU" "${pip_env[@]}" \
         bash -c "$2"
 }
@@ -243,7 +245,9 @@ run_test() {
     demo=$(readme_demo)
     say "README demo: $demo"
     t0=$SECONDS
-    as_pi "cd ~/fsqd && $demo"
+    # Each step of the chain is traced with the seconds since the start.
+    # shellcheck disable=SC2016
+    as_pi "cd ~/fsqd && PS4='+ [\${SECONDS} s] ' && set -x && $demo"
     echo "pi_chroot.sh: demo (venv + pip install + run) took $((SECONDS - t0)) s"
     as_pi "cd ~/fsqd && .venv/bin/pip list --format=freeze"
 
@@ -255,6 +259,17 @@ run_test() {
     as_pi '/opt/fsqd/bin/pip list --format=freeze'
     say "tools/install.sh again (an upgrade: keeps the config)"
     as_admin "fsqd/tools/install.sh --no-apt 2>&1 | grep -v '^+ '"
+
+    say "tools/install.sh --uninstall --purge"
+    as_admin "fsqd/tools/install.sh --uninstall --purge"
+    if as_pi 'ls /etc/systemd/system/*/fsqd.service 2>/dev/null'; then
+        die "fsqd.service is still enabled after --uninstall"
+    fi
+    # Back to the image as built, for the next run: what this run added goes.
+    inside root 'userdel fsqd && groupdel hailo && groupdel i2c
+        DEBIAN_FRONTEND=noninteractive apt-get purge -y -q git python3-systemd >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get autoremove -y -q >/dev/null
+        rm -rf /home/pi/fsqd /srv/fsqd.git /home/pi/.cache'
 }
 
 if [[ $action == umount ]]; then
