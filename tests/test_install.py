@@ -435,6 +435,7 @@ def test_uninstall_disables_without_a_running_systemd(
         assert "systemctl daemon-reload" not in got
         assert "systemd is not running" in out
     assert ("udevadm control --reload-rules" in got) == udevd
+    assert ("udevd is not running" in out) == (not udevd)
 
 
 def test_bad_arguments() -> None:

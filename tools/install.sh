@@ -182,6 +182,8 @@ do_uninstall() {
     fi
     if live && udevd_running; then
         run udevadm control --reload-rules
+    elif live; then
+        echo "install.sh: udevd is not running here (no /run/udev/control): skipping the udev reload"
     fi
     if ((purge)); then
         run rm -rf "$root/etc/fsqd" "$root/var/lib/fsqd"
