@@ -254,23 +254,188 @@ def test_dry_run_prints_every_step_in_order_and_changes_nothing(tmp_path: Path) 
     ]
 
 
-def test_live_dry_run_shows_the_system_steps() -> None:
-    got = steps(install("--dry-run"))
-    assert got[0] == "apt-get install -y python3-venv python3-systemd" or not shutil.which(
-        "apt-get"
+# Stand-ins for the system tools install.sh queries on a live system (a dry run only
+# queries; these fail loudly if anything tries to change the system through them).
+FAKES = {
+    "dpkg-query": """#!/bin/sh
+echo "dpkg-query $*" >>"$FAKE_LOG"
+for pkg; do :; done
+case " $FAKE_INSTALLED " in
+*" $pkg "*) printf 'install ok installed' ;;
+*) echo "dpkg-query: no packages found matching $pkg" >&2; exit 1 ;;
+esac
+""",
+    # With empty lists apt-cache policy prints nothing for a package it does not know.
+    "apt-cache": """#!/bin/sh
+echo "apt-cache $*" >>"$FAKE_LOG"
+[ "$FAKE_LISTS" = 1 ] || exit 0
+printf '%s:\n  Installed: (none)\n  Candidate: 1.0-1\n' "$2"
+""",
+    "systemctl": """#!/bin/sh
+echo "systemctl $*" >>"$FAKE_LOG"
+[ "$1" = cat ] && exit 0
+exit 1
+""",
+    "apt-get": '#!/bin/sh\necho "apt-get $*" >>"$FAKE_LOG"; exit 1\n',
+    "udevadm": '#!/bin/sh\necho "udevadm $*" >>"$FAKE_LOG"; exit 1\n',
+}
+
+# Inside a private mount namespace: a fresh /run with or without systemd's and udevd's
+# marks, and optionally a unit file in /etc/systemd/system, then install.sh.
+IN_NAMESPACE = """set -e
+mount -t tmpfs tmpfs /run
+if [ "$SYSTEMD" = 1 ]; then mkdir -p /run/systemd/system; fi
+if [ "$UDEVD" = 1 ]; then
+    mkdir -p /run/udev
+    python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("/run/udev/control")'
+fi
+if [ "$UNIT" = 1 ]; then
+    mount -t tmpfs tmpfs /etc/systemd/system
+    : >/etc/systemd/system/fsqd.service
+fi
+exec bash "$@"
+"""
+
+
+def _namespace() -> list[str]:
+    cmd = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--mount", "--map-root-user"]
+    if subprocess.run([*cmd, "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs root or an unprivileged user namespace for a private /run")
+    return cmd
+
+
+def live_dry_run(
+    tmp_path: Path,
+    *args: str,
+    systemd: bool = True,
+    udevd: bool = True,
+    installed: tuple[str, ...] = (),
+    apt_lists: bool = True,
+    unit: bool = False,
+) -> tuple[list[str], str, list[str]]:
+    """install.sh --dry-run on the live system as a booted Pi (systemd, udevd) or an image
+    builder's chroot (neither) would look: its steps, its stdout, and what it queried."""
+    if unit and not Path("/etc/systemd/system").is_dir():
+        pytest.skip("no /etc/systemd/system to mount over")
+    fakes = tmp_path / "fakes"
+    fakes.mkdir(exist_ok=True)
+    for name, text in FAKES.items():
+        (fakes / name).write_text(text)
+        (fakes / name).chmod(0o755)
+    log = tmp_path / "queries.log"
+    log.write_text("")
+    env = {
+        **os.environ,
+        "PATH": f"{fakes}:{os.environ['PATH']}",
+        "FAKE_LOG": str(log),
+        "FAKE_INSTALLED": " ".join(installed),
+        "FAKE_LISTS": "1" if apt_lists else "0",
+        "SYSTEMD": "1" if systemd else "0",
+        "UDEVD": "1" if udevd else "0",
+        "UNIT": "1" if unit else "0",
+    }
+    proc = subprocess.run(
+        [*_namespace(), "sh", "-c", IN_NAMESPACE, "sh", str(INSTALL), "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
-    tail = got[-6:]
-    assert tail == [
-        "/opt/fsqd/bin/fsqd check-config /etc/fsqd/fsqd.toml",
-        "udevadm control --reload-rules",
-        "udevadm trigger --action=add --subsystem-match=hailo_chardev",
-        "systemctl daemon-reload",
-        "systemctl enable fsqd.service",
-        "systemctl restart fsqd.service",
-    ]
-    no_start = steps(install("--dry-run", "--no-apt", "--no-start"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    queries = log.read_text().splitlines()
+    assert not any(q.startswith(("apt-get", "udevadm")) for q in queries), queries
+    return steps(proc), proc.stdout, queries
+
+
+SYSTEM_TAIL = [
+    "/opt/fsqd/bin/fsqd check-config /etc/fsqd/fsqd.toml",
+    "udevadm control --reload-rules",
+    "udevadm trigger --action=add --subsystem-match=hailo_chardev",
+    "systemctl daemon-reload",
+    "systemctl enable fsqd.service",
+    "systemctl restart fsqd.service",
+]
+
+
+def test_live_dry_run_shows_the_system_steps(tmp_path: Path) -> None:
+    got, _, _ = live_dry_run(tmp_path)
+    assert got[0] == "apt-get install -y python3-venv python3-systemd"
+    assert got[-6:] == SYSTEM_TAIL
+    no_start, _, queries = live_dry_run(tmp_path, "--no-apt", "--no-start")
     assert "systemctl restart fsqd.service" not in no_start
     assert not any(s.startswith("apt-get") for s in no_start)
+    assert not any(q.startswith(("dpkg-query", "apt-cache")) for q in queries)
+
+
+def test_only_the_missing_apt_packages_are_installed_and_listed(tmp_path: Path) -> None:
+    got, out, queries = live_dry_run(tmp_path, installed=("python3-venv",))
+    assert got[0] == "apt-get install -y python3-systemd"
+    assert (
+        "install.sh: apt packages: to install: python3-systemd; already installed: python3-venv"
+        in out.splitlines()
+    )
+    assert "dpkg-query -W -f=${Status} python3-venv" in queries
+    # Everything there: no apt-get at all, and the dry run says so.
+    got, out, _ = live_dry_run(tmp_path, installed=("python3-venv", "python3-systemd"))
+    assert not any(s.startswith("apt-get") for s in got)
+    assert "to install: none; already installed: python3-venv python3-systemd" in out
+    # No venv to make: python3-venv is not needed.
+    got, out, _ = live_dry_run(tmp_path, "--skip-venv")
+    assert got[0] == "apt-get install -y python3-systemd"
+    assert "python3-venv" not in out
+
+
+def test_apt_get_update_runs_first_when_apt_knows_none_of_the_packages(tmp_path: Path) -> None:
+    got, _, queries = live_dry_run(tmp_path, installed=("python3-venv",), apt_lists=False)
+    assert got[:2] == ["apt-get update", "apt-get install -y python3-systemd"]
+    assert "apt-cache policy python3-systemd" in queries
+    got, _, _ = live_dry_run(tmp_path, installed=("python3-venv",), apt_lists=True)
+    assert "apt-get update" not in got
+
+
+@pytest.mark.parametrize(("systemd", "udevd"), [(False, True), (True, False), (False, False)])
+def test_without_systemd_or_udevd_the_live_steps_are_skipped_saying_so(
+    tmp_path: Path, systemd: bool, udevd: bool
+) -> None:
+    """An image builder's chroot: the service is still enabled (it starts at first boot),
+    nothing is reloaded, restarted or triggered on a system that is not running."""
+    got, out, _ = live_dry_run(tmp_path, "--no-apt", systemd=systemd, udevd=udevd)
+    expected = [
+        s
+        for s in SYSTEM_TAIL
+        if (udevd or not s.startswith("udevadm"))
+        and (systemd or s not in ("systemctl daemon-reload", "systemctl restart fsqd.service"))
+    ]
+    assert got[-len(expected) :] == expected
+    lines = out.splitlines()
+    no_systemd = [ln for ln in lines if "systemd is not running" in ln]
+    no_udevd = [ln for ln in lines if "udevd is not running" in ln]
+    assert len(no_systemd) == (0 if systemd else 1), out
+    assert len(no_udevd) == (0 if udevd else 1), out
+    if not systemd:
+        assert "enabled and starts at boot" in no_systemd[0]
+    assert "fsqd is running" not in out
+
+
+@pytest.mark.parametrize(("systemd", "udevd"), [(True, True), (False, True), (False, False)])
+def test_uninstall_disables_without_a_running_systemd(
+    tmp_path: Path, systemd: bool, udevd: bool
+) -> None:
+    got, out, queries = live_dry_run(
+        tmp_path, "--uninstall", systemd=systemd, udevd=udevd, unit=True
+    )
+    if systemd:
+        assert "systemctl cat fsqd.service" in queries
+        assert got[0] == "systemctl disable --now fsqd.service"
+        assert "systemctl daemon-reload" in got
+    else:
+        # systemctl cannot ask a manager that is not there: the unit file says it is installed.
+        assert not any(q.startswith("systemctl") for q in queries)
+        assert got[0] == "systemctl disable fsqd.service"
+        assert "systemctl daemon-reload" not in got
+        assert "systemd is not running" in out
+    assert ("udevadm control --reload-rules" in got) == udevd
+    assert ("udevd is not running" in out) == (not udevd)
 
 
 def test_bad_arguments() -> None:

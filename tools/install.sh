@@ -6,13 +6,19 @@
 #   sudo tools/install.sh --uninstall --purge   ... and removes those too
 #
 # What it does (every step is printed as "+ command"; --dry-run prints without doing):
-#   apt-get install python3-venv python3-systemd   (unless --no-apt)
+#   apt-get install python3-venv python3-systemd, those missing (unless --no-apt); apt-get
+#   update first when apt knows no version of one (empty lists on a fresh image)
 #   a venv at /opt/fsqd with --system-site-packages, so apt's python3-systemd and the
 #   Hailo's hailo_platform (from hailo-all) are importable; pip installs this checkout
 #   the unit, the udev rule for /dev/hailo0, sysusers.d and tmpfiles.d entries, applied
 #   the default config to /etc/fsqd/fsqd.toml if there is none
 #   fsqd check-config /etc/fsqd/fsqd.toml; only if it passes: enable and (re)start.
 # Running it again is safe: it upgrades fsqd and leaves an existing config alone.
+#
+# In an image builder's chroot (systemd not PID 1, no udevd) it installs and enables the
+# same way but skips the live steps, as Debian's maintainer scripts do: daemon-reload and
+# restart when /run/systemd/system is absent, the udev reload/trigger when udevd's socket
+# /run/udev/control is. The service starts at first boot.
 #
 # --root DIR stages everything under DIR instead of the live system: no apt, no udevadm,
 # and systemctl/systemd-sysusers/systemd-tmpfiles run offline with --root=DIR. A venv
@@ -31,6 +37,7 @@ usage: tools/install.sh [--uninstall [--purge]] [options]
   --fsqd CMD       command that runs fsqd for check-config (default: PREFIX/bin/fsqd)
   --skip-venv      do not create the venv or pip install (fsqd is already there)
   --no-apt         do not apt-get install python3-venv python3-systemd
+                   (by default only the missing ones are installed; --dry-run lists them)
   --no-start       enable the service but do not (re)start it
   --uninstall      stop, disable and remove fsqd (config and state are kept)
   --purge          with --uninstall: also remove /etc/fsqd and /var/lib/fsqd
@@ -91,6 +98,57 @@ run() {
 
 live() { [[ -z $root ]]; }
 
+# systemd is the running init: the test of sd_booted() and deb-systemd-invoke. Not so in
+# an image builder's chroot or a container without systemd, where reloads would fail.
+systemd_running() { [[ -d /run/systemd/system ]]; }
+# udevd listens on this socket; `udevadm control` fails without it.
+udevd_running() { [[ -S /run/udev/control ]]; }
+
+# What fsqd needs from apt, and why nothing else:
+#   python3-venv     Debian keeps venv's ensurepip out of python3; without it `python3 -m
+#                    venv` fails (Raspberry Pi OS Lite has it, Debian's minimal images not)
+#   python3-systemd  journal entries through libsystemd (fsqd falls back to the journal's
+#                    native protocol without it)
+# Not python3-pip (the venv brings its own pip), not i2c-tools (`fsqd probe` finds and checks
+# the IMUs itself), never a compiler or python3-dev: every dependency installs from a wheel.
+apt_packages() {
+    ((skip_venv)) || echo python3-venv
+    echo python3-systemd
+}
+
+deb_installed() {
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
+}
+
+# apt has a version of $1 to install; not so with empty lists (a fresh image or chroot).
+apt_knows() {
+    local policy
+    policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
+    [[ $policy == *"Candidate: "[!\(]* ]]
+}
+
+install_apt_packages() {
+    local -a want present=() missing=()
+    local pkg
+    mapfile -t want < <(apt_packages)
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "install.sh: no apt-get here: install ${want[*]} (or their equivalents) yourself"
+        return 0
+    fi
+    for pkg in "${want[@]}"; do
+        if deb_installed "$pkg"; then present+=("$pkg"); else missing+=("$pkg"); fi
+    done
+    echo "install.sh: apt packages: to install: ${missing[*]:-none}; already installed: ${present[*]:-none}"
+    ((${#missing[@]})) || return 0
+    for pkg in "${missing[@]}"; do
+        if ! apt_knows "$pkg"; then
+            run apt-get update
+            break
+        fi
+    done
+    run apt-get install -y "${missing[@]}"
+}
+
 # Offline variants of the systemd tools when staging.
 systemctl_() { if live; then run systemctl "$@"; else run systemctl --root="$root" "$@"; fi; }
 rootopt=()
@@ -103,10 +161,13 @@ tmpfiles_path=$root/etc/tmpfiles.d/fsqd.conf
 venv=$root$prefix
 
 do_uninstall() {
-    if live; then
+    if live && systemd_running; then
         if systemctl cat fsqd.service >/dev/null 2>&1; then
             run systemctl disable --now fsqd.service
         fi
+    elif live; then
+        echo "install.sh: systemd is not running here (no /run/systemd/system): nothing to stop; skipping daemon-reload"
+        if [[ -e $unit_path ]]; then run systemctl disable fsqd.service; fi
     elif [[ -e $unit_path ]]; then
         systemctl_ disable fsqd.service
     fi
@@ -116,9 +177,13 @@ do_uninstall() {
         [[ -f $venv/pyvenv.cfg ]] || die "$venv is not a venv (no pyvenv.cfg): not removing it"
         run rm -rf "$venv"
     fi
-    if live; then
+    if live && systemd_running; then
         run systemctl daemon-reload
+    fi
+    if live && udevd_running; then
         run udevadm control --reload-rules
+    elif live; then
+        echo "install.sh: udevd is not running here (no /run/udev/control): skipping the udev reload"
     fi
     if ((purge)); then
         run rm -rf "$root/etc/fsqd" "$root/var/lib/fsqd"
@@ -133,8 +198,8 @@ do_install() {
         die "$src does not look like an fsqd checkout"
     [[ -n $config ]] || config=$src/configs/fsqd.toml
 
-    if live && ((no_apt == 0)) && command -v apt-get >/dev/null 2>&1; then
-        run apt-get install -y python3-venv python3-systemd
+    if live && ((no_apt == 0)); then
+        install_apt_packages
     fi
 
     if ((skip_venv == 0)); then
@@ -163,13 +228,20 @@ do_install() {
 
     check_config "$cfg"
 
-    if live; then
+    if live && udevd_running; then
         run udevadm control --reload-rules
         run udevadm trigger --action=add --subsystem-match=hailo_chardev
+    elif live; then
+        echo "install.sh: udevd is not running here (no /run/udev/control): skipping the udev reload and trigger; the rule applies at boot"
+    fi
+    if live && systemd_running; then
         run systemctl daemon-reload
     fi
     systemctl_ enable fsqd.service
-    if live && ((no_start == 0)); then
+    if live && ! systemd_running; then
+        echo "install.sh: systemd is not running here (no /run/systemd/system): skipped daemon-reload and restart; fsqd.service is enabled and starts at boot"
+    fi
+    if live && systemd_running && ((no_start == 0)); then
         run systemctl restart fsqd.service
         ((dry_run)) || echo "install.sh: fsqd is running; follow it with: journalctl -u fsqd -f"
     fi
