@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import RunCli
 from mosquitto import TlsFiles, free_port
+from smallfs import tmpfs
 
 from fsqd.config import load_for_run
 from fsqd.errors import EX_CONFIG
@@ -130,17 +131,8 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         d.chmod(0o755)
         return
     # root writes through mode bits: a read-only mount is what stops it.
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(d)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs: {r.stderr.strip()}")
-    try:
+    with tmpfs(d, "ro,size=64k"):
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], check=False)
 
 
 def test_a_read_only_state_directory(

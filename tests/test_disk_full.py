@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import RunCli
 from sensorkit import PacedClock
+from smallfs import tmpfs
 
 import fsqd.outfile
 import fsqd.service.record as record_mod
@@ -34,17 +35,8 @@ seed = 4
 @pytest.fixture
 def tiny(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs: writes past it fail with ENOSPC, as on a full SD card."""
-    d = tmp_path / "tiny"
-    d.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True, text=True
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {r.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "size=64k") as d:
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], check=False)
 
 
 @pytest.fixture

@@ -10,22 +10,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from daemonkit import ROOT, SENSOR, SIM_DAEMON, env
 from mosquitto import free_port
 from sdnotify import NotifyListener, unique_name
 
 from fsqd.errors import EX_TEMPFAIL, BusyError
 from fsqd.service.instance import LOCK_FILE, StateDirLock
-
-ROOT = Path(__file__).resolve().parents[1]
-SIM_DAEMON = [sys.executable, str(ROOT / "tests" / "sim_daemon.py")]
-SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
-
-
-def env(**extra: str) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
-    e["PYTHONPATH"] = str(ROOT)
-    e.update(extra)
-    return e
 
 
 def holder(state: Path) -> subprocess.Popen[str]:

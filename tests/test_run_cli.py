@@ -14,32 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemonkit import ROOT, SIM_DAEMON, env, log_events, start, write_config
 from mosquitto import Collector, Mosquitto
 from sdnotify import NotifyListener, unique_name
-
-ROOT = Path(__file__).resolve().parents[1]
-SIM_DAEMON = [sys.executable, str(ROOT / "tests" / "sim_daemon.py")]
-SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
-
-
-def env(**extra: str) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
-    e["PYTHONPATH"] = str(ROOT)
-    e.update(extra)
-    return e
-
-
-def write_config(path: Path, body: str) -> Path:
-    path.write_text(body + "\n" + SENSOR)
-    return path
-
-
-def log_events(stderr: str) -> list[dict[str, Any]]:
-    out = []
-    for line in stderr.splitlines():
-        if line.startswith("{"):
-            out.append(json.loads(line))
-    return out
 
 
 @pytest.fixture
@@ -47,16 +24,6 @@ def listener(tmp_path: Path) -> Any:
     lst = NotifyListener(unique_name("fsqd-test"), abstract=True)
     yield lst
     lst.close()
-
-
-def start(cfg: Path, listener: NotifyListener, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*SIM_DAEMON, "run", "--config", str(cfg), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(NOTIFY_SOCKET=listener.env, WATCHDOG_USEC="400000"),
-    )
 
 
 def test_sigterm_drains_every_window_and_exits_0(tmp_path: Path, listener: NotifyListener) -> None:
