@@ -16,7 +16,7 @@ from fsqd.sensors.emulated import EmulatedBus
 from fsqd.sensors.emulated.icm20948 import EmulatedIcm20948
 from fsqd.sensors.emulated.invensense import BypassPort
 from fsqd.sensors.icm20948 import Icm20948
-from fsqd.sensors.sim import G
+from fsqd.units import G
 
 WIDE = ImuSettings(rate_hz=100, accel_range_g=16, gyro_range_dps=2000)
 ACC_LSB_16G = G / 2048

@@ -24,7 +24,7 @@ from fsqd.sensors.lsm6dsox import (
     Ism330dhcx,
     Lsm6dsox,
 )
-from fsqd.sensors.sim import G
+from fsqd.units import G
 
 
 def setup(

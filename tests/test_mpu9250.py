@@ -20,8 +20,8 @@ from fsqd.sensors.emulated import EmulatedBus
 from fsqd.sensors.emulated.invensense import BypassPort
 from fsqd.sensors.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250, EmulatedMpu9255
 from fsqd.sensors.mpu9250 import Mpu6500, Mpu9250
-from fsqd.sensors.sim import G
 from fsqd.tomlcheck import Table
+from fsqd.units import G
 
 WIDE = ImuSettings(rate_hz=100, accel_range_g=16, gyro_range_dps=2000)
 ACC_LSB_16G = G / 2048

@@ -21,8 +21,9 @@ from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.files import ReadOptions, open_recording
 from fsqd.sensors.lsm6dsox import internal_rate_hz
 from fsqd.sensors.recording import KIND_STATUS, scan
-from fsqd.sensors.sim import CHANNELS, SimConfig, Simulator, write_csv
+from fsqd.sensors.sim import SimConfig, Simulator, write_csv
 from fsqd.service.record import record
+from fsqd.units import CHANNELS
 
 OSC = 0.015
 CONFIG = f"""

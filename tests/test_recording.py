@@ -20,8 +20,8 @@ from fsqd.sensors.recording import (
     scan,
     valid_end,
 )
-from fsqd.sensors.sim import CHANNELS
 from fsqd.stream.chunk import SampleChunk
+from fsqd.units import CHANNELS
 
 T0 = 1_790_000_000.0
 

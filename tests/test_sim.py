@@ -9,16 +9,8 @@ import numpy as np
 import pytest
 
 from fsqd.errors import UsageError
-from fsqd.sensors.sim import (
-    BEHAVIOURS,
-    CHANNELS,
-    Recording,
-    SimConfig,
-    Simulator,
-    simulate,
-    stream_csv,
-    write_csv,
-)
+from fsqd.sensors.sim import Recording, SimConfig, Simulator, simulate, stream_csv, write_csv
+from fsqd.units import BEHAVIOURS, CHANNELS
 
 
 @pytest.fixture(scope="module")

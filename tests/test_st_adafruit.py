@@ -27,7 +27,7 @@ from fsqd.sensors.emulated.lis3mdl import Lis3mdlChip
 from fsqd.sensors.emulated.lsm6dsox import ST_XL_G, Ism330dhcxChip, Lsm6dsoxChip
 from fsqd.sensors.lis3mdl import Lis3mdl
 from fsqd.sensors.lsm6dsox import Ism330dhcx, Lsm6dsox
-from fsqd.sensors.sim import G
+from fsqd.units import G
 
 install_micropython_shim()
 try:

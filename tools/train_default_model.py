@@ -26,7 +26,8 @@ import torch
 from m13 import ConvFSQ, export_onnx
 
 from fsqd.cli import main as fsqd_main
-from fsqd.sensors.sim import BEHAVIOURS, SimConfig, simulate
+from fsqd.sensors.sim import SimConfig, simulate
+from fsqd.units import BEHAVIOURS
 
 LEVELS = [8, 6, 5, 5, 4]
 WINDOW = 100

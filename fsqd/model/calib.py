@@ -25,6 +25,7 @@ from fsqd.pipeline import WindowStream
 from fsqd.sensors.files import ReadOptions, open_recording
 from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.resample import estimate_rate
+from fsqd.units import CHANNELS
 
 SIM_BLOCK_S = 60.0  # simulate a minute at a time: bounded memory for long sets
 
@@ -90,7 +91,7 @@ def _from_recordings(
 def _from_simulator(
     package: ModelPackage, minutes: float, hop: int | None, seed: int
 ) -> Iterator[npt.NDArray[np.float32]]:
-    from fsqd.sensors.sim import CHANNELS, SimConfig, Simulator
+    from fsqd.sensors.sim import SimConfig, Simulator
 
     card = package.card
     if card.channel_names != CHANNELS:

@@ -24,8 +24,8 @@ import numpy.typing as npt
 
 from fsqd.errors import ConfigError
 from fsqd.sensors.driver import get_spec
-from fsqd.sensors.sim import BEHAVIOURS
 from fsqd.tomlcheck import Table, load_toml
+from fsqd.units import BEHAVIOURS
 
 EMULATED = "emulated"
 AXES = ("x", "y", "z")

@@ -29,6 +29,7 @@ from fsqd.errors import DataError, FsqdError, NoInputError, UsageError
 from fsqd.safefile import regular_file
 from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.timebase import UNITS, detect_time_unit
+from fsqd.units import column_names
 
 TIME_NAMES = ("t", "time", "timestamp")
 ABSOLUTE_AFTER = 1e8  # numeric seconds past this are UNIX epoch times (1973 onwards)
@@ -56,13 +57,6 @@ class ReadOptions:
     use_arrow: bool = True  # pyarrow's CSV parser when installed (the `csv` extra)
     chunk_rows: int = 65536
     time_unit: str | None = None  # s, ms, us, ns or iso; default: detected
-
-
-def column_names(channels: Sequence[str], devices: int) -> list[str]:
-    """File column names for a card: ``ax`` for one device, ``ax_0``, ``ax_1`` for more."""
-    if devices == 1:
-        return list(channels)
-    return [f"{c}_{d}" for d in range(devices) for c in channels]
 
 
 def iso_to_epoch(text: str) -> float:

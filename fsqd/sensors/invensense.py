@@ -32,11 +32,11 @@ import numpy.typing as npt
 from fsqd.sensors.akm import ST1_DRDY, ST2_BITM, ST2_HOFL, hold_valid
 from fsqd.sensors.bus import I2CBus, RetryingBus, read_burst
 from fsqd.sensors.driver import FifoRead, ImuSettings, at_least
+from fsqd.units import G
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-G = 9.80665
 ACCEL_RANGES_G = {2.0: 0, 4.0: 1, 8.0: 2, 16.0: 3}
 GYRO_RANGES_DPS = {250.0: 0, 500.0: 1, 1000.0: 2, 2000.0: 3}
 GYRO_LSB_PER_DPS = (131.0, 65.5, 32.8, 16.4)  # datasheet sensitivities, per FS_SEL code

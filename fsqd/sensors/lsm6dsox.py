@@ -60,7 +60,7 @@ from fsqd.sensors.driver import (
 )
 from fsqd.sensors.invensense import sleeper
 from fsqd.sensors.selftest import AxisResult, SelfTestReport, axis_results, mean_of_new_samples
-from fsqd.sensors.sim import G
+from fsqd.units import G
 
 WHO_AM_I = 0x0F
 FIFO_CTRL1, FIFO_CTRL2, FIFO_CTRL3, FIFO_CTRL4 = 0x07, 0x08, 0x09, 0x0A

@@ -37,8 +37,9 @@ import numpy.typing as npt
 
 from fsqd.errors import DataError, NoInputError, OutputError
 from fsqd.outfile import Appender, output_target
-from fsqd.sensors.files import ABSOLUTE_AFTER, ReadOptions, Recording, column_names
+from fsqd.sensors.files import ABSOLUTE_AFTER, ReadOptions, Recording
 from fsqd.stream.chunk import SampleChunk
+from fsqd.units import CHANNEL_UNITS, CHANNELS, column_names
 
 MAGIC = b"FSQR"
 VERSION = 1
@@ -266,12 +267,10 @@ class CsvWriter:
 def recording_header(
     devices: int, nominal_rate_hz: float, sensors: Sequence[dict[str, Any]], started: str
 ) -> dict[str, Any]:
-    from fsqd.sensors.sim import CHANNELS, UNITS
-
     return {
         "channels": column_names(CHANNELS, devices),
         "devices": devices,
-        "units": list(UNITS) * devices,
+        "units": list(CHANNEL_UNITS) * devices,
         "nominal_rate_hz": nominal_rate_hz,
         "sensors": list(sensors),
         "started": started,

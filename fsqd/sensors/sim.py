@@ -26,12 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.errors import UsageError
+from fsqd.units import BEHAVIOURS, CHANNELS, G, column_names
 
-CHANNELS: tuple[str, ...] = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
-UNITS: tuple[str, ...] = ("m/s^2",) * 3 + ("rad/s",) * 3 + ("uT",) * 3
-BEHAVIOURS: tuple[str, ...] = ("rest", "walk", "trot", "shake", "turn")
-
-G = 9.80665
 EARTH_UT = 48.0
 INCLINATION = np.deg2rad(65.0)
 NOISE = {"acc": 0.03, "gyro": 0.005, "mag": 0.4}  # white noise RMS per axis
@@ -58,10 +54,7 @@ class Recording:
     behaviours: tuple[str, ...] = BEHAVIOURS
 
     def column_names(self) -> list[str]:
-        devices = self.x.shape[1] // len(CHANNELS)
-        if devices == 1:
-            return list(CHANNELS)
-        return [f"{c}_{d}" for d in range(devices) for c in CHANNELS]
+        return column_names(CHANNELS, self.x.shape[1] // len(CHANNELS))
 
 
 @dataclass
@@ -325,9 +318,7 @@ def simulate(duration_s: float, config: SimConfig = SimConfig()) -> Recording:
 
 
 def csv_header(devices: int, *, label_column: bool = True) -> str:
-    names = (
-        list(CHANNELS) if devices == 1 else [f"{c}_{d}" for d in range(devices) for c in CHANNELS]
-    )
+    names = column_names(CHANNELS, devices)
     return ",".join(["t", *names, *(["label"] if label_column else [])]) + "\n"
 
 
@@ -380,9 +371,6 @@ def stream_csv(
 
 
 __all__ = [
-    "BEHAVIOURS",
-    "CHANNELS",
-    "UNITS",
     "Recording",
     "SimConfig",
     "Simulator",

@@ -44,7 +44,7 @@ from fsqd.sensors.driver import (
 )
 from fsqd.sensors.reader import SensorReader
 from fsqd.sensors.selftest import SelfTestable, SelfTestReport
-from fsqd.sensors.sim import G
+from fsqd.units import G
 
 GRAVITY_TOLERANCE = 0.6  # m/s^2 around 9.81 at rest
 AT_REST_STD = 0.3  # m/s^2: more spread than this is motion, not a bad chip

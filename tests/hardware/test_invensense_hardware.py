@@ -28,8 +28,8 @@ from fsqd.sensors.bus import I2CBus, open_bus
 from fsqd.sensors.config import parse_sensors
 from fsqd.sensors.driver import ChipIdError, ImuDriver, ImuSettings, get_spec, make_imu
 from fsqd.sensors.selftest import SelfTestable
-from fsqd.sensors.sim import G
 from fsqd.tomlcheck import Table
+from fsqd.units import G
 
 pytestmark = pytest.mark.hardware
 

@@ -31,7 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.sensors.clock import Clock, SystemClock
-from fsqd.sensors.sim import BEHAVIOURS, SimConfig, Simulator
+from fsqd.sensors.sim import SimConfig, Simulator
+from fsqd.units import BEHAVIOURS
 
 F64 = npt.NDArray[np.float64]
 # Samples simulated ahead per simulator call. Small enough that numpy keeps the GIL for

@@ -46,10 +46,10 @@ import numpy.typing as npt
 from fsqd.sensors.clock import Clock
 from fsqd.sensors.emulated.akm import AK_ADDRESS, EmulatedAk
 from fsqd.sensors.emulated.chip import EmulatedChip, self_test_gains
+from fsqd.units import G
 
 F64 = npt.NDArray[np.float64]
 
-G = 9.80665
 GYRO_LSB_PER_DPS = (131.0, 65.5, 32.8, 16.4)
 TEMP_LSB_PER_C = 333.87
 TEMP_ROOM_C = 21.0

@@ -50,7 +50,7 @@ import numpy as np
 
 from fsqd.sensors import lsm6dsox as reg
 from fsqd.sensors.emulated.chip import F64, EmulatedChip, SelfTestStimulus, to_codes
-from fsqd.sensors.sim import G
+from fsqd.units import G
 
 CONTINUOUS_MODES = {reg.FIFO_MODE_CONTINUOUS}
 FS_G_FROM_BITS = {0x00: 250.0, 0x04: 500.0, 0x08: 1000.0, 0x0C: 2000.0}
