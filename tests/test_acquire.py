@@ -19,11 +19,11 @@ import structlog
 from invensensekit import acquisition
 from sensorkit import JitteryClock, Rig, one_sensor, rig, sensors_from
 
+from fsqd.clock import SystemClock
 from fsqd.errors import ConfigError
-from fsqd.sensors.acquire import SensorState, SensorStatus, open_acquisition
-from fsqd.sensors.clock import SystemClock
-from fsqd.sensors.emulated import EmulatedBus
-from fsqd.sensors.emulated.lsm6dsox import Lsm6dsoxChip
+from fsqd.imu.acquire.acquisition import SensorState, SensorStatus, open_acquisition
+from fsqd.imu.emulated import EmulatedBus
+from fsqd.imu.emulated.lsm6dsox import Lsm6dsoxChip
 from fsqd.stream.chunk import SampleChunk
 
 

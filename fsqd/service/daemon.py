@@ -44,12 +44,12 @@ import structlog
 
 from fsqd.backends.base import Encoder
 from fsqd.backends.select import encoder_stats, open_encoder
+from fsqd.clock import SystemClock
 from fsqd.config import Config, LoggingConfig, load_config
 from fsqd.errors import FsqdError
+from fsqd.imu.acquire.acquisition import open_acquisition
 from fsqd.metrics import StageTimer
 from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream
-from fsqd.sensors.acquire import open_acquisition
-from fsqd.sensors.clock import SystemClock
 from fsqd.service.clock import WallClock, clock_synced
 from fsqd.service.logging import configure_logging
 from fsqd.service.systemd import SystemdNotifier
@@ -73,7 +73,7 @@ T = TypeVar("T")
 
 
 class Acquisition(Protocol):
-    """``fsqd.sensors.acquire.Acquisition`` as the daemon uses it."""
+    """``fsqd.imu.acquire.acquisition.Acquisition`` as the daemon uses it."""
 
     nominal_rate_hz: float
     channels: int

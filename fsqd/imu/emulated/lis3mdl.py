@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fsqd.sensors import lis3mdl as reg
-from fsqd.sensors.emulated.chip import F64, EmulatedChip, SelfTestStimulus, to_codes
+from fsqd.imu.drivers import lis3mdl as reg
+from fsqd.imu.emulated.chip import F64, EmulatedChip, SelfTestStimulus, to_codes
 
 ZYXDA, ZYXOR = 0x08, 0x80
 RESET_VALUES = {reg.CTRL_REG1: 0x10, reg.CTRL_REG2: 0x00, reg.CTRL_REG3: 0x03}

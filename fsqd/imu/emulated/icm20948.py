@@ -34,10 +34,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fsqd.sensors.clock import Clock
-from fsqd.sensors.emulated.akm import AK_SINGLE_S
-from fsqd.sensors.emulated.chip import F64, Signal
-from fsqd.sensors.emulated.invensense import (
+from fsqd.clock import Clock
+from fsqd.imu.emulated.akm import AK_SINGLE_S
+from fsqd.imu.emulated.chip import F64, Signal
+from fsqd.imu.emulated.invensense import (
     TRIM_CODES,
     AuxMaster,
     ByteFifo,

@@ -1,5 +1,5 @@
 """Pieces both emulated InvenSense chips are made of: the aux I2C master that talks to the
-AKM magnetometer die (``fsqd.sensors.emulated.akm``), a header-less byte FIFO, the
+AKM magnetometer die (``fsqd.imu.emulated.akm``), a header-less byte FIFO, the
 self-test response and the temperature sensor.
 
 These model the chips from their datasheets, independently of the drivers: the
@@ -8,7 +8,7 @@ up as a test failure instead of being shared by both sides.
 
 What is modelled and what is not:
 
-- AK8963 / AK09916: see ``fsqd.sensors.emulated.akm``.
+- AK8963 / AK09916: see ``fsqd.imu.emulated.akm``.
 - Aux master: each master cycle runs slaves 0-3 in order, those with their delay bit set
   only every ``1 + I2C_MST_DLY`` cycles; reads fill EXT_SENS_DATA one after another, the
   AK's address counter wrapping as the AK's datasheet says; slave 4 does one transfer at
@@ -43,9 +43,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.clock import Clock
-from fsqd.sensors.emulated.akm import AK_ADDRESS, EmulatedAk
-from fsqd.sensors.emulated.chip import EmulatedChip, self_test_gains
+from fsqd.clock import Clock
+from fsqd.imu.emulated.akm import AK_ADDRESS, EmulatedAk
+from fsqd.imu.emulated.chip import EmulatedChip, self_test_gains
 from fsqd.units import G
 
 F64 = npt.NDArray[np.float64]

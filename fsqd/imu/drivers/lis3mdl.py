@@ -24,10 +24,10 @@ import struct
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.bus import I2CBus
-from fsqd.sensors.driver import ChipIdError, DriverSpec, ImuSettings, at_least, register
-from fsqd.sensors.invensense import sleeper
-from fsqd.sensors.selftest import SelfTestReport, axis_results, mean_of_new_samples
+from fsqd.imu.bus import I2CBus
+from fsqd.imu.driver import ChipIdError, DriverSpec, ImuSettings, at_least, register
+from fsqd.imu.drivers.invensense import sleeper
+from fsqd.imu.selftest import SelfTestReport, axis_results, mean_of_new_samples
 
 WHO_AM_I = 0x0F
 CTRL_REG1, CTRL_REG2, CTRL_REG3, CTRL_REG4, CTRL_REG5 = 0x20, 0x21, 0x22, 0x23, 0x24
@@ -150,7 +150,7 @@ register(
         addresses=(0x1C, 0x1E),
         who_am_i=(WHO_AM_I, Lis3mdl.who_am_i),
         factory=Lis3mdl,
-        emulator="fsqd.sensors.emulated.lis3mdl:Lis3mdlChip",
+        emulator="fsqd.imu.emulated.lis3mdl:Lis3mdlChip",
     )
 )
 

@@ -4,7 +4,7 @@ A driver knows one chip's registers and nothing else: it checks the chip's ident
 configures rate, ranges and filters, and drains the FIFO, converting raw words to SI
 units in the chip's own axes (m/s^2 with gravity, rad/s, uT). Timestamps, rate
 tracking, mounting, calibration, retries and the ring buffer are generic code
-(``fsqd.sensors.acquire``) shared by every driver.
+(``fsqd.imu.acquire``) shared by every driver.
 
 Two kinds of driver:
 
@@ -30,17 +30,17 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.errors import ConfigError
-from fsqd.sensors.bus import I2CBus
+from fsqd.imu.bus import I2CBus
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
 # Modules that register drivers when imported (a missing one is skipped).
 BUILTIN_MODULES = (
-    "fsqd.sensors.lsm6dsox",
-    "fsqd.sensors.lis3mdl",
-    "fsqd.sensors.icm20948",
-    "fsqd.sensors.mpu9250",
+    "fsqd.imu.drivers.lsm6dsox",
+    "fsqd.imu.drivers.lis3mdl",
+    "fsqd.imu.drivers.icm20948",
+    "fsqd.imu.drivers.mpu9250",
 )
 
 

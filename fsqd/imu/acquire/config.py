@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.errors import ConfigError
-from fsqd.sensors.driver import get_spec
+from fsqd.imu.driver import get_spec
 from fsqd.tomlcheck import Table, load_toml
 from fsqd.units import BEHAVIOURS
 

@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from fsqd.sensors import lsm6dsox as reg
-from fsqd.sensors.emulated.chip import F64, EmulatedChip, SelfTestStimulus, to_codes
+from fsqd.imu.drivers import lsm6dsox as reg
+from fsqd.imu.emulated.chip import F64, EmulatedChip, SelfTestStimulus, to_codes
 from fsqd.units import G
 
 CONTINUOUS_MODES = {reg.FIFO_MODE_CONTINUOUS}

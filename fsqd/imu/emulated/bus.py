@@ -24,9 +24,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from smbus2 import i2c_msg
 
-from fsqd.sensors.bus import BLOCK_MAX
-from fsqd.sensors.clock import Clock, SystemClock
-from fsqd.sensors.emulated.chip import EmulatedChip
+from fsqd.clock import Clock, SystemClock
+from fsqd.imu.bus import BLOCK_MAX
+from fsqd.imu.emulated.chip import EmulatedChip
 
 I2C_M_RD = 0x0001
 FAULT_ERRNOS = (errno.EIO, errno.EREMOTEIO, errno.ETIMEDOUT)
@@ -37,7 +37,7 @@ def _oserror(code: int) -> OSError:
 
 
 class EmulatedBus:
-    """Exactly the ``smbus2.SMBus`` calls of ``fsqd.sensors.bus.I2CBus``, in memory."""
+    """Exactly the ``smbus2.SMBus`` calls of ``fsqd.imu.bus.I2CBus``, in memory."""
 
     def __init__(
         self,

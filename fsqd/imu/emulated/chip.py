@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.clock import Clock, SystemClock
+from fsqd.clock import Clock, SystemClock
 from fsqd.sensors.sim import SimConfig, Simulator
 from fsqd.units import BEHAVIOURS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.config import SensorConfig
+from fsqd.imu.acquire.config import SensorConfig
 
 
 class Calibration:

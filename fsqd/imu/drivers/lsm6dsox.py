@@ -35,7 +35,7 @@ a real (clipped) measurement and is kept: dropping it would shift every later st
 The chip's timestamp counter (TIMESTAMP0..3, batchable into the FIFO) is not used: it
 runs from the same oscillator as the ODR, so it measures nothing the sample count does
 not already give, and batching it costs a third FIFO word per sample. Sample times
-come from catching FIFO count edges against the Pi's clock (``fsqd.sensors.timing``).
+come from catching FIFO count edges against the Pi's clock (``fsqd.imu.acquire.timing``).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.bus import I2CBus, read_burst
-from fsqd.sensors.driver import (
+from fsqd.imu.bus import I2CBus, read_burst
+from fsqd.imu.driver import (
     ChipIdError,
     DriverSpec,
     FifoRead,
@@ -58,8 +58,8 @@ from fsqd.sensors.driver import (
     nearest,
     register,
 )
-from fsqd.sensors.invensense import sleeper
-from fsqd.sensors.selftest import AxisResult, SelfTestReport, axis_results, mean_of_new_samples
+from fsqd.imu.drivers.invensense import sleeper
+from fsqd.imu.selftest import AxisResult, SelfTestReport, axis_results, mean_of_new_samples
 from fsqd.units import G
 
 WHO_AM_I = 0x0F
@@ -406,7 +406,7 @@ register(
         addresses=(0x6A, 0x6B),
         who_am_i=(WHO_AM_I, Lsm6dsox.who_am_i),
         factory=Lsm6dsox,
-        emulator="fsqd.sensors.emulated.lsm6dsox:Lsm6dsoxChip",
+        emulator="fsqd.imu.emulated.lsm6dsox:Lsm6dsoxChip",
         companion_mag="lis3mdl",
     )
 )
@@ -418,7 +418,7 @@ register(
         addresses=(0x6A, 0x6B),
         who_am_i=(WHO_AM_I, Ism330dhcx.who_am_i),
         factory=Ism330dhcx,
-        emulator="fsqd.sensors.emulated.lsm6dsox:Ism330dhcxChip",
+        emulator="fsqd.imu.emulated.lsm6dsox:Ism330dhcxChip",
         companion_mag="lis3mdl",
     )
 )

@@ -1,4 +1,4 @@
-"""Time as the acquisition and the emulated chips see it, injectable for tests.
+"""Time as the acquisition, the emulated chips and the daemon see it, injectable for tests.
 
 ``now()`` is monotonic seconds (never steps); ``epoch_offset`` turns it into UNIX
 time. A ``ManualClock`` only moves when told to (``sleep`` advances it), so tests can

@@ -1,7 +1,7 @@
 """The I2C bus as drivers see it: exactly the smbus2 calls they use, and nothing else.
 
 ``I2CBus`` is the subset of ``smbus2.SMBus`` the drivers call, so a real bus
-(``open_bus(1)``) and ``fsqd.sensors.emulated.EmulatedBus`` are interchangeable.
+(``open_bus(1)``) and ``fsqd.imu.emulated.EmulatedBus`` are interchangeable.
 SMBus block reads stop at 32 bytes; ``read_burst`` switches to one combined
 ``i2c_rdwr`` transaction (write the register, repeated start, read n bytes) above that,
 which is how a FIFO is drained in one go.

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.selftest import AxisResult
+from fsqd.imu.selftest import AxisResult
 
 F64 = npt.NDArray[np.float64]
 

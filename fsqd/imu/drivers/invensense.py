@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.akm import ST1_DRDY, ST2_BITM, ST2_HOFL, hold_valid
-from fsqd.sensors.bus import I2CBus, RetryingBus, read_burst
-from fsqd.sensors.driver import FifoRead, ImuSettings, at_least
+from fsqd.imu.bus import I2CBus, RetryingBus, read_burst
+from fsqd.imu.driver import FifoRead, ImuSettings, at_least
+from fsqd.imu.drivers.akm import ST1_DRDY, ST2_BITM, ST2_HOFL, hold_valid
 from fsqd.units import G
 
 F32 = npt.NDArray[np.float32]
@@ -246,7 +246,6 @@ __all__ = [
     "GYRO_RANGES_DPS",
     "FifoDrain",
     "FrameDecoder",
-    "G",
     "Ranges",
     "accel_lsb_per_g",
     "frame_dtype",

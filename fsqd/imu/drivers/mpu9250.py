@@ -41,10 +41,10 @@ import math
 
 import numpy as np
 
-from fsqd.sensors.akm import AK8963, AKM_ADDRESS, ST1_DRDY, ST2_BITM, ST2_HOFL, UT_PER_LSB
-from fsqd.sensors.bus import I2CBus
-from fsqd.sensors.driver import ChipIdError, DriverSpec, FifoRead, ImuSettings, register
-from fsqd.sensors.invensense import (
+from fsqd.imu.bus import I2CBus
+from fsqd.imu.driver import ChipIdError, DriverSpec, FifoRead, ImuSettings, register
+from fsqd.imu.drivers.akm import AK8963, AKM_ADDRESS, ST1_DRDY, ST2_BITM, ST2_HOFL, UT_PER_LSB
+from fsqd.imu.drivers.invensense import (
     F64,
     FifoDrain,
     FrameDecoder,
@@ -54,14 +54,14 @@ from fsqd.sensors.invensense import (
     sleeper,
     usable_frames,
 )
-from fsqd.sensors.invensense_selftest import (
+from fsqd.imu.drivers.invensense_selftest import (
     ST_SETTLE_S,
     average,
     judge_accel_gyro,
     judge_mag,
     trims_note,
 )
-from fsqd.sensors.selftest import AxisResult, SelfTestReport
+from fsqd.imu.selftest import AxisResult, SelfTestReport
 
 ADDRESSES = (0x68, 0x69)  # AD0 low / high
 
@@ -259,7 +259,7 @@ class Mpu6500:
             self._w(USER_CTRL, 0x00)
             self._w(PWR_MGMT_1, 0x40)  # SLEEP
 
-    # -- self-test (fsqd.sensors.invensense_selftest) --
+    # -- self-test (fsqd.imu.drivers.invensense_selftest) --
 
     def self_test(self) -> SelfTestReport:
         """Accel and gyro self-test against the factory trim (and the AK8963's); leaves
@@ -422,7 +422,7 @@ register(
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, 0x71),
         factory=_mpu9250,
-        emulator="fsqd.sensors.emulated.mpu9250:EmulatedMpu9250",
+        emulator="fsqd.imu.emulated.mpu9250:EmulatedMpu9250",
     )
 )
 register(
@@ -433,7 +433,7 @@ register(
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, 0x73),
         factory=_mpu9250,
-        emulator="fsqd.sensors.emulated.mpu9250:EmulatedMpu9255",
+        emulator="fsqd.imu.emulated.mpu9250:EmulatedMpu9255",
     )
 )
 register(
@@ -444,7 +444,7 @@ register(
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, 0x70),
         factory=_mpu6500,
-        emulator="fsqd.sensors.emulated.mpu9250:EmulatedMpu6500",
+        emulator="fsqd.imu.emulated.mpu9250:EmulatedMpu6500",
     )
 )
 

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.emulated.chip import self_test_gains
+from fsqd.imu.emulated.chip import self_test_gains
 
 F64 = npt.NDArray[np.float64]
 

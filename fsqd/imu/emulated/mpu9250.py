@@ -17,7 +17,7 @@ Self-test: the factory trim codes sit in SELF_TEST_X/Y/Z_GYRO (0x00..0x02) and
 SELF_TEST_X/Y/Z_ACCEL (0x0D..0x0F) (``self_test_trim``, gyro x, y, z then accel x, y, z;
 0 means no trim, as on parts whose OTP was never written); GYRO_CONFIG bits 7:5
 (X/Y/ZGYRO_Cten) and ACCEL_CONFIG bits 7:5 (X/Y/ZA_ST) add the response they promise
-(``fsqd.sensors.emulated.invensense``), ``self_test_fault`` scales it per axis ("accel_x",
+(``fsqd.imu.emulated.invensense``), ``self_test_fault`` scales it per axis ("accel_x",
 .., "gyro_z", "mag_x", .. for the AK8963's self-test) to make a failing chip.
 TEMP_OUT (0x41) reads ``temperature_c``; the AK8963 measures for ``mag_measure_s``.
 """
@@ -28,10 +28,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fsqd.sensors.clock import Clock
-from fsqd.sensors.emulated.akm import AK_SINGLE_S
-from fsqd.sensors.emulated.chip import F64, Signal
-from fsqd.sensors.emulated.invensense import (
+from fsqd.clock import Clock
+from fsqd.imu.emulated.akm import AK_SINGLE_S
+from fsqd.imu.emulated.chip import F64, Signal
+from fsqd.imu.emulated.invensense import (
     TRIM_CODES,
     AuxMaster,
     ByteFifo,

@@ -18,12 +18,12 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from fsqd.sensors.bus import RetryingBus, errno_name, is_bus_error
-from fsqd.sensors.clock import Clock
-from fsqd.sensors.config import SensorConfig
-from fsqd.sensors.driver import ChipIdError, ImuDriver, MagDriver
-from fsqd.sensors.mounting import Calibration
-from fsqd.sensors.timing import ANCHOR_EVERY_S, RELOCK_S, SampleClock
+from fsqd.clock import Clock
+from fsqd.imu.acquire.config import SensorConfig
+from fsqd.imu.acquire.mounting import Calibration
+from fsqd.imu.acquire.timing import ANCHOR_EVERY_S, RELOCK_S, SampleClock
+from fsqd.imu.bus import RetryingBus, errno_name, is_bus_error
+from fsqd.imu.driver import ChipIdError, ImuDriver, MagDriver
 
 log = structlog.get_logger(__name__)
 

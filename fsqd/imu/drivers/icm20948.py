@@ -49,10 +49,10 @@ import contextlib
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.akm import AK09916, AKM_ADDRESS, ST1_DRDY, ST2_HOFL, UT_PER_LSB
-from fsqd.sensors.bus import I2CBus
-from fsqd.sensors.driver import ChipIdError, DriverSpec, FifoRead, ImuSettings, register
-from fsqd.sensors.invensense import (
+from fsqd.imu.bus import I2CBus
+from fsqd.imu.driver import ChipIdError, DriverSpec, FifoRead, ImuSettings, register
+from fsqd.imu.drivers.akm import AK09916, AKM_ADDRESS, ST1_DRDY, ST2_HOFL, UT_PER_LSB
+from fsqd.imu.drivers.invensense import (
     FifoDrain,
     FrameDecoder,
     Ranges,
@@ -61,14 +61,14 @@ from fsqd.sensors.invensense import (
     sleeper,
     usable_frames,
 )
-from fsqd.sensors.invensense_selftest import (
+from fsqd.imu.drivers.invensense_selftest import (
     ST_SETTLE_S,
     average,
     judge_accel_gyro,
     judge_mag,
     trims_note,
 )
-from fsqd.sensors.selftest import AxisResult, SelfTestReport
+from fsqd.imu.selftest import AxisResult, SelfTestReport
 
 ADDRESSES = (0x69, 0x68)  # AD0 high is the default on the Adafruit and SparkFun boards
 
@@ -337,7 +337,7 @@ class Icm20948:
             self._w(0, USER_CTRL, 0x00)
             self._w(0, PWR_MGMT_1, 0x41)  # SLEEP, auto clock
 
-    # -- self-test (fsqd.sensors.invensense_selftest) --
+    # -- self-test (fsqd.imu.drivers.invensense_selftest) --
 
     def self_test(self) -> SelfTestReport:
         """Accel and gyro self-test against the factory trim in bank 1, and the AK09916's;
@@ -414,7 +414,7 @@ register(
         who_am_i=(WHO_AM_I, WHO_AM_I_VALUE),
         who_am_i_bank=(REG_BANK_SEL, 0x00),
         factory=_icm20948,
-        emulator="fsqd.sensors.emulated.icm20948:EmulatedIcm20948",
+        emulator="fsqd.imu.emulated.icm20948:EmulatedIcm20948",
     )
 )
 

@@ -24,14 +24,14 @@ from enum import StrEnum
 import numpy as np
 import structlog
 
+from fsqd.clock import Clock, SystemClock
 from fsqd.errors import ConfigError
-from fsqd.sensors.align import Aligner
-from fsqd.sensors.bus import I2CBus, RetryingBus, open_bus
-from fsqd.sensors.clock import Clock, SystemClock
-from fsqd.sensors.config import SensorConfig
-from fsqd.sensors.driver import ImuSettings, get_spec, make_imu, make_mag
-from fsqd.sensors.reader import Block, SensorReader
-from fsqd.sensors.ring import SampleRing
+from fsqd.imu.acquire.align import Aligner
+from fsqd.imu.acquire.config import SensorConfig
+from fsqd.imu.acquire.reader import Block, SensorReader
+from fsqd.imu.acquire.ring import SampleRing
+from fsqd.imu.bus import I2CBus, RetryingBus, open_bus
+from fsqd.imu.driver import ImuSettings, get_spec, make_imu, make_mag
 from fsqd.stream.chunk import SampleChunk
 
 log = structlog.get_logger(__name__)
@@ -288,7 +288,7 @@ def open_acquisition(
     ``bus = "emulated"`` sensors share one ``EmulatedBus`` with one emulated chip per
     address, all strapped to one simulated animal; ``emulated_bus`` overrides it (tests).
     """
-    from fsqd.sensors.emulated import EmulatedBus, Signal
+    from fsqd.imu.emulated import EmulatedBus, Signal
 
     clock = clock or SystemClock()
     if not sensors:
