@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fsqd.sensors.sim import SimConfig, Simulator
 from fsqd.service.clock import sample_time
+from fsqd.sim import SimConfig, Simulator
 from fsqd.stream.chunk import SampleChunk
 
 

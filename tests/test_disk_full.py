@@ -18,7 +18,7 @@ import fsqd.outfile
 import fsqd.service.record as record_mod
 from fsqd.sensors.files import ReadOptions, open_recording
 from fsqd.sensors.recording import NativeRecording
-from fsqd.sensors.sim import SimConfig, simulate, write_csv
+from fsqd.sim import SimConfig, simulate, write_csv
 from fsqd.units import CHANNELS
 
 CONFIG = """

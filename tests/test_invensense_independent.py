@@ -37,7 +37,7 @@ from fsqd.imu.emulated.chip import EmulatedChip
 from fsqd.imu.emulated.icm20948 import EmulatedIcm20948
 from fsqd.imu.emulated.invensense import BypassPort
 from fsqd.imu.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250
-from fsqd.sensors import sim
+from fsqd.sim import simulator as sim
 
 G = 9.80665
 RANGES = [(2, 250), (4, 500), (8, 1000), (16, 2000)]

@@ -10,7 +10,7 @@ import pytest
 from fsqd.errors import DataError
 from fsqd.model.package import load_package
 from fsqd.pipeline import WindowStream
-from fsqd.sensors.sim import SimConfig, simulate
+from fsqd.sim import SimConfig, simulate
 from fsqd.stream.chunk import SampleChunk
 
 PKG = load_package(None)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fsqd.model.package import load_package
-from fsqd.sensors.sim import SimConfig, simulate
+from fsqd.sim import SimConfig, simulate
 from fsqd.stream.plausibility import Plausibility
 from fsqd.units import Channel
 

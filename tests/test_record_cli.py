@@ -21,8 +21,8 @@ from fsqd.errors import NoInputError
 from fsqd.imu.drivers.lsm6dsox import internal_rate_hz
 from fsqd.sensors.files import ReadOptions, open_recording
 from fsqd.sensors.recording import KIND_STATUS, scan
-from fsqd.sensors.sim import SimConfig, Simulator, write_csv
 from fsqd.service.record import record
+from fsqd.sim import SimConfig, Simulator, write_csv
 from fsqd.units import CHANNELS
 
 OSC = 0.015

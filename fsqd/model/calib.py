@@ -91,7 +91,7 @@ def _from_recordings(
 def _from_simulator(
     package: ModelPackage, minutes: float, hop: int | None, seed: int
 ) -> Iterator[npt.NDArray[np.float32]]:
-    from fsqd.sensors.sim import SimConfig, Simulator
+    from fsqd.sim.simulator import SimConfig, Simulator
 
     card = package.card
     if card.channel_names != CHANNELS:

@@ -43,7 +43,8 @@ def parse_start(text: str) -> float:
 
 def simulate_to_file(args: argparse.Namespace) -> int:
     """Stream the recording to CSV chunk by chunk: a day at 100 Hz never sits in memory."""
-    from fsqd.sensors.sim import SimConfig, Simulator, stream_csv
+    from fsqd.sim.csvout import stream_csv
+    from fsqd.sim.simulator import SimConfig, Simulator
 
     seconds = parse_duration(args.duration)
     config = SimConfig(

@@ -1,6 +1,6 @@
 """The base of every emulated chip: a register file and a sample clock with its own error.
 
-A chip samples the simulator (``fsqd.sensors.sim.Simulator``) in real time, as read from
+A chip samples the simulator (``fsqd.sim.Simulator``) in real time, as read from
 its clock: once sampling starts at ``t_on``, sample k is taken at
 ``t_on + (k + 1) / true_rate`` where ``true_rate = odr * (1 + oscillator_error)``, and its
 value is the simulator's at exactly that time (the simulator runs at the true rate).
@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.clock import Clock, SystemClock
-from fsqd.sensors.sim import SimConfig, Simulator
+from fsqd.sim.simulator import SimConfig, Simulator
 from fsqd.units import BEHAVIOURS
 
 F64 = npt.NDArray[np.float64]

@@ -16,11 +16,8 @@ sample indices, so streaming reads equal one batch read for the same seed.
 
 from __future__ import annotations
 
-import io
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -31,9 +28,8 @@ from fsqd.units import BEHAVIOURS, CHANNELS, G, column_names
 EARTH_UT = 48.0
 INCLINATION = np.deg2rad(65.0)
 NOISE = {"acc": 0.03, "gyro": 0.005, "mag": 0.4}  # white noise RMS per axis
-_NOISE_BLOCK = 4096  # samples per independently seeded noise block
+NOISE_BLOCK = 4096  # samples per independently seeded noise block
 _HARMONICS = 3  # sinusoids per angle / acceleration axis
-CSV_CHUNK = _NOISE_BLOCK  # samples per CSV write: larger chunks only fragment the heap
 
 
 @dataclass(frozen=True)
@@ -47,7 +43,9 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
-class Recording:
+class LabelledSamples:
+    """Samples from the simulator with the behaviour each was drawn in."""
+
     t: npt.NDArray[np.float64]  # (n,)
     x: npt.NDArray[np.float32]  # (n, 9 * devices), device-major
     labels: npt.NDArray[np.int16]  # (n,) index into behaviours
@@ -235,7 +233,7 @@ class Simulator:
         while len(self._bouts) > 1 and self._bouts[0].end <= tau:
             self._bouts.popleft()
 
-    def read(self, n: int) -> Recording:
+    def read(self, n: int) -> LabelledSamples:
         if n < 0:
             raise UsageError(f"cannot read {n} samples")
         cfg = self.config
@@ -286,14 +284,14 @@ class Simulator:
             if n
             else np.zeros((0, 9 * cfg.devices), np.float32)
         )
-        return Recording(cfg.start_time + tau, x, labels, BEHAVIOURS)
+        return LabelledSamples(cfg.start_time + tau, x, labels, BEHAVIOURS)
 
     def _noise_block(self, device: int, block: int) -> npt.NDArray[np.float64]:
         cached = self._noise_cache.get(device)
         if cached is not None and cached[0] == block:
             return cached[1]
         rng = np.random.default_rng([self.config.seed, 3, device, block])
-        z = rng.standard_normal((_NOISE_BLOCK, 9))
+        z = rng.standard_normal((NOISE_BLOCK, 9))
         self._noise_cache[device] = (block, z)
         return z
 
@@ -303,80 +301,18 @@ class Simulator:
         if not len(k):
             return out
         k0 = int(k[0])  # k is a contiguous run of indices
-        for block in range(k0 // _NOISE_BLOCK, int(k[-1]) // _NOISE_BLOCK + 1):
+        for block in range(k0 // NOISE_BLOCK, int(k[-1]) // NOISE_BLOCK + 1):
             z = self._noise_block(device, block)
-            lo, hi = block * _NOISE_BLOCK, (block + 1) * _NOISE_BLOCK
+            lo, hi = block * NOISE_BLOCK, (block + 1) * NOISE_BLOCK
             a, b = max(lo, k0), min(hi, k0 + len(k))
             out[a - k0 : b - k0] = z[a - lo : b - lo]
         return out
 
 
-def simulate(duration_s: float, config: SimConfig = SimConfig()) -> Recording:
+def simulate(duration_s: float, config: SimConfig = SimConfig()) -> LabelledSamples:
     if not duration_s >= 0:
         raise UsageError(f"duration must be >= 0, got {duration_s}")
     return Simulator(config).read(round(duration_s * config.rate_hz))
 
 
-def csv_header(devices: int, *, label_column: bool = True) -> str:
-    names = column_names(CHANNELS, devices)
-    return ",".join(["t", *names, *(["label"] if label_column else [])]) + "\n"
-
-
-def csv_rows(rec: Recording, *, iso_time: bool = False, label_column: bool = True) -> str:
-    """The CSV rows of ``rec`` (no header): 9 significant digits, float32 exact."""
-    buf = io.StringIO()
-    np.savetxt(buf, rec.x, fmt="%.9g", delimiter=",")
-    rows = buf.getvalue().splitlines()
-    if iso_time:
-        stamps = np.datetime_as_string(
-            np.round(rec.t * 1e6).astype("int64").astype("datetime64[us]"), unit="us"
-        )
-        times = [f"{s}Z" for s in stamps.tolist()]
-    else:
-        times = [f"{v:.6f}" for v in rec.t.tolist()]
-    if label_column:
-        names = [rec.behaviours[i] for i in rec.labels.tolist()]
-        return "".join(f"{a},{b},{c}\n" for a, b, c in zip(times, rows, names, strict=True))
-    return "".join(f"{a},{b}\n" for a, b in zip(times, rows, strict=True))
-
-
-def write_csv(
-    rec: Recording, path: str | Path, *, iso_time: bool = False, label_column: bool = True
-) -> None:
-    """Header ``t,ax,...,mz[,label]``; values with 9 significant digits (float32 exact)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8", newline="") as fh:
-        fh.write(csv_header(rec.x.shape[1] // len(CHANNELS), label_column=label_column))
-        fh.write(csv_rows(rec, iso_time=iso_time, label_column=label_column))
-
-
-def stream_csv(
-    sim: Simulator,
-    samples: int,
-    fh: TextIO,
-    *,
-    iso_time: bool = False,
-    label_column: bool = True,
-    chunk: int = CSV_CHUNK,
-) -> None:
-    """Write the next ``samples`` of ``sim`` as CSV, ``chunk`` samples at a time: memory
-    stays bounded by the chunk, and the bytes equal ``write_csv`` of one big read."""
-    fh.write(csv_header(sim.config.devices, label_column=label_column))
-    done = 0
-    while done < samples:
-        rec = sim.read(min(chunk, samples - done))
-        fh.write(csv_rows(rec, iso_time=iso_time, label_column=label_column))
-        done += len(rec.t)
-
-
-__all__ = [
-    "Recording",
-    "SimConfig",
-    "Simulator",
-    "csv_header",
-    "csv_rows",
-    "simulate",
-    "stream_csv",
-    "write_csv",
-]
+__all__ = ["NOISE", "NOISE_BLOCK", "LabelledSamples", "SimConfig", "Simulator", "simulate"]
