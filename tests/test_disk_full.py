@@ -16,8 +16,7 @@ from sensorkit import PacedClock
 
 import fsqd.outfile
 import fsqd.service.record as record_mod
-from fsqd.sensors.files import ReadOptions, open_recording
-from fsqd.sensors.recording import NativeRecording
+from fsqd.recordings import NativeRecording, ReadOptions, open_recording
 from fsqd.sim import SimConfig, simulate, write_csv
 from fsqd.units import CHANNELS
 

@@ -19,8 +19,8 @@ from sensorkit import PacedClock
 from fsqd.clock import ManualClock
 from fsqd.errors import NoInputError
 from fsqd.imu.drivers.lsm6dsox import internal_rate_hz
-from fsqd.sensors.files import ReadOptions, open_recording
-from fsqd.sensors.recording import KIND_STATUS, scan
+from fsqd.recordings import ReadOptions, open_recording
+from fsqd.recordings.fsqr import KIND_STATUS, scan
 from fsqd.service.record import record
 from fsqd.sim import SimConfig, Simulator, write_csv
 from fsqd.units import CHANNELS

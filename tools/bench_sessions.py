@@ -24,7 +24,7 @@ import numpy as np
 from fsqd.backends.onnx import open_session
 from fsqd.model.package import load_package
 from fsqd.pipeline import WindowStream
-from fsqd.sensors.files import ReadOptions, open_recording
+from fsqd.recordings import ReadOptions, open_recording
 from fsqd.service.replay import BATCH
 from fsqd.sim import SimConfig, simulate, write_csv
 

@@ -22,7 +22,8 @@ from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage
 from fsqd.outfile import binary_output
 from fsqd.pipeline import WindowStream
-from fsqd.sensors.files import ReadOptions, open_recording
+from fsqd.recordings.base import ReadOptions
+from fsqd.recordings.open import open_recording
 from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.resample import estimate_rate
 from fsqd.units import CHANNELS

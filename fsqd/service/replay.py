@@ -27,7 +27,8 @@ from fsqd.model.card import ModelCard, expected_input_shape
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
-from fsqd.sensors.files import ReadOptions, Recording, open_recording
+from fsqd.recordings.base import ReadOptions, Recording
+from fsqd.recordings.open import open_recording
 from fsqd.sinks.batchlines import BatchLineFormatter
 from fsqd.sinks.jsonl import Output, write_lines
 from fsqd.stream.chunk import SampleChunk

@@ -10,7 +10,7 @@ from pathlib import Path
 from fsqd.console import note
 from fsqd.errors import OutputError, UsageError
 from fsqd.outfile import text_output
-from fsqd.sensors.files import iso_to_epoch
+from fsqd.recordings.base import iso_to_epoch
 
 MAX_SECONDS = 24 * 3600
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|m|min|s)?\s*$")
