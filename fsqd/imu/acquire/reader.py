@@ -37,7 +37,7 @@ MAX_RATE_ERROR = 0.1  # a chip's true period is within 10 % of the estimate
 HOLD_S = 2.0  # at a segment start, hold samples this long (at most) for a tight anchor
 
 
-def auto_poll_s(imu: ImuDriver) -> float:
+def _auto_poll_s(imu: ImuDriver) -> float:
     """A burst period that leaves the FIFO 8x headroom, within 10-50 ms (fewer wake-ups
     at low rates, where each costs as much as at high ones)."""
     fifo_s = imu.fifo_capacity / imu.odr_hz
@@ -98,7 +98,7 @@ class SensorReader:
         self._last_stamp: float | None = None  # monotonic stamp of the newest sample delivered
         self._counted_ahead = 0  # lost samples counted before the gap's size was known
         self._mag_prev: tuple[float, npt.NDArray[np.float64]] | None = None
-        self.poll_s = config.poll_ms / 1000 if config.poll_ms is not None else auto_poll_s(imu)
+        self.poll_s = config.poll_ms / 1000 if config.poll_ms is not None else _auto_poll_s(imu)
         self._stall_s = max(0.25, 5.0 / imu.odr_hz, 3 * self.poll_s)
 
     # -- state --
