@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fsqd.chunk import SampleChunk
 from fsqd.service.clock import sample_time
 from fsqd.sim import SimConfig, Simulator
-from fsqd.stream.chunk import SampleChunk
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, FsqdError, NoInputError, UsageError
 from fsqd.recordings import ReadOptions, csvfile, iso_to_epoch, open_recording
-from fsqd.stream.chunk import SampleChunk
 
 CH = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 OPTS = ReadOptions(channels=CH)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, OutputError
 from fsqd.recordings import (
     NativeRecording,
@@ -17,7 +18,6 @@ from fsqd.recordings import (
     recording_header,
 )
 from fsqd.recordings.fsqr import KIND_HEADER, KIND_SAMPLES, KIND_STATUS, scan, valid_end
-from fsqd.stream.chunk import SampleChunk
 from fsqd.units import CHANNELS
 
 T0 = 1_790_000_000.0

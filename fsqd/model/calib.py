@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.backends.hailo import hef_frame_shape, to_frames
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, OutputError, UsageError
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage
@@ -24,7 +25,6 @@ from fsqd.outfile import binary_output
 from fsqd.pipeline import WindowStream
 from fsqd.recordings.base import ReadOptions
 from fsqd.recordings.open import open_recording
-from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.resample import estimate_rate
 from fsqd.units import CHANNELS
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, FsqdError, NoInputError
 from fsqd.recordings.base import (
     ABSOLUTE_AFTER,
@@ -24,7 +25,6 @@ from fsqd.recordings.base import (
     Where,
     shown_names,
 )
-from fsqd.stream.chunk import SampleChunk
 from fsqd.units import column_names
 
 NPY_MAGIC = b"\x93NUMPY"

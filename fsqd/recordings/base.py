@@ -19,8 +19,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, UsageError
-from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.timebase import UNITS, detect_time_unit
 from fsqd.units import column_names
 

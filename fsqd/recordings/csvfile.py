@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, NoInputError
 from fsqd.recordings.base import (
     ABSOLUTE_AFTER,
@@ -34,7 +35,6 @@ from fsqd.recordings.base import (
     shown_names,
 )
 from fsqd.recordings.csvarrow import ArrowFallback, float_blocks, open_reader, pyarrow_csv
-from fsqd.stream.chunk import SampleChunk
 
 MAX_HEADER = 1 << 16  # characters; a longer first line is not a CSV header
 

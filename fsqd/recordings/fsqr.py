@@ -34,9 +34,9 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, NoInputError
 from fsqd.recordings.base import ABSOLUTE_AFTER, ReadOptions, Recording
-from fsqd.stream.chunk import SampleChunk
 
 MAGIC = b"FSQR"
 VERSION = 1

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import OutputError
 from fsqd.outfile import Appender, output_target
 from fsqd.recordings.fsqr import (
@@ -28,7 +29,6 @@ from fsqd.recordings.fsqr import (
     scan,
     valid_end,
 )
-from fsqd.stream.chunk import SampleChunk
 from fsqd.units import CHANNEL_UNITS, CHANNELS, column_names
 
 

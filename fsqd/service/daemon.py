@@ -44,6 +44,7 @@ import structlog
 
 from fsqd.backends.base import Encoder
 from fsqd.backends.select import encoder_stats, open_encoder
+from fsqd.chunk import SampleChunk
 from fsqd.clock import SystemClock
 from fsqd.config import Config, LoggingConfig, load_config
 from fsqd.errors import FsqdError
@@ -55,7 +56,6 @@ from fsqd.service.logging import configure_logging
 from fsqd.service.systemd import SystemdNotifier
 from fsqd.sinks.base import Sink
 from fsqd.sinks.payload import CodeMessages, info_payload, stats_payload
-from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.plausibility import Finding
 from fsqd.stream.windows import WindowBatch
 

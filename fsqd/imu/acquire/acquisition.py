@@ -24,6 +24,7 @@ from enum import StrEnum
 import numpy as np
 import structlog
 
+from fsqd.chunk import SampleChunk
 from fsqd.clock import Clock, SystemClock
 from fsqd.errors import ConfigError
 from fsqd.imu.acquire.align import Aligner
@@ -32,7 +33,6 @@ from fsqd.imu.acquire.reader import Block, SensorReader
 from fsqd.imu.acquire.ring import SampleRing
 from fsqd.imu.bus import I2CBus, RetryingBus, open_bus
 from fsqd.imu.driver import ImuSettings, get_spec, make_imu, make_mag
-from fsqd.stream.chunk import SampleChunk
 
 log = structlog.get_logger(__name__)
 

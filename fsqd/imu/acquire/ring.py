@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.stream.chunk import SampleChunk
+from fsqd.chunk import SampleChunk
 
 
 class SampleRing:

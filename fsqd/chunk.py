@@ -1,4 +1,8 @@
-"""The unit that flows between stream stages: a run of timestamped samples."""
+"""The unit that flows between the stages: a run of timestamped samples.
+
+The acquisition and the recorded-file readers make them, the stream stages consume them;
+it lives below all of them, so none depends on another to name it.
+"""
 
 from __future__ import annotations
 
