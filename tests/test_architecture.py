@@ -311,6 +311,14 @@ def test_imports_point_down_the_pipeline(graph: dict[str, list[Edge]]) -> None:
     assert rule_problems(graph, RULES, KNOWN_WRONG_WAY) == []
 
 
+def test_modules_import_modules_not_package_inits(graph: dict[str, list[Edge]]) -> None:
+    # A package __init__ re-exports its modules; a module of fsqd importing it instead of
+    # the defining module would pull the whole package in and could close a cycle.
+    packages = {m for m, p in module_names(ROOT).items() if p.name == "__init__.py"}
+    through_init = [str(e) for es in graph.values() for e in es if e.dst in packages - {"fsqd"}]
+    assert through_init == []
+
+
 def test_the_layers_exist_and_the_old_sensors_package_is_gone(
     graph: dict[str, list[Edge]],
 ) -> None:

@@ -279,8 +279,8 @@ def emulated_bus(clock: Clock, faults: Sequence[str] = ()) -> I2CBus:
     ``faults`` ("lsm6dsox:dead-x"): those chips fail their self-test that way."""
     import importlib
 
-    from fsqd.imu.emulated import EmulatedBus, Signal
-    from fsqd.imu.emulated.chip import SELF_TEST_FAULTS
+    from fsqd.imu.emulated.bus import EmulatedBus
+    from fsqd.imu.emulated.chip import SELF_TEST_FAULTS, Signal
 
     broken: dict[str, str] = {}
     for text in faults:

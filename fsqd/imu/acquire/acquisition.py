@@ -288,7 +288,8 @@ def open_acquisition(
     ``bus = "emulated"`` sensors share one ``EmulatedBus`` with one emulated chip per
     address, all strapped to one simulated animal; ``emulated_bus`` overrides it (tests).
     """
-    from fsqd.imu.emulated import EmulatedBus, Signal
+    from fsqd.imu.emulated.bus import EmulatedBus
+    from fsqd.imu.emulated.chip import Signal
 
     clock = clock or SystemClock()
     if not sensors:
