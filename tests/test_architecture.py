@@ -312,10 +312,18 @@ def test_imports_point_down_the_pipeline(graph: dict[str, list[Edge]]) -> None:
 
 
 def test_modules_import_modules_not_package_inits(graph: dict[str, list[Edge]]) -> None:
-    # A package __init__ re-exports its modules; a module of fsqd importing it instead of
-    # the defining module would pull the whole package in and could close a cycle.
-    packages = {m for m, p in module_names(ROOT).items() if p.name == "__init__.py"}
-    through_init = [str(e) for es in graph.values() for e in es if e.dst in packages - {"fsqd"}]
+    # A package __init__ that re-exports its modules: a module of fsqd importing it instead
+    # of the defining module pulls the whole package in and can close a cycle. (An __init__
+    # that defines what it exports, as sinks/schemas does, is the defining module.)
+    reexporting = {
+        m
+        for m, p in module_names(ROOT).items()
+        if p.name == "__init__.py"
+        and m != "fsqd"
+        and any(e.dst.startswith(m + ".") for e in graph[m])
+    }
+    assert "fsqd.imu" in reexporting
+    through_init = [str(e) for es in graph.values() for e in es if e.dst in reexporting]
     assert through_init == []
 
 
