@@ -5,7 +5,7 @@ Tables: ``[model]``, ``[hailo]`` (``fsqd.backends.hailo.parse_hailo``), ``[windo
 ``[[sensor]]``. Unknown keys are refused naming the nearest valid one; relative paths are
 relative to the config file's directory (a service's working directory is ``/``). The
 transport tables and the sensor tables are parsed by their owners (``fsqd.sinks.mqtt``,
-``fsqd.sinks.homeassistant``, ``fsqd.sensors.config``).
+``fsqd.sinks.homeassistant``, ``fsqd.imu.acquire.config``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from fsqd.backends.hailo import HailoSettings, parse_hailo
 from fsqd.errors import ConfigError, FsqdError, NoInputError
+from fsqd.imu.acquire.config import SensorConfig, parse_sensors
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.safefile import kind_of
-from fsqd.sensors.config import SensorConfig, parse_sensors
 from fsqd.sinks.homeassistant import HomeAssistantSettings, ha_topics, parse_homeassistant
 from fsqd.sinks.mqtt import MqttSettings, default_node_id, parse_mqtt
 from fsqd.sinks.mqttconfig import topic_problem

@@ -16,12 +16,12 @@ import numpy.typing as npt
 
 from fsqd.backends.base import Encoder
 from fsqd.backends.onnx import OnnxEncoder
+from fsqd.chunk import SampleChunk
 from fsqd.fsq import FSQ
 from fsqd.head import Head
 from fsqd.metrics import StageTimer
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage
-from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.gaps import Backwards, GapSplitter
 from fsqd.stream.normalize import Normalizer
 from fsqd.stream.plausibility import Finding, Plausibility

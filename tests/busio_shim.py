@@ -17,7 +17,7 @@ import sys
 import types
 from typing import Any
 
-from fsqd.sensors.emulated import EmulatedBus
+from fsqd.imu.emulated import EmulatedBus
 
 
 def install_micropython_shim() -> None:

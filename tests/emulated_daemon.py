@@ -14,7 +14,7 @@ from typing import Any
 
 import fsqd.service.daemon
 from fsqd.cli import main
-from fsqd.sensors.emulated import EmulatedBus
+from fsqd.imu.emulated import EmulatedBus
 
 _open_source = fsqd.service.daemon.open_source
 _buses: list[EmulatedBus] = []

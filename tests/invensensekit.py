@@ -13,10 +13,10 @@ import numpy as np
 import numpy.typing as npt
 from smbus2 import i2c_msg
 
-from fsqd.sensors.acquire import Acquisition, SensorStatus, open_acquisition
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.config import parse_sensors
-from fsqd.sensors.emulated import EmulatedBus, EmulatedChip
+from fsqd.clock import ManualClock
+from fsqd.imu.acquire.acquisition import Acquisition, SensorStatus, open_acquisition
+from fsqd.imu.acquire.config import parse_sensors
+from fsqd.imu.emulated import EmulatedBus, EmulatedChip
 from fsqd.tomlcheck import Table
 
 F64 = npt.NDArray[np.float64]

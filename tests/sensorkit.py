@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.sensors.acquire import Acquisition, open_acquisition
-from fsqd.sensors.clock import Clock, ManualClock
-from fsqd.sensors.config import SensorConfig, parse_sensors
-from fsqd.sensors.emulated import EmulatedBus, EmulatedChip
-from fsqd.stream.chunk import SampleChunk
+from fsqd.chunk import SampleChunk
+from fsqd.clock import Clock, ManualClock
+from fsqd.imu.acquire.acquisition import Acquisition, open_acquisition
+from fsqd.imu.acquire.config import SensorConfig, parse_sensors
+from fsqd.imu.emulated import EmulatedBus, EmulatedChip
 from fsqd.tomlcheck import Table
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fsqd.sensors.sim import SimConfig, Simulator
+from fsqd.chunk import SampleChunk
 from fsqd.service.clock import sample_time
-from fsqd.stream.chunk import SampleChunk
+from fsqd.sim import SimConfig, Simulator
 
 
 @dataclass(frozen=True)

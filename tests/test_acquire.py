@@ -19,12 +19,12 @@ import structlog
 from invensensekit import acquisition
 from sensorkit import JitteryClock, Rig, one_sensor, rig, sensors_from
 
+from fsqd.chunk import SampleChunk
+from fsqd.clock import SystemClock
 from fsqd.errors import ConfigError
-from fsqd.sensors.acquire import SensorState, SensorStatus, open_acquisition
-from fsqd.sensors.clock import SystemClock
-from fsqd.sensors.emulated import EmulatedBus
-from fsqd.sensors.emulated.lsm6dsox import Lsm6dsoxChip
-from fsqd.stream.chunk import SampleChunk
+from fsqd.imu.acquire.acquisition import SensorState, SensorStatus, open_acquisition
+from fsqd.imu.emulated import EmulatedBus
+from fsqd.imu.emulated.lsm6dsox import Lsm6dsoxChip
 
 
 def check_no_loss(r: Rig, tolerance_s: float = 1e-3) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fsqd.sensors.align import Aligner
+from fsqd.imu.acquire.align import Aligner
 
 
 def push(al: Aligner, sensor: int, t: np.ndarray, new_segment: bool = False) -> None:

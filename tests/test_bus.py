@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from smbus2 import SMBus, i2c_msg
 
+from fsqd.clock import ManualClock
 from fsqd.errors import NoInputError
-from fsqd.sensors.bus import BLOCK_MAX, I2CBus, RetryingBus, open_bus, read_burst
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.emulated import EmulatedBus, EmulatedChip
-from fsqd.sensors.emulated.lsm6dsox import Lsm6dsoxChip
+from fsqd.imu.bus import BLOCK_MAX, I2CBus, RetryingBus, open_bus, read_burst
+from fsqd.imu.emulated import EmulatedBus, EmulatedChip
+from fsqd.imu.emulated.lsm6dsox import Lsm6dsoxChip
 
 PROTOCOL_CALLS = [n for n, v in vars(I2CBus).items() if callable(v) and not n.startswith("_")]
 
@@ -207,6 +207,6 @@ def test_open_bus_permission_error_from_smbus2(monkeypatch: pytest.MonkeyPatch) 
     def denied(path: str) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", path)
 
-    monkeypatch.setattr("fsqd.sensors.bus.SMBus", denied)
+    monkeypatch.setattr("fsqd.imu.bus.SMBus", denied)
     with pytest.raises(NoInputError, match=r"/dev/i2c-1: permission denied .*usermod -aG i2c"):
         open_bus(1)

@@ -12,7 +12,7 @@ from conftest import RunCli
 from fsqd.errors import DataError, UsageError
 from fsqd.model.calib import build_calibration
 from fsqd.model.package import ModelPackage, load_package
-from fsqd.sensors.sim import SimConfig, simulate, write_csv
+from fsqd.sim import SimConfig, simulate, write_csv
 
 
 def _normalised(pkg: ModelPackage, x: np.ndarray) -> np.ndarray:

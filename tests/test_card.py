@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from fsqd.errors import ConfigError, NoInputError
-from fsqd.model.card import Channel, InputSpec, ModelCard, OutputSpec
+from fsqd.model.card import InputSpec, ModelCard, OutputSpec
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage, load_package
+from fsqd.units import Channel
 
 NAMES = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 

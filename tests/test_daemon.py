@@ -19,13 +19,13 @@ from mosquitto import Collector, Mosquitto, free_port
 from sim_acquisition import SimAcquisition, Status
 
 from fsqd.backends.onnx import OnnxEncoder
+from fsqd.chunk import SampleChunk
 from fsqd.config import Config, load_config
 from fsqd.errors import OutputError
 from fsqd.service.clock import WallClock
 from fsqd.service.daemon import Daemon, open_sinks
 from fsqd.sinks.jsonl import JsonLinesSink
 from fsqd.sinks.schemas import load as load_schema
-from fsqd.stream.chunk import SampleChunk
 
 SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
 

@@ -23,13 +23,13 @@ from sim_acquisition import SimAcquisition
 from test_daemon import SENSOR, Recorder, codes, make_config
 
 import fsqd.service.daemon as daemon_mod
+from fsqd.chunk import SampleChunk
 from fsqd.config import load_config
 from fsqd.model.package import load_package
 from fsqd.pipeline import LOW_LATENCY_HALF_TAPS
 from fsqd.service.daemon import Daemon, LoggingOverride
 from fsqd.sinks.jsonl import JsonLinesSink
 from fsqd.sinks.schemas import load as load_schema
-from fsqd.stream.chunk import SampleChunk
 
 
 class Lines(Recorder):

@@ -17,9 +17,9 @@ from smallfs import tmpfs
 
 import fsqd.outfile
 import fsqd.service.record as record_mod
-from fsqd.sensors.files import ReadOptions, open_recording
-from fsqd.sensors.recording import NativeRecording
-from fsqd.sensors.sim import CHANNELS, SimConfig, simulate, write_csv
+from fsqd.recordings import NativeRecording, ReadOptions, open_recording
+from fsqd.sim import SimConfig, simulate, write_csv
+from fsqd.units import CHANNELS
 
 CONFIG = """
 [[sensor]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fsqd.sensors.emulated.akm import EmulatedAk
+from fsqd.imu.emulated.akm import EmulatedAk
 
 # A field in the AK8963's own axes is (chip y, chip x, -chip z); these tests use the AK09916
 # (x, -y, -z) or give fields whose mapping does not matter (sums and norms).

@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, FsqdError, NoInputError, UsageError
-from fsqd.sensors import files
-from fsqd.sensors.files import ReadOptions, iso_to_epoch, open_recording
-from fsqd.stream.chunk import SampleChunk
+from fsqd.recordings import ReadOptions, csvfile, iso_to_epoch, open_recording
 
 CH = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 OPTS = ReadOptions(channels=CH)
@@ -24,7 +23,7 @@ T_2026 = 1795341600.0  # 2026-11-22T10:00:00Z
 def csv_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test runs with pyarrow's parser (falling back where it must) and without it."""
     if request.param == "classic":
-        monkeypatch.setattr(files, "_arrow", lambda: None)
+        monkeypatch.setattr(csvfile, "pyarrow_csv", lambda: None)
     return str(request.param)
 
 

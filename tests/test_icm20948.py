@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from invensensekit import Run, SpyBus, acquisition, fail_once, truth_run
 
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.driver import ChipIdError, ImuSettings, get_spec, identify
-from fsqd.sensors.emulated import EmulatedBus
-from fsqd.sensors.emulated.icm20948 import EmulatedIcm20948
-from fsqd.sensors.emulated.invensense import BypassPort
-from fsqd.sensors.icm20948 import Icm20948
-from fsqd.sensors.sim import G
+from fsqd.clock import ManualClock
+from fsqd.imu.driver import ChipIdError, ImuSettings, get_spec, identify
+from fsqd.imu.drivers.icm20948 import Icm20948
+from fsqd.imu.emulated import EmulatedBus
+from fsqd.imu.emulated.icm20948 import EmulatedIcm20948
+from fsqd.imu.emulated.invensense import BypassPort
+from fsqd.units import G
 
 WIDE = ImuSettings(rate_hz=100, accel_range_g=16, gyro_range_dps=2000)
 ACC_LSB_16G = G / 2048

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import RunCli
 
-from fsqd.sensors.sim import SimConfig, simulate
+from fsqd.sim import SimConfig, simulate
 
 SECONDS = 20.0
 HEADER = "timestamp,ax,ay,az,gx,gy,gz,mx,my,mz\n"

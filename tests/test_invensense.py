@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from fsqd.sensors.akm import AK09916, AK8963, hold_valid
-from fsqd.sensors.driver import ImuSettings
-from fsqd.sensors.invensense import FrameDecoder, Ranges, pick_divider, pick_dlpf, usable_frames
-from fsqd.sensors.sim import G
+from fsqd.imu.driver import ImuSettings
+from fsqd.imu.drivers.akm import AK09916, AK8963, hold_valid
+from fsqd.imu.drivers.invensense import FrameDecoder, Ranges, pick_divider, pick_dlpf, usable_frames
+from fsqd.units import G
 
 
 def mpu_frame(acc: tuple[int, ...], gyr: tuple[int, ...], mag: tuple[int, ...], st1: int, st2: int):

@@ -28,16 +28,16 @@ import numpy.typing as npt
 import pytest
 from busio_shim import EmulatedBusIO, install_micropython_shim
 
-from fsqd.sensors import sim
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.driver import ImuSettings
-from fsqd.sensors.emulated import EmulatedBus, Signal
-from fsqd.sensors.emulated.chip import EmulatedChip
-from fsqd.sensors.emulated.icm20948 import EmulatedIcm20948
-from fsqd.sensors.emulated.invensense import BypassPort
-from fsqd.sensors.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250
-from fsqd.sensors.icm20948 import Icm20948
-from fsqd.sensors.mpu9250 import Mpu6500, Mpu9250
+from fsqd.clock import ManualClock
+from fsqd.imu.driver import ImuSettings
+from fsqd.imu.drivers.icm20948 import Icm20948
+from fsqd.imu.drivers.mpu9250 import Mpu6500, Mpu9250
+from fsqd.imu.emulated import EmulatedBus, Signal
+from fsqd.imu.emulated.chip import EmulatedChip
+from fsqd.imu.emulated.icm20948 import EmulatedIcm20948
+from fsqd.imu.emulated.invensense import BypassPort
+from fsqd.imu.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250
+from fsqd.sim import simulator as sim
 
 G = 9.80665
 RANGES = [(2, 250), (4, 500), (8, 1000), (16, 2000)]

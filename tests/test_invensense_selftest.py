@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.driver import ImuSettings
-from fsqd.sensors.emulated import EmulatedBus, Signal
-from fsqd.sensors.emulated.icm20948 import EmulatedIcm20948
-from fsqd.sensors.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250
-from fsqd.sensors.icm20948 import Icm20948
-from fsqd.sensors.invensense_selftest import judge_accel_gyro, judge_mag, trim_lsb
-from fsqd.sensors.mpu9250 import Mpu6500, Mpu9250
-from fsqd.sensors.selftest import SelfTestable, SelfTestReport
+from fsqd.clock import ManualClock
+from fsqd.imu.driver import ImuSettings
+from fsqd.imu.drivers.icm20948 import Icm20948
+from fsqd.imu.drivers.invensense_selftest import judge_accel_gyro, judge_mag, trim_lsb
+from fsqd.imu.drivers.mpu9250 import Mpu6500, Mpu9250
+from fsqd.imu.emulated import EmulatedBus, Signal
+from fsqd.imu.emulated.icm20948 import EmulatedIcm20948
+from fsqd.imu.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250
+from fsqd.imu.selftest import SelfTestable, SelfTestReport
 
 STILL = Signal(behaviours=("rest",))  # the procedure needs a device that does not move
 CHIPS = {

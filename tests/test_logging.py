@@ -366,7 +366,7 @@ def test_through_systemd_python_journal_send(tmp_path: Path) -> None:
         import io, logging, structlog
         from fsqd.service.logging import configure_logging
         configure_logging("journal", stream=io.StringIO(), environ={})
-        structlog.get_logger("fsqd.sensors").warning("sensor lost", sensor="collar", seq=9)
+        structlog.get_logger("fsqd.imu").warning("sensor lost", sensor="collar", seq=9)
         logging.getLogger("aiomqtt").error("two\\nlines")
         """
     )

@@ -7,13 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.driver import ChipIdError, ImuSettings, get_spec, identify
-from fsqd.sensors.emulated import EmulatedBus, Signal
-from fsqd.sensors.emulated.lis3mdl import Lis3mdlChip
-from fsqd.sensors.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
-from fsqd.sensors.lis3mdl import Lis3mdl
-from fsqd.sensors.lsm6dsox import (
+from fsqd.clock import ManualClock
+from fsqd.imu.driver import ChipIdError, ImuSettings, get_spec, identify
+from fsqd.imu.drivers.lis3mdl import Lis3mdl
+from fsqd.imu.drivers.lsm6dsox import (
     CTRL1_XL,
     CTRL2_G,
     CTRL3_C,
@@ -24,7 +21,10 @@ from fsqd.sensors.lsm6dsox import (
     Ism330dhcx,
     Lsm6dsox,
 )
-from fsqd.sensors.sim import G
+from fsqd.imu.emulated import EmulatedBus, Signal
+from fsqd.imu.emulated.lis3mdl import Lis3mdlChip
+from fsqd.imu.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
+from fsqd.units import G
 
 
 def setup(

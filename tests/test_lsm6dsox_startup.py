@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from sensorkit import one_sensor, rig
 
-from fsqd.sensors import lsm6dsox as reg
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.driver import ImuSettings
-from fsqd.sensors.emulated import EmulatedBus, Signal
-from fsqd.sensors.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
-from fsqd.sensors.lsm6dsox import Ism330dhcx, Lsm6dsox
+from fsqd.clock import ManualClock
+from fsqd.imu.driver import ImuSettings
+from fsqd.imu.drivers import lsm6dsox as reg
+from fsqd.imu.drivers.lsm6dsox import Ism330dhcx, Lsm6dsox
+from fsqd.imu.emulated import EmulatedBus, Signal
+from fsqd.imu.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
 
 FULL_SCALE_4G = 32765 * 0.122e-3 * 9.80665  # what a bootstrap word decodes to at 4 g
 

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from invensensekit import SpyBus, acquisition, fail_once, truth_run
 
-from fsqd.sensors.acquire import open_acquisition
-from fsqd.sensors.bus import RetryingBus
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.config import parse_sensors
-from fsqd.sensors.driver import ChipIdError, ImuSettings, get_spec, identify
-from fsqd.sensors.emulated import EmulatedBus
-from fsqd.sensors.emulated.invensense import BypassPort
-from fsqd.sensors.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250, EmulatedMpu9255
-from fsqd.sensors.mpu9250 import Mpu6500, Mpu9250
-from fsqd.sensors.sim import G
+from fsqd.clock import ManualClock
+from fsqd.imu.acquire.acquisition import open_acquisition
+from fsqd.imu.acquire.config import parse_sensors
+from fsqd.imu.bus import RetryingBus
+from fsqd.imu.driver import ChipIdError, ImuSettings, get_spec, identify
+from fsqd.imu.drivers.mpu9250 import Mpu6500, Mpu9250
+from fsqd.imu.emulated import EmulatedBus
+from fsqd.imu.emulated.invensense import BypassPort
+from fsqd.imu.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250, EmulatedMpu9255
 from fsqd.tomlcheck import Table
+from fsqd.units import G
 
 WIDE = ImuSettings(rate_hz=100, accel_range_g=16, gyro_range_dps=2000)
 ACC_LSB_16G = G / 2048

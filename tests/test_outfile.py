@@ -21,8 +21,8 @@ import fsqd.service.record as record_mod
 from fsqd.errors import OutputError
 from fsqd.model.package import ModelPackage, bundled_model_path, load_package
 from fsqd.outfile import binary_output, output_target, text_output
-from fsqd.sensors.recording import MAGIC
-from fsqd.sensors.sim import SimConfig, simulate, write_csv
+from fsqd.recordings.fsqr import MAGIC
+from fsqd.sim import SimConfig, simulate, write_csv
 
 RECORD_CONFIG = """
 [[sensor]]

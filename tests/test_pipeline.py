@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError
 from fsqd.model.package import load_package
 from fsqd.pipeline import WindowStream
-from fsqd.sensors.sim import SimConfig, simulate
-from fsqd.stream.chunk import SampleChunk
+from fsqd.sim import SimConfig, simulate
 
 PKG = load_package(None)
 

@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from fsqd.model.card import Channel
 from fsqd.model.package import load_package
-from fsqd.sensors.sim import SimConfig, simulate
+from fsqd.sim import SimConfig, simulate
 from fsqd.stream.plausibility import Plausibility
+from fsqd.units import Channel
 
 CARD = load_package(None).card
 MEAN, STD = CARD.stream_mean_std()

@@ -10,12 +10,12 @@ import pytest
 from conftest import RunCli
 from hailo_support import fake_hailo
 
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.emulated import EmulatedBus, EmulatedChip, Signal
-from fsqd.sensors.emulated.icm20948 import EmulatedIcm20948
-from fsqd.sensors.emulated.lis3mdl import Lis3mdlChip
-from fsqd.sensors.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
-from fsqd.sensors.emulated.mpu9250 import EmulatedMpu9250
+from fsqd.clock import ManualClock
+from fsqd.imu.emulated import EmulatedBus, EmulatedChip, Signal
+from fsqd.imu.emulated.icm20948 import EmulatedIcm20948
+from fsqd.imu.emulated.lis3mdl import Lis3mdlChip
+from fsqd.imu.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
+from fsqd.imu.emulated.mpu9250 import EmulatedMpu9250
 from fsqd.service import probe
 
 __all__ = ["fake_hailo"]  # a fixture
@@ -106,7 +106,7 @@ def test_permission_denied_names_the_group(
     def denied(path: str) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", path)
 
-    monkeypatch.setattr("fsqd.sensors.bus.SMBus", denied)
+    monkeypatch.setattr("fsqd.imu.bus.SMBus", denied)
     code, _out, err = run_cli("probe", "--bus", "1")
     assert code == 66 and "/dev/i2c-1: permission denied" in err and "i2c" in err
 

@@ -16,13 +16,14 @@ import pytest
 from conftest import RunCli
 from sensorkit import PacedClock
 
+from fsqd.clock import ManualClock
 from fsqd.errors import NoInputError
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.files import ReadOptions, open_recording
-from fsqd.sensors.lsm6dsox import internal_rate_hz
-from fsqd.sensors.recording import KIND_STATUS, scan
-from fsqd.sensors.sim import CHANNELS, SimConfig, Simulator, write_csv
+from fsqd.imu.drivers.lsm6dsox import internal_rate_hz
+from fsqd.recordings import ReadOptions, open_recording
+from fsqd.recordings.fsqr import KIND_STATUS, scan
 from fsqd.service.record import record
+from fsqd.sim import SimConfig, Simulator, write_csv
+from fsqd.units import CHANNELS
 
 OSC = 0.015
 CONFIG = f"""

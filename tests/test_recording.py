@@ -8,20 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, OutputError
-from fsqd.sensors.files import ReadOptions, open_recording
-from fsqd.sensors.recording import (
-    KIND_HEADER,
-    KIND_SAMPLES,
-    KIND_STATUS,
+from fsqd.recordings import (
     NativeRecording,
     NativeWriter,
+    ReadOptions,
+    open_recording,
     recording_header,
-    scan,
-    valid_end,
 )
-from fsqd.sensors.sim import CHANNELS
-from fsqd.stream.chunk import SampleChunk
+from fsqd.recordings.fsqr import KIND_HEADER, KIND_SAMPLES, KIND_STATUS, scan, valid_end
+from fsqd.units import CHANNELS
 
 T0 = 1_790_000_000.0
 

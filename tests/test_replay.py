@@ -19,7 +19,8 @@ from fsqd.model.importer import ImportOptions, import_model
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodePipeline
-from fsqd.sensors.sim import BEHAVIOURS, SimConfig, simulate, write_csv
+from fsqd.sim import SimConfig, simulate, write_csv
+from fsqd.units import BEHAVIOURS
 
 
 @pytest.fixture(scope="module")

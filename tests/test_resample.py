@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import ConfigError, DataError
 from fsqd.model.package import ModelPackage
 from fsqd.pipeline import LOW_LATENCY_HALF_TAPS, LOW_LATENCY_STOP_DB, WindowStream
-from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.resample import PHASES, Resampler, design, kernel_table
 
 RNG = np.random.default_rng(3)

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import ConfigError
-from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.respace import Respacer
 
 

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from fsqd.sensors.ring import SampleRing
+from fsqd.imu.acquire.ring import SampleRing
 
 
 def rows(start: int, n: int, width: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import pytest
 
 from fsqd.model.package import ModelPackage
 from fsqd.safefile import FileProblem, read_bytes, read_text, regular_file
-from fsqd.sensors.sim import SimConfig, simulate, write_csv
+from fsqd.sim import SimConfig, simulate, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 from sensorkit import sensors_from
 
 from fsqd.errors import ConfigError, NoInputError
-from fsqd.sensors.config import mount_matrix, read_sensor_file
+from fsqd.imu.acquire.config import mount_matrix, read_sensor_file
 
 BASE = '[[sensor]]\nname = "collar"\ndriver = "lsm6dsox"\nbus = 1\n'
 

@@ -9,24 +9,16 @@ import numpy as np
 import pytest
 
 from fsqd.errors import UsageError
-from fsqd.sensors.sim import (
-    BEHAVIOURS,
-    CHANNELS,
-    Recording,
-    SimConfig,
-    Simulator,
-    simulate,
-    stream_csv,
-    write_csv,
-)
+from fsqd.sim import LabelledSamples, SimConfig, Simulator, simulate, stream_csv, write_csv
+from fsqd.units import BEHAVIOURS, CHANNELS
 
 
 @pytest.fixture(scope="module")
-def rec_10min() -> Recording:
+def rec_10min() -> LabelledSamples:
     return simulate(600, SimConfig(seed=3))
 
 
-def by(rec: Recording, name: str) -> np.ndarray:
+def by(rec: LabelledSamples, name: str) -> np.ndarray:
     return rec.x[rec.labels == BEHAVIOURS.index(name)]
 
 
@@ -45,7 +37,7 @@ def test_streaming_equals_batch() -> None:
     np.testing.assert_array_equal(np.concatenate([p.labels for p in parts]), whole.labels)
 
 
-def test_physics_per_behaviour(rec_10min: Recording) -> None:
+def test_physics_per_behaviour(rec_10min: LabelledSamples) -> None:
     assert set(np.unique(rec_10min.labels)) == set(range(len(BEHAVIOURS)))
     rest, shake, turn = by(rec_10min, "rest"), by(rec_10min, "shake"), by(rec_10min, "turn")
     assert np.linalg.norm(rest[:, :3], axis=1).mean() == pytest.approx(9.81, abs=0.1)

@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 from busio_shim import EmulatedBusIO, install_micropython_shim
 
-from fsqd.sensors import lis3mdl as mreg
-from fsqd.sensors import lsm6dsox as reg
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.driver import ImuSettings
-from fsqd.sensors.emulated import EmulatedBus, Signal
-from fsqd.sensors.emulated.lis3mdl import Lis3mdlChip
-from fsqd.sensors.emulated.lsm6dsox import ST_XL_G, Ism330dhcxChip, Lsm6dsoxChip
-from fsqd.sensors.lis3mdl import Lis3mdl
-from fsqd.sensors.lsm6dsox import Ism330dhcx, Lsm6dsox
-from fsqd.sensors.sim import G
+from fsqd.clock import ManualClock
+from fsqd.imu.driver import ImuSettings
+from fsqd.imu.drivers import lis3mdl as mreg
+from fsqd.imu.drivers import lsm6dsox as reg
+from fsqd.imu.drivers.lis3mdl import Lis3mdl
+from fsqd.imu.drivers.lsm6dsox import Ism330dhcx, Lsm6dsox
+from fsqd.imu.emulated import EmulatedBus, Signal
+from fsqd.imu.emulated.lis3mdl import Lis3mdlChip
+from fsqd.imu.emulated.lsm6dsox import ST_XL_G, Ism330dhcxChip, Lsm6dsoxChip
+from fsqd.units import G
 
 install_micropython_shim()
 try:

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 from conftest import RunCli
 
-from fsqd.sensors import lis3mdl as mreg
-from fsqd.sensors import lsm6dsox as reg
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.driver import DriverSpec, ImuSettings
-from fsqd.sensors.emulated import EmulatedBus, Signal
-from fsqd.sensors.emulated.chip import SELF_TEST_FAULTS
-from fsqd.sensors.emulated.lis3mdl import ST_GAUSS, Lis3mdlChip
-from fsqd.sensors.emulated.lsm6dsox import ST_G_DPS, ST_XL_G, Ism330dhcxChip, Lsm6dsoxChip
-from fsqd.sensors.lis3mdl import Lis3mdl
-from fsqd.sensors.lsm6dsox import Ism330dhcx, Lsm6dsox
-from fsqd.sensors.selftest import AxisResult, SelfTestable, SelfTestReport
+from fsqd.clock import ManualClock
+from fsqd.imu.driver import DriverSpec, ImuSettings
+from fsqd.imu.drivers import lis3mdl as mreg
+from fsqd.imu.drivers import lsm6dsox as reg
+from fsqd.imu.drivers.lis3mdl import Lis3mdl
+from fsqd.imu.drivers.lsm6dsox import Ism330dhcx, Lsm6dsox
+from fsqd.imu.emulated import EmulatedBus, Signal
+from fsqd.imu.emulated.chip import SELF_TEST_FAULTS
+from fsqd.imu.emulated.lis3mdl import ST_GAUSS, Lis3mdlChip
+from fsqd.imu.emulated.lsm6dsox import ST_G_DPS, ST_XL_G, Ism330dhcxChip, Lsm6dsoxChip
+from fsqd.imu.selftest import AxisResult, SelfTestable, SelfTestReport
 from fsqd.service import probe
 
 IMUS = [(Lsm6dsoxChip, Lsm6dsox, 50.0), (Ism330dhcxChip, Ism330dhcx, 90.0)]

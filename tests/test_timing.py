@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fsqd.sensors.timing import SampleClock
+from fsqd.imu.acquire.timing import SampleClock
 
 TRUE_RATE = 104.17 * 1.02
 T0 = 5000.0

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import ConfigError, DataError
-from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.windows import WindowBatch, Windower
 
 RNG = np.random.default_rng(1)

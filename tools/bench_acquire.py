@@ -24,10 +24,10 @@ from typing import Any
 
 import structlog
 
-from fsqd.sensors.acquire import open_acquisition
-from fsqd.sensors.clock import SystemClock
-from fsqd.sensors.config import parse_sensors
-from fsqd.sensors.emulated import EmulatedBus
+from fsqd.clock import SystemClock
+from fsqd.imu.acquire.acquisition import open_acquisition
+from fsqd.imu.acquire.config import parse_sensors
+from fsqd.imu.emulated import EmulatedBus
 from fsqd.tomlcheck import Table
 
 CALLS = (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fsqd.sensors.files import ReadOptions, open_recording
+from fsqd.recordings import ReadOptions, open_recording
 
 CHANNELS = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 T0 = 1795341600.0  # 2026-11-22T10:00:00Z

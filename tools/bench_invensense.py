@@ -18,13 +18,13 @@ import tomllib
 
 import numpy as np
 
-from fsqd.sensors.acquire import open_acquisition
-from fsqd.sensors.akm import AK09916, AK8963
-from fsqd.sensors.clock import ManualClock
-from fsqd.sensors.config import parse_sensors
-from fsqd.sensors.driver import ImuSettings
-from fsqd.sensors.emulated import EmulatedBus
-from fsqd.sensors.invensense import FrameDecoder, Ranges
+from fsqd.clock import ManualClock
+from fsqd.imu.acquire.acquisition import open_acquisition
+from fsqd.imu.acquire.config import parse_sensors
+from fsqd.imu.driver import ImuSettings
+from fsqd.imu.drivers.akm import AK09916, AK8963
+from fsqd.imu.drivers.invensense import FrameDecoder, Ranges
+from fsqd.imu.emulated import EmulatedBus
 from fsqd.tomlcheck import Table
 
 CASES = [

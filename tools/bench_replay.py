@@ -31,9 +31,9 @@ import numpy as np
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import WindowStream
-from fsqd.sensors.files import ReadOptions, open_recording
-from fsqd.sensors.sim import SimConfig, simulate
+from fsqd.recordings import ReadOptions, open_recording
 from fsqd.service.replay import BATCH
+from fsqd.sim import SimConfig, simulate
 
 HOP = 10
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from fsqd.stream.chunk import SampleChunk
+from fsqd.chunk import SampleChunk
 from fsqd.stream.resample import Resampler
 
 PAIRS = [(104.0, 100.0), (208.0, 100.0), (416.0, 100.0), (833.0, 100.0), (1000.0, 100.0),

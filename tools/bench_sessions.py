@@ -24,9 +24,9 @@ import numpy as np
 from fsqd.backends.onnx import open_session
 from fsqd.model.package import load_package
 from fsqd.pipeline import WindowStream
-from fsqd.sensors.files import ReadOptions, open_recording
-from fsqd.sensors.sim import SimConfig, simulate, write_csv
+from fsqd.recordings import ReadOptions, open_recording
 from fsqd.service.replay import BATCH
+from fsqd.sim import SimConfig, simulate, write_csv
 
 
 def one_session(sess: Any, name: str, out: list[str], x: np.ndarray) -> float:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from fsqd.sensors.sim import SimConfig, Simulator
+from fsqd.sim import SimConfig, Simulator
 
 
 def run_simulate(duration: str, out: str, rate: float) -> tuple[float, float]:

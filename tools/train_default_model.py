@@ -5,7 +5,7 @@ Deterministic from ``--seed``. Needs the ``train`` extra (torch, vector-quantize
     pip install -e '.[train]'
     python tools/train_default_model.py            # writes fsqd/models/default/
 
-Steps: simulate labelled recordings with ``fsqd.sensors.sim`` (one device, 100 Hz), cut
+Steps: simulate labelled recordings with ``fsqd.sim`` (one device, 100 Hz), cut
 100-sample windows (hop 25) whose samples share one behaviour, compute per-channel
 normalisation statistics on the training samples, train the M1.3 Conv2d-FSQ model with
 levels 8,6,5,5,4 and a behaviour head, export it like users export theirs (full model,
@@ -26,7 +26,8 @@ import torch
 from m13 import ConvFSQ, export_onnx
 
 from fsqd.cli import main as fsqd_main
-from fsqd.sensors.sim import BEHAVIOURS, SimConfig, simulate
+from fsqd.sim import SimConfig, simulate
+from fsqd.units import BEHAVIOURS
 
 LEVELS = [8, 6, 5, 5, 4]
 WINDOW = 100
@@ -120,7 +121,7 @@ def main() -> None:
         args.export_copy.parent.mkdir(parents=True, exist_ok=True)
         args.export_copy.write_bytes(full.read_bytes())
         trained_on = (
-            f"{args.hours:g} h of fsqd's own IMU simulator (fsqd.sensors.sim, seed {args.seed}, "
+            f"{args.hours:g} h of fsqd's own IMU simulator (fsqd.sim, seed {args.seed}, "
             f"1 device, 100 Hz), {len(yt)} single-behaviour windows; held-out accuracy "
             f"{acc:.3f} on 0.5 h of simulator data (seed {args.seed + 1000}); not trained on "
             "real animals or people"

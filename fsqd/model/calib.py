@@ -17,14 +17,16 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.backends.hailo import hef_frame_shape, to_frames
+from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, OutputError, UsageError
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage
 from fsqd.outfile import binary_output
 from fsqd.pipeline import WindowStream
-from fsqd.sensors.files import ReadOptions, open_recording
-from fsqd.stream.chunk import SampleChunk
+from fsqd.recordings.base import ReadOptions
+from fsqd.recordings.open import open_recording
 from fsqd.stream.resample import estimate_rate
+from fsqd.units import CHANNELS
 
 SIM_BLOCK_S = 60.0  # simulate a minute at a time: bounded memory for long sets
 
@@ -90,7 +92,7 @@ def _from_recordings(
 def _from_simulator(
     package: ModelPackage, minutes: float, hop: int | None, seed: int
 ) -> Iterator[npt.NDArray[np.float32]]:
-    from fsqd.sensors.sim import CHANNELS, SimConfig, Simulator
+    from fsqd.sim.simulator import SimConfig, Simulator
 
     card = package.card
     if card.channel_names != CHANNELS:

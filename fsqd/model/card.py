@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from fsqd.errors import ConfigError, NoInputError
 from fsqd.safefile import CONFIG_MAX, read_text
+from fsqd.units import Channel
 
 CARD_FORMAT = "fsqd-model/1"
 Stage = Literal["projection", "bounded"]
@@ -26,12 +27,6 @@ STAGES: tuple[Stage, ...] = ("projection", "bounded")
 # Axis letters of the encoder input: batch, channel, device, time.
 LAYOUT_AXES = frozenset("NCDT")
 _FLAT_LIST = re.compile(r"\[[^\[\]{}]*\]")
-
-
-@dataclass(frozen=True)
-class Channel:
-    name: str
-    unit: str
 
 
 @dataclass(frozen=True)

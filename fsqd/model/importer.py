@@ -18,14 +18,7 @@ from fsqd import __version__
 from fsqd.backends.onnx import load_onnx, open_session
 from fsqd.errors import ConfigError, ModelError, OutputError, UsageError
 from fsqd.model.batching import fixed_batch_of, run_padded
-from fsqd.model.card import (
-    Channel,
-    HeadSpec,
-    InputSpec,
-    ModelCard,
-    OutputSpec,
-    expected_input_shape,
-)
+from fsqd.model.card import HeadSpec, InputSpec, ModelCard, OutputSpec, expected_input_shape
 from fsqd.model.package import CARD_FILE, load_package
 from fsqd.model.surgery import (
     FsqSite,
@@ -39,6 +32,7 @@ from fsqd.model.surgery import (
 from fsqd.outfile import resolved
 from fsqd.pipeline import CodePipeline, rates_match
 from fsqd.safefile import MODEL_MAX, kind_of, read_bytes
+from fsqd.units import Channel
 
 DEFAULT_CHANNELS = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 DEFAULT_UNITS = ("m/s^2",) * 3 + ("rad/s",) * 3 + ("uT",) * 3

@@ -44,19 +44,19 @@ import structlog
 
 from fsqd.backends.base import Encoder
 from fsqd.backends.select import encoder_stats, open_encoder
+from fsqd.chunk import SampleChunk
+from fsqd.clock import SystemClock
 from fsqd.config import Config, LoggingConfig, load_config
 from fsqd.errors import FsqdError
+from fsqd.imu.acquire.acquisition import open_acquisition
 from fsqd.metrics import StageTimer
 from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream
-from fsqd.sensors.acquire import open_acquisition
-from fsqd.sensors.clock import SystemClock
 from fsqd.service.clock import WallClock, clock_synced
 from fsqd.service.instance import StateDirLock
 from fsqd.service.logging import configure_logging
 from fsqd.service.systemd import SystemdNotifier
 from fsqd.sinks.base import Sink
 from fsqd.sinks.payload import CodeMessages, info_payload, stats_payload
-from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.plausibility import Finding
 from fsqd.stream.windows import WindowBatch
 
@@ -81,7 +81,7 @@ def new_run_id() -> str:
 
 
 class Acquisition(Protocol):
-    """``fsqd.sensors.acquire.Acquisition`` as the daemon uses it."""
+    """``fsqd.imu.acquire.acquisition.Acquisition`` as the daemon uses it."""
 
     nominal_rate_hz: float
     channels: int

@@ -16,8 +16,8 @@ from fsqd.errors import DataError, NoInputError
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodePipeline
+from fsqd.recordings.arrays import NPY_MAGIC
 from fsqd.safefile import regular_file
-from fsqd.sensors.files import NPY_MAGIC
 from fsqd.sinks.batchlines import BatchLineFormatter
 from fsqd.sinks.jsonl import write_lines
 

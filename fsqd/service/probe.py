@@ -10,7 +10,7 @@ the Hailo accelerator: HailoRT and driver versions, each device's board, archite
 and firmware (or that HailoRT is not installed, or no device is found).
 
 With ``--self-test``, every chip whose driver is ``SelfTestable`` (the protocol in
-``fsqd.sensors.selftest``) also runs its built-in self-test: one line per axis with the
+``fsqd.imu.selftest``) also runs its built-in self-test: one line per axis with the
 measured response, the allowed range and PASS/FAIL; a driver without one says so. Any
 failing axis (or a self-test the bus broke off) makes the command exit 74 (EX_IOERR): the
 chip answers but its hardware does not work, which a script can tell apart from 66 (no
@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fsqd.clock import Clock, SystemClock
 from fsqd.errors import EX_IOERR, FsqdError, NoInputError, UsageError
-from fsqd.sensors.bus import I2CBus, RetryingBus, bus_path, open_bus
-from fsqd.sensors.clock import Clock, SystemClock
-from fsqd.sensors.config import SensorConfig
-from fsqd.sensors.driver import (
+from fsqd.imu.acquire.config import SensorConfig
+from fsqd.imu.acquire.reader import SensorReader
+from fsqd.imu.bus import I2CBus, RetryingBus, bus_path, open_bus
+from fsqd.imu.driver import (
     DriverSpec,
     ImuFactory,
     ImuSettings,
@@ -42,9 +43,8 @@ from fsqd.sensors.driver import (
     make_mag,
     specs,
 )
-from fsqd.sensors.reader import SensorReader
-from fsqd.sensors.selftest import SelfTestable, SelfTestReport
-from fsqd.sensors.sim import G
+from fsqd.imu.selftest import SelfTestable, SelfTestReport
+from fsqd.units import G
 
 GRAVITY_TOLERANCE = 0.6  # m/s^2 around 9.81 at rest
 AT_REST_STD = 0.3  # m/s^2: more spread than this is motion, not a bad chip
@@ -279,8 +279,8 @@ def emulated_bus(clock: Clock, faults: Sequence[str] = ()) -> I2CBus:
     ``faults`` ("lsm6dsox:dead-x"): those chips fail their self-test that way."""
     import importlib
 
-    from fsqd.sensors.emulated import EmulatedBus, Signal
-    from fsqd.sensors.emulated.chip import SELF_TEST_FAULTS
+    from fsqd.imu.emulated.bus import EmulatedBus
+    from fsqd.imu.emulated.chip import SELF_TEST_FAULTS, Signal
 
     broken: dict[str, str] = {}
     for text in faults:

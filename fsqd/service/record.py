@@ -21,12 +21,13 @@ from typing import TextIO
 
 import structlog
 
+from fsqd.clock import Clock
 from fsqd.console import note
 from fsqd.errors import NoInputError, UsageError
-from fsqd.sensors.acquire import Acquisition, SensorStatus, open_acquisition
-from fsqd.sensors.clock import Clock
-from fsqd.sensors.config import read_sensor_file
-from fsqd.sensors.recording import SUFFIX, CsvWriter, NativeWriter, recording_header
+from fsqd.imu.acquire.acquisition import Acquisition, SensorStatus, open_acquisition
+from fsqd.imu.acquire.config import read_sensor_file
+from fsqd.recordings.fsqr import SUFFIX
+from fsqd.recordings.writers import CsvWriter, NativeWriter, recording_header
 
 STATUS_EVERY_S = 0.5
 GIVE_UP_S = 3.0  # a wrong chip (WHO_AM_I) that never produced a sample ends the run

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from fsqd.backends.base import Encoder
 from fsqd.backends.inflight import encode_ahead
 from fsqd.backends.select import open_encoder
+from fsqd.chunk import SampleChunk
 from fsqd.console import note
 from fsqd.errors import DataError, FsqdError, UsageError
 from fsqd.metrics import StageTimer
@@ -27,10 +28,10 @@ from fsqd.model.card import ModelCard, expected_input_shape
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
-from fsqd.sensors.files import ReadOptions, Recording, open_recording
+from fsqd.recordings.base import ReadOptions, Recording
+from fsqd.recordings.open import open_recording
 from fsqd.sinks.batchlines import BatchLineFormatter
 from fsqd.sinks.jsonl import Output, write_lines
-from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.plausibility import Finding
 from fsqd.stream.timebase import RateEstimate, check_rate, estimate_rate
 from fsqd.stream.windows import WindowBatch

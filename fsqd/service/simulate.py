@@ -10,7 +10,7 @@ from pathlib import Path
 from fsqd.console import note
 from fsqd.errors import OutputError, UsageError
 from fsqd.outfile import text_output
-from fsqd.sensors.files import iso_to_epoch
+from fsqd.recordings.base import iso_to_epoch
 
 MAX_SECONDS = 24 * 3600
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|m|min|s)?\s*$")
@@ -43,7 +43,8 @@ def parse_start(text: str) -> float:
 
 def simulate_to_file(args: argparse.Namespace) -> int:
     """Stream the recording to CSV chunk by chunk: a day at 100 Hz never sits in memory."""
-    from fsqd.sensors.sim import SimConfig, Simulator, stream_csv
+    from fsqd.sim.csvout import stream_csv
+    from fsqd.sim.simulator import SimConfig, Simulator
 
     seconds = parse_duration(args.duration)
     config = SimConfig(

@@ -8,8 +8,8 @@ from typing import Literal
 
 import numpy as np
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import ConfigError, DataError
-from fsqd.stream.chunk import SampleChunk
 
 Backwards = Literal["error", "segment"]
 BACKWARDS_POLICIES: tuple[Backwards, ...] = ("error", "segment")

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.model.card import Channel
+from fsqd.units import Channel, G
 
-G = 9.80665  # m/s^2
 # One g, in each accelerometer unit a card may declare.
 ACCEL_UNITS = {"m/s^2": G, "m/s2": G, "m/s²": G, "g": 1.0, "mg": 1000.0}
 # Full scale of a typical gyro (±2000 deg/s) in each gyro unit.

@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import ConfigError, DataError
 from fsqd.stream import timebase
-from fsqd.stream.chunk import SampleChunk
 
 PHASES = 512  # tabulated fractional offsets; linear between them (error ~1e-6 of the tap)
 MAX_RATIO = 1000.0  # 1 Hz -> 1 kHz at most: beyond, the output would dwarf the input

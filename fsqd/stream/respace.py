@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import ConfigError
-from fsqd.stream.chunk import SampleChunk
 
 
 class Respacer:

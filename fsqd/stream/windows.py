@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
+from fsqd.chunk import SampleChunk
 from fsqd.errors import ConfigError, DataError
-from fsqd.stream.chunk import SampleChunk
 
 
 @dataclass(frozen=True, slots=True)

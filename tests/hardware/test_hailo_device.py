@@ -103,7 +103,7 @@ def test_parity_report(pkg: ModelPackage, tmp_path: Path) -> None:
 
 
 def test_calibration_set_has_the_hef_frame_shape(pkg: ModelPackage, tmp_path: Path) -> None:
-    from fsqd.sensors.sim import CHANNELS
+    from fsqd.units import CHANNELS
 
     if pkg.card.channel_names != CHANNELS:
         pytest.skip("the simulator writes ax..mz only")

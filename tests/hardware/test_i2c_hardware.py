@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from fsqd.sensors.acquire import SensorState, open_acquisition
-from fsqd.sensors.bus import open_bus
-from fsqd.sensors.config import SensorConfig
+from fsqd.imu.acquire.acquisition import SensorState, open_acquisition
+from fsqd.imu.acquire.config import SensorConfig
+from fsqd.imu.bus import open_bus
 from fsqd.service.probe import scan
 
 pytestmark = pytest.mark.hardware

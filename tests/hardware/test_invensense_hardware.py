@@ -23,13 +23,13 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from fsqd.sensors.acquire import open_acquisition
-from fsqd.sensors.bus import I2CBus, open_bus
-from fsqd.sensors.config import parse_sensors
-from fsqd.sensors.driver import ChipIdError, ImuDriver, ImuSettings, get_spec, make_imu
-from fsqd.sensors.selftest import SelfTestable
-from fsqd.sensors.sim import G
+from fsqd.imu.acquire.acquisition import open_acquisition
+from fsqd.imu.acquire.config import parse_sensors
+from fsqd.imu.bus import I2CBus, open_bus
+from fsqd.imu.driver import ChipIdError, ImuDriver, ImuSettings, get_spec, make_imu
+from fsqd.imu.selftest import SelfTestable
 from fsqd.tomlcheck import Table
+from fsqd.units import G
 
 pytestmark = pytest.mark.hardware
 

@@ -1,0 +1,365 @@
+"""Live acquisition: sensors read in a background thread into a ring buffer.
+
+``open_acquisition(sensors, devices)`` builds the drivers (on real buses or on emulated
+chips fed by the simulator) without touching the hardware; ``start(wake)`` starts the
+thread, which every ``poll_ms`` drains each sensor's FIFO (``SensorReader``), aligns
+several sensors onto the first one's time grid (``Aligner``), writes the rows into a
+preallocated ``SampleRing`` and calls ``wake()``. A consumer that cuts windows may
+call ``want(t_end, every_s)`` after each: the thread then reads the FIFOs just after
+the sample that completes the next window (low latency) and skips the periodic reads
+in between while the FIFOs have room (fewer wake-ups). The consumer calls ``read()`` (never
+blocks) for every new sample in order. Bus trouble never ends the thread: it shows in
+``status()`` as a state and counters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import structlog
+
+from fsqd.chunk import SampleChunk
+from fsqd.clock import Clock, SystemClock
+from fsqd.errors import ConfigError
+from fsqd.imu.acquire.align import Aligner
+from fsqd.imu.acquire.config import SensorConfig
+from fsqd.imu.acquire.reader import Block, SensorReader
+from fsqd.imu.acquire.ring import SampleRing
+from fsqd.imu.bus import I2CBus, RetryingBus, open_bus
+from fsqd.imu.driver import ImuSettings, get_spec, make_imu, make_mag
+
+log = structlog.get_logger(__name__)
+
+CHANNELS = 9
+RING_SECONDS = 30.0  # how far the consumer may fall behind before samples are overwritten
+WANT_MARGIN_S = 0.5e-3  # read this long after the sample a window waits for is taken
+WANT_RETRIES = 3  # reads a period apart after a wanted read that did not complete a window
+PROBE_EVERY = 8  # every so many windows, read a period earlier than the look-ahead learnt
+
+
+class SensorState(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class SensorStatus:
+    """A snapshot of one sensor, safe to read from any thread."""
+
+    name: str
+    driver: str
+    state: SensorState
+    rate_hz: float  # measured
+    samples: int
+    lost: int  # samples the sensor produced that never reached the ring (overrun, gap)
+    overruns: int  # ring overruns (slow consumer) + FIFO overruns (late reads)
+    errors: int  # failed bus transfers
+    reinits: int
+    segments: int
+    message: str = ""  # the last error, for humans
+
+
+class Acquisition:
+    """One or more sensors read in a background thread into a ring buffer."""
+
+    def __init__(
+        self,
+        readers: Sequence[SensorReader],
+        devices: int,
+        *,
+        clock: Clock,
+        buses: Sequence[I2CBus] = (),
+        ring_seconds: float = RING_SECONDS,
+    ) -> None:
+        if not readers:
+            raise ConfigError("no [[sensor]] configured")
+        self.readers = list(readers)
+        self.devices = devices
+        self.clock = clock
+        self.buses = list(buses)
+        self.nominal_rate_hz = self.readers[0].nominal_hz
+        self.channels = devices * CHANNELS
+        self.duplicate = len(self.readers) < devices
+        self.poll_s = min(r.poll_s for r in self.readers)
+        capacity = max(1024, int(ring_seconds * self.nominal_rate_hz * 1.1))
+        self.ring = SampleRing(capacity, self.channels)
+        self.aligner = Aligner(len(self.readers)) if len(self.readers) > 1 else None
+        # _step_lock: one step at a time (bus I/O under it); _lock: only the short
+        # hand-over (aligner, ring, counters), so status() never waits on the bus.
+        self._step_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        # Window cadence from the consumer (want()): read just after the sample that
+        # completes the next window, and (while hints come) skip the periodic reads in
+        # between as long as the smallest FIFO keeps half its room.
+        self._nudge = threading.Event()
+        self._wanted_at = float("inf")  # monotonic time of the next wanted read
+        self._delivered_t = -float("inf")  # newest stamp written to the ring (UNIX)
+        self._lags: deque[float] = deque(maxlen=64)
+        self._retries = 0
+        self._hints = 0
+        self._max_wait_s = max(
+            self.poll_s, min(r.imu.fifo_capacity / r.imu.odr_hz for r in self.readers) / 2
+        )
+        self._thread: threading.Thread | None = None
+        self._wake: Callable[[], None] = _nothing
+        self._closed = False
+
+    # -- the thread --
+
+    def start(self, wake: Callable[[], None]) -> None:
+        if self._thread is not None:
+            raise RuntimeError("acquisition already started")
+        self._wake = wake
+        self._thread = threading.Thread(target=self._run, name="fsqd-acquire", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        log.info("acquisition started", sensors=[r.name for r in self.readers])
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # a bug must not kill the thread silently: log and go on
+                log.exception("acquisition step failed")
+            done = self.clock.now()
+            if self._wanted_at <= done:
+                # Served. A window it completed brings a new hint at once; if none comes,
+                # the read was early: again a period later (a few times).
+                self._retries += 1
+                self._wanted_at = (
+                    done + 1.0 / self.nominal_rate_hz
+                    if self._retries <= WANT_RETRIES
+                    else float("inf")
+                )
+            self._pause_until(done)
+        log.info("acquisition stopped")
+
+    def _pause_until(self, last: float) -> None:
+        """Until the periodic read is due, or the read the consumer wants, if sooner;
+        with hints coming, the periodic read waits up to half the smallest FIFO."""
+        while not self._stop.is_set():
+            self._nudge.clear()
+            wait = self.next_read_at(last) - self.clock.now()
+            if wait <= 0:
+                return
+            if not isinstance(self.clock, SystemClock):
+                self.clock.sleep(wait)
+                return
+            if not self._nudge.wait(wait):  # a new hint, or stop(): look again
+                return
+
+    def next_read_at(self, last: float) -> float:
+        """Monotonic time of the next read after one that ended at ``last``."""
+        wanted = self._wanted_at
+        return wanted if wanted < last + self._max_wait_s else last + self.poll_s
+
+    def want(self, t_end: float, every_s: float) -> None:
+        """Consumer hint (from any thread): a window just ended with the sample stamped
+        ``t_end`` (UNIX time) and the next ends ``every_s`` of sample time later.
+
+        The input reaches past a window's end (the resampler looks ahead) by a lag that
+        is learnt: the smallest seen between the newest delivered sample and a window's
+        end (an upper bound: the window was complete by then). Every ``PROBE_EVERY``-th
+        read comes a period earlier than that, so a smaller lag is found too; a read that
+        comes too early is followed by another a period later."""
+        lag = self._delivered_t - t_end
+        if lag >= 0:
+            self._lags.append(lag)
+        self._hints += 1
+        self._retries = 0
+        ahead = min(self._lags) if self._lags else 0.0
+        if self._hints % PROBE_EVERY == 0:
+            ahead = max(0.0, ahead - 1.0 / self.nominal_rate_hz)
+        self._wanted_at = t_end + every_s + ahead + WANT_MARGIN_S - self.clock.epoch_offset
+        self._nudge.set()
+
+    def step(self, *, final: bool = False) -> int:
+        """One round over every sensor; returns the rows written to the ring.
+
+        ``final``: no bus I/O, only hand over what the readers hold (at stop)."""
+        with self._step_lock:
+            # Bus I/O (which a hung bus can stretch to seconds) outside _lock.
+            blocks = [r.flush() if final else r.poll() for r in self.readers]
+            with self._lock:
+                written = self._hand_over(blocks)
+        if written:
+            self._wake()
+        return written
+
+    def _hand_over(self, blocks: Sequence[Block | None]) -> int:
+        """Aligns and writes what the readers gave; no bus I/O (runs under _lock)."""
+        if self.aligner is None:
+            runs = [(b.t, b.x, b.new_segment) for b in blocks if b is not None]
+        else:
+            for i, b in enumerate(blocks):
+                if b is not None:
+                    self.aligner.push(i, b.t, b.x, b.new_segment)
+            runs = self.aligner.pop(self.clock.now() + self.clock.epoch_offset)
+        written = 0
+        for t, x, new_segment in runs:
+            if self.duplicate:
+                x = np.tile(x, (1, self.devices // (x.shape[1] // CHANNELS)))
+            self.ring.write(t, x, new_segment)
+            written += len(t)
+            self._delivered_t = float(t[-1])
+        return written
+
+    # -- the consumer side --
+
+    def read(self) -> list[SampleChunk]:
+        """Every sample since the last read, oldest first; never blocks for long."""
+        return self.ring.read()
+
+    def status(self) -> list[SensorStatus]:
+        with self._lock:
+            ring_lost = self.ring.overrun_samples
+            ring_overruns = self.ring.overruns
+            aligned_away = self.aligner.dropped if self.aligner is not None else 0
+            out = []
+            for i, r in enumerate(self.readers):
+                out.append(
+                    SensorStatus(
+                        name=r.name,
+                        driver=r.imu.name,
+                        state=SensorState(r.state()),
+                        rate_hz=r.rate_hz,
+                        samples=r.samples,
+                        lost=r.lost + ring_lost + (aligned_away if i == 0 else 0),
+                        overruns=r.overruns + ring_overruns,
+                        errors=r.bus_errors,
+                        reinits=r.reinits,
+                        segments=r.segments,
+                        message=r.message,
+                    )
+                )
+            return out
+
+    def stop(self) -> None:
+        """Stop and join the thread, power the chips down, close the buses; idempotent."""
+        self._stop.set()
+        self._nudge.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._closed:
+            return
+        self._closed = True
+        self.step()  # what the FIFOs hold now
+        self.step(final=True)  # and what the readers hold back: nothing vanishes at stop
+        for r in self.readers:
+            r.close()
+        for bus in self.buses:
+            bus.close()
+
+
+def _nothing() -> None:
+    pass
+
+
+def _settings(s: SensorConfig) -> ImuSettings:
+    return ImuSettings(s.rate_hz, s.accel_range_g, s.gyro_range_dps, s.mag_range_ut)
+
+
+def _emulator(driver: str) -> type:
+    spec = get_spec(driver)
+    module, _, cls = spec.emulator.partition(":")
+    if not module:
+        raise ConfigError(f"driver {driver!r} has no emulated chip")
+    found: type = getattr(importlib.import_module(module), cls)
+    return found
+
+
+def open_acquisition(
+    sensors: Sequence[SensorConfig],
+    devices: int,
+    *,
+    clock: Clock | None = None,
+    emulated_bus: I2CBus | None = None,
+) -> Acquisition:
+    """Build the readers for ``sensors`` feeding a model with ``devices`` devices.
+
+    No bus I/O happens here (chips are configured by the thread, with retries).
+    ``bus = "emulated"`` sensors share one ``EmulatedBus`` with one emulated chip per
+    address, all strapped to one simulated animal; ``emulated_bus`` overrides it (tests).
+    """
+    from fsqd.imu.emulated.bus import EmulatedBus
+    from fsqd.imu.emulated.chip import Signal
+
+    clock = clock or SystemClock()
+    if not sensors:
+        raise ConfigError("no [[sensor]] configured")
+    if devices < 1:
+        raise ConfigError(f"the model needs {devices} devices")
+    if len(sensors) > devices:
+        raise ConfigError(
+            f"{len(sensors)} [[sensor]] tables, but the model takes {devices} devices"
+        )
+    if len(sensors) < devices:
+        if sensors[0].fill != "duplicate" or len(sensors) != 1:
+            raise ConfigError(
+                f"the model takes {devices} devices but {len(sensors)} [[sensor]] is configured; "
+                'add one per device, or set fill = "duplicate" on the first to copy it'
+            )
+        log.warning(
+            "one sensor fills every device: its samples are duplicated",
+            sensor=sensors[0].name,
+            devices=devices,
+        )
+    buses: dict[int | str, I2CBus] = {}
+    readers = []
+    emulated = [s for s in sensors if s.is_emulated]
+    for s in sensors:
+        if s.bus not in buses:
+            if s.is_emulated:
+                opts = s.emulated
+                buses[s.bus] = emulated_bus or EmulatedBus(
+                    clock=clock, error_rate=opts.error_rate, seed=opts.seed
+                )
+            else:
+                buses[s.bus] = open_bus(s.bus)
+        shared = buses[s.bus]
+        if s.is_emulated and emulated_bus is None:
+            assert isinstance(shared, EmulatedBus)
+            signal = Signal(
+                seed=s.emulated.seed,
+                devices=max(len(emulated), 1),
+                device=emulated.index(s),
+                behaviours=s.emulated.behaviours,
+            )
+            chip_cls = _emulator(s.driver)
+            shared.add(
+                chip_cls(
+                    s.address,
+                    clock=clock,
+                    signal=signal,
+                    oscillator_error=s.emulated.oscillator_error,
+                    who_am_i=s.emulated.who_am_i,
+                )
+            )
+            if s.mag_driver is not None and s.mag_address is not None:
+                mag_cls = _emulator(s.mag_driver)
+                shared.add(mag_cls(s.mag_address, clock=clock, signal=signal))
+        bus = RetryingBus(shared)
+        imu = make_imu(get_spec(s.driver, "imu"), bus, s.address, _settings(s))
+        mag = (
+            make_mag(get_spec(s.mag_driver, "mag"), bus, s.mag_address, _settings(s))
+            if s.mag_driver is not None and s.mag_address is not None
+            else None
+        )
+        readers.append(SensorReader(s, imu, mag, clock, bus))
+    rates = {r.nominal_hz for r in readers}
+    if len(rates) > 1:
+        raise ConfigError(
+            f"sensors run at different rates ({', '.join(f'{r:g}' for r in sorted(rates))} Hz): "
+            "give them the same rate_hz"
+        )
+    return Acquisition(readers, devices, clock=clock, buses=list(buses.values()))
+
+
+__all__ = ["Acquisition", "SensorState", "SensorStatus", "open_acquisition"]
