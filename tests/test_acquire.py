@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import structlog
 from invensensekit import acquisition
-from sensorkit import JitteryClock, Rig, one_sensor, rig, sensors_from
 
 from fsqd.chunk import SampleChunk
 from fsqd.clock import SystemClock
@@ -25,6 +24,7 @@ from fsqd.errors import ConfigError
 from fsqd.imu.acquire.acquisition import SensorState, SensorStatus, open_acquisition
 from fsqd.imu.emulated import EmulatedBus
 from fsqd.imu.emulated.lsm6dsox import Lsm6dsoxChip
+from fsqd.testing import JitteryClock, Rig, one_sensor, rig, sensors_from
 
 
 def check_no_loss(r: Rig, tolerance_s: float = 1e-3) -> None:

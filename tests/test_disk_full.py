@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from conftest import RunCli
-from sensorkit import PacedClock
 from smallfs import tmpfs
 
 import fsqd.outfile
 import fsqd.service.record as record_mod
 from fsqd.recordings import NativeRecording, ReadOptions, open_recording
 from fsqd.sim import SimConfig, simulate, write_csv
+from fsqd.testing import PacedClock
 from fsqd.units import CHANNELS
 
 CONFIG = """

@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import pytest
-from sensorkit import one_sensor, rig
 
 from fsqd.clock import ManualClock
 from fsqd.imu.driver import ImuSettings
@@ -16,6 +15,7 @@ from fsqd.imu.drivers import lsm6dsox as reg
 from fsqd.imu.drivers.lsm6dsox import Ism330dhcx, Lsm6dsox
 from fsqd.imu.emulated import EmulatedBus, Signal
 from fsqd.imu.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
+from fsqd.testing import one_sensor, rig
 
 FULL_SCALE_4G = 32765 * 0.122e-3 * 9.80665  # what a bootstrap word decodes to at 4 g
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import RunCli, parity
-from sensorkit import PacedClock
 
 import fsqd.service.record as record_mod
 from fsqd.errors import OutputError
@@ -23,6 +22,7 @@ from fsqd.model.package import ModelPackage, bundled_model_path, load_package
 from fsqd.outfile import binary_output, output_target, text_output
 from fsqd.recordings.fsqr import MAGIC
 from fsqd.sim import SimConfig, simulate, write_csv
+from fsqd.testing import PacedClock
 
 RECORD_CONFIG = """
 [[sensor]]

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import RunCli
-from sensorkit import PacedClock
 
 from fsqd.clock import ManualClock
 from fsqd.errors import NoInputError
@@ -23,6 +22,7 @@ from fsqd.recordings import ReadOptions, open_recording
 from fsqd.recordings.fsqr import KIND_STATUS, scan
 from fsqd.service.record import record
 from fsqd.sim import SimConfig, Simulator, write_csv
+from fsqd.testing import PacedClock
 from fsqd.units import CHANNELS
 
 OSC = 0.015

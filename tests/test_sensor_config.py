@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sensorkit import sensors_from
 
 from fsqd.errors import ConfigError, NoInputError
 from fsqd.imu.acquire.config import mount_matrix, read_sensor_file
+from fsqd.testing import sensors_from
 
 BASE = '[[sensor]]\nname = "collar"\ndriver = "lsm6dsox"\nbus = 1\n'
 

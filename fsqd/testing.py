@@ -1,4 +1,26 @@
-"""Helpers for the sensor tests: emulated sensors on a manual clock, run step by step."""
+"""Test doubles for fsqd setups, as ``structlog.testing`` is for structlog: public and stable.
+
+Users test their own configurations with these (fsqd's own tests use them too):
+
+- clocks: ``ManualClock`` (time moves only when told), ``PacedClock`` (a manual clock a
+  free-running thread cannot race ahead with), ``JitteryClock`` (a loaded machine's late
+  wake-ups and preemption, seeded);
+- the emulated hardware: ``EmulatedBus`` (smbus2's calls, in memory, with fault injection)
+  and register-level chips (``Lsm6dsoxChip``, ``Ism330dhcxChip``, ``Lis3mdlChip``,
+  ``EmulatedIcm20948``, ``EmulatedMpu6500``, ``EmulatedMpu9250``), fed by the simulator
+  through a ``Signal``; ``SELF_TEST_FAULTS`` for chips that fail their self-test;
+- an emulated acquisition run step by step: ``sensors_from(toml)`` parses ``[[sensor]]``
+  tables, ``rig(toml)`` opens them on a manual clock, ``Rig.run(seconds)`` steps the real
+  acquisition code over the emulated chips and keeps what it read.
+
+Example: the first two seconds of an LSM6DSOX on the emulated bus::
+
+    from fsqd.testing import one_sensor, rig
+
+    r = rig(one_sensor(rate_hz=104))
+    r.run(2.0)
+    t, x = r.samples()  # timestamps (s) and (n, 9) samples in SI units
+"""
 
 from __future__ import annotations
 
@@ -13,15 +35,22 @@ from fsqd.chunk import SampleChunk
 from fsqd.clock import Clock, ManualClock
 from fsqd.imu.acquire.acquisition import Acquisition, open_acquisition
 from fsqd.imu.acquire.config import SensorConfig, parse_sensors
-from fsqd.imu.emulated import EmulatedBus, EmulatedChip
+from fsqd.imu.emulated.bus import EmulatedBus
+from fsqd.imu.emulated.chip import SELF_TEST_FAULTS, EmulatedChip, Signal
+from fsqd.imu.emulated.icm20948 import EmulatedIcm20948
+from fsqd.imu.emulated.lis3mdl import Lis3mdlChip
+from fsqd.imu.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
+from fsqd.imu.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250
 from fsqd.tomlcheck import Table
 
 
 def sensors_from(text: str) -> tuple[SensorConfig, ...]:
+    """The ``[[sensor]]`` tables of a TOML text, parsed and checked as ``fsqd run`` does."""
     return parse_sensors(Table(tomllib.loads(text), "test.toml").tables("sensor"))
 
 
 def one_sensor(rate_hz: float = 104, **emulated: float) -> str:
+    """A ``[[sensor]]`` table: an emulated LSM6DSOX at 0x6a, ``emulated`` its chip options."""
     extra = "".join(f"{k} = {v}\n" for k, v in emulated.items())
     return (
         '[[sensor]]\nname = "collar"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
@@ -78,6 +107,8 @@ class PacedClock(ManualClock):
 
 @dataclass
 class Rig:
+    """An acquisition over emulated chips on a manual clock, and the chunks it read."""
+
     acq: Acquisition
     clock: Clock
     bus: EmulatedBus
@@ -109,6 +140,8 @@ class Rig:
 def rig(
     text: str, devices: int = 1, *, keep_truth: bool = True, clock: ManualClock | None = None
 ) -> Rig:
+    """Open the ``[[sensor]]`` tables of ``text`` (emulated buses) on a manual clock;
+    ``keep_truth`` keeps every chip's true signal for comparison (``chip.truth()``)."""
     clock = clock or ManualClock()
     acq = open_acquisition(sensors_from(text), devices, clock=clock)
     bus = acq.buses[0]
@@ -116,3 +149,24 @@ def rig(
     for chip in bus.chips.values():
         chip.keep_truth = keep_truth
     return Rig(acq, clock, bus, [])
+
+
+__all__ = [
+    "SELF_TEST_FAULTS",
+    "EmulatedBus",
+    "EmulatedChip",
+    "EmulatedIcm20948",
+    "EmulatedMpu6500",
+    "EmulatedMpu9250",
+    "Ism330dhcxChip",
+    "JitteryClock",
+    "Lis3mdlChip",
+    "Lsm6dsoxChip",
+    "ManualClock",
+    "PacedClock",
+    "Rig",
+    "Signal",
+    "one_sensor",
+    "rig",
+    "sensors_from",
+]
