@@ -47,7 +47,7 @@ from fsqd.backends.select import encoder_stats, open_encoder
 from fsqd.config import Config, LoggingConfig, load_config
 from fsqd.errors import FsqdError
 from fsqd.metrics import StageTimer
-from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream
+from fsqd.pipeline import CodePipeline, WindowStream
 from fsqd.sensors.acquire import open_acquisition
 from fsqd.sensors.clock import SystemClock
 from fsqd.service.clock import WallClock, clock_synced
@@ -59,6 +59,7 @@ from fsqd.sinks.payload import CodeMessages, info_payload, stats_payload
 from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.plausibility import Finding
 from fsqd.stream.windows import WindowBatch
+from fsqd.types import CodeBatch
 
 log = structlog.get_logger(__name__)
 

@@ -25,7 +25,7 @@ from fsqd.errors import DataError, FsqdError, UsageError
 from fsqd.metrics import StageTimer
 from fsqd.model.card import ModelCard, expected_input_shape
 from fsqd.model.package import load_package
-from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream, rates_match
+from fsqd.pipeline import CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
 from fsqd.sensors.files import ReadOptions, Recording, open_recording
 from fsqd.sinks.batchlines import BatchLineFormatter
@@ -34,6 +34,7 @@ from fsqd.stream.chunk import SampleChunk
 from fsqd.stream.plausibility import Finding
 from fsqd.stream.timebase import RateEstimate, check_rate, estimate_rate
 from fsqd.stream.windows import WindowBatch
+from fsqd.types import CodeBatch
 
 BATCH = 256  # windows per inference call when replaying as fast as possible
 PREFETCH_DEPTH = 4
