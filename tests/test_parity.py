@@ -21,9 +21,9 @@ from hailo_support import (
 
 import fsqd.backends.hailo as hailo
 from fsqd.backends.onnx import OnnxEncoder
+from fsqd.commands.model_parity import compare, cosine, run_parity
 from fsqd.errors import DataError
 from fsqd.model.package import ModelPackage
-from fsqd.model.parity import compare, cosine, run_parity
 
 __all__ = ["fake_hailo", "hef_pkg", "structlog_defaults"]
 

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from fsqd.errors import ModelError
 from fsqd.fsq import FSQ
 from fsqd.model.card import ModelCard, Stage
+from fsqd.model.onnxio import load_onnx
 from fsqd.model.package import ModelPackage
 from fsqd.model.surgery import Graph
 
@@ -158,7 +159,5 @@ def check_card_against_graph(card: ModelCard, model: Any, path: Path) -> GraphCh
 def check_package(package: ModelPackage) -> GraphCheck:
     """Check a package's card against its ``encoder.onnx``; every backend calls this when it
     opens a package (the Hailo backend too: the HEF is compiled from that graph)."""
-    from fsqd.backends.onnx import load_onnx
-
     path = package.encoder_onnx
     return check_card_against_graph(package.card, load_onnx(path), path)

@@ -20,9 +20,9 @@ from fsqd.backends.base import encode_async
 from fsqd.backends.hailo import HailoEncoder, HailoSettings, describe_device
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.backends.select import FallbackEncoder, hef_path, open_encoder
-from fsqd.model.calib import build_calibration
+from fsqd.commands.model_calib import build_calibration
+from fsqd.commands.model_parity import run_parity
 from fsqd.model.package import ModelPackage, load_package
-from fsqd.model.parity import run_parity
 
 pytestmark = pytest.mark.hardware
 

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd import __version__
-from fsqd.backends.onnx import load_onnx, open_session
+from fsqd.backends.onnx import open_session
 from fsqd.errors import ConfigError, ModelError, OutputError, UsageError
 from fsqd.model.batching import fixed_batch_of, run_padded
 from fsqd.model.card import (
@@ -26,6 +26,7 @@ from fsqd.model.card import (
     OutputSpec,
     expected_input_shape,
 )
+from fsqd.model.onnxio import load_onnx
 from fsqd.model.package import CARD_FILE, load_package
 from fsqd.model.surgery import (
     FsqSite,
