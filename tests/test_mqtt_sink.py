@@ -416,7 +416,7 @@ def test_backoff_grows_caps_and_jitters(tmp_path: Path) -> None:
     async def main() -> None:
         s = MqttSettings(host="127.0.0.1", node_id="x", reconnect_min_s=1, reconnect_max_s=30)
         sink = MqttSink(s, tmp_path / "s.db", rng=random.Random(1))
-        delays = [[sink._backoff(n) for _ in range(200)] for n in range(1, 9)]
+        delays = [[sink.reconnect_backoff.delay(n) for _ in range(200)] for n in range(1, 9)]
         for n, ds in enumerate(delays, start=1):
             cap = min(30.0, 2.0 ** (n - 1))
             assert all(cap * 0.5 <= d <= cap for d in ds)

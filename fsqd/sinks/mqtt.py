@@ -41,6 +41,7 @@ from typing import TypeVar
 import aiomqtt
 import structlog
 
+from fsqd.backoff import Backoff
 from fsqd.errors import ConfigError, OutputError
 from fsqd.sinks.backlog import Backlog, QueuedCode
 from fsqd.sinks.mqttconfig import MqttSettings, Secret, default_node_id, parse_mqtt, tls_context
@@ -115,6 +116,10 @@ class MqttSink:
         self.on_published = on_published
         self.discovery = discovery
         self._rng = rng or random.Random()
+        # Each wait 50-100 % of its step: devices that lost the same broker spread out.
+        self.reconnect_backoff = Backoff(
+            settings.reconnect_min_s, settings.reconnect_max_s, jitter=0.5, rng=self._rng
+        )
         self._topic_codes = settings.topic("codes")
         self._topic_status = settings.topic("status")
         self._topic_stats = settings.topic("stats")
@@ -335,14 +340,9 @@ class MqttSink:
                 failures = 0
             else:
                 failures += 1
-            delay = self._backoff(failures)
+            delay = self.reconnect_backoff.delay(failures)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
-
-    def _backoff(self, failures: int) -> float:
-        s = self.settings
-        base = min(s.reconnect_max_s, s.reconnect_min_s * 2.0 ** max(0, failures - 1))
-        return base * self._rng.uniform(0.5, 1.0)
 
     def _on_connected(self) -> None:
         self.connected = True

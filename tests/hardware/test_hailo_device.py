@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fsqd.backends.base import encode_async
 from fsqd.backends.hailo import HailoEncoder, HailoSettings, describe_device
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.backends.select import FallbackEncoder, hef_path, open_encoder
@@ -77,7 +76,7 @@ def test_async_submissions_equal_sync_results(pkg: ModelPackage) -> None:
         want = [enc(x) for x in xs]
 
         async def main() -> list[np.ndarray]:
-            return list(await asyncio.gather(*(encode_async(enc, x) for x in xs)))
+            return list(await asyncio.gather(*(asyncio.wrap_future(enc.submit(x)) for x in xs)))
 
         for got, w in zip(asyncio.run(main()), want, strict=True):
             np.testing.assert_array_equal(got, w)
