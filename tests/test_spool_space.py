@@ -18,7 +18,7 @@ from smallfs import fill_up, free_bytes
 
 from fsqd.sinks.mqtt import MqttSettings, MqttSink
 from fsqd.sinks.spool import Spool, SpoolRow
-from fsqd.sinks.spoolspace import SPOOL_MIN_BYTES
+from fsqd.sinks.spool.space import SPOOL_MIN_BYTES
 
 
 def code(seq: int) -> bytes:

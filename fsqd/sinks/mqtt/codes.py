@@ -22,10 +22,10 @@ import aiomqtt
 import structlog
 
 from fsqd.errors import OutputError
-from fsqd.sinks.backlog import Backlog, QueuedCode
 from fsqd.sinks.base import PublishedCallback
 from fsqd.sinks.mqttconfig import MqttSettings
 from fsqd.sinks.spool import CommitResult, Spool, SpoolRow
+from fsqd.sinks.spool.backlog import Backlog, QueuedCode
 
 __all__ = ["CodeQueue"]
 
