@@ -44,7 +44,7 @@ def one_run(cmd: list[str]) -> tuple[float, int]:
 def imports_onnx(cmd: list[str]) -> bool:
     """Does the run import the ``onnx`` package? (``-X importtime`` lists every import.)"""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "fsqd", *cmd[1:]],
+        [sys.executable, "-X", "importtime", *cmd],  # the same entry point as the runs
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
