@@ -73,7 +73,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_model_import(args: argparse.Namespace) -> int:
-    from fsqd.model.importer import ImportOptions, import_model
+    from fsqd.commands.model_import import ImportOptions, import_model
 
     mean, std = args.mean, args.std
     if args.norm is not None:
@@ -139,7 +139,7 @@ def _read_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def cmd_model_inspect(args: argparse.Namespace) -> int:
-    from fsqd.model.inspect import import_preview, inspect_package, onnx_summary
+    from fsqd.commands.model_inspect import import_preview, inspect_package, onnx_summary
     from fsqd.model.package import load_package
 
     target: Path | None = args.package
@@ -241,7 +241,7 @@ def _render_graph(g: dict[str, Any]) -> list[str]:
 
 
 def cmd_model_calib(args: argparse.Namespace) -> int:
-    from fsqd.model.calib import build_calibration
+    from fsqd.commands.model_calib import build_calibration
     from fsqd.model.package import load_package
 
     report = build_calibration(
@@ -258,7 +258,7 @@ def cmd_model_calib(args: argparse.Namespace) -> int:
 
 
 def cmd_model_compile_script(args: argparse.Namespace) -> int:
-    from fsqd.model.compile_script import write_script
+    from fsqd.commands.model_compile_script import write_script
     from fsqd.model.package import load_package
 
     path, plan = write_script(load_package(args.package), args.out, arch=args.arch)
@@ -271,8 +271,8 @@ def cmd_model_compile_script(args: argparse.Namespace) -> int:
 
 
 def cmd_model_parity(args: argparse.Namespace) -> int:
+    from fsqd.commands.model_parity import run_parity
     from fsqd.model.package import load_package
-    from fsqd.model.parity import run_parity
 
     report = run_parity(load_package(args.package), args.windows, reference=args.reference)
     if args.json:

@@ -18,14 +18,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsqd.backends.hailo import HailoSettings, parse_hailo
+from fsqd.backends.hailo.settings import HailoSettings, parse_hailo
 from fsqd.errors import ConfigError, FsqdError, NoInputError
 from fsqd.imu.acquire.config import SensorConfig, parse_sensors
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.safefile import kind_of
 from fsqd.sinks.homeassistant import HomeAssistantSettings, ha_topics, parse_homeassistant
-from fsqd.sinks.mqtt import MqttSettings, default_node_id, parse_mqtt
-from fsqd.sinks.mqttconfig import topic_problem
+from fsqd.sinks.mqttconfig import MqttSettings, default_node_id, parse_mqtt, topic_problem
 from fsqd.tomlcheck import Table, load_toml
 
 BACKENDS = ("auto", "hailo", "onnx")

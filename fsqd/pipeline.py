@@ -9,7 +9,6 @@ feed both from its sensor thread: there is no second copy of any stage.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +27,7 @@ from fsqd.stream.plausibility import Finding, Plausibility
 from fsqd.stream.resample import Resampler
 from fsqd.stream.respace import Respacer
 from fsqd.stream.windows import WindowBatch, Windower
+from fsqd.types import CodeBatch
 
 # Rates this close are the same clock read through timestamp jitter, not a resample.
 RATE_TOLERANCE = 1e-3
@@ -41,20 +41,6 @@ LOW_LATENCY_STOP_DB = 30.0  # Kaiser shape of the short kernel (flat to 20 Hz wi
 
 def rates_match(a: float, b: float) -> bool:
     return abs(a - b) <= RATE_TOLERANCE * b
-
-
-@dataclass(frozen=True, slots=True)
-class CodeBatch:
-    """FSQ codes for N windows (and the head's verdict when the model has one)."""
-
-    index: npt.NDArray[np.int64]  # (N,)
-    digits: npt.NDArray[np.int64]  # (N, dim)
-    codes: npt.NDArray[np.float32]  # (N, dim) zhat
-    label_id: npt.NDArray[np.int64] | None  # (N,)
-    p: npt.NDArray[np.float32] | None  # (N,)
-
-    def __len__(self) -> int:
-        return len(self.index)
 
 
 class WindowStream:

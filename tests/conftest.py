@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from fsqd.cli import main
-from fsqd.model.importer import ImportOptions, import_model
+from fsqd.commands.model_import import ImportOptions, import_model
 from fsqd.model.package import ModelPackage, load_package
 
 FIXTURES = Path(__file__).parent / "fixtures"

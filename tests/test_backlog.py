@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fsqd.sinks.backlog import MEMORY_MAX_BYTES, Backlog, QueuedCode
 from fsqd.sinks.spool import ROW_OVERHEAD
+from fsqd.sinks.spool.backlog import MEMORY_MAX_BYTES, Backlog, QueuedCode
 
 
 def item(i: int, size: int = 100) -> QueuedCode:

@@ -10,8 +10,9 @@ import pytest
 
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import ModelPackage, load_package
-from fsqd.pipeline import CodeBatch, CodePipeline
+from fsqd.pipeline import CodePipeline
 from fsqd.sinks.batchlines import BatchLineFormatter
+from fsqd.types import CodeBatch
 
 
 class LineFormatter:

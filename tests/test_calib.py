@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import RunCli
 
+from fsqd.commands.model_calib import build_calibration
 from fsqd.errors import DataError, UsageError
-from fsqd.model.calib import build_calibration
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.sim import SimConfig, simulate, write_csv
 

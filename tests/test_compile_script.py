@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from conftest import RunCli
 
+from fsqd.commands.model_compile_script import end_node, plan, write_script
 from fsqd.errors import DataError, ModelError
 from fsqd.model.card import InputSpec
-from fsqd.model.compile_script import end_node, plan, write_script
 from fsqd.model.package import ModelPackage, load_package
 
 # Stands in for the Dataflow Compiler's `hailo` CLI: logs its arguments, writes the file each

@@ -23,7 +23,6 @@ from hailo_support import (
 )
 
 import fsqd.backends.hailo as hailo
-from fsqd.backends.base import encode_async
 from fsqd.backends.hailo import (
     HailoEncoder,
     HailoRuntimeError,
@@ -107,7 +106,7 @@ def test_untransposed_windows_give_other_codes(
     x = _x(npu.package, 64)
     right = _codes(npu.package, npu(x))
     monkeypatch.setattr(
-        hailo, "to_frames", lambda a: np.ascontiguousarray(a).reshape(len(a), 2, 100, 9)
+        hailo.encoder, "to_frames", lambda a: np.ascontiguousarray(a).reshape(len(a), 2, 100, 9)
     )
     wrong = _codes(npu.package, npu(x))
     assert (right == wrong).mean() < 0.5
@@ -388,7 +387,7 @@ def test_submit_overlaps_and_bridges_to_asyncio(npu: HailoEncoder) -> None:
         np.testing.assert_array_equal(f.result(5), w)
 
     async def main() -> list[np.ndarray]:
-        return list(await asyncio.gather(*(encode_async(npu, x) for x in xs)))
+        return list(await asyncio.gather(*(asyncio.wrap_future(npu.submit(x)) for x in xs)))
 
     for got, w in zip(asyncio.run(main()), want, strict=True):
         np.testing.assert_array_equal(got, w)

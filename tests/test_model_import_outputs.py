@@ -10,8 +10,8 @@ import onnx
 import pytest
 from conftest import MODELS, RunCli, parity
 
+from fsqd.commands.model_import import ImportOptions, import_model
 from fsqd.errors import ConfigError, ModelError, UsageError
-from fsqd.model.importer import ImportOptions, import_model
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodePipeline
 

@@ -416,7 +416,7 @@ def test_backoff_grows_caps_and_jitters(tmp_path: Path) -> None:
     async def main() -> None:
         s = MqttSettings(host="127.0.0.1", node_id="x", reconnect_min_s=1, reconnect_max_s=30)
         sink = MqttSink(s, tmp_path / "s.db", rng=random.Random(1))
-        delays = [[sink._backoff(n) for _ in range(200)] for n in range(1, 9)]
+        delays = [[sink.reconnect_backoff.delay(n) for _ in range(200)] for n in range(1, 9)]
         for n, ds in enumerate(delays, start=1):
             cap = min(30.0, 2.0 ** (n - 1))
             assert all(cap * 0.5 <= d <= cap for d in ds)
@@ -588,7 +588,7 @@ def test_clock_step_rewrites_rows_a_commit_was_writing(tmp_path: Path) -> None:
         sink = MqttSink(s, tmp_path / "spool.db")
         for i in range(5):
             sink.submit_code(timed_code(i, 100.0 + i), i)
-        flush = asyncio.create_task(sink._flush(everything=True))
+        flush = asyncio.create_task(sink.codes.flush(everything=True))
         await asyncio.sleep(0)  # the commit is queued with the old payloads
         sink.clock_stepped(-50.0)
         await flush
@@ -615,8 +615,8 @@ def test_close_waits_for_a_rewrite_still_running_on_the_spool_thread(tmp_path: P
         sink = MqttSink(s, tmp_path / "spool.db")
         for i in range(5):
             sink.submit_code(timed_code(i, 100.0 + i), i)
-        await sink._flush(everything=True)
-        spool = sink._spool
+        await sink.codes.flush(everything=True)
+        spool = sink.codes.spool
         rewrite, close = spool.rewrite, spool.close
 
         def slow_rewrite(up_to: int, shift: Callable[[bytes], bytes]) -> int:
@@ -664,7 +664,7 @@ def test_spool_failures_are_counted_each_time_and_logged_once_per_episode(
 ) -> None:
     async def main() -> None:
         sink = MqttSink(nowhere(), tmp_path / "spool.db")
-        real = sink._spool.commit
+        real = sink.codes.spool.commit
         left = [10]
 
         def flaky(inserts: Any, deletes: Any) -> Any:
@@ -673,7 +673,7 @@ def test_spool_failures_are_counted_each_time_and_logged_once_per_episode(
                 raise OutputError("spool.db: spool write failed: disk I/O error")
             return real(inserts, deletes)
 
-        monkeypatch.setattr(sink._spool, "commit", flaky)
+        monkeypatch.setattr(sink.codes.spool, "commit", flaky)
         task = asyncio.create_task(sink.run())
         for i in range(5):
             sink.submit_code(code(i), i)
@@ -699,7 +699,7 @@ def test_codes_neither_delivered_nor_spooled_at_stop_are_counted_lost(
         def broken(inserts: Any, deletes: Any) -> Any:
             raise OutputError("spool.db: spool write failed: disk I/O error")
 
-        monkeypatch.setattr(sink._spool, "commit", broken)
+        monkeypatch.setattr(sink.codes.spool, "commit", broken)
         task = asyncio.create_task(sink.run())
         for i in range(7):
             sink.submit_code(code(i), i)

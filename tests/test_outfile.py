@@ -268,7 +268,7 @@ def test_a_failed_body_keeps_the_old_file_and_names_the_partial(tmp_path: Path) 
 def test_model_import_follows_a_symlinked_package(tmp_path: Path) -> None:
     from conftest import MODELS
 
-    from fsqd.model.importer import ImportOptions, import_model
+    from fsqd.commands.model_import import ImportOptions, import_model
 
     real = tmp_path / "models" / "dog-v2"
     real.parent.mkdir()

@@ -19,11 +19,11 @@ from hailo_support import (
     write_fake_hef,
 )
 
-import fsqd.backends.hailo as hailo
+import fsqd.backends.hailo.device as hailo_device
 from fsqd.backends.onnx import OnnxEncoder
+from fsqd.commands.model_parity import compare, cosine, run_parity
 from fsqd.errors import DataError
 from fsqd.model.package import ModelPackage
-from fsqd.model.parity import compare, cosine, run_parity
 
 __all__ = ["fake_hailo", "hef_pkg", "structlog_defaults"]
 
@@ -87,7 +87,7 @@ def test_without_a_hef_only_the_cpu_runs_and_a_reference_is_compared(
 def test_an_unavailable_device_is_skipped_with_the_reason(
     fake_hailo: ModuleType, hef_pkg: ModelPackage, w: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hailo, "_sleep", lambda s: None)
+    monkeypatch.setattr(hailo_device, "_sleep", lambda s: None)
     fake_hailo.STATE.held_elsewhere = True
     r = run_parity(hef_pkg, w)
     assert r.backends == ("onnx",) and r.comparisons == ()

@@ -9,7 +9,6 @@ import numpy as np
 from fsqd import __version__
 from fsqd.metrics import StageTimer, decode_histogram
 from fsqd.model.package import load_package
-from fsqd.pipeline import CodeBatch
 from fsqd.sinks.batchlines import BatchLineFormatter
 from fsqd.sinks.payload import (
     CodeMessages,
@@ -17,6 +16,7 @@ from fsqd.sinks.payload import (
     shift_code_times,
     stats_payload,
 )
+from fsqd.types import CodeBatch
 
 
 def batch(n: int) -> CodeBatch:

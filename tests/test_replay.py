@@ -15,7 +15,7 @@ import pytest
 from conftest import MODELS, RunCli
 
 from fsqd.backends.onnx import OnnxEncoder
-from fsqd.model.importer import ImportOptions, import_model
+from fsqd.commands.model_import import ImportOptions, import_model
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodePipeline

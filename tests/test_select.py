@@ -13,7 +13,6 @@ import structlog
 from conftest import RunCli, parity
 from hailo_support import fake_hailo, hef_pkg, structlog_defaults, windows, write_fake_hef
 
-from fsqd.backends.base import encode_async
 from fsqd.backends.hailo import HailoEncoder, HailoSettings, HailoVersionError
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.backends.select import FallbackEncoder, encoder_stats, hef_path, open_encoder
@@ -213,9 +212,9 @@ def test_fallback_through_the_async_path(fake_hailo: ModuleType, hef_pkg: ModelP
     cpu = OnnxEncoder(hef_pkg)
 
     async def main() -> list[np.ndarray]:
-        first = await encode_async(enc, xs[0])
+        first = await asyncio.wrap_future(enc.submit(xs[0]))
         fake_hailo.STATE.dead = True
-        rest = await asyncio.gather(*(encode_async(enc, x) for x in xs[1:]))
+        rest = await asyncio.gather(*(asyncio.wrap_future(enc.submit(x)) for x in xs[1:]))
         return [first, *rest]
 
     try:
@@ -265,10 +264,10 @@ def test_encode_on_the_npu_errors(
     exit_code: int,
     message: str,
 ) -> None:
-    import fsqd.backends.hailo as hailo
+    import fsqd.backends.hailo.device as hailo_device
 
     slept: list[float] = []
-    monkeypatch.setattr(hailo, "_sleep", slept.append)
+    monkeypatch.setattr(hailo_device, "_sleep", slept.append)
     w = tmp_path / "w.npy"
     np.save(w, parity("m13_d2")["x"][:4])
     pkg = pkg_d2 if setup == "no hef" else hef_pkg

@@ -351,7 +351,7 @@ def test_a_database_that_is_not_a_spool_is_set_aside_too(tmp_path: Path) -> None
 def test_a_spool_that_could_not_be_rebuilt_tries_again_at_its_next_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fsqd.sinks.spoolfile as spool_module
+    import fsqd.sinks.spool.file as spool_module
 
     path = tmp_path / "spool.sqlite"
     filled(path, 100)

@@ -18,7 +18,7 @@ from smallfs import fill_up, free_bytes
 
 from fsqd.sinks.mqtt import MqttSettings, MqttSink
 from fsqd.sinks.spool import Spool, SpoolRow
-from fsqd.sinks.spoolspace import SPOOL_MIN_BYTES
+from fsqd.sinks.spool.space import SPOOL_MIN_BYTES
 
 
 def code(seq: int) -> bytes:
@@ -138,7 +138,7 @@ def test_a_node_whose_state_dir_is_full_delivers_and_never_resends(
             sink.submit_code(code(seq), seq)
             if seq % 100 == 99:
                 await asyncio.sleep(0.03)
-        await until(lambda: sink._spool.full and sink.counters()["spool_dropped"] > 0)
+        await until(lambda: sink.codes.spool.full and sink.counters()["spool_dropped"] > 0)
         await asyncio.sleep(0.3)  # a few more commit periods with the disk still full
         c = sink.counters()
         assert c["spool_full"] == 1 and c["spool_errors"] == 0
@@ -163,7 +163,7 @@ def test_a_node_whose_state_dir_is_full_delivers_and_never_resends(
             sink.submit_code(code(seq), seq)
         await until(lambda: sink.counters()["spool_depth"] == 200)
         assert sink.counters()["spool_dropped"] == dropped
-        assert not sink._spool.full
+        assert not sink.codes.spool.full
         await sink.aclose(1)
         await task
         # A restart finds those 200 to send, and none of the delivered ones.

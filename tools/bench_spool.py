@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fsqd.pipeline import CodeBatch
 from fsqd.sinks.payload import CodeMessages
 from fsqd.sinks.spool import Spool, SpoolRow
+from fsqd.types import CodeBatch
 
 
 def io_counters() -> dict[str, int]:

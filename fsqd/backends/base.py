@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import Future
 from typing import Protocol, runtime_checkable
 
@@ -36,15 +35,3 @@ class AsyncEncoder(Protocol):
     def submit(self, x: Array) -> Future[Array]:
         """Start encoding ``x``; the future completes from a backend thread."""
         ...
-
-
-async def encode_async(encoder: Encoder, x: Array) -> Array:
-    """Encode without blocking the event loop.
-
-    A backend with ``submit`` (the NPU) completes a ``concurrent.futures.Future`` from its
-    own thread; ``asyncio.wrap_future`` hands the result to the loop thread-safely. Others
-    run in the loop's default executor.
-    """
-    if isinstance(encoder, AsyncEncoder):
-        return await asyncio.wrap_future(encoder.submit(x))
-    return await asyncio.get_running_loop().run_in_executor(None, encoder, x)

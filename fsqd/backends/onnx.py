@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.errors import ModelError, NoInputError, UsageError
+from fsqd.errors import ModelError, UsageError
 from fsqd.model.card import expected_input_shape
 from fsqd.model.graphcheck import check_package
 from fsqd.model.package import ModelPackage
@@ -45,19 +45,6 @@ def open_session(model: Path | bytes, threads: int | None = None) -> Any:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         what = "the model" if isinstance(model, bytes) else str(model)
         raise ModelError(f"{what}: onnxruntime cannot load it: {first}") from None
-
-
-def load_onnx(path: Path) -> Any:
-    """The ONNX graph of a file; missing is NoInputError, unreadable a one-line ModelError."""
-    import onnx
-
-    if not path.exists():
-        raise NoInputError(f"{path}: no such ONNX file")
-    regular_file(path, what="an ONNX model", limit=MODEL_MAX)
-    try:
-        return onnx.load(str(path))
-    except Exception as e:  # protobuf's DecodeError and friends
-        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
 
 
 def _dims(shape: list[Any]) -> list[int | None]:

@@ -22,13 +22,9 @@ import numpy.typing as npt
 import structlog
 
 from fsqd.backends.base import Encoder
-from fsqd.backends.hailo import (
-    HailoEncoder,
-    HailoRuntimeError,
-    HailoSettings,
-    HailoUnavailableError,
-    HailoVersionError,
-)
+from fsqd.backends.hailo.encoder import HailoEncoder
+from fsqd.backends.hailo.settings import HailoSettings
+from fsqd.backends.hailo.status import HailoRuntimeError, HailoUnavailableError, HailoVersionError
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.errors import NoInputError, UsageError
 from fsqd.model.graphcheck import check_package

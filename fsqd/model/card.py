@@ -26,6 +26,7 @@ Stage = Literal["projection", "bounded"]
 STAGES: tuple[Stage, ...] = ("projection", "bounded")
 # Axis letters of the encoder input: batch, channel, device, time.
 LAYOUT_AXES = frozenset("NCDT")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _FLAT_LIST = re.compile(r"\[[^\[\]{}]*\]")
 
 
@@ -52,6 +53,26 @@ class HeadSpec:
 
 
 @dataclass(frozen=True)
+class GraphCheckRecord:
+    """A graph check that passed at import: ``encoder.onnx`` with this sha256 ends as the card
+    says (output, stage, levels). ``fsqd run`` trusts it instead of loading the graph with
+    ``onnx`` again, while the file and those card fields are unchanged."""
+
+    encoder_sha256: str
+    output: str
+    stage: Stage
+    levels: tuple[int, ...]
+
+    def vouches_for(self, card: ModelCard, encoder_sha256: str) -> bool:
+        return (
+            self.encoder_sha256 == encoder_sha256
+            and self.output == card.output.name
+            and self.stage == card.output.stage
+            and self.levels == card.levels
+        )
+
+
+@dataclass(frozen=True)
 class ModelCard:
     name: str
     version: str
@@ -70,6 +91,7 @@ class ModelCard:
     head: HeadSpec | None = None
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    graph_check: GraphCheckRecord | None = None  # None: the card predates the record
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -112,6 +134,7 @@ class ModelCard:
         try:
             head = d.get("head")
             inp = d["input"]
+            check = d.get("graph_check")
             return cls(
                 name=str(d["name"]),
                 version=str(d["version"]),
@@ -141,6 +164,14 @@ class ModelCard:
                 ),
                 description=str(d.get("description", "")),
                 provenance=dict(d.get("provenance", {})),
+                graph_check=None
+                if check is None
+                else GraphCheckRecord(
+                    encoder_sha256=str(check["encoder_sha256"]),
+                    output=str(check["output"]),
+                    stage=check["stage"],
+                    levels=tuple(int(v) for v in check["levels"]),
+                ),
             )
         except KeyError as e:
             raise ConfigError(f"model card lacks the field {e.args[0]!r}") from None
@@ -212,6 +243,14 @@ def _validate(card: ModelCard) -> None:
     if any(v <= 0 for v in card.std):
         raise ConfigError(f"normalisation std must be > 0, got {list(card.std)}")
     _validate_layout(card)
+    check = card.graph_check
+    if check is not None:
+        if not _SHA256.fullmatch(check.encoder_sha256):
+            raise ConfigError(
+                f"graph_check.encoder_sha256 must be 64 hex digits, got {check.encoder_sha256!r}"
+            )
+        if check.stage not in STAGES:
+            raise ConfigError(f"graph_check.stage must be one of {STAGES}, got {check.stage!r}")
     if card.head is not None and not card.head.labels:
         raise ConfigError("the head lists no labels")
 

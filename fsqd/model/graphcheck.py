@@ -12,6 +12,7 @@ confident wrong codes, so the backend refuses it when it opens the encoder.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ import numpy.typing as npt
 
 from fsqd.errors import ModelError
 from fsqd.fsq import FSQ
-from fsqd.model.card import ModelCard, Stage
+from fsqd.model.card import GraphCheckRecord, ModelCard, Stage
+from fsqd.model.onnxio import load_onnx
 from fsqd.model.package import ModelPackage
 from fsqd.model.surgery import Graph
+from fsqd.safefile import MODEL_MAX, regular_file
 
 
 @dataclass(frozen=True)
@@ -155,10 +158,38 @@ def check_card_against_graph(card: ModelCard, model: Any, path: Path) -> GraphCh
     return result
 
 
-def check_package(package: ModelPackage) -> GraphCheck:
-    """Check a package's card against its ``encoder.onnx``; every backend calls this when it
-    opens a package (the Hailo backend too: the HEF is compiled from that graph)."""
-    from fsqd.backends.onnx import load_onnx
-
+def encoder_sha256(package: ModelPackage) -> str:
+    """The sha256 of the package's ``encoder.onnx``, read in blocks (a graph may be large)."""
     path = package.encoder_onnx
-    return check_card_against_graph(package.card, load_onnx(path), path)
+    regular_file(path, what="an ONNX model", limit=MODEL_MAX)
+    try:
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read it: {e.strerror or e}") from None
+
+
+def record_check(package: ModelPackage) -> GraphCheckRecord:
+    """Check the package's graph (loading it with ``onnx``) and return what the card records."""
+    card = package.card
+    check_card_against_graph(card, load_onnx(package.encoder_onnx), package.encoder_onnx)
+    return GraphCheckRecord(
+        encoder_sha256(package), card.output.name, card.output.stage, card.levels
+    )
+
+
+def check_package(package: ModelPackage) -> bool:
+    """Check a package's card against its ``encoder.onnx``; every backend calls this when it
+    opens a package (the Hailo backend too: the HEF is compiled from that graph).
+
+    The card's ``graph_check``, written by ``fsqd model import``, vouches for the graph while
+    the encoder's sha256 and the card's output, stage and levels are those it recorded; then
+    the graph is not loaded (``onnx`` is not imported). Otherwise -- an older card, a
+    replaced encoder, an edited card -- the graph is checked again. True when it was.
+    """
+    check = package.card.graph_check
+    if check is not None and check.vouches_for(package.card, encoder_sha256(package)):
+        return False
+    path = package.encoder_onnx
+    check_card_against_graph(package.card, load_onnx(path), path)
+    return True

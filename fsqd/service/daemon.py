@@ -50,7 +50,7 @@ from fsqd.config import Config, LoggingConfig, load_config
 from fsqd.errors import FsqdError
 from fsqd.imu.acquire.acquisition import open_acquisition
 from fsqd.metrics import StageTimer
-from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream
+from fsqd.pipeline import CodePipeline, WindowStream
 from fsqd.service.clock import WallClock, clock_synced
 from fsqd.service.instance import StateDirLock
 from fsqd.service.logging import configure_logging
@@ -59,6 +59,7 @@ from fsqd.sinks.base import Sink
 from fsqd.sinks.payload import CodeMessages, info_payload, stats_payload
 from fsqd.stream.plausibility import Finding
 from fsqd.stream.windows import WindowBatch
+from fsqd.types import CodeBatch
 
 log = structlog.get_logger(__name__)
 
@@ -731,7 +732,7 @@ def open_sinks(config: Config, *, stdout: bool, out: TextIO, run_id: str = "") -
             file=sys.stderr,
         )
     from fsqd.sinks.homeassistant import discovery_for
-    from fsqd.sinks.mqtt import MqttSink
+    from fsqd.sinks.mqtt.sink import MqttSink
 
     card = config.model.package.card
     discovery = discovery_for(

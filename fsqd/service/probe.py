@@ -249,7 +249,7 @@ def burst_lines(
 
 def accelerator_lines() -> list[str]:
     """The Hailo accelerator as HailoRT sees it: one line per device, or why there is none."""
-    from fsqd.backends.hailo import describe_device
+    from fsqd.backends.hailo.device import describe_device
 
     info = describe_device()
     if info is None:

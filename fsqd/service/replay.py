@@ -26,7 +26,7 @@ from fsqd.errors import DataError, FsqdError, UsageError
 from fsqd.metrics import StageTimer
 from fsqd.model.card import ModelCard, expected_input_shape
 from fsqd.model.package import load_package
-from fsqd.pipeline import CodeBatch, CodePipeline, WindowStream, rates_match
+from fsqd.pipeline import CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
 from fsqd.recordings.base import ReadOptions, Recording
 from fsqd.recordings.open import open_recording
@@ -35,6 +35,7 @@ from fsqd.sinks.jsonl import Output, write_lines
 from fsqd.stream.plausibility import Finding
 from fsqd.stream.timebase import RateEstimate, check_rate, estimate_rate
 from fsqd.stream.windows import WindowBatch
+from fsqd.types import CodeBatch
 
 BATCH = 256  # windows per inference call when replaying as fast as possible
 PREFETCH_DEPTH = 4

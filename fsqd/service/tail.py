@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import aiomqtt
 
 from fsqd.errors import ConfigError, NoInputError
-from fsqd.sinks.mqtt import MqttSettings, parse_mqtt, tls_context
+from fsqd.sinks.mqttconfig import MqttSettings, parse_mqtt, tls_context
 from fsqd.tomlcheck import Table, load_toml
 
 KINDS = ("codes", "stats", "status", "info")

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.pipeline import CodeBatch
+from fsqd.types import CodeBatch
 
 
 class BatchLineFormatter:

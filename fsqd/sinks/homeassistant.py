@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fsqd import __version__
-from fsqd.sinks.mqtt import Discovery, MqttSettings
+from fsqd.sinks.mqtt.sink import Discovery
+from fsqd.sinks.mqttconfig import MqttSettings
 from fsqd.tomlcheck import Table
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fsqd.errors import ConfigError, NoInputError
 from fsqd.safefile import CERT_MAX, SECRET_MAX, read_text, regular_file
-from fsqd.sinks.spoolspace import SPOOL_MIN_BYTES
+from fsqd.sinks.spool.space import SPOOL_MIN_BYTES
 from fsqd.tomlcheck import Table
 
 # One MQTT topic level that is also a Home Assistant id: no '/', '+', '#', no spaces.
@@ -72,7 +72,7 @@ class MqttSettings:
     publish_timeout_s: float = 10.0
     max_inflight: int = 20
     # Spool: rows and bytes kept on disk at most (oldest dropped, counted; bytes None:
-    # a share of the free space at start, see fsqd.sinks.spoolspace), how often writes
+    # a share of the free space at start, see fsqd.sinks.spool.space), how often writes
     # are committed, and how long a code may wait for PUBACK before it goes to disk.
     spool_max: int = 500_000
     spool_max_bytes: int | None = None

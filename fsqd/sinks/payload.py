@@ -19,8 +19,8 @@ import numpy.typing as npt
 from fsqd import __version__
 from fsqd.metrics import Period, encode
 from fsqd.model.card import ModelCard
-from fsqd.pipeline import CodeBatch
 from fsqd.sinks.batchlines import BatchLineFormatter
+from fsqd.types import CodeBatch
 
 # -- the daemon's MQTT payloads (codes, stats, info): built once, sent by every sink --
 

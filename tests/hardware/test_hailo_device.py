@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fsqd.backends.base import encode_async
 from fsqd.backends.hailo import HailoEncoder, HailoSettings, describe_device
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.backends.select import FallbackEncoder, hef_path, open_encoder
-from fsqd.model.calib import build_calibration
+from fsqd.commands.model_calib import build_calibration
+from fsqd.commands.model_parity import run_parity
 from fsqd.model.package import ModelPackage, load_package
-from fsqd.model.parity import run_parity
 
 pytestmark = pytest.mark.hardware
 
@@ -77,7 +76,7 @@ def test_async_submissions_equal_sync_results(pkg: ModelPackage) -> None:
         want = [enc(x) for x in xs]
 
         async def main() -> list[np.ndarray]:
-            return list(await asyncio.gather(*(encode_async(enc, x) for x in xs)))
+            return list(await asyncio.gather(*(asyncio.wrap_future(enc.submit(x)) for x in xs)))
 
         for got, w in zip(asyncio.run(main()), want, strict=True):
             np.testing.assert_array_equal(got, w)

@@ -15,11 +15,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.backends.hailo import (
-    HailoEncoder,
-    HailoSettings,
-    HailoUnavailableError,
-)
+from fsqd.backends.hailo.encoder import HailoEncoder
+from fsqd.backends.hailo.settings import HailoSettings
+from fsqd.backends.hailo.status import HailoUnavailableError
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.backends.select import hef_path
 from fsqd.errors import DataError

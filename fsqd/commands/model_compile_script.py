@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fsqd.backends.hailo import hef_frame_shape
-from fsqd.backends.onnx import load_onnx
+from fsqd.backends.hailo.network import hef_frame_shape
 from fsqd.errors import DataError, ModelError, OutputError
+from fsqd.model.onnxio import load_onnx
 from fsqd.model.package import ModelPackage
 from fsqd.outfile import text_output
 from fsqd.safefile import regular_file

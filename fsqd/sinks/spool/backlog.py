@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from fsqd.sinks.spool import ROW_OVERHEAD
+from fsqd.sinks.spool.file import ROW_OVERHEAD
 
 MEMORY_MAX_BYTES = 16 * 1024 * 1024  # ~55,000 codes: an hour and a half at 10 codes/s
 

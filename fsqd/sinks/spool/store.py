@@ -8,18 +8,18 @@ keeps an SD card alive through a long outage.
 
 Rows keep the id the sender gave them, so everything on disk is ordered before
 everything still in memory and the sender can resume "after id N" across both. Ids
-start at ``first_id``, which no other run of the spool uses (``spoolschema``).
+start at ``first_id``, which no other run of the spool uses (``schema``).
 The class is synchronous and owned by one thread at a time (the sink runs it in a
 single-worker executor so the event loop never waits on the disk).
 
 Bounds: at most ``max_rows`` rows and ``max_bytes`` bytes of rows (payload plus
 ``ROW_OVERHEAD``); past either, the oldest rows are dropped and counted. The file
 holds about that, plus the WAL (kept to about the reserve's size) and the reserve
-(``spoolspace``).
+(``space``).
 
 Faults it lives through, instead of stopping the daemon:
 - A corrupt file (at open, or at any later statement): set aside, readable rows
-  salvaged into a fresh file (``spoolfile``, ``spoolrepair``), and the statement run
+  salvaged into a fresh file (``file``, ``repair``), and the statement run
   again on it. One ERROR line each time.
 - A full filesystem: the reserve is freed so acknowledged rows can still be deleted;
   while space is short, new rows only take the room the file already has, displacing
@@ -33,17 +33,17 @@ import contextlib
 import functools
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import structlog
 
 from fsqd.errors import OutputError
-from fsqd.sinks.spoolfile import ROW_OVERHEAD, SpoolFile, count_rows, drop_oldest
-from fsqd.sinks.spoolrepair import is_corruption
-from fsqd.sinks.spoolschema import RUN_SHIFT
-from fsqd.sinks.spoolspace import Reserve, auto_max_bytes, free_bytes, reserve_bytes, total_bytes
+from fsqd.sinks.spool.file import ROW_OVERHEAD, SpoolFile, count_rows, drop_oldest
+from fsqd.sinks.spool.repair import is_corruption
+from fsqd.sinks.spool.rows import CommitResult, SpoolRow, chunks, chunks_by_bytes, fit
+from fsqd.sinks.spool.schema import RUN_SHIFT
+from fsqd.sinks.spool.space import Reserve, auto_max_bytes, free_bytes, reserve_bytes, total_bytes
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -52,32 +52,6 @@ __all__ = ["ROW_OVERHEAD", "CommitResult", "Spool", "SpoolRow"]
 
 _ID_CHUNK = 500  # ids per "IN (...)" statement
 _VACUUM_MIN_FREE_PAGES = 64  # a drained spool gives back its free pages past this many
-
-
-@dataclass(frozen=True)
-class SpoolRow:
-    id: int
-    seq: int
-    t_submit: float  # UNIX epoch seconds when the code was handed to the sink
-    payload: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.payload) + ROW_OVERHEAD
-
-
-@dataclass(frozen=True)
-class CommitResult:
-    inserted: int  # rows written
-    deleted: int
-    dropped: int  # oldest rows removed (or never written) because the spool was full
-    depth: int  # rows on disk after the commit
-    oldest_t_submit: float | None
-    max_id: int
-    # The first ``accepted`` inserts are the spool's now (written or dropped as oldest);
-    # the rest did not fit on a full disk and stay with the caller.
-    accepted: int = 0
-    bytes: int = 0  # bytes of rows on disk after the commit
 
 
 class _DiskFull(Exception):
@@ -249,11 +223,11 @@ class Spool:
         """One transaction: delete, make room by dropping the oldest, insert.
         Returns (inserted, deleted, dropped)."""
         db = self._conn()
-        take, skipped = _fit(inserts, cap_rows, cap_bytes)
+        take, skipped = fit(inserts, cap_rows, cap_bytes)
         depth, nbytes = self._depth, self._bytes
         db.execute("BEGIN IMMEDIATE")
         deleted = 0
-        for chunk in _chunks(deletes, _ID_CHUNK):
+        for chunk in chunks(deletes, _ID_CHUNK):
             marks = ",".join("?" * len(chunk))
             n, size = db.execute(
                 f"SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM spool "
@@ -315,7 +289,7 @@ class Spool:
             # at a time into the freed reserve.
             self._episode_room = self._file_room()
         deleted = 0
-        for ids in _chunks(deletes, 100):
+        for ids in chunks(deletes, 100):
             write = functools.partial(self._write, [], ids, self.max_rows, self.max_bytes)
             try:
                 deleted += self._guard("write", write)[1]
@@ -325,9 +299,9 @@ class Spool:
                 ) from None
             self._checkpoint()
         room = min(self.max_bytes, self._episode_room)
-        take, dropped = _fit(inserts, self.max_rows, room)
+        take, dropped = fit(inserts, self.max_rows, room)
         accepted, inserted = dropped, 0
-        for rows in _chunks_by_bytes(take, max(4096, self.reserve.size // 4)):
+        for rows in chunks_by_bytes(take, max(4096, self.reserve.size // 4)):
             write = functools.partial(self._write, rows, [], self.max_rows, room)
             try:
                 got, _, lost = self._guard("write", write)
@@ -387,33 +361,3 @@ class Spool:
                 return
             db.execute("VACUUM")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
-def _fit(rows: Sequence[SpoolRow], cap_rows: int, cap_bytes: int) -> tuple[list[SpoolRow], int]:
-    """The newest of ``rows`` that fit the caps on their own, and how many older ones do not."""
-    total = sum(r.size for r in rows)
-    if len(rows) <= cap_rows and total <= cap_bytes:
-        return list(rows), 0
-    start, n, size = len(rows), 0, 0
-    while start > 0 and n < cap_rows and size + rows[start - 1].size <= cap_bytes:
-        start -= 1
-        n += 1
-        size += rows[start].size
-    return list(rows[start:]), start
-
-
-def _chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:
-    return [items[i : i + n] for i in range(0, len(items), n)]
-
-
-def _chunks_by_bytes(rows: Sequence[SpoolRow], limit: int) -> list[Sequence[SpoolRow]]:
-    out: list[Sequence[SpoolRow]] = []
-    start, size = 0, 0
-    for i, r in enumerate(rows):
-        if i > start and size + r.size > limit:
-            out.append(rows[start:i])
-            start, size = i, 0
-        size += r.size
-    if start < len(rows):
-        out.append(rows[start:])
-    return out

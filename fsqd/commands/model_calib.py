@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from fsqd.backends.hailo import hef_frame_shape, to_frames
+from fsqd.backends.hailo.network import hef_frame_shape, to_frames
 from fsqd.chunk import SampleChunk
 from fsqd.errors import DataError, OutputError, UsageError
 from fsqd.model.layout import InputLayout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import shutil
@@ -15,10 +16,12 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd import __version__
-from fsqd.backends.onnx import load_onnx, open_session
+from fsqd.backends.onnx import open_session
 from fsqd.errors import ConfigError, ModelError, OutputError, UsageError
 from fsqd.model.batching import fixed_batch_of, run_padded
 from fsqd.model.card import HeadSpec, InputSpec, ModelCard, OutputSpec, expected_input_shape
+from fsqd.model.graphcheck import record_check
+from fsqd.model.onnxio import load_onnx
 from fsqd.model.package import CARD_FILE, load_package
 from fsqd.model.surgery import (
     FsqSite,
@@ -292,6 +295,10 @@ def import_model(full: Path, out: Path, opts: ImportOptions) -> ImportReport:
             onnx.save(head_model, str(tmp / head_spec.file))
         (tmp / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
         verified, diff = verify_against_full(tmp, model, site)
+        # The graph check passed (the verification opened the encoder): record it with the
+        # encoder's sha256, so `fsqd run` need not load the graph with onnx again.
+        card = dataclasses.replace(card, graph_check=record_check(load_package(tmp)))
+        (tmp / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         tmp.chmod(0o755)  # mkdtemp makes it private; a package is meant to be shared

@@ -1,10 +1,10 @@
 """The SQLite file behind the spool: opened, checked, and rebuilt when it is corrupt.
 
 Opening sets WAL mode, ``synchronous=NORMAL`` and a WAL kept to about the reserve's size,
-runs ``PRAGMA quick_check``, creates or upgrades the tables (``spoolschema``) and takes
+runs ``PRAGMA quick_check``, creates or upgrades the tables (``schema``) and takes
 this process's run number. A file that fails the check, is not a database, or is a
 database but not a spool is set aside and rebuilt from what can still be read
-(``spoolrepair``); a rebuild that cannot finish (the disk failing under it) is tried
+(``repair``); a rebuild that cannot finish (the disk failing under it) is tried
 again at the next use. On a full disk the reserve is freed to make room for the WAL
 and the index.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import structlog
 
 from fsqd.errors import OutputError
-from fsqd.sinks.spoolrepair import (
+from fsqd.sinks.spool.repair import (
     SalvagedRow,
     is_corruption,
     move_aside,
@@ -27,8 +27,8 @@ from fsqd.sinks.spoolrepair import (
     quick_check,
     salvage,
 )
-from fsqd.sinks.spoolschema import SchemaError, allocate_run, create_schema
-from fsqd.sinks.spoolspace import Reserve, is_disk_full
+from fsqd.sinks.spool.schema import SchemaError, allocate_run, create_schema
+from fsqd.sinks.spool.space import Reserve, is_disk_full
 
 log = structlog.get_logger(__name__)
 

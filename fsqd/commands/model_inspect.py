@@ -6,9 +6,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fsqd.backends.onnx import load_onnx, open_session
+from fsqd.backends.onnx import open_session
 from fsqd.errors import ModelError
 from fsqd.model.graphcheck import check_graph
+from fsqd.model.onnxio import load_onnx
 from fsqd.model.package import ModelPackage
 from fsqd.model.surgery import Graph, find_fsq, head_candidates, index_outputs
 
