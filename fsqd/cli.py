@@ -64,7 +64,7 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from fsqd.service.encode import encode_file
+    from fsqd.commands.encode import encode_file
 
     with Output(args.out) as out:
         n = encode_file(args.model, args.windows, out, batch=args.batch, backend=args.backend)
@@ -283,7 +283,7 @@ def cmd_model_parity(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from fsqd.service.replay import replay
+    from fsqd.commands.replay import replay
 
     code = replay(args)
     if getattr(args, "standalone", False):
@@ -296,15 +296,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from fsqd.service.simulate import simulate_to_file
+    from fsqd.commands.simulate import simulate_to_file
 
     return simulate_to_file(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from fsqd.commands.simulate import parse_duration
     from fsqd.config import load_for_run
-    from fsqd.service.daemon import LoggingOverride, run_daemon
-    from fsqd.service.simulate import parse_duration
+    from fsqd.daemon import LoggingOverride, run_daemon
 
     duration = None if args.duration is None else parse_duration(args.duration)
     logs = LoggingOverride(args.log_format, args.log_level)
@@ -321,7 +321,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from fsqd.service.tail import TailOptions, run_tail, tail_settings
+    from fsqd.commands.tail import TailOptions, run_tail, tail_settings
 
     mqtt = None if args.config is None else tail_settings(args.config)
     opts = TailOptions(
@@ -339,19 +339,19 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def _duration(text: str) -> float:
-    from fsqd.service.simulate import parse_duration
+    from fsqd.commands.simulate import parse_duration
 
     return parse_duration(text)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from fsqd.service.record import cmd_record as record
+    from fsqd.commands.record import cmd_record as record
 
     return record(args.config, args.out, args.duration, args.format)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from fsqd.service.probe import cmd_probe as probe
+    from fsqd.commands.probe import cmd_probe as probe
 
     return probe(
         args.bus,

@@ -15,8 +15,8 @@ from conftest import RunCli
 from sensorkit import PacedClock
 from smallfs import tmpfs
 
+import fsqd.commands.record as record_mod
 import fsqd.outfile
-import fsqd.service.record as record_mod
 from fsqd.sensors.files import ReadOptions, open_recording
 from fsqd.sensors.recording import NativeRecording
 from fsqd.sensors.sim import CHANNELS, SimConfig, simulate, write_csv

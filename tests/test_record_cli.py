@@ -16,13 +16,13 @@ import pytest
 from conftest import RunCli
 from sensorkit import PacedClock
 
+from fsqd.commands.record import record
 from fsqd.errors import NoInputError
 from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.files import ReadOptions, open_recording
 from fsqd.sensors.lsm6dsox import internal_rate_hz
 from fsqd.sensors.recording import KIND_STATUS, scan
 from fsqd.sensors.sim import CHANNELS, SimConfig, Simulator, write_csv
-from fsqd.service.record import record
 
 OSC = 0.015
 CONFIG = f"""

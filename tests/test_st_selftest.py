@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import RunCli
 
+from fsqd.commands import probe
 from fsqd.sensors import lis3mdl as mreg
 from fsqd.sensors import lsm6dsox as reg
 from fsqd.sensors.clock import ManualClock
@@ -17,7 +18,6 @@ from fsqd.sensors.emulated.lsm6dsox import ST_G_DPS, ST_XL_G, Ism330dhcxChip, Ls
 from fsqd.sensors.lis3mdl import Lis3mdl
 from fsqd.sensors.lsm6dsox import Ism330dhcx, Lsm6dsox
 from fsqd.sensors.selftest import AxisResult, SelfTestable, SelfTestReport
-from fsqd.service import probe
 
 IMUS = [(Lsm6dsoxChip, Lsm6dsox, 50.0), (Ism330dhcxChip, Ism330dhcx, 90.0)]
 

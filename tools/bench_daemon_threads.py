@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from sim_acquisition import SimAcquisition  # noqa: E402
 
 from fsqd.config import load_config  # noqa: E402
+from fsqd.daemon import Acquisition, Daemon, open_source  # noqa: E402
+from fsqd.daemon.clock import WallClock  # noqa: E402
 from fsqd.sensors.clock import SystemClock  # noqa: E402
-from fsqd.service.clock import WallClock  # noqa: E402
-from fsqd.service.daemon import Acquisition, Daemon, open_source  # noqa: E402
 from fsqd.sinks.jsonl import JsonLinesSink  # noqa: E402
 
 

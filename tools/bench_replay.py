@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fsqd.commands.replay import BATCH
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import WindowStream
 from fsqd.sensors.files import ReadOptions, open_recording
 from fsqd.sensors.sim import SimConfig, simulate
-from fsqd.service.replay import BATCH
 
 HOP = 10
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from fsqd.backends.onnx import open_session
+from fsqd.commands.replay import BATCH
 from fsqd.model.package import load_package
 from fsqd.pipeline import WindowStream
 from fsqd.sensors.files import ReadOptions, open_recording
 from fsqd.sensors.sim import SimConfig, simulate, write_csv
-from fsqd.service.replay import BATCH
 
 
 def one_session(sess: Any, name: str, out: list[str], x: np.ndarray) -> float:

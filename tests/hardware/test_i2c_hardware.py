@@ -13,10 +13,10 @@ import time
 import numpy as np
 import pytest
 
+from fsqd.commands.probe import scan
 from fsqd.sensors.acquire import SensorState, open_acquisition
 from fsqd.sensors.bus import open_bus
 from fsqd.sensors.config import SensorConfig
-from fsqd.service.probe import scan
 
 pytestmark = pytest.mark.hardware
 

@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 
+from fsqd.commands.probe import scan
 from fsqd.sensors.bus import RetryingBus, open_bus
 from fsqd.sensors.driver import ImuSettings
 from fsqd.sensors.lsm6dsox import Lsm6dsox
 from fsqd.sensors.selftest import SelfTestable
-from fsqd.service.probe import scan
 
 pytestmark = pytest.mark.hardware
 

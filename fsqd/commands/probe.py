@@ -319,7 +319,7 @@ def cmd_probe(
     self_test: bool = False,
     emulated_faults: Sequence[str] = (),
 ) -> int:
-    from fsqd.service.record import logs_to_stderr
+    from fsqd.commands.record import logs_to_stderr
 
     logs_to_stderr()
     if emulated_faults and not emulated:

@@ -160,7 +160,7 @@ class _Stderr:
 
 
 def cmd_record(config: Path, out: Path, duration: str | None, fmt: str | None) -> int:
-    from fsqd.service.simulate import parse_duration
+    from fsqd.commands.simulate import parse_duration
 
     logs_to_stderr()
     duration_s = parse_duration(duration) if duration else None
