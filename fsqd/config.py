@@ -248,32 +248,3 @@ def _service(t: Table, base: Path, node_id: str) -> ServiceConfig:
     )
     t.done()
     return cfg
-
-
-def describe(config: Config) -> str:
-    """A short human summary for ``fsqd check-config``."""
-    card = config.model.package.card
-    mqtt = config.mqtt
-    ha = config.homeassistant
-    lines = [
-        f"{config.path}: ok (config hash {config.hash})",
-        f"model      {config.model.package.label} ({config.model.package.path}), "
-        f"backend {config.model.backend}",
-        f"window     {card.window} samples at {card.sample_rate_hz:g} Hz, "
-        f"hop {config.window.hop or card.hop}{'' if config.window.hop else ' (card)'}, "
-        f"at most {config.window.max_pending} pending",
-        f"sensors    {len(config.sensors)} table(s)",
-        "mqtt       "
-        + (
-            "none: codes as JSON lines on stdout"
-            if mqtt is None
-            else f"{mqtt.host}:{mqtt.port}{' TLS' if mqtt.tls else ''}, "
-            f"topics {mqtt.base_topic}/..."
-        ),
-        f"discovery  {'on' if ha.enabled else 'off'} ({ha.prefix})",
-        f"service    node {config.service.node_id}, state {config.service.state_dir}, "
-        f"without broker: {config.service.without_broker}",
-        f"stats      every {config.stats.interval_s:g} s; logging "
-        f"{config.logging.format}/{config.logging.level}",
-    ]
-    return "\n".join(lines)
