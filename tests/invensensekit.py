@@ -13,11 +13,11 @@ import numpy as np
 import numpy.typing as npt
 from smbus2 import i2c_msg
 
+from fsqd.config.tomlcheck import Table
 from fsqd.sensors.acquire import Acquisition, SensorStatus, open_acquisition
 from fsqd.sensors.clock import ManualClock
 from fsqd.sensors.config import parse_sensors
 from fsqd.sensors.emulated import EmulatedBus, EmulatedChip
-from fsqd.tomlcheck import Table
 
 F64 = npt.NDArray[np.float64]
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.config.tomlcheck import Table
 from fsqd.sensors.acquire import Acquisition, open_acquisition
 from fsqd.sensors.clock import Clock, ManualClock
 from fsqd.sensors.config import SensorConfig, parse_sensors
 from fsqd.sensors.emulated import EmulatedBus, EmulatedChip
 from fsqd.stream.chunk import SampleChunk
-from fsqd.tomlcheck import Table
 
 
 def sensors_from(text: str) -> tuple[SensorConfig, ...]:

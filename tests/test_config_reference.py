@@ -9,7 +9,7 @@ import pytest
 
 from fsqd.cli import main
 from fsqd.config import load_config
-from fsqd.tomlcheck import Table
+from fsqd.config.tomlcheck import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "configs" / "fsqd.toml"

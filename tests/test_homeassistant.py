@@ -16,16 +16,12 @@ import pytest
 from mosquitto import Collector, Mosquitto
 
 from fsqd import __version__
+from fsqd.config.homeassistant import HomeAssistantSettings, parse_homeassistant
+from fsqd.config.tomlcheck import Table
 from fsqd.errors import ConfigError
-from fsqd.sinks.homeassistant import (
-    HomeAssistantSettings,
-    discovery_for,
-    discovery_payload,
-    parse_homeassistant,
-)
+from fsqd.sinks.homeassistant import discovery_for, discovery_payload
 from fsqd.sinks.mqtt import MqttSettings, MqttSink
 from fsqd.sinks.schemas import load
-from fsqd.tomlcheck import Table
 
 LABELS = ("rest", "walk", "trot", "graze")
 MQTT = MqttSettings(host="127.0.0.1", node_id="barn-3")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from invensensekit import SpyBus, acquisition, fail_once, truth_run
 
+from fsqd.config.tomlcheck import Table
 from fsqd.sensors.acquire import open_acquisition
 from fsqd.sensors.bus import RetryingBus
 from fsqd.sensors.clock import ManualClock
@@ -21,7 +22,6 @@ from fsqd.sensors.emulated.invensense import BypassPort
 from fsqd.sensors.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250, EmulatedMpu9255
 from fsqd.sensors.mpu9250 import Mpu6500, Mpu9250
 from fsqd.sensors.sim import G
-from fsqd.tomlcheck import Table
 
 WIDE = ImuSettings(rate_hz=100, accel_range_g=16, gyro_range_dps=2000)
 ACC_LSB_16G = G / 2048

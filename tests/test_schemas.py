@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 from mosquitto import Collector, Mosquitto
 
+from fsqd.config.homeassistant import HomeAssistantSettings
 from fsqd.metrics import StageTimer
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodePipeline
-from fsqd.sinks.homeassistant import HomeAssistantSettings, discovery_for
+from fsqd.sinks.homeassistant import discovery_for
 from fsqd.sinks.mqtt import MqttSettings, MqttSink
 from fsqd.sinks.payload import CodeMessages, info_payload, stats_payload
 from fsqd.sinks.schemas import NAMES, load

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from fsqd.config.tomlcheck import Table
 from fsqd.errors import ConfigError
-from fsqd.tomlcheck import Table
 
 
 def test_typed_values_and_defaults() -> None:

@@ -24,11 +24,11 @@ from typing import Any
 
 import structlog
 
+from fsqd.config.tomlcheck import Table
 from fsqd.sensors.acquire import open_acquisition
 from fsqd.sensors.clock import SystemClock
 from fsqd.sensors.config import parse_sensors
 from fsqd.sensors.emulated import EmulatedBus
-from fsqd.tomlcheck import Table
 
 CALLS = (
     "read_byte_data",

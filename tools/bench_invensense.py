@@ -18,6 +18,7 @@ import tomllib
 
 import numpy as np
 
+from fsqd.config.tomlcheck import Table
 from fsqd.sensors.acquire import open_acquisition
 from fsqd.sensors.akm import AK09916, AK8963
 from fsqd.sensors.clock import ManualClock
@@ -25,7 +26,6 @@ from fsqd.sensors.config import parse_sensors
 from fsqd.sensors.driver import ImuSettings
 from fsqd.sensors.emulated import EmulatedBus
 from fsqd.sensors.invensense import FrameDecoder, Ranges
-from fsqd.tomlcheck import Table
 
 CASES = [
     ("icm20948", 0x69, 100),

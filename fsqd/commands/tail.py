@@ -20,9 +20,9 @@ from typing import Any, TextIO
 
 import aiomqtt
 
+from fsqd.config.mqtt import MqttSettings, parse_mqtt, tls_context
+from fsqd.config.tomlcheck import Table, load_toml
 from fsqd.errors import ConfigError, NoInputError
-from fsqd.sinks.mqtt import MqttSettings, parse_mqtt, tls_context
-from fsqd.tomlcheck import Table, load_toml
 
 KINDS = ("codes", "stats", "status", "info")
 

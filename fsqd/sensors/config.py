@@ -22,10 +22,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.config.tomlcheck import Table, load_toml
 from fsqd.errors import ConfigError
 from fsqd.sensors.driver import get_spec
 from fsqd.sensors.sim import BEHAVIOURS
-from fsqd.tomlcheck import Table, load_toml
 
 EMULATED = "emulated"
 AXES = ("x", "y", "z")

@@ -41,9 +41,9 @@ from typing import TypeVar
 import aiomqtt
 import structlog
 
+from fsqd.config.mqtt import MqttSettings, Secret, default_node_id, parse_mqtt, tls_context
 from fsqd.errors import ConfigError, OutputError
 from fsqd.sinks.backlog import Backlog, QueuedCode
-from fsqd.sinks.mqttconfig import MqttSettings, Secret, default_node_id, parse_mqtt, tls_context
 from fsqd.sinks.spool import CommitResult, Spool, SpoolRow
 
 __all__ = [

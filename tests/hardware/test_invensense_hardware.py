@@ -23,13 +23,13 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from fsqd.config.tomlcheck import Table
 from fsqd.sensors.acquire import open_acquisition
 from fsqd.sensors.bus import I2CBus, open_bus
 from fsqd.sensors.config import parse_sensors
 from fsqd.sensors.driver import ChipIdError, ImuDriver, ImuSettings, get_spec, make_imu
 from fsqd.sensors.selftest import SelfTestable
 from fsqd.sensors.sim import G
-from fsqd.tomlcheck import Table
 
 pytestmark = pytest.mark.hardware
 

@@ -20,10 +20,10 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from fsqd.config.tomlcheck import Table
 from fsqd.errors import ConfigError, NoInputError
 from fsqd.safefile import CERT_MAX, SECRET_MAX, read_text, regular_file
 from fsqd.sinks.spoolspace import SPOOL_MIN_BYTES
-from fsqd.tomlcheck import Table
 
 # One MQTT topic level that is also a Home Assistant id: no '/', '+', '#', no spaces.
 _NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from mosquitto import TlsFiles
 
+from fsqd.config.tomlcheck import Table
 from fsqd.errors import ConfigError
 from fsqd.sinks.mqtt import MqttSettings, Secret, parse_mqtt
-from fsqd.tomlcheck import Table
 
 
 def parse(text: str) -> MqttSettings:
