@@ -8,8 +8,6 @@ broker of a config file for ``tail``) is each command's builder here, called ins
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,15 +16,19 @@ from typing import Any, Generic, TypeVar
 
 from fsqd import __version__
 from fsqd.cli import model
-from fsqd.errors import UsageError
+from fsqd.cli.values import (
+    floats,
+    ints,
+    names,
+    optional_duration,
+    parse_duration,
+    parse_start,
+    positive_int,
+)
 
-__all__ = ["Call", "build_parser", "invocation", "parse_duration", "parse_start"]
+__all__ = ["Call", "build_parser", "invocation"]
 
-T = TypeVar("T")
 Opts = TypeVar("Opts")
-
-MAX_SECONDS = 24 * 3600
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(h|m|min|s)?\s*$")
 
 
 @dataclass(frozen=True)
@@ -47,72 +49,6 @@ def invocation(args: argparse.Namespace) -> Call[Any]:
     """The command the parsed ``args`` name, with its options (errors: UsageError & co.)."""
     build: Build = args.build
     return build(args)
-
-
-def parse_duration(text: str) -> float:
-    """'90', '90s', '10m', '1.5h' -> seconds."""
-    m = _DURATION.match(text)
-    if m is None:
-        raise UsageError(f"duration must look like 90s, 10m or 1h, got {text!r}")
-    value = float(m.group(1)) * {"h": 3600, "m": 60, "min": 60}.get(m.group(2) or "s", 1)
-    if not 0 < value <= MAX_SECONDS:
-        raise UsageError(f"duration must be between 0 and 24 h, got {text!r}")
-    return value
-
-
-def parse_start(text: str) -> float:
-    """'0' (relative seconds), 'now', or an ISO-8601 time -> seconds."""
-    from fsqd.sensors.files import iso_to_epoch
-
-    if text == "now":
-        return dt.datetime.now(dt.UTC).replace(microsecond=0).timestamp()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return iso_to_epoch(text)
-    except ValueError:
-        raise UsageError(f"--start must be seconds, 'now' or ISO-8601, got {text!r}") from None
-
-
-def _optional_duration(text: str | None) -> float | None:
-    return None if text is None else parse_duration(text)
-
-
-def _comma_list(cast: Callable[[str], T], what: str) -> Callable[[str], tuple[T, ...]]:
-    """An argparse type for 'a,b,c' lists of ``cast`` values."""
-
-    def parse(text: str) -> tuple[T, ...]:
-        try:
-            return tuple(cast(v) for v in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated {what}, got {text!r}"
-            ) from None
-
-    return parse
-
-
-_floats = _comma_list(float, "numbers")
-_ints = _comma_list(int, "integers")
-
-
-def _names(text: str) -> tuple[str, ...]:
-    names = tuple(v.strip() for v in text.split(","))
-    if any(not n for n in names):
-        raise argparse.ArgumentTypeError(f"empty name in {text!r}")
-    return names
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 # -- arguments -> options --
@@ -177,7 +113,7 @@ def _run(args: argparse.Namespace) -> Call[Any]:
 
     opts = RunOptions(
         config=args.config,
-        duration_s=_optional_duration(args.duration),
+        duration_s=optional_duration(args.duration),
         stdout=args.stdout,
         log_format=args.log_format,
         log_level=args.log_level,
@@ -195,7 +131,7 @@ def _tail(args: argparse.Namespace) -> Call[Any]:
     from fsqd.commands.tail import TailOptions, run_tail, tail_settings
 
     mqtt = None if args.config is None else tail_settings(args.config)
-    duration_s = _optional_duration(args.duration)
+    duration_s = optional_duration(args.duration)
     opts = TailOptions(
         host=args.host or (mqtt.host if mqtt else "127.0.0.1"),
         port=args.port or (mqtt.port if mqtt else 1883),
@@ -238,7 +174,7 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
     p.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
     p.add_argument(
-        "--hop", type=_positive_int, default=None, help="samples between windows (default: card)"
+        "--hop", type=positive_int, default=None, help="samples between windows (default: card)"
     )
     p.add_argument(
         "--speed",
@@ -272,7 +208,7 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         help="onnxruntime threads for the encoder in total, over up to 2 sessions "
         "(default: usable cores)",
     )
@@ -306,8 +242,8 @@ def _hailo_tool_parsers(msub: Any) -> None:
     mc.add_argument("--out", type=Path, required=True, metavar="CALIB.npy")
     mc.add_argument("--from", dest="recordings", type=Path, nargs="+", metavar="RECORDING")
     mc.add_argument("--sim-minutes", type=float, help="simulated minutes instead of recordings")
-    mc.add_argument("--max-windows", type=_positive_int, default=1024, help="default 1024")
-    mc.add_argument("--hop", type=_positive_int, help="samples between windows (default: card)")
+    mc.add_argument("--max-windows", type=positive_int, default=1024, help="default 1024")
+    mc.add_argument("--hop", type=positive_int, help="samples between windows (default: card)")
     mc.add_argument("--seed", type=int, default=0, help="simulator seed")
     mc.set_defaults(build=_model(model.cmd_model_calib))
     ms = msub.add_parser("compile-script", help="write the Dataflow Compiler commands for a HEF")
@@ -336,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("windows", type=Path, metavar="WINDOWS.npy")
     e.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
     e.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
-    e.add_argument("--batch", type=_positive_int, default=1024, help="windows per inference")
+    e.add_argument("--batch", type=positive_int, default=1024, help="windows per inference")
     _backend_argument(e)
     e.set_defaults(build=_encode)
 
@@ -345,11 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     mi = msub.add_parser("import", help="cut a full exported FSQ model into a package")
     mi.add_argument("full", type=Path, metavar="FULL.onnx")
     mi.add_argument("--out", type=Path, required=True, metavar="PKG")
-    mi.add_argument("--levels", type=_ints, help="expected FSQ levels, e.g. 8,6,5,5,4")
-    mi.add_argument("--mean", type=_floats, help="per-channel mean used in training")
-    mi.add_argument("--std", type=_floats, help="per-channel std used in training")
+    mi.add_argument("--levels", type=ints, help="expected FSQ levels, e.g. 8,6,5,5,4")
+    mi.add_argument("--mean", type=floats, help="per-channel mean used in training")
+    mi.add_argument("--std", type=floats, help="per-channel std used in training")
     mi.add_argument("--norm", type=Path, help='JSON file {"mean": [...], "std": [...]}')
-    mi.add_argument("--labels", type=_names, help="head class names, in logit order")
+    mi.add_argument("--labels", type=names, help="head class names, in logit order")
     mi.add_argument("--name", help="model name (default: the file's stem)")
     mi.add_argument("--model-version", default="1.0.0", help="model version for the card")
     mi.add_argument(
@@ -357,11 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the model's metadata has sample_rate_hz)"
     )  # fmt: skip
     mi.add_argument(
-        "--channels", type=_names, help="input channel names in model order (default: ax..mz)"
+        "--channels", type=names, help="input channel names in model order (default: ax..mz)"
     )
-    mi.add_argument("--units", type=_names, help="one unit per channel, e.g. m/s^2,rad/s")
+    mi.add_argument("--units", type=names, help="one unit per channel, e.g. m/s^2,rad/s")
     mi.add_argument("--head-output", help="the graph output that is the classifier head")
-    mi.add_argument("--hop", type=_positive_int, help="default hop (default: half a window)")
+    mi.add_argument("--hop", type=positive_int, help="default hop (default: half a window)")
     mi.add_argument("--layout", help="input axis order, e.g. NCDT (default: from the shape)")
     mi.add_argument("--description", help="what the model recognises")
     mi.add_argument("--trained-on", help="what data it was trained on (for the card)")
@@ -401,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     tl = sub.add_parser("tail", help="watch codes and stats of one or many nodes over MQTT")
     tl.add_argument("--node", action="append", help="node id (repeat for several; default: all)")
     tl.add_argument("--host", help="broker (default: 127.0.0.1, or the config's)")
-    tl.add_argument("--port", type=_positive_int, help="default: 1883, or the config's")
+    tl.add_argument("--port", type=positive_int, help="default: 1883, or the config's")
     tl.add_argument("--prefix", help="topic prefix (default: fsqd)")
     tl.add_argument(
         "--config",
@@ -410,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="take broker, TLS and credentials from this fsqd.toml",
     )
     tl.add_argument("--json", action="store_true", help="one JSON object per message")
-    tl.add_argument("--count", type=_positive_int, help="stop after this many codes")
+    tl.add_argument("--count", type=positive_int, help="stop after this many codes")
     tl.add_argument("--duration", help="stop after this long, e.g. 30s")
     tl.set_defaults(build=_tail)
     rec = sub.add_parser("record", help="record raw samples from the configured IMUs")
