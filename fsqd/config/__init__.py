@@ -1,16 +1,46 @@
 """The daemon's configuration: one module per TOML table, the table checker
 (``tomlcheck``) and the loader (``load_config``, ``load_for_run``). Every key fsqd reads
-is defined here; ``[[sensor]]`` is read by ``fsqd.sensors.config``."""
+is defined here; ``[[sensor]]`` is read by ``fsqd.sensors.config``.
 
-from fsqd.config.hailo import HailoSettings
-from fsqd.config.homeassistant import HomeAssistantSettings
-from fsqd.config.loader import Config, load_config, load_for_run, prepare_state_dir
-from fsqd.config.logging import LoggingConfig
-from fsqd.config.model import ModelConfig
-from fsqd.config.mqtt import MqttSettings, Secret, tls_context
-from fsqd.config.service import DEFAULT_STATE_DIR, ServiceConfig, default_state_dir
-from fsqd.config.stats import StatsConfig
-from fsqd.config.window import WindowConfig
+The names below are imported on first use: the sensor tables' reader uses
+``fsqd.config.tomlcheck`` and is used by the loader, so importing the loader here, with
+the package, would make the two import each other.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fsqd.config.hailo import HailoSettings
+    from fsqd.config.homeassistant import HomeAssistantSettings
+    from fsqd.config.loader import Config, load_config, load_for_run, prepare_state_dir
+    from fsqd.config.logging import LoggingConfig
+    from fsqd.config.model import ModelConfig
+    from fsqd.config.mqtt import MqttSettings, Secret, tls_context
+    from fsqd.config.service import DEFAULT_STATE_DIR, ServiceConfig, default_state_dir
+    from fsqd.config.stats import StatsConfig
+    from fsqd.config.window import WindowConfig
+
+_HOME = {
+    "DEFAULT_STATE_DIR": "service",
+    "Config": "loader",
+    "HailoSettings": "hailo",
+    "HomeAssistantSettings": "homeassistant",
+    "LoggingConfig": "logging",
+    "ModelConfig": "model",
+    "MqttSettings": "mqtt",
+    "Secret": "mqtt",
+    "ServiceConfig": "service",
+    "StatsConfig": "stats",
+    "WindowConfig": "window",
+    "default_state_dir": "service",
+    "load_config": "loader",
+    "load_for_run": "loader",
+    "prepare_state_dir": "loader",
+    "tls_context": "mqtt",
+}
 
 __all__ = [
     "DEFAULT_STATE_DIR",
@@ -30,3 +60,12 @@ __all__ = [
     "prepare_state_dir",
     "tls_context",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
