@@ -100,7 +100,7 @@ def run_daemon(
     *,
     duration_s: float | None,
     stdout: bool,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     acquisition: Acquisition | None = None,
     log_override: LoggingOverride | None = None,
 ) -> int:
@@ -113,7 +113,8 @@ def run_daemon(
             config,
             duration_s=duration_s,
             stdout=stdout,
-            out=out,
+            # Looked up now, not at import: a replaced sys.stdout (a caller's) is honoured.
+            out=sys.stdout if out is None else out,
             acquisition=acquisition,
             log_override=log_override,
         )
