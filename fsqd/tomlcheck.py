@@ -124,6 +124,10 @@ class Table:
             raise self.error(key, f"must be in {span}, got {v}")
         return v
 
+    def optional_integer(self, key: str, *, low: int, high: int) -> int | None:
+        """An integer within [low, high], or None when the key is absent."""
+        return self.integer(key, low=low, high=high) if self.has(key) else self.optional(key, int)
+
     def choice(self, key: str, choices: tuple[str, ...], default: str = _MISSING) -> str:
         v = self.get(key, str, default)
         if v not in choices:

@@ -12,11 +12,11 @@ import signal
 import sys
 from typing import Any
 
-import fsqd.service.daemon
+import fsqd.daemon.wiring
 from fsqd.cli import main
 from fsqd.imu.emulated import EmulatedBus
 
-_open_source = fsqd.service.daemon.open_source
+_open_source = fsqd.daemon.wiring.open_source
 _buses: list[EmulatedBus] = []
 
 
@@ -36,7 +36,7 @@ def _release(*_: object) -> None:
         bus.hang(0.0)
 
 
-fsqd.service.daemon.open_source = _open_with_fault_switch
+fsqd.daemon.wiring.open_source = _open_with_fault_switch
 signal.signal(signal.SIGUSR1, _hang)
 signal.signal(signal.SIGUSR2, _release)
 sys.exit(main(sys.argv[1:]))

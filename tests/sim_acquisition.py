@@ -1,7 +1,7 @@
 """A test sensor source with the Acquisition interface: the simulator in real time.
 
 A thread produces samples at ``rate_hz`` stamped on the stream timeline
-(``fsqd.service.clock.sample_time``) in chunks of ``chunk`` samples, like FIFO
+(``fsqd.daemon.clock.sample_time``) in chunks of ``chunk`` samples, like FIFO
 burst reads, and wakes the daemon.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fsqd.chunk import SampleChunk
-from fsqd.service.clock import sample_time
+from fsqd.daemon.clock import sample_time
 from fsqd.sim import SimConfig, Simulator
 
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from sim_acquisition import SimAcquisition
 
-import fsqd.service.daemon
+import fsqd.daemon.wiring
 from fsqd.cli import main
 
 
@@ -22,5 +22,5 @@ def _source(config: Any, clock: Any) -> SimAcquisition:
     return SimAcquisition(chunk=2)
 
 
-fsqd.service.daemon.open_source = _source
+fsqd.daemon.wiring.open_source = _source
 sys.exit(main(sys.argv[1:]))

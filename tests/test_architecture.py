@@ -44,6 +44,7 @@ CORE = (
     "fsqd.head",
     "fsqd.metrics",
     "fsqd.hdrhistogram",
+    "fsqd.tomlcheck",
 )
 STAGES = (
     "fsqd.imu",
@@ -52,7 +53,7 @@ STAGES = (
     "fsqd.stream",
     "fsqd.backends",
     "fsqd.sinks",
-    "fsqd.service",
+    "fsqd.daemon",
     "fsqd.commands",
     "fsqd.cli",
 )
@@ -68,7 +69,7 @@ RULES = (
         "recordings and the stream stages never reach for drivers, the simulator, "
         "the service or the CLI",
         ("fsqd.recordings", "fsqd.stream"),
-        ("fsqd.imu", "fsqd.sim", "fsqd.service", "fsqd.cli"),
+        ("fsqd.imu", "fsqd.sim", "fsqd.daemon", "fsqd.cli"),
     ),
     Rule(
         "the model package format is read by the runtime, never the other way round",
@@ -78,7 +79,7 @@ RULES = (
     Rule(
         "sinks take their values from fsqd.types, not the pipeline (which loads encoders)",
         ("fsqd.sinks",),
-        ("fsqd.pipeline", "fsqd.backends", "fsqd.service", "fsqd.commands", "fsqd.cli"),
+        ("fsqd.pipeline", "fsqd.backends", "fsqd.daemon", "fsqd.commands", "fsqd.cli"),
     ),
 )
 
@@ -135,7 +136,8 @@ def test_the_layers_exist_and_the_old_sensors_package_is_gone(
     # The rules name these; a rename that leaves them matching nothing would pass silently.
     for prefix in (*CORE, *STAGES, "fsqd.imu.drivers", "fsqd.imu.emulated", "fsqd.imu.acquire"):
         assert any(under(m, [prefix]) for m in graph), prefix
-    assert not any(under(m, ["fsqd.sensors"]) for m in graph)
+    for gone in ("fsqd.sensors", "fsqd.service"):
+        assert not any(under(m, [gone]) for m in graph), gone
 
 
 # -- the checker itself, on a package made for the purpose --

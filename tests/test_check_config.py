@@ -229,3 +229,34 @@ def test_special_files_never_hang_or_grow(
         code, err = _subprocess(*args)
         assert code == EX_CONFIG and reason in err and err.count("\n") == 1, (args, err)
     assert time.monotonic() - t0 < 30
+
+
+# Loaded by `fsqd run` (the MQTT sink, the CPU encoder), never by checking a file.
+HEAVY = ("aiomqtt", "paho", "onnxruntime")
+
+
+def test_check_config_imports_neither_the_mqtt_client_nor_onnxruntime(
+    make: Callable[..., Path], tls_files: TlsFiles
+) -> None:
+    # Every table, TLS files and discovery included: each is checked, none loads a client.
+    cfg = make(
+        mqtt=f'ca_file = "{tls_files.ca}"\ncert_file = "{tls_files.client_cert}"\n'
+        f'key_file = "{tls_files.client_key}"',
+        extra="[model]\nbackend = 'auto'\n[hailo]\ntimeout_ms = 500\n[window]\nhop = 10\n"
+        "[homeassistant]\nprefix = 'ha'\n[stats]\ninterval_s = 5\n[logging]\nlevel = 'debug'\n",
+    )
+    probe = (
+        "import sys\n"
+        "from fsqd.cli import main\n"
+        "code = main(['check-config', sys.argv[1]])\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(cfg)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    summary, loaded = done.stdout.rsplit("\n", 2)[:2]
+    assert "TLS" in summary and "discovery  on (ha)" in done.stdout
+    assert "fsqd" in loaded.split()
+    assert not [m for m in HEAVY if m in loaded.split()], loaded

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fsqd.config import DEFAULT_STATE_DIR, describe, load_config
+from fsqd.commands.check_config import describe
+from fsqd.config import DEFAULT_STATE_DIR, load_config
 from fsqd.errors import EX_CONFIG, ConfigError
 from fsqd.model.package import bundled_model_path
 

@@ -21,9 +21,9 @@ from sim_acquisition import SimAcquisition, Status
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.chunk import SampleChunk
 from fsqd.config import Config, load_config
+from fsqd.daemon import Daemon, open_sinks
+from fsqd.daemon.clock import WallClock
 from fsqd.errors import OutputError
-from fsqd.service.clock import WallClock
-from fsqd.service.daemon import Daemon, open_sinks
 from fsqd.sinks.jsonl import JsonLinesSink
 from fsqd.sinks.schemas import load as load_schema
 
@@ -429,7 +429,7 @@ class NeverAcks(JsonLinesSink):
 def test_unconfirmed_codes_do_not_grow_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("fsqd.service.daemon._MAX_IN_FLIGHT", 5)
+    monkeypatch.setattr("fsqd.daemon.app._MAX_IN_FLIGHT", 5)
     config = make_config(tmp_path, "[window]\nhop = 5\n")
     daemon = Daemon(
         config,

@@ -22,12 +22,14 @@ from hailo_support import fake_hailo, structlog_defaults, write_fake_hef  # noqa
 from sim_acquisition import SimAcquisition
 from test_daemon import SENSOR, Recorder, codes, make_config
 
-import fsqd.service.daemon as daemon_mod
+import fsqd.daemon.reload as reload_mod
+import fsqd.daemon.telemetry as telemetry_mod
+import fsqd.daemon.wiring as wiring_mod
 from fsqd.chunk import SampleChunk
 from fsqd.config import load_config
+from fsqd.daemon import Daemon, LoggingOverride
 from fsqd.model.package import load_package
 from fsqd.pipeline import LOW_LATENCY_HALF_TAPS
-from fsqd.service.daemon import Daemon, LoggingOverride
 from fsqd.sinks.jsonl import JsonLinesSink
 from fsqd.sinks.schemas import load as load_schema
 
@@ -91,7 +93,7 @@ def test_implausible_units_are_logged_once_with_the_fix_and_in_stats(tmp_path: P
 def test_status_line_at_ready_and_every_few_seconds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(daemon_mod, "STATUS_INTERVAL_S", 0.5)
+    monkeypatch.setattr(telemetry_mod, "STATUS_INTERVAL_S", 0.5)
     config = make_config(tmp_path, "[window]\nhop = 10\n")  # stats every 60 s
     notes = Lines()
     daemon = Daemon(
@@ -118,7 +120,7 @@ def test_status_line_at_ready_and_every_few_seconds(
 def test_status_is_sent_at_ready_not_only_after_an_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(daemon_mod, "STATUS_INTERVAL_S", 600.0)
+    monkeypatch.setattr(telemetry_mod, "STATUS_INTERVAL_S", 600.0)
     notes = Lines()
     daemon = Daemon(
         make_config(tmp_path),
@@ -176,7 +178,7 @@ def test_reload_resends_info_and_keeps_the_command_line_log_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(daemon_mod, "configure_logging", lambda f, lv: calls.append((f, lv)))
+    monkeypatch.setattr(reload_mod, "configure_logging", lambda f, lv: calls.append((f, lv)))
     cfg = tmp_path / "fsqd.toml"
     cfg.write_text("[logging]\nformat = 'console'\nlevel = 'info'\n" + SENSOR)
     meta = io.StringIO()
@@ -210,7 +212,7 @@ def test_reload_without_override_applies_the_level_and_flags_the_format(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(daemon_mod, "configure_logging", lambda f, lv: calls.append((f, lv)))
+    monkeypatch.setattr(reload_mod, "configure_logging", lambda f, lv: calls.append((f, lv)))
     cfg = tmp_path / "fsqd.toml"
     cfg.write_text("[logging]\nformat = 'console'\n" + SENSOR)
     daemon = Daemon(
@@ -234,7 +236,7 @@ def test_run_cli_log_flags_override_the_config(
 ) -> None:
     from fsqd.cli import main
 
-    monkeypatch.setattr(daemon_mod, "open_source", lambda c, clk: SimAcquisition(chunk=2))
+    monkeypatch.setattr(wiring_mod, "open_source", lambda c, clk: SimAcquisition(chunk=2))
     cfg = tmp_path / "fsqd.toml"
     cfg.write_text("[logging]\nformat = 'console'\nlevel = 'warning'\n" + SENSOR)
     code = main(
@@ -355,8 +357,8 @@ def test_a_stuck_config_read_on_sighup_never_holds_up_the_stream(
         release.wait(3.0)
         return load_config(path)
 
-    monkeypatch.setattr(daemon_mod, "load_config", stuck)
-    monkeypatch.setattr(daemon_mod, "RELOAD_TIMEOUT_S", 0.5, raising=False)
+    monkeypatch.setattr(reload_mod, "load_config", stuck)
+    monkeypatch.setattr(reload_mod, "RELOAD_TIMEOUT_S", 0.5)
     sink, notes = Stamped(), Recorder()
     daemon = Daemon(
         config,

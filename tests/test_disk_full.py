@@ -14,8 +14,8 @@ import pytest
 from conftest import RunCli
 from smallfs import tmpfs
 
+import fsqd.commands.record as record_mod
 import fsqd.outfile
-import fsqd.service.record as record_mod
 from fsqd.recordings import NativeRecording, ReadOptions, open_recording
 from fsqd.sim import SimConfig, simulate, write_csv
 from fsqd.testing import PacedClock

@@ -27,7 +27,7 @@ DAEMON_BACKEND = textwrap.dedent(
 
     import numpy as np
 
-    import fsqd.service.daemon
+    import fsqd.daemon.wiring
     from fsqd.backends.select import open_encoder
     from fsqd.model.package import load_package
     from fsqd.pipeline import CodePipeline

@@ -425,15 +425,16 @@ def test_describe_device_without_hailort() -> None:
 
 
 def test_parse_hailo_table() -> None:
+    from fsqd.config.hailo import parse_hailo
     from fsqd.errors import ConfigError
     from fsqd.tomlcheck import Table
 
-    s = hailo.parse_hailo(Table({"multi_process_service": True, "timeout_ms": 500}, "[hailo]"))
+    s = parse_hailo(Table({"multi_process_service": True, "timeout_ms": 500}, "[hailo]"))
     assert s.multi_process_service and s.timeout_ms == 500 and s.open_attempts == 5
     with pytest.raises(ConfigError, match="timeout_ms"):
-        hailo.parse_hailo(Table({"timeout_ms": 0}, "[hailo]"))
+        parse_hailo(Table({"timeout_ms": 0}, "[hailo]"))
     with pytest.raises(ConfigError, match="multi_process_servic"):
-        hailo.parse_hailo(Table({"multi_process_servic": True}, "[hailo]"))
+        parse_hailo(Table({"multi_process_servic": True}, "[hailo]"))
 
 
 def test_good_out_quant_is_wide_enough() -> None:

@@ -16,13 +16,9 @@ import pytest
 from mosquitto import Collector, Mosquitto
 
 from fsqd import __version__
+from fsqd.config.homeassistant import HomeAssistantSettings, parse_homeassistant
 from fsqd.errors import ConfigError
-from fsqd.sinks.homeassistant import (
-    HomeAssistantSettings,
-    discovery_for,
-    discovery_payload,
-    parse_homeassistant,
-)
+from fsqd.sinks.homeassistant import discovery_for, discovery_payload
 from fsqd.sinks.mqtt import MqttSettings, MqttSink
 from fsqd.sinks.schemas import load
 from fsqd.tomlcheck import Table

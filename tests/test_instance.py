@@ -14,8 +14,8 @@ from daemonkit import ROOT, SENSOR, SIM_DAEMON, env
 from mosquitto import free_port
 from sdnotify import NotifyListener, unique_name
 
+from fsqd.daemon.instance import LOCK_FILE, StateDirLock
 from fsqd.errors import EX_TEMPFAIL, BusyError
-from fsqd.service.instance import LOCK_FILE, StateDirLock
 
 
 def holder(state: Path) -> subprocess.Popen[str]:
@@ -24,7 +24,7 @@ def holder(state: Path) -> subprocess.Popen[str]:
         f"""
         import sys
         from pathlib import Path
-        from fsqd.service.instance import StateDirLock
+        from fsqd.daemon.instance import StateDirLock
         with StateDirLock(Path({str(state)!r})):
             print("held", flush=True)
             sys.stdin.read()

@@ -20,17 +20,14 @@ import pytest
 import structlog
 from journald import JournaldStandIn, parse_native
 
-from fsqd.errors import UsageError
-from fsqd.service.logging import (
+from fsqd.daemon.journal import (
     JournalHandler,
-    PeriodicSummary,
-    Throttle,
-    configure_logging,
     encode_native,
     journal_field_name,
     journal_stream_matches,
-    resolve_format,
 )
+from fsqd.daemon.logging import configure_logging, resolve_format
+from fsqd.errors import UsageError
 
 DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
 HAVE_PYTHON_SYSTEMD = (DIST_PACKAGES / "systemd" / "journal.py").exists()
@@ -162,7 +159,7 @@ def test_native_encoding_round_trips_newlines_and_equals_signs() -> None:
 
 def test_structlog_event_becomes_a_structured_journal_entry(journald: JournaldStandIn) -> None:
     _journal(journald)
-    log = structlog.get_logger("fsqd.service.daemon")
+    log = structlog.get_logger("fsqd.daemon")
     line = _line() + 1
     log.info("window coded", sensor="collar", seq=17, latency_ms=3.25, backend="onnx", ok=True)
     e = journald.receive()
@@ -172,7 +169,7 @@ def test_structlog_event_becomes_a_structured_journal_entry(journald: JournaldSt
     )
     assert e["PRIORITY"] == "6"
     assert e["SYSLOG_IDENTIFIER"] == "fsqd"
-    assert e["LOGGER"] == "fsqd.service.daemon"
+    assert e["LOGGER"] == "fsqd.daemon"
     assert (e["SENSOR"], e["SEQ"], e["LATENCY_MS"], e["BACKEND"], e["OK"]) == (
         "collar",
         "17",
@@ -364,7 +361,7 @@ def test_through_systemd_python_journal_send(tmp_path: Path) -> None:
     code = textwrap.dedent(
         """
         import io, logging, structlog
-        from fsqd.service.logging import configure_logging
+        from fsqd.daemon.logging import configure_logging
         configure_logging("journal", stream=io.StringIO(), environ={})
         structlog.get_logger("fsqd.imu").warning("sensor lost", sensor="collar", seq=9)
         logging.getLogger("aiomqtt").error("two\\nlines")
@@ -393,48 +390,3 @@ def test_through_systemd_python_journal_send(tmp_path: Path) -> None:
     assert (first["SENSOR"], first["SEQ"], first["PRIORITY"]) == ("collar", "9", "4")
     assert first["SYSLOG_IDENTIFIER"] == "fsqd" and first["CODE_LINE"] == "5"
     assert entries[1]["MESSAGE"] == "two\nlines" and entries[1]["PRIORITY"] == "3"
-
-
-# -- rate limiting --
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_throttle() -> None:
-    clock = _Clock()
-    t = Throttle(60.0, clock=clock)
-    assert t() and not t()
-    clock.t += 59.9
-    assert not t()
-    clock.t += 0.1
-    assert t() and not t()
-    with pytest.raises(ValueError):
-        Throttle(0)
-
-
-def test_periodic_summary_logs_one_line_per_interval() -> None:
-    clock = _Clock()
-    with structlog.testing.capture_logs() as logs:
-        s = PeriodicSummary(structlog.get_logger("t"), "running", 60.0, clock=clock)
-        for _ in range(240):
-            s.add(windows=1)
-            clock.t += 0.25
-            s.maybe_log(spooled=0)
-        s.add(windows=3, dropped=1)
-        assert not s.maybe_log()
-    assert logs == [
-        {
-            "event": "running",
-            "log_level": "info",
-            "period_s": 60.0,
-            "windows": 240,
-            "windows_per_s": 4.0,
-            "spooled": 0,
-        }
-    ]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import RunCli, parity
 
-import fsqd.service.record as record_mod
+import fsqd.commands.record as record_mod
 from fsqd.errors import OutputError
 from fsqd.model.package import ModelPackage, bundled_model_path, load_package
 from fsqd.outfile import binary_output, output_target, text_output

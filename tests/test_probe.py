@@ -11,12 +11,12 @@ from conftest import RunCli
 from hailo_support import fake_hailo
 
 from fsqd.clock import ManualClock
+from fsqd.commands import probe
 from fsqd.imu.emulated import EmulatedBus, EmulatedChip, Signal
 from fsqd.imu.emulated.icm20948 import EmulatedIcm20948
 from fsqd.imu.emulated.lis3mdl import Lis3mdlChip
 from fsqd.imu.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
 from fsqd.imu.emulated.mpu9250 import EmulatedMpu9250
-from fsqd.service import probe
 
 __all__ = ["fake_hailo"]  # a fixture
 
@@ -112,7 +112,7 @@ def test_permission_denied_names_the_group(
 
 
 def test_nothing_on_the_bus(run_cli: RunCli, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fsqd.service.probe.open_bus", lambda name: EmulatedBus())
+    monkeypatch.setattr("fsqd.commands.probe.open_bus", lambda name: EmulatedBus())
     code, out, err = run_cli("probe", "--bus", "/dev/i2c-7")
     assert code == 66 and "no known IMU found" in err
     assert "/dev/i2c-7: no known chip answers" in out and "pull-ups" in out

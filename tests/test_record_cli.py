@@ -16,11 +16,11 @@ import pytest
 from conftest import RunCli
 
 from fsqd.clock import ManualClock
+from fsqd.commands.record import record
 from fsqd.errors import NoInputError
 from fsqd.imu.drivers.lsm6dsox import internal_rate_hz
 from fsqd.recordings import ReadOptions, open_recording
 from fsqd.recordings.fsqr import KIND_STATUS, scan
-from fsqd.service.record import record
 from fsqd.sim import SimConfig, Simulator, write_csv
 from fsqd.testing import PacedClock
 from fsqd.units import CHANNELS

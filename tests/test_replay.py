@@ -207,7 +207,7 @@ def test_pooled_encoder_batches_give_the_same_codes(
 ) -> None:
     """Windows copied once into rotating encoder-layout buffers: many batches per chunk, a
     2-device layout, and the paced path (which does not pool) all agree."""
-    import fsqd.service.replay as replay_module
+    import fsqd.commands.replay as replay_module
 
     monkeypatch.setattr(replay_module, "BATCH", batch)
     for model in (None, pkg_d2.path):
@@ -230,7 +230,7 @@ def test_pooled_encoder_batches_give_the_same_codes(
 
 def _one_session_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     """Replay as it was before: one 2-thread session, each batch encoded and then written."""
-    import fsqd.service.replay as replay_module
+    import fsqd.commands.replay as replay_module
 
     def single(pkg: ModelPackage, backend: str = "auto", *, threads: int | None = None) -> Any:
         return OnnxEncoder(pkg, 2, sessions=1)
@@ -254,7 +254,7 @@ def test_two_sessions_in_flight_write_the_same_bytes(
     bundled model, the 2-device model and a copy of it that takes exactly 8 windows."""
     from test_backend_onnx import fixed_batch_package
 
-    import fsqd.service.replay as replay_module
+    import fsqd.commands.replay as replay_module
 
     monkeypatch.setattr(replay_module, "BATCH", batch)
     extra: list[str | Path] = []
@@ -304,7 +304,7 @@ def test_replay_as_a_program_writes_everything_and_exits(
 def test_replay_closes_its_encoder(
     run_cli: RunCli, recording: Path, monkeypatch: pytest.MonkeyPatch, speed: str | None
 ) -> None:
-    import fsqd.service.replay as replay_mod
+    import fsqd.commands.replay as replay_mod
 
     opened: list[object] = []
     closed: list[object] = []

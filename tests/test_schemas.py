@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 from mosquitto import Collector, Mosquitto
 
+from fsqd.config.homeassistant import HomeAssistantSettings
 from fsqd.metrics import StageTimer
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import load_package
 from fsqd.pipeline import CodePipeline
-from fsqd.sinks.homeassistant import HomeAssistantSettings, discovery_for
+from fsqd.sinks.homeassistant import discovery_for
 from fsqd.sinks.mqtt import MqttSettings, MqttSink
 from fsqd.sinks.payload import CodeMessages, info_payload, stats_payload
 from fsqd.sinks.schemas import NAMES, load
@@ -153,7 +154,7 @@ def test_the_daemon_over_mqtt_publishes_schema_valid_messages(
     from sim_acquisition import SimAcquisition
 
     from fsqd.config import load_config
-    from fsqd.service.daemon import Daemon, open_sinks
+    from fsqd.daemon import Daemon, open_sinks
 
     cfg = tmp_path / "fsqd.toml"
     cfg.write_text(
@@ -201,7 +202,7 @@ def test_the_daemon_over_mqtt_publishes_schema_valid_messages(
 def test_every_counter_fsqd_reports_is_described_by_the_stats_schema(tmp_path: Path) -> None:
     """The counters a real MQTT sink and the daemon report, each with a type and meaning;
     a broken value of a new counter is refused."""
-    from fsqd.service.daemon import Counters
+    from fsqd.daemon import Counters
 
     counters = load("stats")["properties"]["counters"]
     described = set(counters["properties"])

@@ -249,9 +249,9 @@ def test_under_journald_the_daemon_logs_structured_entries(
     assert entries and all(e["SYSLOG_IDENTIFIER"] == "fsqd" for e in entries)
     configured = [e for e in entries if e.get("SENSOR") == "collar" and e["PRIORITY"] == "6"]
     assert configured, [e["MESSAGE"] for e in entries]
-    stats = [e for e in entries if e.get("LOGGER") == "fsqd.service.daemon" and e.get("WINDOWS")]
+    stats = [e for e in entries if e.get("LOGGER") == "fsqd.daemon" and e.get("WINDOWS")]
     assert stats and int(stats[-1]["WINDOWS"]) > 0
-    assert all((e.get("CODE_FILE") or "").endswith("daemon.py") for e in stats)
+    assert all((e.get("CODE_FILE") or "").endswith("telemetry.py") for e in stats)
 
 
 def test_sigterm_while_the_bus_hangs_still_exits_0_in_time(

@@ -7,6 +7,7 @@ import pytest
 from conftest import RunCli
 
 from fsqd.clock import ManualClock
+from fsqd.commands import probe
 from fsqd.imu.driver import DriverSpec, ImuSettings
 from fsqd.imu.drivers import lis3mdl as mreg
 from fsqd.imu.drivers import lsm6dsox as reg
@@ -17,7 +18,6 @@ from fsqd.imu.emulated.chip import SELF_TEST_FAULTS
 from fsqd.imu.emulated.lis3mdl import ST_GAUSS, Lis3mdlChip
 from fsqd.imu.emulated.lsm6dsox import ST_G_DPS, ST_XL_G, Ism330dhcxChip, Lsm6dsoxChip
 from fsqd.imu.selftest import AxisResult, SelfTestable, SelfTestReport
-from fsqd.service import probe
 
 IMUS = [(Lsm6dsoxChip, Lsm6dsox, 50.0), (Ism330dhcxChip, Ism330dhcx, 90.0)]
 

@@ -15,7 +15,7 @@ import pytest
 from sdnotify import NotifyListener, unique_name
 from structlog.testing import capture_logs
 
-from fsqd.service.systemd import SystemdNotifier, notify_address, watchdog_interval
+from fsqd.daemon.systemd import SystemdNotifier, notify_address, watchdog_interval
 
 DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
 HAVE_PYTHON_SYSTEMD = (DIST_PACKAGES / "systemd" / "daemon.py").exists()
@@ -185,7 +185,7 @@ def test_through_libsystemd_when_python_systemd_is_importable(
     )
     code = textwrap.dedent(
         """
-        from fsqd.service.systemd import SystemdNotifier
+        from fsqd.daemon.systemd import SystemdNotifier
         n = SystemdNotifier.from_environ()
         print(n.via, n.watchdog_interval_s)
         n.ready(); n.status("up"); n.reloading(); n.watchdog(); n.stopping()

@@ -15,7 +15,7 @@ from pathlib import Path
 from conftest import RunCli
 from mosquitto import Mosquitto, TlsFiles, free_port
 
-from fsqd.service.tail import TailOptions, TailView, tail, tail_settings
+from fsqd.commands.tail import TailOptions, TailView, tail, tail_settings
 from fsqd.sinks.mqtt import MqttSettings, MqttSink, Secret
 
 ROOT = Path(__file__).parent.parent

@@ -27,8 +27,8 @@ from sim_acquisition import SimAcquisition  # noqa: E402
 
 from fsqd.clock import SystemClock  # noqa: E402
 from fsqd.config import load_config  # noqa: E402
-from fsqd.service.clock import WallClock  # noqa: E402
-from fsqd.service.daemon import Acquisition, Daemon, open_source  # noqa: E402
+from fsqd.daemon import Acquisition, Daemon, open_source  # noqa: E402
+from fsqd.daemon.clock import WallClock  # noqa: E402
 from fsqd.sinks.jsonl import JsonLinesSink  # noqa: E402
 
 

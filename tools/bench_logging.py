@@ -20,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from fsqd.service.logging import configure_logging
+from fsqd.daemon.logging import configure_logging
 
 
 def main() -> None:

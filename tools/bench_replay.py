@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fsqd.commands.replay import BATCH
 from fsqd.model.layout import InputLayout
 from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import WindowStream
 from fsqd.recordings import ReadOptions, open_recording
-from fsqd.service.replay import BATCH
 from fsqd.sim import SimConfig, simulate
 
 HOP = 10

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from fsqd.backends.onnx import open_session
+from fsqd.commands.replay import BATCH
 from fsqd.model.package import load_package
 from fsqd.pipeline import WindowStream
 from fsqd.recordings import ReadOptions, open_recording
-from fsqd.service.replay import BATCH
 from fsqd.sim import SimConfig, simulate, write_csv
 
 

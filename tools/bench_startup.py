@@ -1,84 +1,88 @@
-"""Start-up time and peak RSS of ``fsqd run`` as a user starts it, under ``/usr/bin/time -v``.
+"""Start-up cost of the command line: `fsqd run` until its first code, and `fsqd check-config`.
 
-Runs the command ``--runs`` times and prints each run's wall time, peak RSS and whether
-``onnx`` was imported (``python -X importtime`` on one extra run), then min and median.
-Start-up is the wall time minus ``--duration``: the run stops ``--duration`` after the
-daemon is up, so what is left is interpreter start, imports, model open and shutdown.
+Each run is a fresh interpreter (``python -m fsqd``), as systemd starts the daemon:
+  run           seconds from spawn to the first JSON line on stdout (the first code),
+                and the process's peak RSS (``wait4``'s ru_maxrss), with
+                ``run --config CFG --duration 5s --stdout``
+  check-config  seconds from spawn to exit, and peak RSS
 
-    python tools/bench_startup.py --runs 3
-    # = /usr/bin/time -v fsqd run --config configs/demo.toml --duration 5s --stdout
+Prints min and median of each over ``--runs`` runs. The code measured is whatever
+``python -c 'import fsqd'`` finds (set PYTHONPATH to measure another checkout).
+
+  python tools/bench_startup.py [--config configs/demo.toml] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import re
+import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def one_run(cmd: list[str]) -> tuple[float, int]:
-    """(wall seconds, peak RSS in KiB) of one run of ``cmd`` under /usr/bin/time -v."""
-    done = subprocess.run(
-        ["/usr/bin/time", "-v", *cmd],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
+def _wait(proc: subprocess.Popen[bytes]) -> tuple[int, int]:
+    """Exit status and peak RSS in KiB of a child (its own rusage, not all children's)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss
+
+
+def run_once(config: Path, duration: str) -> tuple[float, int]:
+    cmd = [sys.executable, "-m", "fsqd", "run", "--config", str(config)]
+    cmd += ["--duration", duration, "--stdout"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    t_first = time.perf_counter() - t0
+    proc.stdout.read()  # drain until it exits
+    code, rss = _wait(proc)
+    if code != 0 or not first:
+        raise SystemExit(f"fsqd run failed (exit {code}): {' '.join(cmd)}")
+    return t_first, rss
+
+
+def check_once(config: Path) -> tuple[float, int]:
+    cmd = [sys.executable, "-m", "fsqd", "check-config", str(config)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code, rss = _wait(proc)
+    took = time.perf_counter() - t0
+    if code != 0:
+        raise SystemExit(f"fsqd check-config failed (exit {code}): {' '.join(cmd)}")
+    return took, rss
+
+
+def _summary(name: str, samples: list[tuple[float, int]]) -> str:
+    secs = [s for s, _ in samples]
+    rss = [r / 1024 for _, r in samples]
+    return (
+        f"{name:<13} time min {min(secs):.3f} s, median {statistics.median(secs):.3f} s; "
+        f"peak RSS min {min(rss):.1f} MiB, median {statistics.median(rss):.1f} MiB "
+        f"({len(samples)} runs)"
     )
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-2000:]}")
-    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", done.stderr)
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-    if wall is None or rss is None:
-        sys.exit(f"cannot read /usr/bin/time's report:\n{done.stderr[-2000:]}")
-    h, m, s = wall.groups()
-    return int(h or 0) * 3600 + int(m) * 60 + float(s), int(rss.group(1))
 
 
-def imports_onnx(cmd: list[str]) -> bool:
-    """Does the run import the ``onnx`` package? (``-X importtime`` lists every import.)"""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", *cmd],  # the same entry point as the runs
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    return any(line.rstrip().endswith("| onnx") for line in done.stderr.splitlines())
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.toml")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--duration", default="5s", help="fsqd run --duration (default 5s)")
+    args = p.parse_args()
+    import fsqd
 
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--config", default="configs/demo.toml")
-    args = ap.parse_args()
-    fsqd = str(Path(sys.executable).with_name("fsqd"))
-    cmd = [fsqd, "run", "--config", args.config, "--duration", f"{args.duration:g}s", "--stdout"]
-    print("command: /usr/bin/time -v " + " ".join(["fsqd", *cmd[1:]]))
-    walls, rsss = [], []
-    for i in range(args.runs):
-        wall, rss = one_run(cmd)
-        walls.append(wall)
-        rsss.append(rss)
-        print(
-            f"run {i + 1}: wall {wall:.2f} s (start-up {wall - args.duration:.2f} s), "
-            f"peak RSS {rss / 1024:.1f} MiB"
-        )
-    ups = [w - args.duration for w in walls]
-    print(f"start-up  min {min(ups):.2f} s  median {statistics.median(ups):.2f} s")
-    print(
-        f"peak RSS  min {min(rsss) / 1024:.1f} MiB  median {statistics.median(rsss) / 1024:.1f} MiB"
-    )
-    print(f"imports onnx: {imports_onnx(cmd)}")
+    print(f"fsqd from {Path(fsqd.__file__).parent}, config {args.config}")
+    checks = [check_once(args.config) for _ in range(args.runs)]
+    runs = [run_once(args.config, args.duration) for _ in range(args.runs)]
+    print(_summary("check-config", checks))
+    print(_summary("run (1st code)", runs))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -23,9 +23,9 @@ import structlog
 
 from fsqd.backends.base import Encoder
 from fsqd.backends.hailo.encoder import HailoEncoder
-from fsqd.backends.hailo.settings import HailoSettings
 from fsqd.backends.hailo.status import HailoRuntimeError, HailoUnavailableError, HailoVersionError
 from fsqd.backends.onnx import OnnxEncoder
+from fsqd.config.hailo import HailoSettings
 from fsqd.errors import NoInputError, UsageError
 from fsqd.model.graphcheck import check_package
 from fsqd.model.package import ModelPackage

@@ -16,10 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.backends.hailo.encoder import HailoEncoder
-from fsqd.backends.hailo.settings import HailoSettings
 from fsqd.backends.hailo.status import HailoUnavailableError
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.backends.select import hef_path
+from fsqd.config.hailo import HailoSettings
 from fsqd.errors import DataError
 from fsqd.fsq import FSQ
 from fsqd.model.card import expected_input_shape

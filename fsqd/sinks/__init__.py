@@ -1,5 +1,5 @@
 """Where codes go: one ``Sink`` interface (``base``); JSON lines (``jsonl``), MQTT
-(``mqtt/``, its durable queue in ``spool/``, its settings in ``mqttconfig``), Home
+(``mqtt/``, its durable queue in ``spool/``, its settings in ``fsqd.config.mqtt``), Home
 Assistant discovery (``homeassistant``) and the message bodies (``payload``,
 ``batchlines``)."""
 

@@ -11,11 +11,12 @@ latencies.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 PublishedCallback = Callable[[int, float], None]  # (seq, seconds since submit_code)
 
 
+@runtime_checkable
 class ClockStepAware(Protocol):
     """Optional for a sink that holds built codes (a spool): told of each wall-clock step
     so it can re-map their times (``fsqd.sinks.payload.shift_code_times``)."""

@@ -13,10 +13,10 @@ import time
 import numpy as np
 import pytest
 
+from fsqd.commands.probe import scan
 from fsqd.imu.acquire.acquisition import SensorState, open_acquisition
 from fsqd.imu.acquire.config import SensorConfig
 from fsqd.imu.bus import open_bus
-from fsqd.service.probe import scan
 
 pytestmark = pytest.mark.hardware
 

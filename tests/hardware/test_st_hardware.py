@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 
+from fsqd.commands.probe import scan
 from fsqd.imu.bus import RetryingBus, open_bus
 from fsqd.imu.driver import ImuSettings
 from fsqd.imu.drivers.lsm6dsox import Lsm6dsox
 from fsqd.imu.selftest import SelfTestable
-from fsqd.service.probe import scan
 
 pytestmark = pytest.mark.hardware
 

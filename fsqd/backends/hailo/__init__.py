@@ -17,7 +17,6 @@ from fsqd.backends.hailo.device import (
 )
 from fsqd.backends.hailo.encoder import HailoEncoder
 from fsqd.backends.hailo.network import RangeMonitor, check_shapes, hef_frame_shape, to_frames
-from fsqd.backends.hailo.settings import HailoSettings, parse_hailo
 from fsqd.backends.hailo.status import (
     EX_UNAVAILABLE,
     STATUS_NAMES,
@@ -27,6 +26,7 @@ from fsqd.backends.hailo.status import (
     describe_status,
     status_of,
 )
+from fsqd.config.hailo import HailoSettings, parse_hailo
 
 __all__ = [
     "EX_UNAVAILABLE",

@@ -13,7 +13,6 @@ from typing import Any
 
 import structlog
 
-from fsqd.backends.hailo.settings import HailoSettings
 from fsqd.backends.hailo.status import (
     BUSY,
     DRIVER_MISMATCH,
@@ -24,6 +23,7 @@ from fsqd.backends.hailo.status import (
     status_of,
 )
 from fsqd.backoff import Backoff
+from fsqd.config.hailo import HailoSettings
 
 log = structlog.get_logger(__name__)
 

@@ -34,7 +34,6 @@ from fsqd.backends.hailo.network import (
     check_shapes,
     to_frames,
 )
-from fsqd.backends.hailo.settings import HailoSettings
 from fsqd.backends.hailo.status import (
     RUNTIME_FAILURES,
     HailoRuntimeError,
@@ -42,6 +41,7 @@ from fsqd.backends.hailo.status import (
     describe_status,
     status_of,
 )
+from fsqd.config.hailo import HailoSettings
 from fsqd.errors import FsqdError, ModelError
 from fsqd.model.package import ModelPackage
 from fsqd.safefile import MODEL_MAX, regular_file

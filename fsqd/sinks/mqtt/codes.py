@@ -21,9 +21,9 @@ from typing import TypeVar
 import aiomqtt
 import structlog
 
+from fsqd.config.mqtt import MqttSettings
 from fsqd.errors import OutputError
 from fsqd.sinks.base import PublishedCallback
-from fsqd.sinks.mqttconfig import MqttSettings
 from fsqd.sinks.spool.backlog import Backlog, QueuedCode
 from fsqd.sinks.spool.rows import CommitResult, SpoolRow
 from fsqd.sinks.spool.store import Spool

@@ -16,8 +16,8 @@ import logging
 
 import aiomqtt
 
+from fsqd.config.mqtt import MqttSettings
 from fsqd.sinks.mqtt.tls import TlsUnusable, connection_tls
-from fsqd.sinks.mqttconfig import MqttSettings
 
 __all__ = ["OFFLINE", "ONLINE", "ConnectionLost", "new_client", "retrieve_disconnect_error"]
 

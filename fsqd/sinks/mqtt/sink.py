@@ -32,6 +32,7 @@ import aiomqtt
 import structlog
 
 from fsqd.backoff import Backoff
+from fsqd.config.mqtt import MqttSettings
 from fsqd.sinks.base import PublishedCallback
 from fsqd.sinks.mqtt.codes import CodeQueue
 from fsqd.sinks.mqtt.connection import (
@@ -41,7 +42,6 @@ from fsqd.sinks.mqtt.connection import (
     new_client,
     retrieve_disconnect_error,
 )
-from fsqd.sinks.mqttconfig import MqttSettings
 
 __all__ = ["COUNTERS", "Discovery", "MqttSink"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ssl
 
+from fsqd.config.mqtt import MqttSettings, tls_context
 from fsqd.errors import ConfigError
-from fsqd.sinks.mqttconfig import MqttSettings, tls_context
 
 __all__ = ["TlsUnusable", "connection_tls"]
 

@@ -18,8 +18,9 @@ import os
 import sqlite3
 from pathlib import Path
 
+from fsqd.config.mqtt import SPOOL_MIN_BYTES
+
 AUTO_SHARE = 0.25  # of (free space + the spool's own files) at start
-SPOOL_MIN_BYTES = 64 * 1024  # the smallest budget, given or automatic
 AUTO_MAX_BYTES = 256 * 1024 * 1024
 RESERVE_MIN_BYTES = 128 * 1024
 RESERVE_FLOOR_BYTES = 32 * 1024  # on a filesystem too small for the minimum

@@ -14,12 +14,10 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
-
-import structlog
 
 from fsqd.clock import Clock
 from fsqd.console import note
@@ -143,30 +141,19 @@ def _check_alive(acq: Acquisition, elapsed: float) -> None:
             raise NoInputError(f"sensor {r.name!r}: {r.message}")
 
 
-def logs_to_stderr() -> None:
-    """Command-line tools keep stdout for their output: log lines go to stderr
-    (unless logging was configured already)."""
-    if not structlog.is_configured():
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(_Stderr()))  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class RecordOptions:
+    config: Path  # a TOML file with [[sensor]] tables
+    out: Path  # FILE.fsqr (native) or FILE.csv
+    duration_s: float | None = None  # None: until Ctrl-C or SIGTERM
+    format: str | None = None  # "native" or "csv" (None: from the suffix of ``out``)
 
 
-class _Stderr:
-    """Whatever sys.stderr is at the time of writing (it may be replaced)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-def cmd_record(config: Path, out: Path, duration: str | None, fmt: str | None) -> int:
-    from fsqd.service.simulate import parse_duration
-
-    logs_to_stderr()
-    duration_s = parse_duration(duration) if duration else None
+def record_to_file(opts: RecordOptions) -> int:
+    """``fsqd record``: record, then one line on what was recorded."""
     tty = sys.stderr if sys.stderr.isatty() else None
-    status = record(config, out, duration_s=duration_s, fmt=fmt, tty=tty)
+    out = opts.out
+    status = record(opts.config, out, duration_s=opts.duration_s, fmt=opts.format, tty=tty)
     samples = status[0].samples
     gaps = sum(max(0, s.segments - 1) for s in status)
     lost = sum(s.lost for s in status)
@@ -177,4 +164,4 @@ def cmd_record(config: Path, out: Path, duration: str | None, fmt: str | None) -
     return 0
 
 
-__all__ = ["cmd_record", "pick_format", "record", "status_line"]
+__all__ = ["RecordOptions", "pick_format", "record", "record_to_file", "status_line"]

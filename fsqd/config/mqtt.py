@@ -22,8 +22,9 @@ from pathlib import Path
 
 from fsqd.errors import ConfigError, NoInputError
 from fsqd.safefile import CERT_MAX, SECRET_MAX, read_text, regular_file
-from fsqd.sinks.spool.space import SPOOL_MIN_BYTES
 from fsqd.tomlcheck import Table
+
+SPOOL_MIN_BYTES = 64 * 1024  # the smallest spool budget, given or automatic
 
 # One MQTT topic level that is also a Home Assistant id: no '/', '+', '#', no spaces.
 _NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -124,7 +124,7 @@ def _libsystemd_sender() -> Send | None:
 
 
 class SystemdNotifier:
-    """The daemon's Notifier (see ``fsqd.service.daemon``) backed by sd_notify.
+    """The daemon's Notifier (see ``fsqd.daemon.contracts``) backed by sd_notify.
 
     Build it with ``from_environ()``. ``send`` is what delivers one message; tests
     and other callers may pass their own.

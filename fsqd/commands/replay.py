@@ -6,13 +6,13 @@ reader (chunks) -> WindowStream (gaps, resample, normalise, windows) -> CodePipe
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Literal, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,29 @@ IN_FLIGHT = 2  # batches being encoded at once: one per onnxruntime session
 POOL = PREFETCH_DEPTH + IN_FLIGHT + 4
 RATE_AGREEMENT = 0.02  # --rate and the timestamps' fit may differ by this (clock error)
 SPEED_RANGE = (1e-3, 1e6)  # --speed factors that make sense (and do not overflow a sleep)
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """``fsqd replay``'s options; the text ones are parsed (and refused) by ``replay``."""
+
+    file: Path  # CSV (with header), .npy or .npz
+    model: Path | None = None  # model package (None: bundled)
+    out: Path | None = None  # JSON lines here (None: stdout)
+    hop: int | None = None  # samples between windows (None: the card's)
+    speed: str = "max"  # 'max' (batched, as fast as possible) or a factor of real time
+    time_column: str | None = None
+    rate: float | None = None  # Hz: files without timestamps; else checked against them
+    time_unit: str | None = None  # s, ms, us, ns or iso (None: detected)
+    strict: bool = False  # implausible values (wrong units) are errors
+    columns: str | None = None  # file columns in the card's channel order, comma-separated
+    scale: str | None = None  # per-channel factors, e.g. 'a*=0.00980665', comma-separated
+    fill: Literal["duplicate"] | None = None  # device 0 copied to missing devices
+    no_resample: bool = False  # refuse files whose rate is not the model's
+    skip_bad_rows: bool = False
+    max_gap: float = 2.5  # a step over this many sample periods is a gap
+    threads: int | None = None  # onnxruntime threads in total (None: usable cores)
+    backend: str = "auto"
 
 
 def _speed(text: str) -> float | None:
@@ -94,7 +117,7 @@ class _Timed:
 
 
 def _input_rate(
-    args: argparse.Namespace, rec: Recording, first: SampleChunk
+    args: ReplayOptions, rec: Recording, first: SampleChunk
 ) -> tuple[float, RateEstimate | None]:
     """The input's rate: fitted on the first chunk's timestamps, or --rate without them.
 
@@ -120,7 +143,7 @@ def _input_rate(
     return est.rate_hz, est
 
 
-def replay(args: argparse.Namespace) -> int:
+def replay(args: ReplayOptions) -> int:
     speed = _speed(args.speed)
     if not args.max_gap > 1:
         raise UsageError(f"--max-gap must be more than 1 sample period, got {args.max_gap}")
@@ -193,7 +216,7 @@ def replay(args: argparse.Namespace) -> int:
     ahead = prefetch(batches(), depth=PREFETCH_DEPTH) if speed is None else None
     encoder: Encoder | None = None
     try:
-        encoder = open_encoder(pkg, getattr(args, "backend", "auto"), threads=args.threads)
+        encoder = open_encoder(pkg, args.backend, threads=args.threads)
         pipeline = CodePipeline(pkg, encoder, timer=timer)
         fmt = BatchLineFormatter(pkg.label, pipeline.labels)
         seen: set[int] = set()

@@ -311,17 +311,20 @@ def emulated_bus(clock: Clock, faults: Sequence[str] = ()) -> I2CBus:
     return bus
 
 
-def cmd_probe(
-    buses: Sequence[str] | None,
-    *,
-    emulated: bool = False,
-    seconds: float = 1.0,
-    self_test: bool = False,
-    emulated_faults: Sequence[str] = (),
-) -> int:
-    from fsqd.service.record import logs_to_stderr
+@dataclass(frozen=True)
+class ProbeOptions:
+    buses: tuple[str, ...] = ()  # bus numbers or /dev paths (empty: every /dev/i2c-*)
+    emulated: bool = False  # probe an emulated bus instead
+    seconds: float = 1.0  # burst length
+    self_test: bool = False  # also run each chip's built-in self-test
+    # Emulated chips that fail their self-test, e.g. "lsm6dsox:dead-x" (tests).
+    emulated_faults: tuple[str, ...] = ()
 
-    logs_to_stderr()
+
+def probe(opts: ProbeOptions) -> int:
+    """``fsqd probe``: find IMUs on the I2C buses and check their readings."""
+    buses, emulated, seconds = opts.buses, opts.emulated, opts.seconds
+    self_test, emulated_faults = opts.self_test, opts.emulated_faults
     if emulated_faults and not emulated:
         raise UsageError("--emulated-fault only applies with --emulated")
     clock = SystemClock()
@@ -368,12 +371,13 @@ def cmd_probe(
 __all__ = [
     "Burst",
     "Found",
+    "ProbeOptions",
     "SelfTestFailed",
     "accelerator_lines",
-    "cmd_probe",
     "emulated_bus",
     "list_buses",
     "measure",
+    "probe",
     "probe_bus",
     "scan",
     "self_test_lines",

@@ -19,10 +19,6 @@ from collections.abc import Callable
 _BASE_OFFSET = time.time() - time.monotonic()
 
 
-def base_offset() -> float:
-    return _BASE_OFFSET
-
-
 def sample_time(mono: float | None = None) -> float:
     """UNIX-like seconds on the stream timeline for a CLOCK_MONOTONIC reading (default now).
 

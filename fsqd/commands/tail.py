@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ from typing import Any, TextIO
 
 import aiomqtt
 
+from fsqd.config.mqtt import MqttSettings, parse_mqtt, tls_context
 from fsqd.errors import ConfigError, NoInputError
-from fsqd.sinks.mqttconfig import MqttSettings, parse_mqtt, tls_context
 from fsqd.tomlcheck import Table, load_toml
 
 KINDS = ("codes", "stats", "status", "info")
@@ -237,8 +238,9 @@ def tail_settings(path: Path) -> MqttSettings:
     )
 
 
-def run_tail(opts: TailOptions, out: TextIO) -> int:
+def run_tail(opts: TailOptions, out: TextIO | None = None) -> int:
+    """``fsqd tail``: until ``count`` codes, ``duration_s`` or Ctrl-C (130)."""
     try:
-        return asyncio.run(tail(opts, out))
+        return asyncio.run(tail(opts, sys.stdout if out is None else out))
     except KeyboardInterrupt:
         return 130

@@ -1,10 +1,12 @@
-"""The ``[hailo]`` table of the daemon's configuration."""
+"""``[hailo]``: how the Hailo-8 backend opens and uses the device (``fsqd.backends.hailo``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fsqd.tomlcheck import Table
+
+__all__ = ["HailoSettings", "parse_hailo"]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ The parity tool: feed the windows your training code fed the model and compare c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -12,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.backends.select import open_encoder
+from fsqd.console import note
 from fsqd.errors import DataError, NoInputError
 from fsqd.model.card import expected_input_shape
 from fsqd.model.package import ModelPackage, load_package
@@ -19,7 +21,23 @@ from fsqd.pipeline import CodePipeline
 from fsqd.recordings.arrays import NPY_MAGIC
 from fsqd.safefile import regular_file
 from fsqd.sinks.batchlines import BatchLineFormatter
-from fsqd.sinks.jsonl import write_lines
+from fsqd.sinks.jsonl import Output, write_lines
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    windows: Path  # a .npy of windows already cut and normalised, (N, *input shape)
+    model: Path | None = None  # model package (None: bundled)
+    out: Path | None = None  # JSON lines here (None: stdout)
+    batch: int = 1024  # windows per inference
+    backend: str = "auto"
+
+
+def encode(opts: EncodeOptions) -> int:
+    with Output(opts.out) as out:
+        n = encode_file(opts.model, opts.windows, out, batch=opts.batch, backend=opts.backend)
+    note(f"encoded {n} windows")
+    return 0
 
 
 def load_windows(path: Path) -> npt.NDArray[np.floating]:
@@ -78,3 +96,6 @@ def _encode(
         x = np.ascontiguousarray(arr[start : start + batch], dtype=np.float32)
         write_lines(out, fmt(start, pipeline.encode(x)))
     return len(arr)
+
+
+__all__ = ["EncodeOptions", "encode", "encode_file", "load_windows"]

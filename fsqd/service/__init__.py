@@ -1,1 +1,0 @@
-"""Wiring of the long-running daemon (systemd, logging)."""
