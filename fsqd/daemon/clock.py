@@ -28,12 +28,20 @@ def sample_time(mono: float | None = None) -> float:
 
 
 class WallClock:
-    """Maps stream times to wall (UNIX) time, following wall-clock steps."""
+    """Maps stream times to wall (UNIX) time, following wall-clock steps.
+
+    The offset is read between two CLOCK_MONOTONIC readings, the tightest pair of three
+    (a thread preempted between the two clocks would otherwise shift every later code by
+    the preemption), and it is followed only when it moved by ``follow_s`` or more: below
+    that is reading noise or NTP's slew (at most 0.5 ms/s), and following it would make
+    consecutive codes' times jitter off their grid by microseconds.
+    """
 
     def __init__(
         self,
         *,
         step_threshold_s: float = 0.25,
+        follow_s: float = 1e-3,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
         base: float | None = None,
@@ -41,23 +49,35 @@ class WallClock:
         self._wall, self._mono = wall, mono
         self.base = _BASE_OFFSET if base is None else base
         self.step_threshold_s = step_threshold_s
-        self.correction = 0.0  # wall time - stream time
+        self.follow_s = follow_s
+        self.correction = self._measure()  # wall time - stream time
         self.steps = 0
-        self.check()
-        self.steps = 0  # the start is not a step
 
     def now(self) -> float:
         """Now on the stream timeline."""
         return self._mono() + self.base
 
+    def _measure(self) -> float:
+        """Wall time minus stream time now, from the tightest of three bracketed readings."""
+        best_span, best = float("inf"), 0.0
+        for _ in range(3):
+            before = self._mono()
+            wall = self._wall()
+            after = self._mono()
+            if after - before < best_span:
+                best_span, best = after - before, wall - ((before + after) / 2 + self.base)
+        return best
+
     def check(self) -> float | None:
         """Measure the wall clock; returns the step in seconds when it stepped, else None.
 
-        Small drifts (NTP slewing) are followed silently; a step is counted.
+        Drifts (NTP slewing) are followed silently once they reach ``follow_s``; a step is
+        counted.
         """
-        correction = self._wall() - (self._mono() + self.base)
-        delta = correction - self.correction
-        self.correction = correction
+        delta = self._measure() - self.correction
+        if abs(delta) < self.follow_s:
+            return None
+        self.correction += delta
         if abs(delta) > self.step_threshold_s:
             self.steps += 1
             return delta
