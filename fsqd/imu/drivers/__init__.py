@@ -1,6 +1,7 @@
 """One module per chip: its registers, its ``DriverSpec`` (registered on import), its
 self-test. ``akm``, ``invensense`` and ``invensense_selftest`` are shared by the
-InvenSense parts (the AKM magnetometer die, the FIFO frames, the factory-trim test)."""
+InvenSense parts (the AKM magnetometer die, the FIFO frames, the factory-trim test);
+``st_fifo`` and ``st_selftest`` by the ST parts (the tagged FIFO words, ST's self-test)."""
 
 from fsqd.imu.drivers.icm20948 import Icm20948
 from fsqd.imu.drivers.lis3mdl import Lis3mdl
