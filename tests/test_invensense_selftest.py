@@ -12,7 +12,8 @@ from fsqd.clock import ManualClock
 from fsqd.imu.driver import ImuSettings
 from fsqd.imu.drivers.icm20948 import Icm20948
 from fsqd.imu.drivers.invensense_selftest import judge_accel_gyro, judge_mag, trim_lsb
-from fsqd.imu.drivers.mpu9250 import Mpu6500, Mpu9250
+from fsqd.imu.drivers.mpu6500 import Mpu6500
+from fsqd.imu.drivers.mpu9250 import Mpu9250
 from fsqd.imu.emulated import EmulatedBus, Signal
 from fsqd.imu.emulated.icm20948 import EmulatedIcm20948
 from fsqd.imu.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250

@@ -128,7 +128,7 @@ def test_fifo_overrun_is_reported_then_reset_clears_it() -> None:
     clock.advance(0.05)
     read = drv.read_fifo(drv.fifo_count())
     assert not read.overflow and len(read.samples) == 5
-    assert chip.overwritten > 0
+    assert chip.fifo.overwritten > 0
 
 
 def test_overrun_latch_survives_the_fifo_draining() -> None:

@@ -12,6 +12,7 @@ import pytest
 from fsqd.clock import ManualClock
 from fsqd.imu.driver import ImuSettings
 from fsqd.imu.drivers import lsm6dsox as reg
+from fsqd.imu.drivers import st_fifo
 from fsqd.imu.drivers.lsm6dsox import Ism330dhcx, Lsm6dsox
 from fsqd.imu.emulated import EmulatedBus, Signal
 from fsqd.imu.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
@@ -43,12 +44,12 @@ def test_the_chip_writes_bootstrap_words_when_the_sensors_start() -> None:
     words = chip.words()
     values = first_values(words)
     assert list(values[:4]) == [0x7FFD, 0x7FFE, 0x7FFF, 0x7FFD]  # 2 slots, gyro + accel
-    assert (values[4:] < reg.RESET_MARKER).all()
+    assert (values[4:] < st_fifo.RESET_MARKER).all()
     assert chip.bootstrap_words == 4
     # Emptying the FIFO while the sensors run does not make the chip boot again.
     drv.reset_fifo()
     clock.advance(0.05)
-    assert (first_values(chip.words()) < reg.RESET_MARKER).all()
+    assert (first_values(chip.words()) < st_fifo.RESET_MARKER).all()
 
 
 @pytest.mark.parametrize("slots", [1, 3])
@@ -103,7 +104,7 @@ def test_a_slot_half_written_while_booting_waits_for_its_partner() -> None:
     def word(tag: int, slot: int, v: int) -> bytes:
         return bytes([tag << 3 | slot << 1]) + np.array([v, v, v], "<i2").tobytes()
 
-    marker = reg.RESET_MARKER
+    marker = st_fifo.RESET_MARKER
     # A bootstrap slot, then a clean gyro word whose accel word is not written yet.
     left = drv._strip_bootstrap(word(1, 0, marker) + word(2, 0, marker) + word(1, 1, 5))
     assert len(left) == 7 and drv._booting and drv.bootstrap_words == 2
@@ -224,7 +225,7 @@ def test_init_after_another_program_ends_documented_and_clean(
     chip.left_by_another_program()
     clock.advance(1.0)
     tags = set(chip.words()[:, 0] >> 3)
-    assert chip.int1() and tags == {reg.TAG_GYRO, reg.TAG_ACCEL, reg.TAG_TEMPERATURE}
+    assert chip.int1() and tags == {st_fifo.TAG_GYRO, st_fifo.TAG_ACCEL, st_fifo.TAG_TEMPERATURE}
     chip.truth_t.clear()
     chip.truth_x.clear()
     drv = (Ism330dhcx if chip_cls is Ism330dhcxChip else Lsm6dsox)(bus, 0x6A)
@@ -288,7 +289,7 @@ def test_temperature_words_are_batched_at_odr_t_batch() -> None:
     bus.write_byte_data(0x6A, reg.CTRL2_G, 0x40)
     clock.advance(1.0)
     words = chip.words()
-    temp = words[words[:, 0] >> 3 == reg.TAG_TEMPERATURE]
+    temp = words[words[:, 0] >> 3 == st_fifo.TAG_TEMPERATURE]
     assert len(temp) == pytest.approx(52, abs=2)
     celsius = first_values(temp) / 256 + 25
     assert np.abs(celsius - chip.die_temperature_c()).max() < 0.01

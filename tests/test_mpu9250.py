@@ -16,7 +16,8 @@ from fsqd.imu.acquire.acquisition import open_acquisition
 from fsqd.imu.acquire.config import parse_sensors
 from fsqd.imu.bus import RetryingBus
 from fsqd.imu.driver import ChipIdError, ImuSettings, get_spec, identify
-from fsqd.imu.drivers.mpu9250 import Mpu6500, Mpu9250
+from fsqd.imu.drivers.mpu6500 import Mpu6500
+from fsqd.imu.drivers.mpu9250 import Mpu9250
 from fsqd.imu.emulated import EmulatedBus
 from fsqd.imu.emulated.invensense import BypassPort
 from fsqd.imu.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250, EmulatedMpu9255

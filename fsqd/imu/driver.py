@@ -40,6 +40,7 @@ BUILTIN_MODULES = (
     "fsqd.imu.drivers.lsm6dsox",
     "fsqd.imu.drivers.lis3mdl",
     "fsqd.imu.drivers.icm20948",
+    "fsqd.imu.drivers.mpu6500",
     "fsqd.imu.drivers.mpu9250",
 )
 

@@ -51,7 +51,7 @@ import numpy.typing as npt
 
 from fsqd.imu.bus import I2CBus
 from fsqd.imu.driver import ChipIdError, DriverSpec, FifoRead, ImuSettings, register
-from fsqd.imu.drivers.akm import AK09916, AKM_ADDRESS, ST1_DRDY, ST2_HOFL, UT_PER_LSB
+from fsqd.imu.drivers.akm import AK09916, AKM_ADDRESS, UT_PER_LSB
 from fsqd.imu.drivers.invensense import (
     FifoDrain,
     FrameDecoder,
@@ -63,12 +63,12 @@ from fsqd.imu.drivers.invensense import (
 )
 from fsqd.imu.drivers.invensense_selftest import (
     ST_SETTLE_S,
+    ak09916_self_test,
     average,
     judge_accel_gyro,
-    judge_mag,
     trims_note,
 )
-from fsqd.imu.selftest import AxisResult, SelfTestReport
+from fsqd.imu.selftest import SelfTestReport
 
 ADDRESSES = (0x69, 0x68)  # AD0 high is the default on the Adafruit and SparkFun boards
 
@@ -141,7 +141,6 @@ RESET_S = 0.1
 AK_RESET_S = 0.01  # after the AK09916's soft reset
 AK_PERIOD_S = 0.01  # continuous 100 Hz mode: the first measurement is ready after this
 MAG_STARTS = 10  # aux master resets before an absent AK09916 is believed (SparkFun: 10)
-AK_MEASURE_S = 0.009  # the longest single (or self-test) measurement
 GYRO_ST_EN = 0x38  # GYRO_CONFIG_2: X/Y/ZGYRO_CTEN
 ACCEL_ST_EN = 0x1C  # ACCEL_CONFIG_2: AX/AY/AZ_ST_EN_REG
 ST_DLPF = 2  # GYRO/ACCEL DLPFCFG during the self-test: 119.5 / 111.4 Hz
@@ -365,7 +364,8 @@ class Icm20948:
         accel = bytes(self._r(1, SELF_TEST_X_ACCEL + i) for i in range(3))
         axes = judge_accel_gyro(normal, stimulated, gyro, accel)
         notes = [f"ICM-20948 at 0x{self.address:02x}", trims_note(gyro, accel)]
-        axes += self._mag_self_test(notes)
+        self._start_mag()
+        axes += ak09916_self_test(self._aux, self.sleep, notes)
         self._w(0, PWR_MGMT_1, DEVICE_RESET)
         self._bank = 0
         self.sleep(RESET_S)
@@ -376,29 +376,6 @@ class Icm20948:
         self._select(0)
         raw = bytes(self.bus.read_i2c_block_data(self.address, ACCEL_XOUT_H, 12))
         return np.frombuffer(raw, ">i2").astype(np.float64)
-
-    def _mag_self_test(self, notes: list[str]) -> list[AxisResult]:
-        """The AK09916's procedure: power-down, self-test mode, wait for DRDY, read the
-        data and ST2 (the die powers itself down after the measurement)."""
-        self._start_mag()
-        self._aux(AK09916.CNTL2, AK09916.MODE_POWER_DOWN)
-        self._aux(AK09916.CNTL2, AK09916.MODE_SELF_TEST)
-        ready = False
-        for _ in range(8):  # up to 4 x tSM (9 ms)
-            self.sleep(AK_MEASURE_S / 2)
-            if self._aux(AK09916.ST1, None) & ST1_DRDY:
-                ready = True
-                break
-        data = bytes(self._aux(AK09916.HXL + i, None) for i in range(6))
-        st2 = self._aux(AK09916.ST2, None)
-        raw = np.frombuffer(data, "<i2").astype(np.float64)
-        if not ready:
-            notes.append("AK09916: no self-test measurement became ready")
-            raw[:] = np.nan
-        if st2 & ST2_HOFL:
-            notes.append("AK09916: magnetic overflow (ST2.HOFL) in the self-test measurement")
-        notes.append("mag in AK09916 LSB (0.15 uT)")
-        return judge_mag("ak09916", raw)
 
 
 def _icm20948(bus: I2CBus, address: int, settings: ImuSettings) -> Icm20948:

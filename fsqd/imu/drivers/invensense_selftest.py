@@ -16,7 +16,9 @@ must be still while it runs: motion between the two 200-sample averages reads as
 
 Magnetometers (AK8963, AK09916 datasheets): a self-test measurement of an internal
 source, in 16-bit LSB, after the AK8963's sensitivity adjustment (ASA); AK8963: X, Y
--200..200, Z -3200..-800; AK09916: X, Y -200..200, Z -1000..-200.
+-200..200, Z -3200..-800; AK09916: X, Y -200..200, Z -1000..-200. Both drivers reach
+the die through their aux I2C master's one-shot transfers, so the procedures here take
+that transfer as a function.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from fsqd.imu.drivers.akm import AK09916, AK8963, ST1_DRDY, ST2_BITM, ST2_HOFL
 from fsqd.imu.selftest import AxisResult
 
 F64 = npt.NDArray[np.float64]
+# One transfer to the magnetometer: (register, byte to write or None to read) -> byte read
+Aux = Callable[[int, int | None], int]
 
 ST_SAMPLES = 200
 ST_SETTLE_S = 0.02  # after the stimulus is switched, before averaging (InvenSense: 20 ms)
@@ -45,6 +50,7 @@ MAG_LIMITS = {  # 16-bit LSB, sensitivity-adjusted: (low, high) per axis
     "ak8963": ((-200.0, 200.0), (-200.0, 200.0), (-3200.0, -800.0)),
     "ak09916": ((-200.0, 200.0), (-200.0, 200.0), (-1000.0, -200.0)),
 }
+AK_MEASURE_S = 0.009  # the longest single (or self-test) measurement
 
 
 def trim_lsb(code: int) -> float:
@@ -102,6 +108,57 @@ def judge_mag(model: str, adjusted_lsb: F64) -> list[AxisResult]:
     ]
 
 
+def _await_drdy(aux: Aux, st1: int, sleep: Callable[[float], None]) -> bool:
+    for _ in range(8):  # up to 4 x tSM (9 ms)
+        sleep(AK_MEASURE_S / 2)
+        if aux(st1, None) & ST1_DRDY:
+            return True
+    return False
+
+
+def ak8963_self_test(
+    aux: Aux, sleep: Callable[[float], None], asa: bytes, notes: list[str]
+) -> list[AxisResult]:
+    """The AK8963 datasheet's procedure, from power-down: ASTC.SELF, self-test mode, wait
+    for DRDY, read the data and ST2, ASTC off, power-down. ``asa``: its fuse-ROM ASA."""
+    aux(AK8963.ASTC, AK8963.ASTC_SELF)
+    aux(AK8963.CNTL1, AK8963.BIT_16 | AK8963.MODE_SELF_TEST)
+    ready = _await_drdy(aux, AK8963.ST1, sleep)
+    data = bytes(aux(AK8963.HXL + i, None) for i in range(6))
+    st2 = aux(AK8963.ST2, None)
+    aux(AK8963.ASTC, 0x00)
+    aux(AK8963.CNTL1, AK8963.MODE_POWER_DOWN)
+    raw = np.frombuffer(data, "<i2").astype(np.float64) * (1.0 if st2 & ST2_BITM else 4.0)
+    adjusted = raw * (np.frombuffer(asa, np.uint8) + 128.0) / 256.0
+    if not ready:
+        notes.append("AK8963: no self-test measurement became ready")
+        adjusted[:] = np.nan
+    if st2 & ST2_HOFL:
+        notes.append("AK8963: magnetic overflow (ST2.HOFL) in the self-test measurement")
+    notes.append(f"AK8963 ASA {asa.hex(' ')}; mag in 16-bit LSB after the ASA adjustment")
+    return judge_mag("ak8963", adjusted)
+
+
+def ak09916_self_test(
+    aux: Aux, sleep: Callable[[float], None], notes: list[str]
+) -> list[AxisResult]:
+    """The AK09916's procedure: power-down, self-test mode, wait for DRDY, read the data
+    and ST2 (the die powers itself down after the measurement)."""
+    aux(AK09916.CNTL2, AK09916.MODE_POWER_DOWN)
+    aux(AK09916.CNTL2, AK09916.MODE_SELF_TEST)
+    ready = _await_drdy(aux, AK09916.ST1, sleep)
+    data = bytes(aux(AK09916.HXL + i, None) for i in range(6))
+    st2 = aux(AK09916.ST2, None)
+    raw = np.frombuffer(data, "<i2").astype(np.float64)
+    if not ready:
+        notes.append("AK09916: no self-test measurement became ready")
+        raw[:] = np.nan
+    if st2 & ST2_HOFL:
+        notes.append("AK09916: magnetic overflow (ST2.HOFL) in the self-test measurement")
+    notes.append("mag in AK09916 LSB (0.15 uT)")
+    return judge_mag("ak09916", raw)
+
+
 def trims_note(gyro_codes: bytes, accel_codes: bytes) -> str:
     codes = " ".join(f"{c:#04x}" for c in (*gyro_codes, *accel_codes))
     missing = "" if all((*gyro_codes, *accel_codes)) else " (0: no trim, absolute limits used)"
@@ -112,6 +169,9 @@ __all__ = [
     "MAG_LIMITS",
     "ST_SAMPLES",
     "ST_SETTLE_S",
+    "Aux",
+    "ak09916_self_test",
+    "ak8963_self_test",
     "average",
     "judge_accel_gyro",
     "judge_mag",

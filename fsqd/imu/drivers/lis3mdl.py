@@ -10,16 +10,16 @@ performance 155 Hz, high 300 Hz, medium 560 Hz, low power 1000 Hz.
 It runs in ultra-high-performance mode at 155 Hz (lowest noise); the acquisition
 interpolates between consecutive readings at each IMU sample's time.
 
-Self-test (AN4602, ST's lis3mdl_self_test.c): soft reset, +-12 gauss, 80 Hz low-power
-mode, continuous; the mean of 5 samples (after one dropped) without and with CTRL_REG1's
-ST bit (60 ms to settle); the difference must be 1-3 gauss on X and Y, 0.1-1 gauss on Z.
+Self-test (AN4602, ST's lis3mdl_self_test.c; the procedure in ``st_selftest``): soft
+reset, +-12 gauss, 80 Hz low-power mode, continuous; the mean of 5 samples (after one
+dropped) without and with CTRL_REG1's ST bit (60 ms to settle); the difference must be
+1-3 gauss on X and Y, 0.1-1 gauss on Z.
 Reported in gauss, the datasheet's unit for these limits (1 gauss = 100 uT).
 """
 
 from __future__ import annotations
 
 import contextlib
-import struct
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,8 @@ import numpy.typing as npt
 from fsqd.imu.bus import I2CBus
 from fsqd.imu.driver import ChipIdError, DriverSpec, ImuSettings, at_least, register
 from fsqd.imu.drivers.invensense import sleeper
-from fsqd.imu.selftest import SelfTestReport, axis_results, mean_of_new_samples
+from fsqd.imu.drivers.st_selftest import stimulus_response
+from fsqd.imu.selftest import SelfTestReport, axis_results
 
 WHO_AM_I = 0x0F
 CTRL_REG1, CTRL_REG2, CTRL_REG3, CTRL_REG4, CTRL_REG5 = 0x20, 0x21, 0x22, 0x23, 0x24
@@ -112,24 +113,19 @@ class Lis3mdl:
         self.sleep(ST_WAIT_S[0])
         w(self.address, CTRL_REG3, MD_CONTINUOUS)
         self.sleep(ST_WAIT_S[1])
-
-        def ready() -> bool:
-            return bool(self.bus.read_byte_data(self.address, STATUS_REG) & ZYXDA)
-
-        def read() -> tuple[int, ...]:
-            return struct.unpack(
-                "<hhh", bytes(self.bus.read_i2c_block_data(self.address, OUT_X_L, 6))
-            )
-
-        period = 1 / DO_HZ[(ST_CTRL_REG1 >> 2) & 0x07]
-        off = mean_of_new_samples(ready, read, self.sleep, period)
-        w(self.address, CTRL_REG1, ST_CTRL_REG1 | ST)
-        self.sleep(ST_WAIT_S[2])
-        on = mean_of_new_samples(ready, read, self.sleep, period)
-        w(self.address, CTRL_REG1, ST_CTRL_REG1)
+        response = stimulus_response(
+            self.bus,
+            self.address,
+            self.sleep,
+            status=(STATUS_REG, ZYXDA),
+            out=OUT_X_L,
+            period_s=1 / DO_HZ[(ST_CTRL_REG1 >> 2) & 0x07],
+            stimulus=lambda on: w(self.address, CTRL_REG1, ST_CTRL_REG1 | (ST if on else 0)),
+            settle_s=ST_WAIT_S[2],
+        )
         w(self.address, CTRL_REG3, MD_POWER_DOWN)
         self._soft_reset()
-        gauss = [abs(a - b) / LSB_PER_GAUSS[ST_FS_CODE] for a, b in zip(on, off, strict=True)]
+        gauss = [lsb / LSB_PER_GAUSS[ST_FS_CODE] for lsb in response]
         return SelfTestReport(
             self.name,
             self.address,

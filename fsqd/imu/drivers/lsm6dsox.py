@@ -8,8 +8,7 @@ BDR_GY[7:4] BDR_XL[3:0]; FIFO_CTRL4 0x0A = FIFO_MODE[2:0] (6 = continuous);
 FIFO_STATUS1/2 0x3A/0x3B = DIFF_FIFO[9:0] (words waiting) + OVR flags;
 INTERNAL_FREQ_FINE 0x63 (signed, 0.15 % per LSB: the oscillator's factory deviation);
 FIFO_DATA_OUT_TAG 0x78 + 6 data bytes, read as 7-byte words (the address rolls over
-from 0x7E to 0x78, so one burst drains many words). A tag byte is TAG_SENSOR[7:3]
-(1 = gyro, 2 = accel) TAG_CNT[2:1] (the time slot, mod 4) parity[0].
+from 0x7E to 0x78, so one burst drains many words), decoded by ``st_fifo``.
 
 Accelerometer full-scale codes are not monotonic: 0 = 2 g, 1 = 16 g, 2 = 4 g, 3 = 8 g.
 
@@ -42,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import struct
 from typing import ClassVar
 
 import numpy as np
@@ -59,7 +57,16 @@ from fsqd.imu.driver import (
     register,
 )
 from fsqd.imu.drivers.invensense import sleeper
-from fsqd.imu.selftest import AxisResult, SelfTestReport, axis_results, mean_of_new_samples
+from fsqd.imu.drivers.st_fifo import TAG_ACCEL, TAG_GYRO, WORD, has_reset_marker, pair_words
+from fsqd.imu.drivers.st_selftest import (
+    ST_G_CTRL2,
+    ST_G_DPS_PER_LSB,
+    ST_SETTLE_S,
+    ST_XL_CTRL1,
+    ST_XL_MG_PER_LSB,
+    stimulus_response,
+)
+from fsqd.imu.selftest import AxisResult, SelfTestReport, axis_results
 from fsqd.units import G
 
 WHO_AM_I = 0x0F
@@ -72,7 +79,6 @@ OUT_TEMP_L, OUTX_L_G, OUTX_L_A = 0x20, 0x22, 0x28
 FIFO_STATUS1, FIFO_STATUS2 = 0x3A, 0x3B
 INTERNAL_FREQ_FINE = 0x63
 FIFO_DATA_OUT_TAG = 0x78
-WORD = 7
 
 SW_RESET, IF_INC, BDU, BOOT = 0x01, 0x04, 0x40, 0x80  # CTRL3_C
 LPF2_XL_EN = 0x02
@@ -83,8 +89,6 @@ ST_XL_POSITIVE, ST_G_POSITIVE = 0x01, 0x04  # CTRL5_C ST_XL[1:0], ST_G[3:2]
 XLDA, GDA, TDA = 0x01, 0x02, 0x04  # STATUS_REG
 FIFO_MODE_BYPASS, FIFO_MODE_CONTINUOUS = 0, 6
 FIFO_OVR_IA, FIFO_FULL_IA, FIFO_OVR_LATCHED = 0x40, 0x20, 0x08
-TAG_GYRO, TAG_ACCEL, TAG_TEMPERATURE = 0x01, 0x02, 0x03
-RESET_MARKER = 0x7FFD  # a first value >= this: a word written while the chip boots
 FIFO_WORDS = 512  # st_lsm6dsx: max_fifo_size
 BASE_HZ = 6667.0
 TEMP_LSB_PER_C, TEMP_ZERO_C = 256.0, 25.0  # OUT_TEMP: 0 at 25 C
@@ -93,13 +97,6 @@ TEMP_LSB_PER_C, TEMP_ZERO_C = 256.0, 25.0  # OUT_TEMP: 0 at 25 C
 # polled (Linux sleeps 50 ms after each instead).
 RESET_TIMEOUT_S = BOOT_TIMEOUT_S = 0.05
 POLL_S = 0.001
-
-# Self-test (AN5272, ST's lsm6dsox_self_test.c): accelerometer at 52 Hz, +-4 g; gyro at
-# 208 Hz, +-2000 dps; positive stimulus; 100 ms to settle after every change.
-ST_XL_CTRL1 = 0x38  # 52 Hz, 4 g
-ST_G_CTRL2 = 0x5C  # 208 Hz, 2000 dps
-ST_SETTLE_S = 0.1
-ST_XL_MG_PER_LSB, ST_G_DPS_PER_LSB = 0.122, 0.070
 
 # ODR label (Hz) -> code; the same codes set the FIFO batch rates (BDR).
 ODR_CODES: dict[float, int] = {
@@ -128,14 +125,6 @@ GYRO_MDPS_PER_LSB = {
 def internal_rate_hz(odr_code: int) -> float:
     """The chip's nominal rate for an ODR code 1..10: 6667 Hz / 2^(10 - code) (4: 104.2 Hz)."""
     return BASE_HZ / float(2 ** (10 - odr_code))
-
-
-def _has_reset_marker(words: bytes) -> bool:
-    """A word of ``words`` (7-byte FIFO words) whose first value is a bootstrap marker."""
-    return any(
-        struct.unpack_from("<h", words, i + 1)[0] >= RESET_MARKER
-        for i in range(0, len(words), WORD)
-    )
 
 
 class Lsm6dsox:
@@ -255,7 +244,7 @@ class Lsm6dsox:
             complete = {TAG_GYRO, TAG_ACCEL} <= tags
             if end == n and not complete:
                 break
-            if complete and not _has_reset_marker(group):
+            if complete and not has_reset_marker(group):
                 self._booting = False
                 break
             self.bootstrap_words += end - start
@@ -282,52 +271,12 @@ class Lsm6dsox:
         return FifoRead(samples)
 
     def _pair(self, raw: bytes) -> tuple[npt.NDArray[np.float32], bytes]:
-        """Tagged words -> (n, 9) rows; one gyro + one accel word per time slot."""
-        n = len(raw) // WORD
-        if n == 0:
-            return np.zeros((0, 9), np.float32), raw
-        words = np.frombuffer(raw[: n * WORD], np.uint8).reshape(n, WORD)
-        tag = words[:, 0] >> 3
-        slot = (words[:, 0] >> 1) & 0x03
-        values = words[:, 1:].copy().view("<i2").astype(np.float64)  # (n, 3)
-        if (
-            n % 2 == 0
-            and (tag[0::2] == TAG_GYRO).all()
-            and (tag[1::2] == TAG_ACCEL).all()
-            and (slot[0::2] == slot[1::2]).all()
-        ):  # the usual case: gyro, accel, gyro, accel .. in whole slots
-            out = np.empty((n // 2, 9), np.float32)
-            out[:, 0:3] = values[1::2] * self.accel_lsb
-            out[:, 3:6] = values[0::2] * self.gyro_lsb
-            out[:, 6:9] = np.nan
-            return out, b""
-        rows: list[npt.NDArray[np.float64]] = []
-        gyro: npt.NDArray[np.float64] | None = None
-        accel: npt.NDArray[np.float64] | None = None
-        current = -1
-        start = 0  # first word of the current slot
-        for i in range(n):
-            if tag[i] not in (TAG_GYRO, TAG_ACCEL):
-                continue
-            if slot[i] != current:
-                if gyro is not None or accel is not None:
-                    self.dropped_words += 1  # a slot that lost its partner
-                gyro = accel = None
-                current = int(slot[i])
-                start = i
-            if tag[i] == TAG_GYRO:
-                gyro = values[i] * self.gyro_lsb
-            else:
-                accel = values[i] * self.accel_lsb
-            if gyro is not None and accel is not None:
-                rows.append(np.concatenate([accel, gyro, np.full(3, np.nan)]))
-                gyro = accel = None
-                current = -1
-        carry = raw[start * WORD : n * WORD] if (gyro is not None or accel is not None) else b""
-        out = np.array(rows, np.float32).reshape(-1, 9)
-        return out, carry
+        """Tagged words -> (n, 9) rows and the words of a half slot left over."""
+        samples, carry, dropped = pair_words(raw, self.accel_lsb, self.gyro_lsb)
+        self.dropped_words += dropped
+        return samples, carry
 
-    # -- self-test --
+    # -- self-test (fsqd.imu.drivers.st_selftest) --
 
     def self_test(self) -> SelfTestReport:
         """AN5272: the output change with the positive self-test stimulus, per axis,
@@ -359,23 +308,20 @@ class Lsm6dsox:
         self, ctrl: int, value: int, st_bits: int, ready_bit: int, out: int, rate_hz: float
     ) -> list[float]:
         """|mean with the stimulus - mean without| in codes, per axis; sensor off after."""
-
-        def ready() -> bool:
-            return bool(self._byte(STATUS_REG) & ready_bit)
-
-        def read() -> tuple[int, ...]:
-            raw = bytes(self.bus.read_i2c_block_data(self.address, out, 6))
-            return struct.unpack("<hhh", raw)
-
         self._write(ctrl, value)
         self.sleep(ST_SETTLE_S)
-        off = mean_of_new_samples(ready, read, self.sleep, 1 / rate_hz)
-        self._write(CTRL5_C, st_bits)
-        self.sleep(ST_SETTLE_S)
-        on = mean_of_new_samples(ready, read, self.sleep, 1 / rate_hz)
-        self._write(CTRL5_C, 0)
+        response = stimulus_response(
+            self.bus,
+            self.address,
+            self.sleep,
+            status=(STATUS_REG, ready_bit),
+            out=out,
+            period_s=1 / rate_hz,
+            stimulus=lambda on: self._write(CTRL5_C, st_bits if on else 0),
+            settle_s=ST_SETTLE_S,
+        )
         self._write(ctrl, 0)
-        return [abs(a - b) for a, b in zip(on, off, strict=True)]
+        return response
 
     def reset_fifo(self) -> None:
         self._write(FIFO_CTRL4, FIFO_MODE_BYPASS)

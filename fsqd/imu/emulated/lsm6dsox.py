@@ -22,7 +22,8 @@ What is emulated (LSM6DSOX datasheet DS12814, AN5272; Linux st_lsm6dsx):
 - FIFO: batching enables in FIFO_CTRL3, bypass (0) and continuous (6) modes,
   FIFO_STATUS1/2 (DIFF_FIFO, FIFO_OVR_IA, FIFO_OVR_LATCHED cleared by reading
   FIFO_STATUS2), watermark FIFO_CTRL1/2, 7-byte words at 0x78..0x7E with address
-  roll-over, TAG_CNT, temperature words (tag 3) at ODR_T_BATCH (FIFO_CTRL4 [5:4]).
+  roll-over, TAG_CNT (the words themselves in ``tagged_fifo``), temperature words (tag
+  3) at ODR_T_BATCH (FIFO_CTRL4 [5:4]).
 - Bootstrap words: the first ``bootstrap_slots`` samples after a sensor is switched on
   are written to the FIFO as 0x7FFD..0x7FFF on every axis (Linux drops such words). The
   truth (``keep_truth``) leaves those slots out: it is what a driver should deliver.
@@ -43,13 +44,14 @@ from __future__ import annotations
 import errno
 import math
 import os
-from collections import deque
 from typing import Any
 
 import numpy as np
 
 from fsqd.imu.drivers import lsm6dsox as reg
+from fsqd.imu.drivers import st_fifo
 from fsqd.imu.emulated.chip import F64, EmulatedChip, SelfTestStimulus, to_codes
+from fsqd.imu.emulated.tagged_fifo import TaggedFifo
 from fsqd.units import G
 
 CONTINUOUS_MODES = {reg.FIFO_MODE_CONTINUOUS}
@@ -102,11 +104,8 @@ class Lsm6dsoxChip(EmulatedChip):
         self._defaults()
 
     def _clear_state(self) -> None:
-        self.fifo: deque[bytes] = deque()
-        self._out = bytes(reg.WORD)
+        self.fifo = TaggedFifo(self.fifo_words)
         self._slot = 0
-        self._ovr = False
-        self._ovr_latched = False
         self._busy_until = -math.inf  # SW_RESET or BOOT in progress
         self._booting_until = -math.inf
         self._boot_left = [0, 0]  # bootstrap samples still to write: accel, gyro
@@ -114,7 +113,6 @@ class Lsm6dsoxChip(EmulatedChip):
         self._since_temp = 0
         self._st_xl = SelfTestStimulus(0.015)
         self._st_g = SelfTestStimulus(0.020)
-        self.overwritten = 0  # words the FIFO overwrote (truth for tests)
 
     def _defaults(self) -> None:
         for r in range(0x01, 0x60):  # the control registers (not the read-only ones)
@@ -168,8 +166,8 @@ class Lsm6dsoxChip(EmulatedChip):
             or (routes & INT1_DRDY_G and status & reg.GDA)
             or (routes & INT1_BOOT and self.clock.now() < self._booting_until)
             or (routes & INT1_FIFO_TH and wtm and level >= wtm)
-            or (routes & INT1_FIFO_OVR and self._ovr)
-            or (routes & INT1_FIFO_FULL and level >= self.fifo_words)
+            or (routes & INT1_FIFO_OVR and self.fifo.overrun)
+            or (routes & INT1_FIFO_FULL and self.fifo.full())
         )
 
     def left_by_another_program(self) -> None:
@@ -225,7 +223,6 @@ class Lsm6dsoxChip(EmulatedChip):
         elif r == reg.FIFO_CTRL4:
             if value & 0x07 == reg.FIFO_MODE_BYPASS:
                 self.fifo.clear()
-                self._ovr = self._ovr_latched = False
             self._restart_temperature_batch()
 
     def accel_hz(self) -> float:
@@ -326,28 +323,21 @@ class Lsm6dsoxChip(EmulatedChip):
         for i in range(n):
             cnt = self._slot << 1
             if batch_g:
-                self._push(reg.TAG_GYRO, cnt, self._marker() if i < marked[1] else gyro[i])
+                self.fifo.push(st_fifo.TAG_GYRO, cnt, self._marker() if i < marked[1] else gyro[i])
             if batch_xl:
-                self._push(reg.TAG_ACCEL, cnt, self._marker() if i < marked[0] else acc[i])
+                self.fifo.push(st_fifo.TAG_ACCEL, cnt, self._marker() if i < marked[0] else acc[i])
             if self._temp_every:
                 self._since_temp += 1
                 if self._since_temp >= self._temp_every:
                     self._since_temp = 0
-                    self._push(reg.TAG_TEMPERATURE, cnt, np.array([temp, 0, 0], np.int16))
+                    self.fifo.push(st_fifo.TAG_TEMPERATURE, cnt, np.array([temp, 0, 0], np.int16))
             self._slot = (self._slot + 1) & 0x03
 
     def _marker(self) -> np.ndarray:
         """0x7FFD, 0x7FFE, 0x7FFF in turn: every value Linux's check covers."""
-        value = reg.RESET_MARKER + self.bootstrap_words % 3
+        value = st_fifo.RESET_MARKER + self.bootstrap_words % 3
         self.bootstrap_words += 1
         return np.full(3, value, np.int16)
-
-    def _push(self, tag: int, cnt: int, values: np.ndarray) -> None:
-        if len(self.fifo) >= self.fifo_words:
-            self.fifo.popleft()  # continuous mode: the oldest word is overwritten
-            self.overwritten += 1
-            self._ovr = self._ovr_latched = True
-        self.fifo.append(bytes([tag << 3 | cnt]) + values.astype("<i2").tobytes())
 
     # -- reads --
 
@@ -360,20 +350,11 @@ class Lsm6dsoxChip(EmulatedChip):
                 value | (reg.BOOT if booting else 0) | (reg.SW_RESET if busy and not booting else 0)
             )
         if r == reg.FIFO_STATUS1:
-            return len(self.fifo) & 0xFF
+            return self.fifo.status1()
         if r == reg.FIFO_STATUS2:
-            value = (len(self.fifo) >> 8) & 0x03
-            value |= reg.FIFO_OVR_IA if self._ovr else 0
-            value |= reg.FIFO_FULL_IA if len(self.fifo) >= self.fifo_words else 0
-            value |= reg.FIFO_OVR_LATCHED if self._ovr_latched else 0
-            self._ovr_latched = False
-            return value
-        if r == reg.FIFO_DATA_OUT_TAG:
-            self._out = self.fifo.popleft() if self.fifo else bytes(reg.WORD)
-            self._ovr = False  # no longer completely full
-            return self._out[0]
-        if reg.FIFO_DATA_OUT_TAG < r < reg.FIFO_DATA_OUT_TAG + reg.WORD:
-            return self._out[r - reg.FIFO_DATA_OUT_TAG]
+            return self.fifo.status2()
+        if reg.FIFO_DATA_OUT_TAG <= r < reg.FIFO_DATA_OUT_TAG + st_fifo.WORD:
+            return self.fifo.read(r - reg.FIFO_DATA_OUT_TAG)
         # Reading an output register takes its data-ready flag down.
         if reg.OUT_TEMP_L <= r < reg.OUTX_L_G:
             self.registers[reg.STATUS_REG] &= ~reg.TDA
@@ -384,14 +365,14 @@ class Lsm6dsoxChip(EmulatedChip):
         return self.registers[r]
 
     def next_register(self, r: int) -> int:
-        if r == reg.FIFO_DATA_OUT_TAG + reg.WORD - 1:
+        if r == reg.FIFO_DATA_OUT_TAG + st_fifo.WORD - 1:
             return reg.FIFO_DATA_OUT_TAG  # roll-over: the next word follows
         return (r + 1) & 0xFF
 
     def words(self) -> np.ndarray:
         """The words in the FIFO now (7 bytes each), oldest first."""
         self.advance()
-        return np.frombuffer(b"".join(self.fifo), np.uint8).reshape(-1, reg.WORD)
+        return np.frombuffer(b"".join(self.fifo.words), np.uint8).reshape(-1, st_fifo.WORD)
 
 
 class Ism330dhcxChip(Lsm6dsoxChip):
