@@ -31,19 +31,15 @@ TEMP_OUT (0x39) reads ``temperature_c``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Unpack
 
 import numpy as np
 
-from fsqd.clock import Clock
-from fsqd.imu.emulated.akm import AK_SINGLE_S
-from fsqd.imu.emulated.chip import F64, Signal
+from fsqd.imu.emulated.chip import F64
 from fsqd.imu.emulated.invensense import (
-    TRIM_CODES,
-    AuxMaster,
-    ByteFifo,
+    ChipOptions,
     EmulatedAk,
     InvenSenseChip,
-    SelfTestResponse,
     accel_codes,
     be_bytes,
     frames_from,
@@ -99,49 +95,26 @@ class EmulatedIcm20948(InvenSenseChip):
         self,
         address: int,
         *,
-        clock: Clock | None = None,
-        signal: Signal | None = None,
-        oscillator_error: float = 0.0,
-        who_am_i: int | None = None,
-        keep_truth: bool = False,
-        mag_oscillator_error: float = 0.0,
         stuck_aux_after_reset: bool = False,
         fifo_bytes: int = 512,
-        mag_measure_s: float = AK_SINGLE_S,
-        self_test_trim: tuple[int, ...] = TRIM_CODES,
-        self_test_fault: str | Mapping[str, float] | None = None,
-        temperature_c: float = 25.0,
+        **options: Unpack[ChipOptions],
     ) -> None:
         # A fault seen on real boards (SparkFun's library works around it): after a
         # device reset the aux master reaches nothing until it is reset itself.
         self.stuck_aux_after_reset = stuck_aux_after_reset
         self.banks = [bytearray(128) for _ in range(4)]
         self.bank = 0
-        self.fifo = ByteFifo(fifo_bytes)
-        self.self_test = SelfTestResponse(self_test_trim, self_test_fault)
-        self.temperature_c = temperature_c
-        self.ak = EmulatedAk(
-            "ak09916",
-            oscillator_error=mag_oscillator_error,
-            measure_s=mag_measure_s,
-            self_test_fault=self_test_fault,
-        )
-        self.master = AuxMaster(self.ak)
         self._mst_period = 0.0  # own-clock master cycle period (0: on gyro samples, or off)
         self._mst_next = 0.0  # UNIX time of its next cycle
         self.bank_writes = 0
         self.banked_writes: list[tuple[int, int, int]] = []  # (bank, register, value)
-        self.overflows = 0
-        self.frames = 0
-        self._nominal = 0.0
-        self._field = np.zeros(3)  # the newest sample's field, for a bypass measurement
-        super().__init__(
-            address,
-            clock=clock,
-            signal=signal if signal is not None else Signal(),
-            oscillator_error=oscillator_error,
-            who_am_i=who_am_i,
-            keep_truth=keep_truth,
+        super().__init__(address, fifo_bytes=fifo_bytes, **options)
+
+    def make_ak(
+        self, oscillator_error: float, measure_s: float, fault: str | Mapping[str, float] | None
+    ) -> EmulatedAk:
+        return EmulatedAk(
+            "ak09916", oscillator_error=oscillator_error, measure_s=measure_s, self_test_fault=fault
         )
 
     # -- state --
@@ -169,10 +142,6 @@ class EmulatedIcm20948(InvenSenseChip):
         self._nominal = 0.0
         self._mst_period = 0.0
         self._retime()
-
-    def power_cycle(self) -> None:
-        self.ak.reset()
-        super().power_cycle()
 
     def nominal_rate(self) -> float:
         b2 = self.banks[2]

@@ -38,14 +38,14 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
 from fsqd.clock import Clock
-from fsqd.imu.emulated.akm import AK_ADDRESS, EmulatedAk
-from fsqd.imu.emulated.chip import EmulatedChip, self_test_gains
+from fsqd.imu.emulated.akm import AK_ADDRESS, AK_SINGLE_S, EmulatedAk
+from fsqd.imu.emulated.chip import EmulatedChip, Signal, self_test_gains
 from fsqd.units import G
 
 F64 = npt.NDArray[np.float64]
@@ -221,12 +221,73 @@ class ByteFifo:
         return len(self.data)
 
 
+class ChipOptions(TypedDict, total=False):
+    """The options every emulated InvenSense chip takes (``InvenSenseChip``'s defaults)."""
+
+    clock: Clock | None
+    signal: Signal | None
+    oscillator_error: float
+    who_am_i: int | None
+    keep_truth: bool
+    mag_oscillator_error: float
+    mag_measure_s: float
+    self_test_trim: tuple[int, ...]
+    self_test_fault: str | Mapping[str, float] | None
+    temperature_c: float
+
+
 class InvenSenseChip(EmulatedChip):
-    """What the ICM-20948 and MPU-6500/9250 emulators share: the sample clock follows the
-    power and rate registers, and the newest field is kept for a bypass measurement."""
+    """What the ICM-20948 and MPU-6500/9250 emulators share: the FIFO, self-test response,
+    temperature and aux master with its magnetometer; the sample clock follows the power
+    and rate registers, and the newest field is kept for a bypass measurement. A chip class
+    sets its own state, then calls this ``__init__`` (which resets the chip)."""
 
     _nominal = 0.0  # the rate the sample clock runs at (0: asleep)
     _field: F64  # the newest sample's field, set by the subclass's ``accept``
+
+    def __init__(
+        self,
+        address: int,
+        *,
+        fifo_bytes: int,
+        clock: Clock | None = None,
+        signal: Signal | None = None,
+        oscillator_error: float = 0.0,
+        who_am_i: int | None = None,
+        keep_truth: bool = False,
+        mag_oscillator_error: float = 0.0,
+        mag_measure_s: float = AK_SINGLE_S,
+        self_test_trim: tuple[int, ...] = TRIM_CODES,
+        self_test_fault: str | Mapping[str, float] | None = None,
+        temperature_c: float = 25.0,
+    ) -> None:
+        self.fifo = ByteFifo(fifo_bytes)
+        self.self_test = SelfTestResponse(self_test_trim, self_test_fault)
+        self.temperature_c = temperature_c
+        self.ak = self.make_ak(mag_oscillator_error, mag_measure_s, self_test_fault)
+        self.master = AuxMaster(self.ak)
+        self.overflows = 0
+        self.frames = 0  # frames written into the FIFO, ever
+        self._field = np.zeros(3)
+        super().__init__(
+            address,
+            clock=clock,
+            signal=signal if signal is not None else Signal(),
+            oscillator_error=oscillator_error,
+            who_am_i=who_am_i,
+            keep_truth=keep_truth,
+        )
+
+    def make_ak(
+        self, oscillator_error: float, measure_s: float, fault: str | Mapping[str, float] | None
+    ) -> EmulatedAk | None:
+        """The magnetometer die behind the aux master (None: a part without one)."""
+        raise NotImplementedError
+
+    def power_cycle(self) -> None:
+        if self.ak is not None:
+            self.ak.reset()
+        super().power_cycle()
 
     def asleep(self) -> bool:
         raise NotImplementedError
@@ -308,7 +369,9 @@ __all__ = [
     "BypassHost",
     "BypassPort",
     "ByteFifo",
+    "ChipOptions",
     "EmulatedAk",
+    "InvenSenseChip",
     "SelfTestResponse",
     "accel_codes",
     "be_bytes",

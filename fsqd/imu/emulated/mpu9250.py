@@ -25,19 +25,15 @@ TEMP_OUT (0x41) reads ``temperature_c``; the AK8963 measures for ``mag_measure_s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Unpack
 
 import numpy as np
 
-from fsqd.clock import Clock
-from fsqd.imu.emulated.akm import AK_SINGLE_S
-from fsqd.imu.emulated.chip import F64, Signal
+from fsqd.imu.emulated.chip import F64
 from fsqd.imu.emulated.invensense import (
-    TRIM_CODES,
-    AuxMaster,
-    ByteFifo,
+    ChipOptions,
     EmulatedAk,
     InvenSenseChip,
-    SelfTestResponse,
     accel_codes,
     be_bytes,
     frames_from,
@@ -82,44 +78,23 @@ class EmulatedMpu6500(InvenSenseChip):
         self,
         address: int,
         *,
-        clock: Clock | None = None,
-        signal: Signal | None = None,
-        oscillator_error: float = 0.0,
-        who_am_i: int | None = None,
-        keep_truth: bool = False,
-        mag_oscillator_error: float = 0.0,
         asa: tuple[int, int, int] = (0xB0, 0xB4, 0xA6),
-        mag_measure_s: float = AK_SINGLE_S,
-        self_test_trim: tuple[int, ...] = TRIM_CODES,
-        self_test_fault: str | Mapping[str, float] | None = None,
-        temperature_c: float = 25.0,
+        **options: Unpack[ChipOptions],
     ) -> None:
-        self.fifo = ByteFifo(self.fifo_size)
-        self.self_test = SelfTestResponse(self_test_trim, self_test_fault)
-        self.temperature_c = temperature_c
-        self.ak = (
-            EmulatedAk(
-                "ak8963",
-                asa=asa,
-                oscillator_error=mag_oscillator_error,
-                measure_s=mag_measure_s,
-                self_test_fault=self_test_fault,
-            )
-            if self.with_ak
-            else None
-        )
-        self.master = AuxMaster(self.ak)
-        self.overflows = 0
-        self.frames = 0  # frames written into the FIFO, ever
-        self._nominal = 0.0
-        self._field = np.zeros(3)  # the newest sample's field, for a bypass measurement
-        super().__init__(
-            address,
-            clock=clock,
-            signal=signal if signal is not None else Signal(),
+        self.asa = asa  # the AK8963's factory sensitivity adjustment (Fuse ROM)
+        super().__init__(address, fifo_bytes=self.fifo_size, **options)
+
+    def make_ak(
+        self, oscillator_error: float, measure_s: float, fault: str | Mapping[str, float] | None
+    ) -> EmulatedAk | None:
+        if not self.with_ak:
+            return None
+        return EmulatedAk(
+            "ak8963",
+            asa=self.asa,
             oscillator_error=oscillator_error,
-            who_am_i=who_am_i,
-            keep_truth=keep_truth,
+            measure_s=measure_s,
+            self_test_fault=fault,
         )
 
     # -- state --
@@ -136,11 +111,6 @@ class EmulatedMpu6500(InvenSenseChip):
         # then nothing but the output registers could show samples, and a chip left
         # untouched would otherwise pile up 8000 simulated samples a second.
         self._nominal = 0.0
-
-    def power_cycle(self) -> None:
-        if self.ak is not None:
-            self.ak.reset()
-        super().power_cycle()
 
     def nominal_rate(self) -> float:
         r = self.registers
