@@ -35,6 +35,7 @@ from typing import Unpack
 
 import numpy as np
 
+from fsqd.imu.emulated.aux_master import AuxLayout
 from fsqd.imu.emulated.chip import F64
 from fsqd.imu.emulated.invensense import (
     ChipOptions,
@@ -83,6 +84,15 @@ I2C_SLV4_CTRL = 0x15
 I2C_SLV4_DI = 0x17
 
 EXT_LEN = 24
+AUX_LAYOUT = AuxLayout(
+    slaves=tuple((0x03 + 4 * s, 0x04 + 4 * s, 0x05 + 4 * s, 0x06 + 4 * s) for s in range(4)),
+    slv4=(0x13, 0x14, I2C_SLV4_CTRL, 0x16),
+    slv4_di=I2C_SLV4_DI,
+    delay_ctrl=I2C_MST_DELAY_CTRL,
+    ext=EXT_SLV_SENS_DATA_00,
+    ext_len=EXT_LEN,
+    status=I2C_MST_STATUS,
+)  # bank 3 (slaves), bank 0 (EXT_SLV_SENS_DATA, I2C_MST_STATUS)
 READ_ONLY_0 = frozenset({WHO_AM_I, I2C_MST_STATUS, INT_STATUS_2, FIFO_COUNTH, FIFO_COUNTL})
 READ_CLEAR_0 = frozenset({I2C_MST_STATUS, INT_STATUS_2, 0x19, 0x1A, 0x1C})
 
@@ -253,29 +263,7 @@ class EmulatedIcm20948(InvenSenseChip):
             self._own_cycles(self.clock.now() + self.clock.epoch_offset)
 
     def _master_cycle(self, t: float, field: F64) -> None:
-        b0, b3 = self.banks[0], self.banks[3]
-        slaves = [
-            (b3[0x03 + 4 * s], b3[0x04 + 4 * s], b3[0x05 + 4 * s], b3[0x06 + 4 * s])
-            for s in range(4)
-        ]
-        slv4 = (b3[0x13], b3[0x14], b3[0x15], b3[0x16]) if b3[I2C_SLV4_CTRL] & 0x80 else None
-        lo, hi = EXT_SLV_SENS_DATA_00, EXT_SLV_SENS_DATA_00 + EXT_LEN
-        ext = bytearray(b0[lo:hi])
-        status, data_in, _ = self.master.run(
-            t,
-            field,
-            slaves=slaves,
-            delay_mask=b3[I2C_MST_DELAY_CTRL] & 0x0F,
-            delay=b3[I2C_SLV4_CTRL] & 0x1F,
-            ext=ext,
-            slv4=slv4,
-        )
-        b0[lo:hi] = ext
-        b0[I2C_MST_STATUS] |= status
-        if slv4 is not None:
-            b3[I2C_SLV4_CTRL] &= 0x7F
-            if data_in is not None:
-                b3[I2C_SLV4_DI] = data_in
+        self.master.cycle_on(t, field, self.banks[3], self.banks[0], AUX_LAYOUT)
 
     # -- sampling --
 

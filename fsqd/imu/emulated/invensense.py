@@ -9,13 +9,7 @@ up as a test failure instead of being shared by both sides.
 What is modelled and what is not:
 
 - AK8963 / AK09916: see ``fsqd.imu.emulated.akm``.
-- Aux master: each master cycle runs slaves 0-3 in order, those with their delay bit set
-  only every ``1 + I2C_MST_DLY`` cycles; reads fill EXT_SENS_DATA one after another, the
-  AK's address counter wrapping as the AK's datasheet says; slave 4 does one transfer at
-  the next cycle, then sets I2C_SLV4_DONE (or I2C_SLV4_NACK for an absent address) and
-  clears its enable bit. A cycle comes with every host sample, or (ICM-20948, duty-cycled
-  master) on the master's own clock. Not modelled: byte swapping and grouping (the
-  drivers do not ask for them), the time a transfer takes on the aux bus.
+- Aux master: see ``fsqd.imu.emulated.aux_master``.
 - Bypass: with INT_PIN_CFG.BYPASS_EN set and the aux master off, a chip connects its aux
   pins to the host bus and its magnetometer answers at 0x0C there (a ``BypassPort`` on
   the bus, shared by every InvenSense chip on it); otherwise nothing answers at 0x0C, as
@@ -45,6 +39,7 @@ import numpy.typing as npt
 
 from fsqd.clock import Clock
 from fsqd.imu.emulated.akm import AK_ADDRESS, AK_SINGLE_S, EmulatedAk
+from fsqd.imu.emulated.aux_master import AuxMaster
 from fsqd.imu.emulated.chip import EmulatedChip, Signal, self_test_gains
 from fsqd.units import G
 
@@ -111,77 +106,6 @@ class SelfTestResponse:
             if gyro_mask & bit:
                 out[:, 3 + i] += self.gyro[i]
         return out
-
-
-class AuxMaster:
-    """The aux I2C master's per-sample work, on register accessors the chip provides."""
-
-    def __init__(self, ak: EmulatedAk | None) -> None:
-        self.ak = ak
-        self.cycles = 0
-        self.nacks = 0
-        self.resets = 0
-        self.stuck = False  # a fault: every aux transfer NACKs until the master is reset
-
-    def reset(self) -> None:
-        self.cycles = 0
-        self.resets += 1
-        self.stuck = False
-
-    def run(
-        self,
-        t: float,
-        field: F64,
-        *,
-        slaves: list[tuple[int, int, int, int]],  # (addr, reg, ctrl, do) for slaves 0-3
-        delay_mask: int,  # I2C_MST_DELAY_CTRL bits 0-3
-        delay: int,  # I2C_MST_DLY
-        ext: bytearray,  # EXT_SENS_DATA, filled from its start
-        slv4: tuple[int, int, int, int] | None,  # (addr, reg, ctrl, do) when enabled
-    ) -> tuple[int, int | None, int]:
-        """One master cycle at sample time ``t``.
-
-        Returns (status bits to OR into I2C_MST_STATUS, the byte slave 4 read or None,
-        the number of EXT_SENS_DATA bytes in use).
-        """
-        ak = self.ak
-        if ak is not None:
-            ak.tick(t, field)
-        status = 0
-        offset = 0
-        slow_turn = self.cycles % (1 + delay) == 0
-        for i, (addr, reg, ctrl, do) in enumerate(slaves):
-            if not ctrl & 0x80:
-                continue
-            length = ctrl & 0x0F
-            if (delay_mask >> i) & 1 and not slow_turn:
-                offset += length if addr & 0x80 else 0  # its bytes stay as they were
-                continue
-            if ak is None or self.stuck or (addr & 0x7F) != AK_ADDRESS:
-                status |= 1 << i  # I2C_SLVi_NACK
-                self.nacks += 1
-                continue
-            if addr & 0x80:
-                data = ak.read_block(reg, length)
-                for j in range(length):
-                    if offset + j < len(ext):
-                        ext[offset + j] = data[j]
-                offset += length
-            else:
-                ak.write(reg, do, t, field)
-        data_in = None
-        if slv4 is not None:
-            addr, reg, _ctrl, do = slv4
-            if ak is None or self.stuck or (addr & 0x7F) != AK_ADDRESS:
-                status |= 0x10  # I2C_SLV4_NACK
-                self.nacks += 1
-            elif addr & 0x80:
-                data_in = ak.read(reg)
-            else:
-                ak.write(reg, do, t, field)
-            status |= 0x40  # I2C_SLV4_DONE
-        self.cycles += 1
-        return status, data_in, offset
 
 
 class ByteFifo:
@@ -365,7 +289,6 @@ def be_bytes(codes: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
 __all__ = [
     "AK_ADDRESS",
     "TRIM_CODES",
-    "AuxMaster",
     "BypassHost",
     "BypassPort",
     "ByteFifo",

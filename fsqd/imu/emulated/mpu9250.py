@@ -29,6 +29,7 @@ from typing import Unpack
 
 import numpy as np
 
+from fsqd.imu.emulated.aux_master import AuxLayout
 from fsqd.imu.emulated.chip import F64
 from fsqd.imu.emulated.invensense import (
     ChipOptions,
@@ -63,9 +64,18 @@ FIFO_COUNTH = 0x72
 FIFO_COUNTL = 0x73
 FIFO_R_W = 0x74
 WHO_AM_I = 0x75
+EXT_LEN = 24
+AUX_LAYOUT = AuxLayout(
+    slaves=tuple((0x25 + 3 * s, 0x26 + 3 * s, 0x27 + 3 * s, 0x63 + s) for s in range(4)),
+    slv4=(0x31, 0x32, I2C_SLV4_CTRL, 0x33),
+    slv4_di=I2C_SLV4_DI,
+    delay_ctrl=I2C_MST_DELAY_CTRL,
+    ext=EXT_SENS_DATA_00,
+    ext_len=EXT_LEN,
+    status=I2C_MST_STATUS,
+)
 READ_ONLY = frozenset({WHO_AM_I, INT_STATUS, I2C_MST_STATUS, FIFO_COUNTH, FIFO_COUNTL})
 READ_CLEAR = frozenset({INT_STATUS, I2C_MST_STATUS})
-EXT_LEN = 24
 
 
 class EmulatedMpu6500(InvenSenseChip):
@@ -215,26 +225,7 @@ class EmulatedMpu6500(InvenSenseChip):
         first = self.produced - n
         rows = np.zeros((n, EXT_LEN), np.uint8)
         for i in range(n):
-            slaves = [
-                (r[0x25 + 3 * s], r[0x26 + 3 * s], r[0x27 + 3 * s], r[0x63 + s]) for s in range(4)
-            ]
-            slv4 = (r[0x31], r[0x32], r[0x34], r[0x33]) if r[I2C_SLV4_CTRL] & 0x80 else None
-            ext = bytearray(r[EXT_SENS_DATA_00 : EXT_SENS_DATA_00 + EXT_LEN])
-            status, data_in, _ = self.master.run(
-                self.sample_time(first + i),
-                x[i, 6:9],
-                slaves=slaves,
-                delay_mask=r[I2C_MST_DELAY_CTRL] & 0x0F,
-                delay=r[I2C_SLV4_CTRL] & 0x1F,
-                ext=ext,
-                slv4=slv4,
-            )
-            r[EXT_SENS_DATA_00 : EXT_SENS_DATA_00 + EXT_LEN] = ext
-            r[I2C_MST_STATUS] |= status
-            if slv4 is not None:
-                r[I2C_SLV4_CTRL] &= 0x7F
-                if data_in is not None:
-                    r[I2C_SLV4_DI] = data_in
+            ext = self.master.cycle_on(self.sample_time(first + i), x[i, 6:9], r, r, AUX_LAYOUT)
             rows[i] = np.frombuffer(bytes(ext), np.uint8)
         return rows
 
