@@ -171,21 +171,16 @@ class EmulatedIcm20948(InvenSenseChip):
     def next_register(self, reg: int) -> int:
         return (reg + 1) & 0x7F
 
-    def read(self, reg: int, n: int) -> bytes:
-        if reg == FIFO_R_W and self.bank == 0:
-            self.advance()
-            return self.fifo.take(n)
-        return super().read(reg, n)
+    def at_fifo_port(self, reg: int) -> bool:
+        return reg == FIFO_R_W and self.bank == 0
 
     def on_read(self, reg: int) -> int:
         if reg == REG_BANK_SEL:
             return self.bank << 4
         regs = self.banks[self.bank]
         if self.bank == 0:
-            if reg == FIFO_COUNTH:
-                return (len(self.fifo) >> 8) & 0x1F
-            if reg == FIFO_COUNTL:
-                return len(self.fifo) & 0xFF
+            if reg in (FIFO_COUNTH, FIFO_COUNTL):
+                return self.fifo_count_byte(reg == FIFO_COUNTH)
             if reg in READ_CLEAR_0:
                 value = regs[reg]
                 regs[reg] = 0

@@ -208,6 +208,20 @@ class InvenSenseChip(EmulatedChip):
         """The magnetometer die behind the aux master (None: a part without one)."""
         raise NotImplementedError
 
+    def at_fifo_port(self, reg: int) -> bool:
+        """Whether a read at ``reg`` is FIFO_R_W (which does not auto-increment)."""
+        raise NotImplementedError
+
+    def read(self, reg: int, n: int) -> bytes:
+        if self.at_fifo_port(reg):
+            self.advance()
+            return self.fifo.take(n)
+        return super().read(reg, n)
+
+    def fifo_count_byte(self, high: bool) -> int:
+        """FIFO_COUNTH (``high``) or FIFO_COUNTL: the FIFO's 13-bit byte count."""
+        return (len(self.fifo) >> 8) & 0x1F if high else len(self.fifo) & 0xFF
+
     def power_cycle(self) -> None:
         if self.ak is not None:
             self.ak.reset()

@@ -135,18 +135,13 @@ class EmulatedMpu6500(InvenSenseChip):
 
     # -- bus side --
 
-    def read(self, reg: int, n: int) -> bytes:
-        if reg == FIFO_R_W:  # the FIFO port does not auto-increment
-            self.advance()
-            return self.fifo.take(n)
-        return super().read(reg, n)
+    def at_fifo_port(self, reg: int) -> bool:
+        return reg == FIFO_R_W
 
     def on_read(self, reg: int) -> int:
         r = self.registers
-        if reg == FIFO_COUNTH:
-            return (len(self.fifo) >> 8) & 0x1F
-        if reg == FIFO_COUNTL:
-            return len(self.fifo) & 0xFF
+        if reg in (FIFO_COUNTH, FIFO_COUNTL):
+            return self.fifo_count_byte(reg == FIFO_COUNTH)
         value = r[reg]
         if reg in READ_CLEAR:
             r[reg] = 0
