@@ -351,10 +351,6 @@ class Icm20948(InvenSenseDriver):
         return np.frombuffer(raw, ">i2").astype(np.float64)
 
 
-def _icm20948(bus: I2CBus, address: int, settings: ImuSettings) -> Icm20948:
-    return Icm20948(bus, address, settings)
-
-
 register(
     DriverSpec(
         name="icm20948",
@@ -363,7 +359,7 @@ register(
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, WHO_AM_I_VALUE),
         who_am_i_bank=(REG_BANK_SEL, 0x00),
-        factory=_icm20948,
+        factory=Icm20948,
         emulator="fsqd.imu.emulated.icm20948:EmulatedIcm20948",
     )
 )

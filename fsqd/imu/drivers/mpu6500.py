@@ -228,10 +228,6 @@ class Mpu6500(InvenSenseDriver):
         return []
 
 
-def _mpu6500(bus: I2CBus, address: int, settings: ImuSettings) -> Mpu6500:
-    return Mpu6500(bus, address, settings)
-
-
 register(
     DriverSpec(
         name="mpu6500",
@@ -239,7 +235,7 @@ register(
         description="InvenSense MPU-6500: accel + gyro, no magnetometer",
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, 0x70),
-        factory=_mpu6500,
+        factory=Mpu6500,
         emulator="fsqd.imu.emulated.mpu9250:EmulatedMpu6500",
     )
 )

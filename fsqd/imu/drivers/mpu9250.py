@@ -26,8 +26,7 @@ import contextlib
 
 import numpy as np
 
-from fsqd.imu.bus import I2CBus
-from fsqd.imu.driver import ChipIdError, DriverSpec, ImuSettings, register
+from fsqd.imu.driver import ChipIdError, DriverSpec, register
 from fsqd.imu.drivers.akm import AK8963, AKM_ADDRESS, UT_PER_LSB
 from fsqd.imu.drivers.invensense import F64, FrameDecoder
 from fsqd.imu.drivers.invensense_selftest import AK_MEASURE_S, ak8963_self_test
@@ -157,10 +156,6 @@ class Mpu9250(Mpu6500):
         super().close()
 
 
-def _mpu9250(bus: I2CBus, address: int, settings: ImuSettings) -> Mpu9250:
-    return Mpu9250(bus, address, settings)
-
-
 register(
     DriverSpec(
         name="mpu9250",
@@ -168,7 +163,7 @@ register(
         description="InvenSense MPU-9250/9255: accel + gyro + AK8963 magnetometer (FIFO)",
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, 0x71),
-        factory=_mpu9250,
+        factory=Mpu9250,
         emulator="fsqd.imu.emulated.mpu9250:EmulatedMpu9250",
     )
 )
@@ -179,7 +174,7 @@ register(
         description="InvenSense MPU-9255: an MPU-9250 that answers WHO_AM_I 0x73",
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, 0x73),
-        factory=_mpu9250,
+        factory=Mpu9250,
         emulator="fsqd.imu.emulated.mpu9250:EmulatedMpu9255",
     )
 )
