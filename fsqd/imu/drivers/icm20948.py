@@ -264,12 +264,7 @@ class Icm20948(InvenSenseDriver):
         self._w(0, USER_CTRL, UC_I2C_MST_EN)
         self._reach_mag()
         self.sleep(AK_RESET_S)
-        wia = self._aux(AK09916.WIA2, None)
-        if wia != AK09916.WIA2_VALUE:
-            raise ChipIdError(
-                f"the magnetometer behind the ICM-20948 at 0x{self.address:02x} says "
-                f"WIA2 0x{wia:02x}, not the AK09916's 0x09"
-            )
+        self._identify_mag("ICM-20948", "AK09916", ("WIA2", AK09916.WIA2), AK09916.WIA2_VALUE)
 
     def _init_mag(self) -> None:
         self._start_mag()

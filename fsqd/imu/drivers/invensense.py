@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.imu.bus import I2CBus, RetryingBus, read_burst
-from fsqd.imu.driver import FifoRead, ImuSettings, at_least
+from fsqd.imu.driver import ChipIdError, FifoRead, ImuSettings, at_least
 from fsqd.imu.drivers.akm import ST1_DRDY, ST2_BITM, ST2_HOFL, hold_valid
 from fsqd.units import G
 
@@ -283,6 +283,21 @@ class InvenSenseDriver:
 
     def _overflowed(self) -> bool:
         raise NotImplementedError
+
+    def _aux(self, reg: int, value: int | None) -> int:
+        """One transfer to the magnetometer through aux slave 4; the byte read (or 0)."""
+        raise NotImplementedError
+
+    def _identify_mag(self, host: str, part: str, register: tuple[str, int], expected: int) -> None:
+        """ChipIdError unless the magnetometer's ID ``register`` (name, address) reads
+        ``expected``: the die behind the aux master is the ``part`` this driver speaks to."""
+        name, reg = register
+        got = self._aux(reg, None)
+        if got != expected:
+            raise ChipIdError(
+                f"the magnetometer behind the {host} at 0x{self.address:02x} says "
+                f"{name} 0x{got:02x}, not the {part}'s 0x{expected:02x}"
+            )
 
     def fifo_count(self) -> int:
         return self._count_bytes() // self.decoder.frame

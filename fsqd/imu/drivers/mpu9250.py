@@ -113,12 +113,7 @@ class Mpu9250(Mpu6500):
         self._w(USER_CTRL, UC_I2C_MST_EN)
         self._aux(AK8963.CNTL2, AK8963.SRST)
         self.sleep(AK_RESET_S)
-        wia = self._aux(AK8963.WIA, None)
-        if wia != AK8963.WIA_VALUE:
-            raise ChipIdError(
-                f"the magnetometer behind the {self.found} at 0x{self.address:02x} says "
-                f"WIA 0x{wia:02x}, not the AK8963's 0x48"
-            )
+        self._identify_mag(self.found, "AK8963", ("WIA", AK8963.WIA), AK8963.WIA_VALUE)
         self._aux(AK8963.CNTL1, AK8963.MODE_FUSE_ROM)
         self.sleep(AK_MODE_S)
         asa = bytes(self._aux(AK8963.ASAX + i, None) for i in range(3))
