@@ -51,6 +51,12 @@ CASES = [
     ("gauss", recorded(mag=0.01), "mx..mz look like gauss .* --scale 'm\\*=100'"),
     ("nT", recorded(mag=1000), "mx..mz look like nT .* --scale 'm\\*=0.001'"),
     (
+        "accel in no known unit",
+        recorded(accel=1 / 20),
+        "ax..az: median \\|a\\| 0.4.* is not 1 g .*: gravity removed",
+    ),
+    ("mag in no known unit", recorded(mag=0.1), "mx..mz: median \\|m\\| .* is not an Earth field"),
+    (
         "1e30",
         np.where(np.arange(9) == 4, 1e30, recorded()).astype(np.float32),
         "gx..gz: values up to 1e\\+30 are not physical",

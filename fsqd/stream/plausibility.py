@@ -105,6 +105,16 @@ def _scale(g: _Group, factor: float) -> str:
     return "--scale '" + ",".join(f"{p}={factor:.6g}" for p in g.patterns) + "'"
 
 
+def _nearest_unit(
+    magnitude: float, suspects: Sequence[tuple[str, float]], within: float
+) -> tuple[str, float] | None:
+    """The (name, typical magnitude) of the suspect unit nearest ``magnitude`` on a log
+    scale, or None when even that one is off by more than a factor of ``within``."""
+    off = [abs(math.log(max(magnitude, 1e-12) / typical)) for _, typical in suspects]
+    best = min(range(len(suspects)), key=off.__getitem__)
+    return suspects[best] if off[best] <= math.log(within) else None
+
+
 class Plausibility:
     """Checks blocks of ``block_s`` seconds: the first at once, then one every ``every_s``."""
 
@@ -217,12 +227,9 @@ class Plausibility:
         if 0.6 <= med / one_g <= 1.6:
             return None
         integers = bool(np.all(v == np.round(v)))
-        best = min(
-            (s for s in ACCEL_SUSPECTS if integers or not s[2]),
-            key=lambda s: abs(math.log(max(med, 1e-12) / s[1])),
-        )
-        name, g_in_it, _ = best
-        if abs(math.log(max(med, 1e-12) / g_in_it)) > math.log(1.6):
+        candidates = [(name, g_in) for name, g_in, ints in ACCEL_SUSPECTS if integers or not ints]
+        near = _nearest_unit(med, candidates, 1.6)
+        if near is None:
             why = "gravity removed (linear acceleration)?" if med < 0.6 * one_g else "unknown unit"
             return Finding(
                 g.name,
@@ -230,6 +237,7 @@ class Plausibility:
                 f"{g.name}: median |a| {med:.4g} {g.unit} is not 1 g ({one_g:.5g} {g.unit}): "
                 f"{why} the model expects {g.unit} with gravity",
             )
+        name, g_in_it = near
         return Finding(
             g.name,
             "accel-unit",
@@ -275,14 +283,15 @@ class Plausibility:
         self._note(g, "mag_median", f"|m| median ({g.unit})", med)
         if 0.3 * earth <= med <= 2.5 * earth:  # 15..125 uT: the Earth plus hard iron
             return None
-        name, typical = min(MAG_SUSPECTS, key=lambda s: abs(math.log(max(med, 1e-12) / s[1])))
-        if abs(math.log(max(med, 1e-12) / typical)) > math.log(2.5):
+        near = _nearest_unit(med, MAG_SUSPECTS, 2.5)
+        if near is None:
             return Finding(
                 g.name,
                 "mag-unit",
                 f"{g.name}: median |m| {med:.4g} {g.unit} is not an Earth field "
                 f"(about {earth:g} {g.unit}): an uncalibrated or disturbed magnetometer?",
             )
+        name, typical = near
         return Finding(
             g.name,
             "mag-unit",

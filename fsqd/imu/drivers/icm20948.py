@@ -50,17 +50,9 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.imu.bus import I2CBus
-from fsqd.imu.driver import ChipIdError, DriverSpec, FifoRead, ImuSettings, register
+from fsqd.imu.driver import ChipIdError, DriverSpec, ImuSettings, register
 from fsqd.imu.drivers.akm import AK09916, AKM_ADDRESS, UT_PER_LSB
-from fsqd.imu.drivers.invensense import (
-    FifoDrain,
-    FrameDecoder,
-    Ranges,
-    pick_divider,
-    pick_dlpf,
-    sleeper,
-    usable_frames,
-)
+from fsqd.imu.drivers.invensense import FrameDecoder, InvenSenseDriver
 from fsqd.imu.drivers.invensense_selftest import (
     ST_SETTLE_S,
     ak09916_self_test,
@@ -152,36 +144,23 @@ WHO_AM_I_NAMES = {
 }
 
 
-class Icm20948:
+class Icm20948(InvenSenseDriver):
     name = "icm20948"
     has_mag = True
     fifo_bytes = FIFO_BYTES
+    base_hz = BASE_HZ
+    gyro_dlpf_hz = GYRO_DLPF_HZ
+    accel_dlpf_hz = ACCEL_DLPF_HZ
+    fifo_r_w = FIFO_R_W
 
     def __init__(self, bus: I2CBus, address: int, settings: ImuSettings) -> None:
-        self.bus = bus
-        self.address = address
-        self.settings = settings
-        self.sleep = sleeper(bus)
-        self.divider, self.odr_hz = pick_divider(BASE_HZ, settings.rate_hz, 255)
-        self.rate_hint_hz = self.odr_hz  # until init() reads the factory clock trim
+        super().__init__(bus, address, settings)  # rate_hint_hz: until init() reads the trim
         self.clock_trim = 0
-        self.gyro_dlpf, self.gyro_bandwidth_hz = pick_dlpf(GYRO_DLPF_HZ, self.odr_hz)
-        self.accel_dlpf, self.accel_bandwidth_hz = pick_dlpf(ACCEL_DLPF_HZ, self.odr_hz)
-        self.ranges = Ranges.choose(settings)
-        self.decoder = FrameDecoder(
-            self.ranges, AK09916.READ_LEN, np.full(3, UT_PER_LSB), AK09916.TO_CHIP
-        )
-        self.fifo_capacity = usable_frames(self.fifo_bytes, self.decoder.frame)
-        self.drain = FifoDrain(
-            bus,
-            address,
-            fifo_bytes=self.fifo_bytes,
-            fifo_r_w=FIFO_R_W,
-            read_count=self._count_bytes,
-            read_overflow=self._overflowed,
-        )
         self._bank: int | None = None  # None: unknown, select before the next access
         self._master_period = 1 / BASE_HZ
+
+    def _first_decoder(self) -> FrameDecoder:
+        return FrameDecoder(self.ranges, AK09916.READ_LEN, np.full(3, UT_PER_LSB), AK09916.TO_CHIP)
 
     # -- banked registers --
 
@@ -285,12 +264,7 @@ class Icm20948:
         self._w(0, USER_CTRL, UC_I2C_MST_EN)
         self._reach_mag()
         self.sleep(AK_RESET_S)
-        wia = self._aux(AK09916.WIA2, None)
-        if wia != AK09916.WIA2_VALUE:
-            raise ChipIdError(
-                f"the magnetometer behind the ICM-20948 at 0x{self.address:02x} says "
-                f"WIA2 0x{wia:02x}, not the AK09916's 0x09"
-            )
+        self._identify_mag("ICM-20948", "AK09916", ("WIA2", AK09916.WIA2), AK09916.WIA2_VALUE)
 
     def _init_mag(self) -> None:
         self._start_mag()
@@ -312,12 +286,6 @@ class Icm20948:
                     raise
                 self._w(0, USER_CTRL, UC_I2C_MST_EN | UC_I2C_MST_RST)
                 self.sleep(AK_RESET_S)
-
-    def fifo_count(self) -> int:
-        return self._count_bytes() // self.decoder.frame
-
-    def read_fifo(self, max_samples: int | None = None) -> FifoRead:
-        return self.drain.drain(self.decoder, max_samples)
 
     def reset_fifo(self) -> None:
         self._w(0, USER_CTRL, UC_I2C_MST_EN)
@@ -378,10 +346,6 @@ class Icm20948:
         return np.frombuffer(raw, ">i2").astype(np.float64)
 
 
-def _icm20948(bus: I2CBus, address: int, settings: ImuSettings) -> Icm20948:
-    return Icm20948(bus, address, settings)
-
-
 register(
     DriverSpec(
         name="icm20948",
@@ -390,7 +354,7 @@ register(
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, WHO_AM_I_VALUE),
         who_am_i_bank=(REG_BANK_SEL, 0x00),
-        factory=_icm20948,
+        factory=Icm20948,
         emulator="fsqd.imu.emulated.icm20948:EmulatedIcm20948",
     )
 )

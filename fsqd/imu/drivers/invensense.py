@@ -25,12 +25,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from fsqd.imu.bus import I2CBus, RetryingBus, read_burst
-from fsqd.imu.driver import FifoRead, ImuSettings, at_least
+from fsqd.imu.driver import ChipIdError, FifoRead, ImuSettings, at_least
 from fsqd.imu.drivers.akm import ST1_DRDY, ST2_BITM, ST2_HOFL, hold_valid
 from fsqd.units import G
 
@@ -240,12 +241,78 @@ class FifoDrain:
         )
 
 
+class InvenSenseDriver:
+    """What the ICM-20948 and MPU-6500/9250 drivers share: the rate, filters and ranges
+    chosen from the settings, and the FIFO read through ``FifoDrain``. A chip class names
+    its sample clock, filter tables and FIFO port, and reads its FIFO count and overflow
+    flag."""
+
+    base_hz: ClassVar[float]  # the sample clock SMPLRT_DIV divides
+    gyro_dlpf_hz: ClassVar[dict[int, float]]
+    accel_dlpf_hz: ClassVar[dict[int, float]]
+    fifo_r_w: ClassVar[int]
+    fifo_bytes: int
+
+    def __init__(self, bus: I2CBus, address: int, settings: ImuSettings) -> None:
+        self.bus = bus
+        self.address = address
+        self.settings = settings
+        self.sleep = sleeper(bus)
+        self.divider, self.odr_hz = pick_divider(self.base_hz, settings.rate_hz, 255)
+        self.rate_hint_hz = self.odr_hz
+        self.gyro_dlpf, self.gyro_bandwidth_hz = pick_dlpf(self.gyro_dlpf_hz, self.odr_hz)
+        self.accel_dlpf, self.accel_bandwidth_hz = pick_dlpf(self.accel_dlpf_hz, self.odr_hz)
+        self.ranges = Ranges.choose(settings)
+        self.decoder = self._first_decoder()
+        self.fifo_capacity = usable_frames(self.fifo_bytes, self.decoder.frame)
+        self.drain = FifoDrain(
+            bus,
+            address,
+            fifo_bytes=self.fifo_bytes,
+            fifo_r_w=self.fifo_r_w,
+            read_count=self._count_bytes,
+            read_overflow=self._overflowed,
+        )
+
+    def _first_decoder(self) -> FrameDecoder:
+        """The frame layout before init() has read the magnetometer's sensitivity."""
+        raise NotImplementedError
+
+    def _count_bytes(self) -> int:
+        raise NotImplementedError
+
+    def _overflowed(self) -> bool:
+        raise NotImplementedError
+
+    def _aux(self, reg: int, value: int | None) -> int:
+        """One transfer to the magnetometer through aux slave 4; the byte read (or 0)."""
+        raise NotImplementedError
+
+    def _identify_mag(self, host: str, part: str, register: tuple[str, int], expected: int) -> None:
+        """ChipIdError unless the magnetometer's ID ``register`` (name, address) reads
+        ``expected``: the die behind the aux master is the ``part`` this driver speaks to."""
+        name, reg = register
+        got = self._aux(reg, None)
+        if got != expected:
+            raise ChipIdError(
+                f"the magnetometer behind the {host} at 0x{self.address:02x} says "
+                f"{name} 0x{got:02x}, not the {part}'s 0x{expected:02x}"
+            )
+
+    def fifo_count(self) -> int:
+        return self._count_bytes() // self.decoder.frame
+
+    def read_fifo(self, max_samples: int | None = None) -> FifoRead:
+        return self.drain.drain(self.decoder, max_samples)
+
+
 __all__ = [
     "ACCEL_RANGES_G",
     "GYRO_LSB_PER_DPS",
     "GYRO_RANGES_DPS",
     "FifoDrain",
     "FrameDecoder",
+    "InvenSenseDriver",
     "Ranges",
     "accel_lsb_per_g",
     "frame_dtype",

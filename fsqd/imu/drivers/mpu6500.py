@@ -26,18 +26,9 @@ import math
 import numpy as np
 
 from fsqd.imu.bus import I2CBus
-from fsqd.imu.driver import ChipIdError, DriverSpec, FifoRead, ImuSettings, register
+from fsqd.imu.driver import ChipIdError, DriverSpec, ImuSettings, register
 from fsqd.imu.drivers.akm import AK8963
-from fsqd.imu.drivers.invensense import (
-    F64,
-    FifoDrain,
-    FrameDecoder,
-    Ranges,
-    pick_divider,
-    pick_dlpf,
-    sleeper,
-    usable_frames,
-)
+from fsqd.imu.drivers.invensense import F64, FrameDecoder, InvenSenseDriver
 from fsqd.imu.drivers.invensense_selftest import (
     ST_SETTLE_S,
     average,
@@ -98,37 +89,26 @@ WHO_AM_I_NAMES = {
 }
 
 
-class Mpu6500:
+class Mpu6500(InvenSenseDriver):
     """The accel + gyro part; ``Mpu9250`` adds the magnetometer."""
 
     name = "mpu6500"
     who_am_i: tuple[int, ...] = (0x70,)
     has_mag = False
     fifo_bytes = FIFO_BYTES
+    base_hz = INTERNAL_HZ
+    gyro_dlpf_hz = GYRO_DLPF_HZ
+    accel_dlpf_hz = ACCEL_DLPF_HZ
+    fifo_r_w = FIFO_R_W
 
     def __init__(self, bus: I2CBus, address: int, settings: ImuSettings) -> None:
-        self.bus = bus
-        self.address = address
-        self.settings = settings
-        self.sleep = sleeper(bus)
-        self.divider, self.odr_hz = pick_divider(INTERNAL_HZ, settings.rate_hz, 255)
-        self.rate_hint_hz = self.odr_hz
-        self.gyro_dlpf, self.gyro_bandwidth_hz = pick_dlpf(GYRO_DLPF_HZ, self.odr_hz)
-        self.accel_dlpf, self.accel_bandwidth_hz = pick_dlpf(ACCEL_DLPF_HZ, self.odr_hz)
-        self.ranges = Ranges.choose(settings)
+        super().__init__(bus, address, settings)
         self.mag_divider = max(0, math.ceil(self.odr_hz / AK8963.TRIGGER_MAX_HZ - 1e-9) - 1)
-        self.decoder = self._decoder(None)
-        self.fifo_capacity = usable_frames(self.fifo_bytes, self.decoder.frame)
-        self.drain = FifoDrain(
-            bus,
-            address,
-            fifo_bytes=self.fifo_bytes,
-            fifo_r_w=FIFO_R_W,
-            read_count=self._count_bytes,
-            read_overflow=self._overflowed,
-        )
         self.found = ""  # the part WHO_AM_I names, e.g. "MPU-9255"
         self._master_divider = 0
+
+    def _first_decoder(self) -> FrameDecoder:
+        return self._decoder(None)
 
     def _decoder(self, mag_ut_per_lsb: F64 | None) -> FrameDecoder:
         return FrameDecoder(self.ranges)
@@ -192,12 +172,6 @@ class Mpu6500:
         """USER_CTRL bits the magnetometer needs (none here)."""
         return 0
 
-    def fifo_count(self) -> int:
-        return self._count_bytes() // self.decoder.frame
-
-    def read_fifo(self, max_samples: int | None = None) -> FifoRead:
-        return self.drain.drain(self.decoder, max_samples)
-
     def reset_fifo(self, master: int | None = None) -> None:
         if master is None:
             master = UC_I2C_MST_EN if self.has_mag else 0
@@ -254,10 +228,6 @@ class Mpu6500:
         return []
 
 
-def _mpu6500(bus: I2CBus, address: int, settings: ImuSettings) -> Mpu6500:
-    return Mpu6500(bus, address, settings)
-
-
 register(
     DriverSpec(
         name="mpu6500",
@@ -265,7 +235,7 @@ register(
         description="InvenSense MPU-6500: accel + gyro, no magnetometer",
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, 0x70),
-        factory=_mpu6500,
+        factory=Mpu6500,
         emulator="fsqd.imu.emulated.mpu9250:EmulatedMpu6500",
     )
 )

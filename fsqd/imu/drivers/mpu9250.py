@@ -26,8 +26,7 @@ import contextlib
 
 import numpy as np
 
-from fsqd.imu.bus import I2CBus
-from fsqd.imu.driver import ChipIdError, DriverSpec, ImuSettings, register
+from fsqd.imu.driver import ChipIdError, DriverSpec, register
 from fsqd.imu.drivers.akm import AK8963, AKM_ADDRESS, UT_PER_LSB
 from fsqd.imu.drivers.invensense import F64, FrameDecoder
 from fsqd.imu.drivers.invensense_selftest import AK_MEASURE_S, ak8963_self_test
@@ -114,12 +113,7 @@ class Mpu9250(Mpu6500):
         self._w(USER_CTRL, UC_I2C_MST_EN)
         self._aux(AK8963.CNTL2, AK8963.SRST)
         self.sleep(AK_RESET_S)
-        wia = self._aux(AK8963.WIA, None)
-        if wia != AK8963.WIA_VALUE:
-            raise ChipIdError(
-                f"the magnetometer behind the {self.found} at 0x{self.address:02x} says "
-                f"WIA 0x{wia:02x}, not the AK8963's 0x48"
-            )
+        self._identify_mag(self.found, "AK8963", ("WIA", AK8963.WIA), AK8963.WIA_VALUE)
         self._aux(AK8963.CNTL1, AK8963.MODE_FUSE_ROM)
         self.sleep(AK_MODE_S)
         asa = bytes(self._aux(AK8963.ASAX + i, None) for i in range(3))
@@ -157,10 +151,6 @@ class Mpu9250(Mpu6500):
         super().close()
 
 
-def _mpu9250(bus: I2CBus, address: int, settings: ImuSettings) -> Mpu9250:
-    return Mpu9250(bus, address, settings)
-
-
 register(
     DriverSpec(
         name="mpu9250",
@@ -168,7 +158,7 @@ register(
         description="InvenSense MPU-9250/9255: accel + gyro + AK8963 magnetometer (FIFO)",
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, 0x71),
-        factory=_mpu9250,
+        factory=Mpu9250,
         emulator="fsqd.imu.emulated.mpu9250:EmulatedMpu9250",
     )
 )
@@ -179,7 +169,7 @@ register(
         description="InvenSense MPU-9255: an MPU-9250 that answers WHO_AM_I 0x73",
         addresses=ADDRESSES,
         who_am_i=(WHO_AM_I, 0x73),
-        factory=_mpu9250,
+        factory=Mpu9250,
         emulator="fsqd.imu.emulated.mpu9250:EmulatedMpu9255",
     )
 )

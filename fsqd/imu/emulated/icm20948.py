@@ -31,19 +31,16 @@ TEMP_OUT (0x39) reads ``temperature_c``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Unpack
 
 import numpy as np
 
-from fsqd.clock import Clock
-from fsqd.imu.emulated.akm import AK_SINGLE_S
-from fsqd.imu.emulated.chip import F64, Signal
+from fsqd.imu.emulated.aux_master import AuxLayout
+from fsqd.imu.emulated.chip import F64
 from fsqd.imu.emulated.invensense import (
-    TRIM_CODES,
-    AuxMaster,
-    ByteFifo,
+    ChipOptions,
     EmulatedAk,
     InvenSenseChip,
-    SelfTestResponse,
     accel_codes,
     be_bytes,
     frames_from,
@@ -87,6 +84,15 @@ I2C_SLV4_CTRL = 0x15
 I2C_SLV4_DI = 0x17
 
 EXT_LEN = 24
+AUX_LAYOUT = AuxLayout(
+    slaves=tuple((0x03 + 4 * s, 0x04 + 4 * s, 0x05 + 4 * s, 0x06 + 4 * s) for s in range(4)),
+    slv4=(0x13, 0x14, I2C_SLV4_CTRL, 0x16),
+    slv4_di=I2C_SLV4_DI,
+    delay_ctrl=I2C_MST_DELAY_CTRL,
+    ext=EXT_SLV_SENS_DATA_00,
+    ext_len=EXT_LEN,
+    status=I2C_MST_STATUS,
+)  # bank 3 (slaves), bank 0 (EXT_SLV_SENS_DATA, I2C_MST_STATUS)
 READ_ONLY_0 = frozenset({WHO_AM_I, I2C_MST_STATUS, INT_STATUS_2, FIFO_COUNTH, FIFO_COUNTL})
 READ_CLEAR_0 = frozenset({I2C_MST_STATUS, INT_STATUS_2, 0x19, 0x1A, 0x1C})
 
@@ -99,49 +105,26 @@ class EmulatedIcm20948(InvenSenseChip):
         self,
         address: int,
         *,
-        clock: Clock | None = None,
-        signal: Signal | None = None,
-        oscillator_error: float = 0.0,
-        who_am_i: int | None = None,
-        keep_truth: bool = False,
-        mag_oscillator_error: float = 0.0,
         stuck_aux_after_reset: bool = False,
         fifo_bytes: int = 512,
-        mag_measure_s: float = AK_SINGLE_S,
-        self_test_trim: tuple[int, ...] = TRIM_CODES,
-        self_test_fault: str | Mapping[str, float] | None = None,
-        temperature_c: float = 25.0,
+        **options: Unpack[ChipOptions],
     ) -> None:
         # A fault seen on real boards (SparkFun's library works around it): after a
         # device reset the aux master reaches nothing until it is reset itself.
         self.stuck_aux_after_reset = stuck_aux_after_reset
         self.banks = [bytearray(128) for _ in range(4)]
         self.bank = 0
-        self.fifo = ByteFifo(fifo_bytes)
-        self.self_test = SelfTestResponse(self_test_trim, self_test_fault)
-        self.temperature_c = temperature_c
-        self.ak = EmulatedAk(
-            "ak09916",
-            oscillator_error=mag_oscillator_error,
-            measure_s=mag_measure_s,
-            self_test_fault=self_test_fault,
-        )
-        self.master = AuxMaster(self.ak)
         self._mst_period = 0.0  # own-clock master cycle period (0: on gyro samples, or off)
         self._mst_next = 0.0  # UNIX time of its next cycle
         self.bank_writes = 0
         self.banked_writes: list[tuple[int, int, int]] = []  # (bank, register, value)
-        self.overflows = 0
-        self.frames = 0
-        self._nominal = 0.0
-        self._field = np.zeros(3)  # the newest sample's field, for a bypass measurement
-        super().__init__(
-            address,
-            clock=clock,
-            signal=signal if signal is not None else Signal(),
-            oscillator_error=oscillator_error,
-            who_am_i=who_am_i,
-            keep_truth=keep_truth,
+        super().__init__(address, fifo_bytes=fifo_bytes, **options)
+
+    def make_ak(
+        self, oscillator_error: float, measure_s: float, fault: str | Mapping[str, float] | None
+    ) -> EmulatedAk:
+        return EmulatedAk(
+            "ak09916", oscillator_error=oscillator_error, measure_s=measure_s, self_test_fault=fault
         )
 
     # -- state --
@@ -170,10 +153,6 @@ class EmulatedIcm20948(InvenSenseChip):
         self._mst_period = 0.0
         self._retime()
 
-    def power_cycle(self) -> None:
-        self.ak.reset()
-        super().power_cycle()
-
     def nominal_rate(self) -> float:
         b2 = self.banks[2]
         if not b2[GYRO_CONFIG_1] & 0x01:
@@ -192,21 +171,16 @@ class EmulatedIcm20948(InvenSenseChip):
     def next_register(self, reg: int) -> int:
         return (reg + 1) & 0x7F
 
-    def read(self, reg: int, n: int) -> bytes:
-        if reg == FIFO_R_W and self.bank == 0:
-            self.advance()
-            return self.fifo.take(n)
-        return super().read(reg, n)
+    def at_fifo_port(self, reg: int) -> bool:
+        return reg == FIFO_R_W and self.bank == 0
 
     def on_read(self, reg: int) -> int:
         if reg == REG_BANK_SEL:
             return self.bank << 4
         regs = self.banks[self.bank]
         if self.bank == 0:
-            if reg == FIFO_COUNTH:
-                return (len(self.fifo) >> 8) & 0x1F
-            if reg == FIFO_COUNTL:
-                return len(self.fifo) & 0xFF
+            if reg in (FIFO_COUNTH, FIFO_COUNTL):
+                return self.fifo_count_byte(reg == FIFO_COUNTH)
             if reg in READ_CLEAR_0:
                 value = regs[reg]
                 regs[reg] = 0
@@ -284,29 +258,7 @@ class EmulatedIcm20948(InvenSenseChip):
             self._own_cycles(self.clock.now() + self.clock.epoch_offset)
 
     def _master_cycle(self, t: float, field: F64) -> None:
-        b0, b3 = self.banks[0], self.banks[3]
-        slaves = [
-            (b3[0x03 + 4 * s], b3[0x04 + 4 * s], b3[0x05 + 4 * s], b3[0x06 + 4 * s])
-            for s in range(4)
-        ]
-        slv4 = (b3[0x13], b3[0x14], b3[0x15], b3[0x16]) if b3[I2C_SLV4_CTRL] & 0x80 else None
-        lo, hi = EXT_SLV_SENS_DATA_00, EXT_SLV_SENS_DATA_00 + EXT_LEN
-        ext = bytearray(b0[lo:hi])
-        status, data_in, _ = self.master.run(
-            t,
-            field,
-            slaves=slaves,
-            delay_mask=b3[I2C_MST_DELAY_CTRL] & 0x0F,
-            delay=b3[I2C_SLV4_CTRL] & 0x1F,
-            ext=ext,
-            slv4=slv4,
-        )
-        b0[lo:hi] = ext
-        b0[I2C_MST_STATUS] |= status
-        if slv4 is not None:
-            b3[I2C_SLV4_CTRL] &= 0x7F
-            if data_in is not None:
-                b3[I2C_SLV4_DI] = data_in
+        self.master.cycle_on(t, field, self.banks[3], self.banks[0], AUX_LAYOUT)
 
     # -- sampling --
 

@@ -9,13 +9,7 @@ up as a test failure instead of being shared by both sides.
 What is modelled and what is not:
 
 - AK8963 / AK09916: see ``fsqd.imu.emulated.akm``.
-- Aux master: each master cycle runs slaves 0-3 in order, those with their delay bit set
-  only every ``1 + I2C_MST_DLY`` cycles; reads fill EXT_SENS_DATA one after another, the
-  AK's address counter wrapping as the AK's datasheet says; slave 4 does one transfer at
-  the next cycle, then sets I2C_SLV4_DONE (or I2C_SLV4_NACK for an absent address) and
-  clears its enable bit. A cycle comes with every host sample, or (ICM-20948, duty-cycled
-  master) on the master's own clock. Not modelled: byte swapping and grouping (the
-  drivers do not ask for them), the time a transfer takes on the aux bus.
+- Aux master: see ``fsqd.imu.emulated.aux_master``.
 - Bypass: with INT_PIN_CFG.BYPASS_EN set and the aux master off, a chip connects its aux
   pins to the host bus and its magnetometer answers at 0x0C there (a ``BypassPort`` on
   the bus, shared by every InvenSense chip on it); otherwise nothing answers at 0x0C, as
@@ -38,14 +32,15 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
 from fsqd.clock import Clock
-from fsqd.imu.emulated.akm import AK_ADDRESS, EmulatedAk
-from fsqd.imu.emulated.chip import EmulatedChip, self_test_gains
+from fsqd.imu.emulated.akm import AK_ADDRESS, AK_SINGLE_S, EmulatedAk
+from fsqd.imu.emulated.aux_master import AuxMaster
+from fsqd.imu.emulated.chip import EmulatedChip, Signal, self_test_gains
 from fsqd.units import G
 
 F64 = npt.NDArray[np.float64]
@@ -113,77 +108,6 @@ class SelfTestResponse:
         return out
 
 
-class AuxMaster:
-    """The aux I2C master's per-sample work, on register accessors the chip provides."""
-
-    def __init__(self, ak: EmulatedAk | None) -> None:
-        self.ak = ak
-        self.cycles = 0
-        self.nacks = 0
-        self.resets = 0
-        self.stuck = False  # a fault: every aux transfer NACKs until the master is reset
-
-    def reset(self) -> None:
-        self.cycles = 0
-        self.resets += 1
-        self.stuck = False
-
-    def run(
-        self,
-        t: float,
-        field: F64,
-        *,
-        slaves: list[tuple[int, int, int, int]],  # (addr, reg, ctrl, do) for slaves 0-3
-        delay_mask: int,  # I2C_MST_DELAY_CTRL bits 0-3
-        delay: int,  # I2C_MST_DLY
-        ext: bytearray,  # EXT_SENS_DATA, filled from its start
-        slv4: tuple[int, int, int, int] | None,  # (addr, reg, ctrl, do) when enabled
-    ) -> tuple[int, int | None, int]:
-        """One master cycle at sample time ``t``.
-
-        Returns (status bits to OR into I2C_MST_STATUS, the byte slave 4 read or None,
-        the number of EXT_SENS_DATA bytes in use).
-        """
-        ak = self.ak
-        if ak is not None:
-            ak.tick(t, field)
-        status = 0
-        offset = 0
-        slow_turn = self.cycles % (1 + delay) == 0
-        for i, (addr, reg, ctrl, do) in enumerate(slaves):
-            if not ctrl & 0x80:
-                continue
-            length = ctrl & 0x0F
-            if (delay_mask >> i) & 1 and not slow_turn:
-                offset += length if addr & 0x80 else 0  # its bytes stay as they were
-                continue
-            if ak is None or self.stuck or (addr & 0x7F) != AK_ADDRESS:
-                status |= 1 << i  # I2C_SLVi_NACK
-                self.nacks += 1
-                continue
-            if addr & 0x80:
-                data = ak.read_block(reg, length)
-                for j in range(length):
-                    if offset + j < len(ext):
-                        ext[offset + j] = data[j]
-                offset += length
-            else:
-                ak.write(reg, do, t, field)
-        data_in = None
-        if slv4 is not None:
-            addr, reg, _ctrl, do = slv4
-            if ak is None or self.stuck or (addr & 0x7F) != AK_ADDRESS:
-                status |= 0x10  # I2C_SLV4_NACK
-                self.nacks += 1
-            elif addr & 0x80:
-                data_in = ak.read(reg)
-            else:
-                ak.write(reg, do, t, field)
-            status |= 0x40  # I2C_SLV4_DONE
-        self.cycles += 1
-        return status, data_in, offset
-
-
 class ByteFifo:
     """A header-less FIFO of ``size`` bytes."""
 
@@ -221,12 +145,87 @@ class ByteFifo:
         return len(self.data)
 
 
+class ChipOptions(TypedDict, total=False):
+    """The options every emulated InvenSense chip takes (``InvenSenseChip``'s defaults)."""
+
+    clock: Clock | None
+    signal: Signal | None
+    oscillator_error: float
+    who_am_i: int | None
+    keep_truth: bool
+    mag_oscillator_error: float
+    mag_measure_s: float
+    self_test_trim: tuple[int, ...]
+    self_test_fault: str | Mapping[str, float] | None
+    temperature_c: float
+
+
 class InvenSenseChip(EmulatedChip):
-    """What the ICM-20948 and MPU-6500/9250 emulators share: the sample clock follows the
-    power and rate registers, and the newest field is kept for a bypass measurement."""
+    """What the ICM-20948 and MPU-6500/9250 emulators share: the FIFO, self-test response,
+    temperature and aux master with its magnetometer; the sample clock follows the power
+    and rate registers, and the newest field is kept for a bypass measurement. A chip class
+    sets its own state, then calls this ``__init__`` (which resets the chip)."""
 
     _nominal = 0.0  # the rate the sample clock runs at (0: asleep)
     _field: F64  # the newest sample's field, set by the subclass's ``accept``
+
+    def __init__(
+        self,
+        address: int,
+        *,
+        fifo_bytes: int,
+        clock: Clock | None = None,
+        signal: Signal | None = None,
+        oscillator_error: float = 0.0,
+        who_am_i: int | None = None,
+        keep_truth: bool = False,
+        mag_oscillator_error: float = 0.0,
+        mag_measure_s: float = AK_SINGLE_S,
+        self_test_trim: tuple[int, ...] = TRIM_CODES,
+        self_test_fault: str | Mapping[str, float] | None = None,
+        temperature_c: float = 25.0,
+    ) -> None:
+        self.fifo = ByteFifo(fifo_bytes)
+        self.self_test = SelfTestResponse(self_test_trim, self_test_fault)
+        self.temperature_c = temperature_c
+        self.ak = self.make_ak(mag_oscillator_error, mag_measure_s, self_test_fault)
+        self.master = AuxMaster(self.ak)
+        self.overflows = 0
+        self.frames = 0  # frames written into the FIFO, ever
+        self._field = np.zeros(3)
+        super().__init__(
+            address,
+            clock=clock,
+            signal=signal if signal is not None else Signal(),
+            oscillator_error=oscillator_error,
+            who_am_i=who_am_i,
+            keep_truth=keep_truth,
+        )
+
+    def make_ak(
+        self, oscillator_error: float, measure_s: float, fault: str | Mapping[str, float] | None
+    ) -> EmulatedAk | None:
+        """The magnetometer die behind the aux master (None: a part without one)."""
+        raise NotImplementedError
+
+    def at_fifo_port(self, reg: int) -> bool:
+        """Whether a read at ``reg`` is FIFO_R_W (which does not auto-increment)."""
+        raise NotImplementedError
+
+    def read(self, reg: int, n: int) -> bytes:
+        if self.at_fifo_port(reg):
+            self.advance()
+            return self.fifo.take(n)
+        return super().read(reg, n)
+
+    def fifo_count_byte(self, high: bool) -> int:
+        """FIFO_COUNTH (``high``) or FIFO_COUNTL: the FIFO's 13-bit byte count."""
+        return (len(self.fifo) >> 8) & 0x1F if high else len(self.fifo) & 0xFF
+
+    def power_cycle(self) -> None:
+        if self.ak is not None:
+            self.ak.reset()
+        super().power_cycle()
 
     def asleep(self) -> bool:
         raise NotImplementedError
@@ -304,11 +303,12 @@ def be_bytes(codes: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
 __all__ = [
     "AK_ADDRESS",
     "TRIM_CODES",
-    "AuxMaster",
     "BypassHost",
     "BypassPort",
     "ByteFifo",
+    "ChipOptions",
     "EmulatedAk",
+    "InvenSenseChip",
     "SelfTestResponse",
     "accel_codes",
     "be_bytes",

@@ -25,19 +25,16 @@ TEMP_OUT (0x41) reads ``temperature_c``; the AK8963 measures for ``mag_measure_s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Unpack
 
 import numpy as np
 
-from fsqd.clock import Clock
-from fsqd.imu.emulated.akm import AK_SINGLE_S
-from fsqd.imu.emulated.chip import F64, Signal
+from fsqd.imu.emulated.aux_master import AuxLayout
+from fsqd.imu.emulated.chip import F64
 from fsqd.imu.emulated.invensense import (
-    TRIM_CODES,
-    AuxMaster,
-    ByteFifo,
+    ChipOptions,
     EmulatedAk,
     InvenSenseChip,
-    SelfTestResponse,
     accel_codes,
     be_bytes,
     frames_from,
@@ -67,9 +64,18 @@ FIFO_COUNTH = 0x72
 FIFO_COUNTL = 0x73
 FIFO_R_W = 0x74
 WHO_AM_I = 0x75
+EXT_LEN = 24
+AUX_LAYOUT = AuxLayout(
+    slaves=tuple((0x25 + 3 * s, 0x26 + 3 * s, 0x27 + 3 * s, 0x63 + s) for s in range(4)),
+    slv4=(0x31, 0x32, I2C_SLV4_CTRL, 0x33),
+    slv4_di=I2C_SLV4_DI,
+    delay_ctrl=I2C_MST_DELAY_CTRL,
+    ext=EXT_SENS_DATA_00,
+    ext_len=EXT_LEN,
+    status=I2C_MST_STATUS,
+)
 READ_ONLY = frozenset({WHO_AM_I, INT_STATUS, I2C_MST_STATUS, FIFO_COUNTH, FIFO_COUNTL})
 READ_CLEAR = frozenset({INT_STATUS, I2C_MST_STATUS})
-EXT_LEN = 24
 
 
 class EmulatedMpu6500(InvenSenseChip):
@@ -82,44 +88,23 @@ class EmulatedMpu6500(InvenSenseChip):
         self,
         address: int,
         *,
-        clock: Clock | None = None,
-        signal: Signal | None = None,
-        oscillator_error: float = 0.0,
-        who_am_i: int | None = None,
-        keep_truth: bool = False,
-        mag_oscillator_error: float = 0.0,
         asa: tuple[int, int, int] = (0xB0, 0xB4, 0xA6),
-        mag_measure_s: float = AK_SINGLE_S,
-        self_test_trim: tuple[int, ...] = TRIM_CODES,
-        self_test_fault: str | Mapping[str, float] | None = None,
-        temperature_c: float = 25.0,
+        **options: Unpack[ChipOptions],
     ) -> None:
-        self.fifo = ByteFifo(self.fifo_size)
-        self.self_test = SelfTestResponse(self_test_trim, self_test_fault)
-        self.temperature_c = temperature_c
-        self.ak = (
-            EmulatedAk(
-                "ak8963",
-                asa=asa,
-                oscillator_error=mag_oscillator_error,
-                measure_s=mag_measure_s,
-                self_test_fault=self_test_fault,
-            )
-            if self.with_ak
-            else None
-        )
-        self.master = AuxMaster(self.ak)
-        self.overflows = 0
-        self.frames = 0  # frames written into the FIFO, ever
-        self._nominal = 0.0
-        self._field = np.zeros(3)  # the newest sample's field, for a bypass measurement
-        super().__init__(
-            address,
-            clock=clock,
-            signal=signal if signal is not None else Signal(),
+        self.asa = asa  # the AK8963's factory sensitivity adjustment (Fuse ROM)
+        super().__init__(address, fifo_bytes=self.fifo_size, **options)
+
+    def make_ak(
+        self, oscillator_error: float, measure_s: float, fault: str | Mapping[str, float] | None
+    ) -> EmulatedAk | None:
+        if not self.with_ak:
+            return None
+        return EmulatedAk(
+            "ak8963",
+            asa=self.asa,
             oscillator_error=oscillator_error,
-            who_am_i=who_am_i,
-            keep_truth=keep_truth,
+            measure_s=measure_s,
+            self_test_fault=fault,
         )
 
     # -- state --
@@ -137,11 +122,6 @@ class EmulatedMpu6500(InvenSenseChip):
         # untouched would otherwise pile up 8000 simulated samples a second.
         self._nominal = 0.0
 
-    def power_cycle(self) -> None:
-        if self.ak is not None:
-            self.ak.reset()
-        super().power_cycle()
-
     def nominal_rate(self) -> float:
         r = self.registers
         if r[GYRO_CONFIG] & 0x03:
@@ -155,18 +135,13 @@ class EmulatedMpu6500(InvenSenseChip):
 
     # -- bus side --
 
-    def read(self, reg: int, n: int) -> bytes:
-        if reg == FIFO_R_W:  # the FIFO port does not auto-increment
-            self.advance()
-            return self.fifo.take(n)
-        return super().read(reg, n)
+    def at_fifo_port(self, reg: int) -> bool:
+        return reg == FIFO_R_W
 
     def on_read(self, reg: int) -> int:
         r = self.registers
-        if reg == FIFO_COUNTH:
-            return (len(self.fifo) >> 8) & 0x1F
-        if reg == FIFO_COUNTL:
-            return len(self.fifo) & 0xFF
+        if reg in (FIFO_COUNTH, FIFO_COUNTL):
+            return self.fifo_count_byte(reg == FIFO_COUNTH)
         value = r[reg]
         if reg in READ_CLEAR:
             r[reg] = 0
@@ -245,26 +220,7 @@ class EmulatedMpu6500(InvenSenseChip):
         first = self.produced - n
         rows = np.zeros((n, EXT_LEN), np.uint8)
         for i in range(n):
-            slaves = [
-                (r[0x25 + 3 * s], r[0x26 + 3 * s], r[0x27 + 3 * s], r[0x63 + s]) for s in range(4)
-            ]
-            slv4 = (r[0x31], r[0x32], r[0x34], r[0x33]) if r[I2C_SLV4_CTRL] & 0x80 else None
-            ext = bytearray(r[EXT_SENS_DATA_00 : EXT_SENS_DATA_00 + EXT_LEN])
-            status, data_in, _ = self.master.run(
-                self.sample_time(first + i),
-                x[i, 6:9],
-                slaves=slaves,
-                delay_mask=r[I2C_MST_DELAY_CTRL] & 0x0F,
-                delay=r[I2C_SLV4_CTRL] & 0x1F,
-                ext=ext,
-                slv4=slv4,
-            )
-            r[EXT_SENS_DATA_00 : EXT_SENS_DATA_00 + EXT_LEN] = ext
-            r[I2C_MST_STATUS] |= status
-            if slv4 is not None:
-                r[I2C_SLV4_CTRL] &= 0x7F
-                if data_in is not None:
-                    r[I2C_SLV4_DI] = data_in
+            ext = self.master.cycle_on(self.sample_time(first + i), x[i, 6:9], r, r, AUX_LAYOUT)
             rows[i] = np.frombuffer(bytes(ext), np.uint8)
         return rows
 
