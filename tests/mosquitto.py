@@ -121,6 +121,7 @@ class Mosquitto:
             "log_type warning",
             "log_type notice",
             "log_type information",
+            "log_type subscribe",  # wait_subscribed() reads it
             "connection_messages true",
             "max_inflight_messages 20",
             # The default (1000) drops QoS 1 messages for a subscriber that falls behind a
@@ -192,6 +193,19 @@ class Mosquitto:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def subscriptions(self, topic: str) -> int:
+        """How many SUBSCRIBEs to exactly ``topic`` the broker has handled (it logs each
+        one before it can route the next message, being single-threaded)."""
+        return sum(line.endswith(f" {topic}") for line in self.log_text().splitlines())
+
+    async def wait_subscribed(self, topic: str, count: int = 1, timeout_s: float = 60.0) -> None:
+        """Until some client (another process, too) has subscribed to ``topic``."""
+        deadline = time.monotonic() + timeout_s
+        while self.subscriptions(topic) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nobody subscribed to {topic} in {timeout_s:.0f} s")
+            await asyncio.sleep(0.02)
 
     def __enter__(self) -> Mosquitto:
         self.start()
