@@ -249,7 +249,7 @@ class Collector:
 
     async def __aenter__(self) -> Collector:
         self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._subscribed.wait(), 10)
+        await asyncio.wait_for(self._subscribed.wait(), 60)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -262,7 +262,7 @@ class Collector:
         return [p for t, p, _ in self.messages if t == topic]
 
     async def wait_for(
-        self, predicate: Callable[[Collector], bool], timeout_s: float = 10.0
+        self, predicate: Callable[[Collector], bool], timeout_s: float = 60.0
     ) -> None:
         deadline = time.monotonic() + timeout_s
         while not predicate(self):
