@@ -12,6 +12,7 @@ from fsqd.chunk import SampleChunk
 from fsqd.errors import ConfigError, DataError
 from fsqd.model.package import ModelPackage
 from fsqd.pipeline import LOW_LATENCY_HALF_TAPS, LOW_LATENCY_STOP_DB, WindowStream
+from fsqd.service.clock import sample_time
 from fsqd.stream.resample import PHASES, Resampler, design, kernel_table
 
 
@@ -112,6 +113,19 @@ def test_chunked_equals_whole_bit_for_bit(rin: float, rout: float, t0: float) ->
         tt, xx, _ = run(Resampler(rin, rout), chunked(t, x, cuts))
         np.testing.assert_array_equal(tt, grid)
         np.testing.assert_array_equal(xx, whole)
+
+
+def test_a_segment_on_the_output_grid_keeps_its_last_sample_whatever_the_rounding() -> None:
+    """Stamps as the acquisition makes them (monotonic + a UNIX-sized offset): the grid
+    time of the last sample can come out an ulp after it; it is still emitted at flush,
+    so a segment of N samples at the output rate gives N outputs (and the daemon codes
+    its last window at stop)."""
+    rng = np.random.default_rng(9)
+    for t0 in rng.uniform(1e3, 1e5, 200):
+        t = np.array([sample_time(t0 + k * 0.01) for k in range(300)])
+        r = Resampler(100.0, 100.0)
+        out = r.push(SampleChunk(t, np.zeros((300, 1), np.float32), True)) + r.flush()
+        assert sum(len(o) for o in out) == 300, t0
 
 
 def test_a_sensor_clock_off_nominal_still_lands_on_the_grid() -> None:
