@@ -132,6 +132,17 @@ def test_usage_and_config_errors_are_one_line_with_sysexits(
     assert len(err.strip().splitlines()) == 1
 
 
+# `python -m fsqd` as a terminal's foreground job starts it: SIGINT at its default. A test
+# runner started in the background (`cmd &` in a script, nohup) passes SIGINT on ignored,
+# and Python keeps it ignored: Ctrl-C would never arrive.
+AS_FOREGROUND_JOB = [
+    sys.executable,
+    "-c",
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('fsqd', run_name='__main__', alter_sys=True)",
+]
+
+
 def samples_on_disk(path: Path) -> int:
     """The samples in the whole blocks a recording has written so far."""
     if not path.exists() or path.stat().st_size < 6:
@@ -145,7 +156,7 @@ def test_ctrl_c_ends_a_recording_cleanly(config: Path, tmp_path: Path) -> None:
     out = tmp_path / "live.fsqr"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fsqd", "record", "--config", str(config), "--out", str(out)],
+        [*AS_FOREGROUND_JOB, "record", "--config", str(config), "--out", str(out)],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
