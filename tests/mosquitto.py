@@ -121,6 +121,7 @@ class Mosquitto:
             "log_type warning",
             "log_type notice",
             "log_type information",
+            "log_type subscribe",  # wait_subscribed() reads it
             "connection_messages true",
             "max_inflight_messages 20",
             # The default (1000) drops QoS 1 messages for a subscriber that falls behind a
@@ -193,6 +194,19 @@ class Mosquitto:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def subscriptions(self, topic: str) -> int:
+        """How many SUBSCRIBEs to exactly ``topic`` the broker has handled (it logs each
+        one before it can route the next message, being single-threaded)."""
+        return sum(line.endswith(f" {topic}") for line in self.log_text().splitlines())
+
+    async def wait_subscribed(self, topic: str, count: int = 1, timeout_s: float = 60.0) -> None:
+        """Until some client (another process, too) has subscribed to ``topic``."""
+        deadline = time.monotonic() + timeout_s
+        while self.subscriptions(topic) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nobody subscribed to {topic} in {timeout_s:.0f} s")
+            await asyncio.sleep(0.02)
+
     def __enter__(self) -> Mosquitto:
         self.start()
         return self
@@ -235,7 +249,7 @@ class Collector:
 
     async def __aenter__(self) -> Collector:
         self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._subscribed.wait(), 10)
+        await asyncio.wait_for(self._subscribed.wait(), 60)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -248,7 +262,7 @@ class Collector:
         return [p for t, p, _ in self.messages if t == topic]
 
     async def wait_for(
-        self, predicate: Callable[[Collector], bool], timeout_s: float = 10.0
+        self, predicate: Callable[[Collector], bool], timeout_s: float = 60.0
     ) -> None:
         deadline = time.monotonic() + timeout_s
         while not predicate(self):

@@ -237,7 +237,8 @@ port = {broker.port}
     async def main() -> list[tuple[str, bytes, bool]]:
         async with Collector(broker, "fsqd/n1/#", "homeassistant/#") as c:
             await daemon.run()
-            await asyncio.sleep(0.3)
+            # The last word on a clean stop is the retained "offline".
+            await c.wait_for(lambda c: c.payloads("fsqd/n1/status")[-1:] == [b"offline"])
             return c.messages
 
     msgs = asyncio.run(main())

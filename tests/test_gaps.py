@@ -11,8 +11,6 @@ from fsqd.chunk import SampleChunk
 from fsqd.errors import ConfigError, DataError
 from fsqd.stream.gaps import GapSplitter
 
-RNG = np.random.default_rng(2)
-
 
 def chunked(t: np.ndarray, x: np.ndarray, cuts: list[int]) -> list[SampleChunk]:
     edges = [0, *cuts, len(t)]
@@ -49,14 +47,15 @@ def test_a_gap_between_two_chunks_is_found() -> None:
 
 
 def test_the_same_segments_however_the_input_is_chunked() -> None:
-    steps = np.full(600, 0.01) + RNG.normal(0, 5e-4, 600)
+    rng = np.random.default_rng(2)
+    steps = np.full(600, 0.01) + rng.normal(0, 5e-4, 600)
     steps[[100, 101, 350, 599]] = [0.5, 0.024, 3.0, 0.0249]  # gaps at 100 and 350 only
     t = np.cumsum(steps)
     x = np.arange(600, dtype=np.float32)[:, None]
     whole = GapSplitter(100.0)
     want = segments(whole.split(SampleChunk(t, x, True)))
     assert [len(s) for s in want] == [100, 250, 250]
-    for cuts in [list(range(1, 600)), [100], [99, 101, 350], sorted(RNG.choice(599, 30) + 1)]:
+    for cuts in [list(range(1, 600)), [100], [99, 101, 350], sorted(rng.choice(599, 30) + 1)]:
         g = GapSplitter(100.0)
         got = segments([p for c in chunked(t, x, sorted(set(cuts))) for p in g.split(c)])
         assert got == want

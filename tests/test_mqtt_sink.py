@@ -49,7 +49,7 @@ def seqs(payloads: list[bytes]) -> list[int]:
     return [json.loads(p)["seq"] for p in payloads]
 
 
-async def wait_until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
+async def wait_until(cond: Callable[[], bool], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not cond():
         if time.monotonic() > deadline:
@@ -170,7 +170,10 @@ def test_broker_down_20s_nothing_lost_order_kept(broker: Mosquitto, tmp_path: Pa
         await produce(20.0)
         during = sink.counters()
         assert during["connected"] == 0
-        assert during["spool_depth"] >= seq - 30  # all but the last second or so on disk
+        # All but the last few seconds on disk: codes older than spool_after_s (2 s) go at
+        # the next commit (every 1 s), so 30 codes at 10/s, plus a late commit on a loaded
+        # machine.
+        assert during["spool_depth"] >= seq - 40
         assert during["oldest_unsent_age_s"] > 15
         # Batched: about one commit per second of outage, not one per code.
         assert during["spool_commits"] - commits0 <= 25
@@ -184,7 +187,7 @@ def test_broker_down_20s_nothing_lost_order_kept(broker: Mosquitto, tmp_path: Pa
             order = seqs(got)
             first_seen = list(dict.fromkeys(order))
             assert first_seen == list(range(total))  # nothing lost, in order
-            await wait_until(lambda: sink.counters()["spool_depth"] == 0, 10)
+            await wait_until(lambda: sink.counters()["spool_depth"] == 0)
             c = sink.counters()
             assert c["reconnects"] >= 1 and c["spool_dropped"] == 0
             assert after.payloads("fsqd/n1/status")[-1] == b"online"  # after the new CONNACK
@@ -212,8 +215,11 @@ def test_spool_full_drops_oldest_and_counts(tmp_path: Path) -> None:
         broker.start()
         try:
             async with Collector(broker, "fsqd/n1/codes") as c:
-                await c.wait_for(lambda c: len(c.messages) >= 10)
-                await asyncio.sleep(0.3)
+                # Everything acknowledged and nothing left to send: no more will come.
+                await wait_until(
+                    lambda: sink.counters()["unacked"] == sink.counters()["spool_depth"] == 0
+                )
+                await c.wait_for(lambda c: len(c.messages) >= sink.counters()["published"])
                 assert seqs(c.payloads("fsqd/n1/codes")) == list(range(15, 25))
             await sink.aclose(5)
             await task
@@ -254,7 +260,7 @@ def test_sigkilled_process_delivers_its_spool_after_restart(
     child = _child(broker.port, spool, "k1", 0, 40)
     try:
         _read_until(child, lambda s: s.startswith("submitted"), 30)
-        _read_until(child, lambda s: s.startswith("{") and json.loads(s)["spool_depth"] == 40, 10)
+        _read_until(child, lambda s: s.startswith("{") and json.loads(s)["spool_depth"] == 40, 60)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -268,7 +274,7 @@ def test_sigkilled_process_delivers_its_spool_after_restart(
         async with Collector(broker, "fsqd/k1/codes") as c:
             restarted = _child(broker.port, spool, "k1", 40, 5)
             try:
-                await c.wait_for(lambda c: len(c.messages) >= 45, 30)
+                await c.wait_for(lambda c: len(c.messages) >= 45, 60)
             finally:
                 assert restarted.stdin is not None
                 restarted.stdin.close()
@@ -435,8 +441,10 @@ def test_disconnect_noticed_without_waiting_for_a_publish_timeout(
         await wait_until(lambda: sink.counters()["connected"] == 1)
         broker.stop()
         t0 = time.monotonic()
-        await wait_until(lambda: sink.counters()["connected"] == 0, 5)
-        assert time.monotonic() - t0 < 5
+        await wait_until(lambda: sink.counters()["connected"] == 0, 30)
+        # Noticed from the closed socket, not from the 60 s publish timeout (a bound that
+        # leaves room for a loaded machine and still tells the two apart).
+        assert time.monotonic() - t0 < 20
         await sink.aclose(1)
         await task
 
@@ -467,7 +475,7 @@ def test_aclose_without_broker_spools_everything(tmp_path: Path) -> None:
         task = asyncio.create_task(sink.run())
         for i in range(7):
             sink.submit_code(code(i), i)
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: sink.counters()["connect_failures"] >= 1)  # it ran
         assert sink.counters()["spool_commits"] == 0
         await sink.aclose(1)
         await task
@@ -501,7 +509,7 @@ def test_acknowledged_spooled_codes_are_not_resent_after_a_reconnect(
             await wait_until(lambda: sink.counters()["connected"] == 0)
             broker.start()
             await wait_until(lambda: sink.counters()["connected"] == 1)
-            await asyncio.sleep(1.0)  # the collector resubscribes too
+            await broker.wait_subscribed("fsqd/n1/codes", 2)  # the collector resubscribed
             sink.submit_code(code(10), 10)
             await c.wait_for(lambda c: b'"seq": 10' in b"".join(c.payloads("fsqd/n1/codes")))
             assert seqs(c.payloads("fsqd/n1/codes")) == list(range(11))

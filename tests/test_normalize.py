@@ -8,13 +8,12 @@ import pytest
 from fsqd.errors import ConfigError, DataError
 from fsqd.stream.normalize import Normalizer
 
-RNG = np.random.default_rng(4)
-
 
 def test_equals_float32_true_division_not_reciprocal_multiplication() -> None:
+    rng = np.random.default_rng(4)
     mean = [0.1, -9.81, 3.0]
     std = [3.0, 0.7, 49.0]
-    x = (RNG.normal(size=(20000, 3)) * 20).astype(np.float32)
+    x = (rng.normal(size=(20000, 3)) * 20).astype(np.float32)
     m32, s32 = np.float32(mean), np.float32(std)
     want = (x - m32) / s32
     got = Normalizer(mean, std)(x)
@@ -25,8 +24,9 @@ def test_equals_float32_true_division_not_reciprocal_multiplication() -> None:
 
 
 def test_per_sample_so_chunking_cannot_matter_and_float64_input_is_cast() -> None:
+    rng = np.random.default_rng(4)
     n = Normalizer([1.0, 2.0], [3.0, 0.5])
-    x = RNG.normal(size=(50, 2))
+    x = rng.normal(size=(50, 2))
     whole = n(x.astype(np.float32))
     parts = np.concatenate([n(x[a : a + 7].astype(np.float32)) for a in range(0, 50, 7)])
     np.testing.assert_array_equal(parts, whole)
@@ -36,7 +36,8 @@ def test_per_sample_so_chunking_cannot_matter_and_float64_input_is_cast() -> Non
 
 
 def test_identity_statistics_return_the_samples() -> None:
-    x = RNG.normal(size=(5, 2)).astype(np.float32)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 2)).astype(np.float32)
     assert Normalizer([0, 0], [1, 1])(x) is x
 
 

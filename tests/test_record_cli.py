@@ -6,21 +6,22 @@ import io
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import RunCli
+from waiting import wait_until
 
 from fsqd.clock import ManualClock
 from fsqd.commands.record import record
 from fsqd.errors import NoInputError
 from fsqd.imu.drivers.lsm6dsox import internal_rate_hz
 from fsqd.recordings import ReadOptions, open_recording
-from fsqd.recordings.fsqr import KIND_STATUS, scan
+from fsqd.recordings.fsqr import KIND_SAMPLES, KIND_STATUS, scan
 from fsqd.sim import SimConfig, Simulator, write_csv
 from fsqd.testing import PacedClock
 from fsqd.units import CHANNELS
@@ -131,16 +132,37 @@ def test_usage_and_config_errors_are_one_line_with_sysexits(
     assert len(err.strip().splitlines()) == 1
 
 
+# `python -m fsqd` as a terminal's foreground job starts it: SIGINT at its default. A test
+# runner started in the background (`cmd &` in a script, nohup) passes SIGINT on ignored,
+# and Python keeps it ignored: Ctrl-C would never arrive.
+AS_FOREGROUND_JOB = [
+    sys.executable,
+    "-c",
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('fsqd', run_name='__main__', alter_sys=True)",
+]
+
+
+def samples_on_disk(path: Path) -> int:
+    """The samples in the whole blocks a recording has written so far."""
+    if not path.exists() or path.stat().st_size < 6:
+        return 0
+    with path.open("rb") as fh:
+        blocks = [b for b in scan(fh, path) if b.kind == KIND_SAMPLES]
+    return sum(struct.unpack_from("<BI", b.body)[1] for b in blocks)
+
+
 def test_ctrl_c_ends_a_recording_cleanly(config: Path, tmp_path: Path) -> None:
     out = tmp_path / "live.fsqr"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fsqd", "record", "--config", str(config), "--out", str(out)],
+        [*AS_FOREGROUND_JOB, "record", "--config", str(config), "--out", str(out)],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3.0)
+    # Ctrl-C once more than 100 samples are on disk (whole, synced blocks).
+    wait_until(lambda: samples_on_disk(out) > 100, what="100 samples recorded")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err

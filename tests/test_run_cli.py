@@ -17,6 +17,7 @@ import pytest
 from daemonkit import ROOT, SIM_DAEMON, env, log_events, start, write_config
 from mosquitto import Collector, Mosquitto
 from sdnotify import NotifyListener, unique_name
+from waiting import PipeLines, finish
 
 
 @pytest.fixture
@@ -32,9 +33,11 @@ def test_sigterm_drains_every_window_and_exits_0(tmp_path: Path, listener: Notif
     try:
         listener.wait_for("READY", 30, "1")
         listener.wait_for("WATCHDOG", 5, "1")
-        time.sleep(1.5)
+        stdout, stderr = PipeLines(proc.stdout), PipeLines(proc.stderr)
+        stdout.wait_for(lambda lines: len(lines) >= 10, what="10 codes written")
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        finish(proc, stdout, stderr)
+        out, err = stdout.text(), stderr.text()
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -64,9 +67,15 @@ def test_sighup_reloads_and_names_what_needs_a_restart(
         proc.send_signal(signal.SIGHUP)
         listener.wait_for("RELOADING", 5, "1")
         listener.wait_for("READY", 5, "1")
-        time.sleep(2.5)  # the new stats interval (2 s) has applied
+        stdout, stderr = PipeLines(proc.stdout), PipeLines(proc.stderr)
+        # The new stats interval (2 s) applied: a stats line comes (the old one was 60 s).
+        stderr.wait_for(
+            lambda lines: any(e.get("event") == "stats" for e in log_events("".join(lines))),
+            what="a stats line",
+        )
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        finish(proc, stdout, stderr)
+        out, err = stdout.text(), stderr.text()
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -206,7 +215,8 @@ def test_sigterm_with_a_broker_delivers_every_code_then_offline(
                 await asyncio.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
             _, err = await asyncio.wait_for(proc.communicate(), 30)
-            await asyncio.sleep(0.3)
+            # The last word on a clean stop is the retained "offline".
+            await c.wait_for(lambda c: c.payloads("fsqd/n9/status")[-1:] == [b"offline"], 60)
             return proc.returncode or 0, err.decode(), list(c.messages)
 
     code, err, msgs = asyncio.run(scenario())

@@ -18,8 +18,9 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from journald import JournaldStandIn
+from journald import Entry, JournaldStandIn
 from sdnotify import Notification, NotifyListener
+from waiting import PipeLines, finish
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "emulated_daemon.py"
@@ -108,6 +109,34 @@ def watchdogs(notes: list[Notification]) -> list[float]:
     return [n.at for n in notes if n.fields.get("WATCHDOG") == "1"]
 
 
+def collect_pings(
+    listener: NotifyListener, count: int, timeout: float = 60.0
+) -> list[Notification]:
+    """Receive until ``count`` WATCHDOG=1 came (the daemon's own pace, however loaded)."""
+    end = time.monotonic() + timeout
+    got: list[Notification] = []
+    while len(watchdogs(got)) < count:
+        left = end - time.monotonic()
+        assert left > 0, f"{len(watchdogs(got))} of {count} watchdog pings in {timeout:.0f} s"
+        if (note := listener.receive(left)) is not None:
+            got.append(note)
+    return got
+
+
+def stop_reading(
+    proc: subprocess.Popen[str], stdout: PipeLines, stderr: PipeLines
+) -> tuple[float, str, str]:
+    """``stop`` for a child whose pipes are already read by ``PipeLines``."""
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    finish(proc, stdout, stderr, timeout_s=unit_seconds("TimeoutStopSec") + 10)
+    return time.monotonic() - t0, stdout.text(), stderr.text()
+
+
+def json_events(lines: list[str]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
 def collect(listener: NotifyListener, seconds: float) -> list[Notification]:
     end = time.monotonic() + seconds
     got = []
@@ -138,7 +167,8 @@ def test_ready_status_watchdog_and_a_clean_stop(
     daemon: subprocess.Popen[str], listener: NotifyListener
 ) -> None:
     ready = listener.wait_for("READY", 60, "1")
-    notes = [*listener.received, *collect(listener, 3.0)]
+    stdout, stderr = PipeLines(daemon.stdout), PipeLines(daemon.stderr)
+    notes = [*listener.received, *collect_pings(listener, 6)]
     # Everything comes from the main process, as NotifyAccess=main requires.
     assert {n.pid for n in notes} == {daemon.pid}
     pings = [t for t in watchdogs(notes) if t >= ready.at]
@@ -148,7 +178,8 @@ def test_ready_status_watchdog_and_a_clean_stop(
     status = [n.fields["STATUS"] for n in notes if "STATUS" in n.fields]
     assert status and "windows" in status[-1] and "sensors ok" in status[-1]
 
-    seconds, out, err = stop(daemon)
+    stdout.wait_for(lambda lines: len(lines) >= 10, what="10 codes written")
+    seconds, out, err = stop_reading(daemon, stdout, stderr)
     assert daemon.returncode == 0, err
     assert seconds < unit_seconds("TimeoutStopSec")
     rest = listener.drain()
@@ -162,7 +193,7 @@ def test_watchdog_stops_while_the_bus_hangs_and_resumes_when_it_recovers(
     daemon: subprocess.Popen[str], listener: NotifyListener
 ) -> None:
     listener.wait_for("READY", 60, "1")
-    assert len(watchdogs(collect(listener, 2.0))) >= 3
+    collect_pings(listener, 3)
 
     daemon.send_signal(signal.SIGUSR1)  # SDA held low: every transfer times out
     hung_at = time.monotonic()
@@ -185,19 +216,22 @@ def test_sighup_reloads_with_reloading_then_ready(
     tmp_path: Path, daemon: subprocess.Popen[str], listener: NotifyListener
 ) -> None:
     listener.wait_for("READY", 60, "1")
-    time.sleep(1.5)  # a stats line or two at INFO first
+    stdout, stderr = PipeLines(daemon.stdout), PipeLines(daemon.stderr)
+    stderr.wait_for(  # a stats line at INFO first
+        lambda lines: any(e.get("event") == "stats" for e in json_events(lines)), what="stats"
+    )
     write_config(tmp_path, level="warning")
     before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     daemon.send_signal(signal.SIGHUP)  # ExecReload=/bin/kill -HUP $MAINPID
-    reloading = listener.wait_for("RELOADING", 10, "1")
+    reloading = listener.wait_for("RELOADING", 60, "1")
     after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     assert before <= int(reloading.fields["MONOTONIC_USEC"]) <= after
-    ready = listener.wait_for("READY", 10, "1")
+    ready = listener.wait_for("READY", 60, "1")
     reloaded_at = time.time()
     assert ready.at >= reloading.at
-    listener.wait_for("WATCHDOG", 5, "1")  # still making progress after the reload
-    time.sleep(2.0)  # two stats periods
-    _, _, err = stop(daemon)
+    # Still making progress after the reload; 4 pings (0.5 s each) span two stats periods.
+    collect_pings(listener, 4)
+    _, _, err = stop_reading(daemon, stdout, stderr)
     assert daemon.returncode == 0, err
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     info_at = [
@@ -237,12 +271,17 @@ def test_under_journald_the_daemon_logs_structured_entries(
     proc = spawn(cfg, listener, wrap=wrap)
     try:
         listener.wait_for("READY", 60, "1")
-        time.sleep(2.5)
+        entries: list[Entry] = []
+        deadline = time.monotonic() + 60
+        while not any(e.get("WINDOWS") not in (None, "0") for e in entries):
+            assert time.monotonic() < deadline, "no stats entry with windows in the journal"
+            if (entry := journald.receive(1.0)) is not None:
+                entries.append(entry)
         _, _, err = stop(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
-        entries = journald.receive_all()
+        entries += journald.receive_all()
         journald.close()
     assert proc.returncode == 0, err
     assert not [line for line in err.splitlines() if line.startswith("{")]  # not JSON on stderr
@@ -259,9 +298,16 @@ def test_sigterm_while_the_bus_hangs_still_exits_0_in_time(
 ) -> None:
     listener.wait_for("READY", 60, "1")
     listener.wait_for("WATCHDOG", 5, "1")
+    stdout, stderr = PipeLines(daemon.stdout), PipeLines(daemon.stderr)
     daemon.send_signal(signal.SIGUSR1)
-    time.sleep(2.0)  # the reader is now inside timed-out transfers and retries
-    seconds, out, err = stop(daemon)
+    # The reader is now inside timed-out transfers and retries: it has warned of them.
+    stderr.wait_for(
+        lambda lines: any(
+            e.get("sensor") == "collar" and e.get("level") == "warning" for e in json_events(lines)
+        ),
+        what="a bus warning",
+    )
+    seconds, out, err = stop_reading(daemon, stdout, stderr)
     assert daemon.returncode == 0, err
     assert seconds < unit_seconds("TimeoutStopSec")
     assert any(n.fields.get("STOPPING") == "1" for n in listener.drain())

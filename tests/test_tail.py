@@ -14,6 +14,7 @@ from pathlib import Path
 
 from conftest import RunCli
 from mosquitto import Mosquitto, TlsFiles, free_port
+from waiting import until
 
 from fsqd.commands.tail import TailOptions, TailView, tail, tail_settings
 from fsqd.sinks.mqtt import MqttSettings, MqttSink, Secret
@@ -78,7 +79,7 @@ def test_tail_against_a_broker(broker: Mosquitto, tmp_path: Path) -> None:
         out = io.StringIO()
         opts = TailOptions(port=broker.port, nodes=("n1", "n2"), json=True, count=6)
         watcher = asyncio.create_task(tail(opts, out))
-        await asyncio.sleep(0.3)  # subscribed
+        await broker.wait_subscribed("fsqd/n2/info")  # the last of its subscriptions
         sinks = [
             MqttSink(MqttSettings(host=broker.host, port=broker.port, node_id=n), tmp_path / n)
             for n in ("n1", "n2", "n3")
@@ -117,10 +118,10 @@ def test_cli_tail_as_a_process(broker: Mosquitto, tmp_path: Path) -> None:
             MqttSettings(host=broker.host, port=broker.port, node_id="cli"), tmp_path / "s"
         )
         task = asyncio.create_task(sink.run())
-        await asyncio.sleep(1.5)  # the tail process starts and subscribes
+        await broker.wait_subscribed("fsqd/+/info")  # the tail process started and subscribed
         for seq in range(5):
             sink.submit_code(code_msg(seq, time.time()), seq)
-        await asyncio.sleep(0.5)
+        await until(lambda: sink.counters()["published"] == 5)
         await sink.aclose(2)
         await task
 
@@ -178,7 +179,7 @@ def test_tail_over_tls_with_a_password_from_the_config(
         out = io.StringIO()
         opts = TailOptions(host=viewer.host, port=viewer.port, count=2, mqtt=viewer)
         watcher = asyncio.create_task(tail(opts, out))
-        await asyncio.sleep(0.5)
+        await broker.wait_subscribed("fsqd/+/info")
         sink = MqttSink(publisher, tmp_path / "spool")
         task = asyncio.create_task(sink.run())
         for seq in range(2):

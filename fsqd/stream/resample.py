@@ -26,6 +26,9 @@ PHASES = 512  # tabulated fractional offsets; linear between them (error ~1e-6 o
 MAX_RATIO = 1000.0  # 1 Hz -> 1 kHz at most: beyond, the output would dwarf the input
 LOOP_TAPS = 128  # up to here a loop over taps beats gathering them (measured, bench_resample)
 WORK_VALUES = 1 << 20  # float64 values per step (gathered taps + weights): bounded per chunk
+# flush(): a grid time this far (in output periods) past a segment's last sample is taken as
+# on it; far above the rounding of UNIX-sized stamps, far below any real offset.
+END_TOLERANCE = 1e-3
 
 
 def estimate_rate(t: npt.ArrayLike) -> float:
@@ -152,13 +155,17 @@ class Resampler:
         return out
 
     def flush(self) -> list[SampleChunk]:
-        """Finish the open segment: the grid up to its last sample, holding that sample."""
+        """Finish the open segment: the grid up to its last sample, holding that sample.
+
+        A grid time that is the last sample's time but for rounding (an ulp of a
+        UNIX-sized stamp is ~0.2 us) counts as reaching it: N samples at the output rate
+        give N outputs whatever the start time."""
         if not self._open:
             return []
         last = float(self._t[-1])
         self._t = np.concatenate([self._t, np.full(self._k, np.inf)])
         self._x = np.concatenate([self._x, np.repeat(self._x[-1:], self._k, axis=0)])
-        piece = self._emit(np.nextafter(last, np.inf), new_inputs=self._k)
+        piece = self._emit(last + END_TOLERANCE / self.out_rate, new_inputs=self._k)
         self._open = False
         self._t, self._x = self._t[:0], self._x[:0]
         return [] if piece is None else [piece]
