@@ -10,6 +10,8 @@ import json
 from importlib import resources
 from typing import Any
 
+__all__ = ["NAMES", "load"]
+
 NAMES = ("codes", "status", "stats", "info", "homeassistant")
 
 
