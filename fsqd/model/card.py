@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.errors import ConfigError, NoInputError
+from fsqd.model.calibration import Calibration, calibration_from_dict, validate_calibration
 from fsqd.safefile import CONFIG_MAX, read_text
 from fsqd.units import Channel
 
@@ -92,6 +93,7 @@ class ModelCard:
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     graph_check: GraphCheckRecord | None = None  # None: the card predates the record
+    calibration: Calibration | None = None  # written by ``fsqd model calibrate``
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -135,6 +137,7 @@ class ModelCard:
             head = d.get("head")
             inp = d["input"]
             check = d.get("graph_check")
+            cal = d.get("calibration")
             return cls(
                 name=str(d["name"]),
                 version=str(d["version"]),
@@ -172,6 +175,7 @@ class ModelCard:
                     stage=check["stage"],
                     levels=tuple(int(v) for v in check["levels"]),
                 ),
+                calibration=None if cal is None else calibration_from_dict(cal),
             )
         except KeyError as e:
             raise ConfigError(f"model card lacks the field {e.args[0]!r}") from None
@@ -253,6 +257,9 @@ def _validate(card: ModelCard) -> None:
             raise ConfigError(f"graph_check.stage must be one of {STAGES}, got {check.stage!r}")
     if card.head is not None and not card.head.labels:
         raise ConfigError("the head lists no labels")
+    if card.calibration is not None:
+        labels = None if card.head is None else card.head.labels
+        validate_calibration(card.calibration, labels, card.codebook_size)
 
 
 def _validate_layout(card: ModelCard) -> None:
