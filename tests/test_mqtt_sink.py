@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiomqtt
 import pytest
 import structlog
 from mosquitto import Collector, Mosquitto, TlsFiles, free_port
@@ -791,3 +793,76 @@ def test_a_version_1_spool_left_by_fsqd_0_1_is_delivered_after_the_upgrade(
     again = MqttSink(settings(broker, node="v1"), spool)
     assert again.counters()["spool_depth"] == 0  # nothing to send again
     asyncio.run(again.aclose(0.1))
+
+
+class _SwallowingClient:
+    """A client whose connect swallows a cancel and fails, as aiomqtt's does on Python
+    3.11 when the cancel and paho's answer land together (asyncio.wait_for returns the
+    inner result then)."""
+
+    attempts = 0
+
+    async def __aenter__(self) -> None:
+        type(self).attempts += 1
+        with contextlib.suppress(asyncio.CancelledError):  # the answer was already there
+            await asyncio.sleep(0.05)
+        raise aiomqtt.MqttError("[code:7] The connection was lost.")
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def test_a_cancel_swallowed_while_connecting_still_stops_the_sink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsqd.sinks.mqtt.sink as sink_mod
+
+    monkeypatch.setattr(sink_mod, "new_client", lambda *a: _SwallowingClient())
+    monkeypatch.setattr(sink_mod, "retrieve_disconnect_error", lambda client: None)
+
+    async def main() -> None:
+        sink = MqttSink(nowhere(reconnect_min_s=0.01, reconnect_max_s=0.02), tmp_path / "s.db")
+        task = asyncio.create_task(sink.run())
+        await wait_until(lambda: _SwallowingClient.attempts >= 2)
+        task.cancel()
+        done, _ = await asyncio.wait((task,), timeout=30)
+        if not done:
+            sink._stop.set()  # let it end, then fail
+            await task
+            raise AssertionError("the sink kept reconnecting after it was cancelled")
+        assert task.cancelled()
+        await sink.codes.close()
+
+    run(main())
+
+
+def test_aclose_gives_up_on_a_connection_task_that_ignores_cancel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsqd.sinks.mqtt.sink as sink_mod
+
+    monkeypatch.setattr(sink_mod, "_CANCEL_WAIT_S", 0.2)
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    async def main() -> None:
+        sink = MqttSink(nowhere(), tmp_path / "s.db")
+        monkeypatch.setattr(sink, "_connection_loop", stubborn)
+        task = asyncio.create_task(sink.run())
+        await asyncio.sleep(0)  # let run() start
+        with structlog.testing.capture_logs() as logs:
+            closing = asyncio.create_task(sink.aclose(0.1))
+            done, _ = await asyncio.wait((closing,), timeout=30)
+            stuck = not task.done()
+            release.set()
+            await closing
+            await task
+        assert done, "aclose waited for a task that ignores its cancel"
+        assert stuck
+        assert any("did not stop when cancelled" in e["event"] for e in logs)
+
+    run(main())

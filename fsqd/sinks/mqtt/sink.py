@@ -46,6 +46,8 @@ from fsqd.sinks.mqtt.connection import (
 __all__ = ["COUNTERS", "Discovery", "MqttSink"]
 
 log = structlog.get_logger(__name__)
+# How long aclose waits for a cancelled connection task before abandoning it.
+_CANCEL_WAIT_S = 5.0
 
 # The sink's counters, in the order stats report them.
 COUNTERS = (
@@ -198,8 +200,10 @@ class MqttSink:
                 await asyncio.wait_for(asyncio.shield(self._stopped.wait()), timeout_s + 1.0)
             except TimeoutError:
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                # Bounded: a task that never ends must not hold the daemon's stop.
+                await asyncio.wait((task,), timeout=_CANCEL_WAIT_S)
+                if not task.done():
+                    log.error("mqtt connection did not stop when cancelled; abandoning it")
         self._closed = True
         self.codes.closed = True  # a clock step from now on has nothing to re-map
         await self.codes.final_flush()
@@ -209,6 +213,9 @@ class MqttSink:
 
     async def _connection_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
+        cancels = me.cancelling()
         failures = 0
         while not self._stop.is_set():
             t_up: float | None = None
@@ -221,7 +228,10 @@ class MqttSink:
                     retrieve_disconnect_error(client)
                     t_up = loop.time()
                     self._on_connected()
-                    await self._serve(client)
+                    # In its own task: on Python 3.11 a TaskGroup whose child fails
+                    # after the body ended leaves its parent's cancel count raised,
+                    # which would read as a cancel below.
+                    await asyncio.create_task(self._serve(client))
                 return  # _serve returns only on stop, after "offline" went out
             except (aiomqtt.MqttError, ConnectionLost, OSError) as e:
                 # str(e) from paho/aiomqtt names a code or a socket error, never
@@ -233,13 +243,25 @@ class MqttSink:
                     log.warning("mqtt connection lost", error=str(e))
             finally:
                 self.connected = False
+            if me.cancelling() > cancels:
+                # We were cancelled, but a call swallowed it: on Python 3.11
+                # asyncio.wait_for (used by aiomqtt to connect, publish and disconnect)
+                # returns the inner result when both land together. Reconnecting
+                # would ignore the cancel for ever.
+                raise asyncio.CancelledError
             if t_up is not None and loop.time() - t_up >= self.settings.stable_s:
                 failures = 0
             else:
                 failures += 1
-            delay = self.reconnect_backoff.delay(failures)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+            await self._pause(self.reconnect_backoff.delay(failures))
+
+    async def _pause(self, delay_s: float) -> None:
+        """Wait ``delay_s`` or until stop; a cancel always propagates (no wait_for)."""
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((stopped,), timeout=delay_s)
+        finally:
+            stopped.cancel()
 
     def _on_connected(self) -> None:
         self.connected = True
