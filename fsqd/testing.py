@@ -11,7 +11,9 @@ Users test their own configurations with these (fsqd's own tests use them too):
   through a ``Signal``; ``SELF_TEST_FAULTS`` for chips that fail their self-test;
 - an emulated acquisition run step by step: ``sensors_from(toml)`` parses ``[[sensor]]``
   tables, ``rig(toml)`` opens them on a manual clock, ``Rig.run(seconds)`` steps the real
-  acquisition code over the emulated chips and keeps what it read.
+  acquisition code over the emulated chips and keeps what it read;
+- ``SimulatedAcquisition``: the simulator in real time behind the acquisition's interface,
+  for testing what comes after acquisition at the real pace.
 
 Example: the first two seconds of an LSM6DSOX on the emulated bus::
 
@@ -24,8 +26,10 @@ Example: the first two seconds of an LSM6DSOX on the emulated bus::
 
 from __future__ import annotations
 
+import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +37,13 @@ import numpy.typing as npt
 
 from fsqd.chunk import SampleChunk
 from fsqd.clock import Clock, ManualClock
-from fsqd.imu.acquire.acquisition import Acquisition, open_acquisition
+from fsqd.daemon.clock import sample_time
+from fsqd.imu.acquire.acquisition import (
+    Acquisition,
+    SensorState,
+    SensorStatus,
+    open_acquisition,
+)
 from fsqd.imu.acquire.config import SensorConfig, parse_sensors
 from fsqd.imu.emulated.bus import EmulatedBus
 from fsqd.imu.emulated.chip import SELF_TEST_FAULTS, EmulatedChip, Signal
@@ -41,6 +51,7 @@ from fsqd.imu.emulated.icm20948 import EmulatedIcm20948
 from fsqd.imu.emulated.lis3mdl import Lis3mdlChip
 from fsqd.imu.emulated.lsm6dsox import Ism330dhcxChip, Lsm6dsoxChip
 from fsqd.imu.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250
+from fsqd.sim.simulator import SimConfig, Simulator
 from fsqd.tomlcheck import Table
 
 
@@ -151,6 +162,85 @@ def rig(
     return Rig(acq, clock, bus, [])
 
 
+class SimulatedAcquisition:
+    """The simulator in real time, with the acquisition's interface (no chips, no bus).
+
+    A thread makes samples at ``rate_hz`` stamped on the stream timeline in chunks of
+    ``chunk`` samples, as FIFO bursts come, and wakes the daemon: a sensor source for
+    testing what sits after acquisition (the daemon, sinks, signals) at the real pace.
+    """
+
+    def __init__(self, rate_hz: float = 100.0, devices: int = 1, chunk: int = 2) -> None:
+        self.nominal_rate_hz = rate_hz
+        self.channels = 9 * devices
+        self.chunk = chunk
+        self.sim = Simulator(SimConfig(rate_hz=rate_hz, devices=devices, seed=1))
+        self._lock = threading.Lock()
+        self._out: list[SampleChunk] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.samples = 0
+        self.first = True
+        self._block = np.zeros((0, self.channels), np.float32)
+
+    def start(self, wake: Callable[[], None]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(wake,), daemon=True)
+        self._thread.start()
+
+    def _run(self, wake: Callable[[], None]) -> None:
+        t0 = time.monotonic()
+        k = 0
+        period = 1.0 / self.nominal_rate_hz
+        while not self._stop.is_set():
+            due = t0 + (k + self.chunk - 1) * period
+            delay = due - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+                continue
+            x = self._next(self.chunk)
+            t = np.array([sample_time(t0 + (k + i) * period) for i in range(self.chunk)])
+            with self._lock:
+                self._out.append(SampleChunk(t, x, new_segment=self.first))
+                self.first = False
+                self.samples += self.chunk
+            k += self.chunk
+            wake()
+
+    def _next(self, n: int) -> npt.NDArray[np.float32]:
+        # The simulator makes samples in blocks (its noise is drawn per 4096 samples):
+        # a sensor thread that costs little, like a FIFO read.
+        while len(self._block) < n:
+            self._block = np.concatenate([self._block, self.sim.read(1000).x])
+        x, self._block = self._block[:n], self._block[n:]
+        return x
+
+    def read(self) -> list[SampleChunk]:
+        with self._lock:
+            out, self._out = self._out, []
+        return out
+
+    def status(self) -> list[SensorStatus]:
+        return [
+            SensorStatus(
+                name="sim",
+                driver="simulator",
+                state=SensorState.OK,
+                rate_hz=self.nominal_rate_hz,
+                samples=self.samples,
+                lost=0,
+                overruns=0,
+                errors=0,
+                reinits=0,
+                segments=1,
+            )
+        ]
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
 __all__ = [
     "SELF_TEST_FAULTS",
     "EmulatedBus",
@@ -166,6 +256,7 @@ __all__ = [
     "PacedClock",
     "Rig",
     "Signal",
+    "SimulatedAcquisition",
     "one_sensor",
     "rig",
     "sensors_from",

@@ -12,14 +12,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sim_acquisition import SimAcquisition
-
 import fsqd.daemon.wiring
 from fsqd.cli import main
+from fsqd.testing import SimulatedAcquisition
 
 
-def _source(config: Any, clock: Any) -> SimAcquisition:
-    return SimAcquisition(chunk=2)
+def _source(config: Any, clock: Any) -> SimulatedAcquisition:
+    return SimulatedAcquisition(chunk=2)
 
 
 fsqd.daemon.wiring.open_source = _source

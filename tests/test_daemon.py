@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import itertools
 import json
@@ -16,7 +17,6 @@ import numpy.typing as npt
 import pytest
 import structlog
 from mosquitto import Collector, Mosquitto, free_port
-from sim_acquisition import SimAcquisition, Status
 
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.chunk import SampleChunk
@@ -24,8 +24,10 @@ from fsqd.config import Config, load_config
 from fsqd.daemon import Daemon, open_sinks
 from fsqd.daemon.clock import WallClock
 from fsqd.errors import OutputError
+from fsqd.imu.acquire.acquisition import SensorStatus
 from fsqd.sinks.jsonl import JsonLinesSink
 from fsqd.sinks.schemas import load as load_schema
+from fsqd.testing import SimulatedAcquisition
 
 SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
 
@@ -73,7 +75,7 @@ def test_codes_are_contiguous_epoch_stamped_and_timed(tmp_path: Path) -> None:
     notes = Recorder(watchdog_interval_s=0.2)
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[JsonLinesSink(out, meta=meta)],
         notifier=notes,
         duration_s=3.0,
@@ -135,7 +137,7 @@ class SlowEncoder:
 def test_inference_falling_behind_drops_oldest_windows_and_counts(tmp_path: Path) -> None:
     config = make_config(tmp_path, "[window]\nhop = 1\nmax_pending = 5\nmax_batch = 2\n")
     out = io.StringIO()
-    acq = SimAcquisition(chunk=1)
+    acq = SimulatedAcquisition(chunk=1)
     slow = SlowEncoder(OnnxEncoder(config.model.package), 0.1)
     daemon = Daemon(
         config,
@@ -179,7 +181,7 @@ def test_wall_clock_step_remaps_unsent_windows_and_stream_goes_on(tmp_path: Path
     sink = StepAwareSink(out)
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[sink],
         encoder=slow,
         clock=clock,
@@ -228,7 +230,7 @@ port = {broker.port}
     assert [type(s).__name__ for s in sinks] == ["MqttSink"]
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=sinks,
         duration_s=2.5,
         handle_signals=False,
@@ -296,7 +298,7 @@ def test_log_lines_say_what_they_count(tmp_path: Path) -> None:
     sinks = open_sinks(config, stdout=False, out=io.StringIO())
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=sinks,
         duration_s=2.5,
         handle_signals=False,
@@ -324,7 +326,7 @@ def test_log_lines_say_what_they_count(tmp_path: Path) -> None:
     assert all(e["coded"] <= summary["coded"] for e in periodic)
 
 
-class StepBackSource(SimAcquisition):
+class StepBackSource(SimulatedAcquisition):
     """Delivers one chunk whose timestamps jump back 5 s (a source stamping with a wall
     clock that stepped), then goes on from where it was."""
 
@@ -362,7 +364,7 @@ def test_timestamps_going_backwards_start_a_segment_counted_not_fatal(tmp_path: 
     assert all(b > a for a, b in itertools.pairwise(m["t_end"] for m in msgs))
 
 
-class FiniteSource(SimAcquisition):
+class FiniteSource(SimulatedAcquisition):
     """Delivers exactly ``total`` samples, then nothing (the sensor stops)."""
 
     total = 300
@@ -394,7 +396,7 @@ def test_stop_flushes_the_stream_so_the_last_window_is_coded(tmp_path: Path) -> 
     assert msgs[-1]["t_end"] - msgs[0]["t_end"] == pytest.approx(2.0, abs=1e-3)
 
 
-class StallingSource(SimAcquisition):
+class StallingSource(SimulatedAcquisition):
     """Stops delivering samples after ``stall_after`` samples (a sensor that hangs)."""
 
     stall_after = 60
@@ -434,7 +436,7 @@ def test_unconfirmed_codes_do_not_grow_memory(
     config = make_config(tmp_path, "[window]\nhop = 5\n")
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[NeverAcks(io.StringIO())],
         duration_s=2.0,
         handle_signals=False,
@@ -452,7 +454,7 @@ def test_stop_drains_windows_still_waiting_for_inference(tmp_path: Path) -> None
     slow = SlowEncoder(OnnxEncoder(config.model.package), 0.3)
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[JsonLinesSink(out)],
         encoder=slow,
         duration_s=2.5,
@@ -498,7 +500,7 @@ def test_a_failing_sink_ends_the_run_with_its_own_error(tmp_path: Path) -> None:
     config = make_config(tmp_path, "")
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[BrokenSink(io.StringIO())],
         duration_s=5.0,
         handle_signals=False,
@@ -531,7 +533,7 @@ reconnect_max = 0.3
     notes = Recorder()
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=open_sinks(config, stdout=False, out=io.StringIO()),
         notifier=notes,
         duration_s=5.0,
@@ -581,7 +583,7 @@ def test_final_stats_wait_for_the_last_confirmations(tmp_path: Path) -> None:
     sink = SlowAcks(io.StringIO(), meta=meta)
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[sink],
         duration_s=2.0,
         handle_signals=False,
@@ -592,9 +594,10 @@ def test_final_stats_wait_for_the_last_confirmations(tmp_path: Path) -> None:
     assert final["latency_us_total"]["publish"]["count"] == daemon.seq
 
 
-class UnmeasuredRate(SimAcquisition):
-    def status(self) -> list[Status]:
-        return [Status("sim", "simulator", "ok", float("nan"), self.samples)]
+class UnmeasuredRate(SimulatedAcquisition):
+    def status(self) -> list[SensorStatus]:
+        (s,) = super().status()
+        return [dataclasses.replace(s, rate_hz=float("nan"))]
 
 
 class OddCounters(JsonLinesSink):

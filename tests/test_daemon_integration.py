@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import structlog
 from hailo_support import fake_hailo, structlog_defaults, write_fake_hef  # noqa: F401
-from sim_acquisition import SimAcquisition
 from test_daemon import SENSOR, Recorder, codes, make_config
 
 import fsqd.daemon.reload as reload_mod
@@ -32,6 +31,7 @@ from fsqd.model.package import load_package
 from fsqd.pipeline import LOW_LATENCY_HALF_TAPS
 from fsqd.sinks.jsonl import JsonLinesSink
 from fsqd.sinks.schemas import load as load_schema
+from fsqd.testing import SimulatedAcquisition
 
 
 class Lines(Recorder):
@@ -46,7 +46,7 @@ class Lines(Recorder):
         self.lines.append(line)
 
 
-class MilliG(SimAcquisition):
+class MilliG(SimulatedAcquisition):
     """A sensor whose accelerometer reads in milli-g (a driver scaled for the wrong unit)."""
 
     def read(self) -> list[SampleChunk]:
@@ -98,7 +98,7 @@ def test_status_line_at_ready_and_every_few_seconds(
     notes = Lines()
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[JsonLinesSink(io.StringIO())],
         notifier=notes,
         duration_s=3.2,
@@ -124,7 +124,7 @@ def test_status_is_sent_at_ready_not_only_after_an_interval(
     notes = Lines()
     daemon = Daemon(
         make_config(tmp_path),
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[JsonLinesSink(io.StringIO())],
         notifier=notes,
         duration_s=1.0,
@@ -138,7 +138,7 @@ def test_a_104_hz_chip_is_resampled_live_with_the_short_kernel(tmp_path: Path) -
     out = io.StringIO()
     daemon = Daemon(
         make_config(tmp_path, "[window]\nhop = 10\n"),
-        acquisition=SimAcquisition(rate_hz=104.0, chunk=2),
+        acquisition=SimulatedAcquisition(rate_hz=104.0, chunk=2),
         sinks=[JsonLinesSink(out)],
         duration_s=2.5,
         handle_signals=False,
@@ -156,7 +156,7 @@ def test_a_104_hz_chip_is_resampled_live_with_the_short_kernel(tmp_path: Path) -
 def test_status_names_the_broker_state(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     daemon = Daemon(
-        config, acquisition=SimAcquisition(), sinks=[FakeMqtt(1, 7)], handle_signals=False
+        config, acquisition=SimulatedAcquisition(), sinks=[FakeMqtt(1, 7)], handle_signals=False
     )
     assert "broker connected, 7 spooled" in daemon.status_line(10.0)
     daemon.sinks = [FakeMqtt(0, 12)]
@@ -185,7 +185,7 @@ def test_reload_resends_info_and_keeps_the_command_line_log_settings(
     notes = Lines()
     daemon = Daemon(
         load_config(cfg),
-        acquisition=SimAcquisition(),
+        acquisition=SimulatedAcquisition(),
         sinks=[JsonLinesSink(io.StringIO(), meta=meta)],
         notifier=notes,
         handle_signals=False,
@@ -217,7 +217,7 @@ def test_reload_without_override_applies_the_level_and_flags_the_format(
     cfg.write_text("[logging]\nformat = 'console'\n" + SENSOR)
     daemon = Daemon(
         load_config(cfg),
-        acquisition=SimAcquisition(),
+        acquisition=SimulatedAcquisition(),
         sinks=[JsonLinesSink(io.StringIO())],
         handle_signals=False,
         log_override=LoggingOverride(level="warning"),
@@ -236,7 +236,7 @@ def test_run_cli_log_flags_override_the_config(
 ) -> None:
     from fsqd.cli import main
 
-    monkeypatch.setattr(wiring_mod, "open_source", lambda c, clk: SimAcquisition(chunk=2))
+    monkeypatch.setattr(wiring_mod, "open_source", lambda c, clk: SimulatedAcquisition(chunk=2))
     cfg = tmp_path / "fsqd.toml"
     cfg.write_text("[logging]\nformat = 'console'\nlevel = 'warning'\n" + SENSOR)
     code = main(
@@ -269,7 +269,7 @@ def test_fsqd_run_uses_the_npu_and_falls_back_to_the_cpu(
     out, meta = io.StringIO(), io.StringIO()
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[JsonLinesSink(out, meta=meta)],
         duration_s=4.5,
         handle_signals=False,
@@ -325,7 +325,7 @@ def test_encoder_is_closed_when_the_daemon_stops(tmp_path: Path) -> None:
 
     daemon = Daemon(
         make_config(tmp_path),
-        acquisition=SimAcquisition(),
+        acquisition=SimulatedAcquisition(),
         sinks=[JsonLinesSink(io.StringIO())],
         encoder=Closing(),
         duration_s=0.5,
@@ -362,7 +362,7 @@ def test_a_stuck_config_read_on_sighup_never_holds_up_the_stream(
     sink, notes = Stamped(), Recorder()
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[sink],
         notifier=notes,
         duration_s=3.0,

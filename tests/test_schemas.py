@@ -151,10 +151,9 @@ def test_the_daemon_over_mqtt_publishes_schema_valid_messages(
     broker: Mosquitto, tmp_path: Path
 ) -> None:
     """fsqd's daemon, the simulator as a real-time sensor, MqttSink to a real broker."""
-    from sim_acquisition import SimAcquisition
-
     from fsqd.config import load_config
     from fsqd.daemon import Daemon, open_sinks
+    from fsqd.testing import SimulatedAcquisition
 
     cfg = tmp_path / "fsqd.toml"
     cfg.write_text(
@@ -169,7 +168,7 @@ def test_the_daemon_over_mqtt_publishes_schema_valid_messages(
             sinks = open_sinks(config, stdout=False, out=io.StringIO())
             daemon = Daemon(
                 config,
-                acquisition=SimAcquisition(chunk=2),
+                acquisition=SimulatedAcquisition(chunk=2),
                 sinks=sinks,
                 duration_s=3.0,
                 handle_signals=False,

@@ -20,16 +20,12 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from sim_acquisition import SimAcquisition  # noqa: E402
-
-from fsqd.clock import SystemClock  # noqa: E402
-from fsqd.config import load_config  # noqa: E402
-from fsqd.daemon import Acquisition, Daemon, open_source  # noqa: E402
-from fsqd.daemon.clock import WallClock  # noqa: E402
-from fsqd.sinks.jsonl import JsonLinesSink  # noqa: E402
+from fsqd.clock import SystemClock
+from fsqd.config import load_config
+from fsqd.daemon import Acquisition, Daemon, open_source
+from fsqd.daemon.clock import WallClock
+from fsqd.sinks.jsonl import JsonLinesSink
+from fsqd.testing import SimulatedAcquisition
 
 
 def thread_cpu(tid: int) -> float:
@@ -52,7 +48,7 @@ def main() -> int:
         config = load_config(cfg_path)
     clock = SystemClock()
     acq: Acquisition = (
-        open_source(config, clock) if args.source == "emulated" else SimAcquisition(chunk=2)
+        open_source(config, clock) if args.source == "emulated" else SimulatedAcquisition(chunk=2)
     )
     warmup = 3.0
     daemon = Daemon(
