@@ -9,6 +9,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from conftest import RunCli
 from waiting import wait_until
 
 from fsqd.clock import ManualClock
-from fsqd.commands.record import record
+from fsqd.commands.record import _signals_stop, record
 from fsqd.errors import NoInputError
 from fsqd.imu.drivers.lsm6dsox import internal_rate_hz
 from fsqd.recordings import ReadOptions, open_recording
@@ -171,6 +172,47 @@ def test_ctrl_c_ends_a_recording_cleanly(config: Path, tmp_path: Path) -> None:
     assert blocks[-1].kind == KIND_STATUS  # flushed and closed, not cut off
     rec = open_recording(out, ReadOptions(channels=CHANNELS))
     assert sum(len(c) for c in rec.chunks()) > 100
+
+
+def test_a_signal_ends_the_recording_through_the_stop_flag(config: Path, tmp_path: Path) -> None:
+    """SIGTERM sets the stop flag the loop reads; it never raises inside the loop, where an
+    exception could land in a lock-holding call and hang the acquisition thread at stop."""
+    out = tmp_path / "r.fsqr"
+    stop = threading.Event()
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def signal_when_recording() -> None:
+        wait_until(lambda: samples_on_disk(out) > 20, what="20 samples recorded")
+        signal.pthread_kill(main, signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    sender = threading.Thread(target=signal_when_recording)
+    sender.start()
+    status = record(config, out, duration_s=120.0, stop=stop)
+    sender.join()
+    assert stop.is_set()  # ended by the flag, not by the duration
+    assert status[0].samples > 20
+    assert list(scan(out.open("rb"), out))[-1].kind == KIND_STATUS
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+
+
+def test_a_second_signal_gets_out_and_an_ignored_ctrl_c_stays_ignored() -> None:
+    stop = threading.Event()
+    with _signals_stop(stop):
+        signal.raise_signal(signal.SIGINT)
+        assert stop.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)  # whoever insists gets out
+    stop.clear()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts background jobs
+    try:
+        with _signals_stop(stop):
+            signal.raise_signal(signal.SIGINT)
+            assert not stop.is_set()
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def test_a_wrong_chip_ends_the_recording_with_what_was_found(config: Path, tmp_path: Path) -> None:

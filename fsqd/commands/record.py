@@ -54,20 +54,33 @@ def status_line(elapsed: float, status: list[SensorStatus]) -> str:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """systemd and `kill` stop with SIGTERM: end the recording like Ctrl-C."""
+def _signals_stop(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM (systemd, `kill`) end the recording by setting ``stop``.
+
+    The handler only sets a flag the loop reads between waits: an exception raised at an
+    arbitrary point could land inside a lock-holding call (a threading.Event's wait, the
+    ring's read) and leave the acquisition thread blocked for ever at stop. A second
+    signal raises KeyboardInterrupt: whoever insists gets out. SIGINT that was ignored
+    when we started (a background job) stays ignored.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()  # safe: this thread never holds stop's lock (the loop only calls is_set)
 
-    old = signal.signal(signal.SIGTERM, handler)
+    sigs = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        sigs.append(signal.SIGINT)
+    old = {s: signal.signal(s, handler) for s in sigs}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def record(
@@ -99,11 +112,11 @@ def record(
     start = now()
     shown = 0.0
     try:
-        with _sigterm_as_interrupt():
+        with _signals_stop(stop):
             acq.start(woke.set)
             try:
                 while not stop.is_set():
-                    woke.wait(0.25)
+                    woke.wait(0.25)  # bounded: a signal sets ``stop`` without waking us
                     woke.clear()
                     for chunk in acq.read():
                         writer.write(chunk)
@@ -116,7 +129,7 @@ def record(
                     if duration_s is not None and elapsed >= duration_s:
                         break
             except KeyboardInterrupt:
-                pass  # Ctrl-C: a normal way to end a recording
+                pass  # a second Ctrl-C, or one outside the main thread's handler
     finally:
         acq.stop()
         try:
