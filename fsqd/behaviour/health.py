@@ -85,8 +85,11 @@ class PeriodHealth:
     jsd: float | None  # the last check's divergence (None: no check yet)
     drift: bool | None  # sustained drift, as of the last check
     checks: int  # checks made in the period
+    threshold: float | None = None  # the drift threshold in force
+    drift_windows: int | None = None  # windows the divergence is taken over
 
     def as_dict(self) -> dict[str, float | int | bool | None]:
+        """The ``health`` object of the stats message."""
         return {
             "windows": self.windows,
             "codes_used": self.codes_used,
@@ -95,6 +98,8 @@ class PeriodHealth:
             "jsd": _round(self.jsd),
             "drift": self.drift,
             "checks": self.checks,
+            "drift_threshold": self.threshold,
+            "drift_windows": self.drift_windows,
         }
 
 
@@ -229,6 +234,8 @@ class CodeHealth:
             jsd=self.jsd,
             drift=self.drift,
             checks=self._period_checks,
+            threshold=self.threshold if has_ref else None,
+            drift_windows=self.windows if has_ref else None,
         )
         self._period = {}
         self._period_windows = self._period_unseen = self._period_checks = 0
