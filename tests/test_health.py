@@ -4,6 +4,7 @@ against scipy."""
 from __future__ import annotations
 
 import math
+import tomllib
 from collections import Counter
 
 import numpy as np
@@ -16,7 +17,10 @@ from fsqd.behaviour.health import (
     jensen_shannon,
     perplexity,
 )
+from fsqd.config.health import HealthSettings, parse_health
+from fsqd.errors import ConfigError
 from fsqd.model.calibration import CodeReference
+from fsqd.tomlcheck import Table
 
 
 def reference(
@@ -150,6 +154,8 @@ def test_batches_and_single_windows_agree_and_match_a_direct_computation() -> No
     assert changes_one == changes_batched
     assert [c.drift for c in changes_one] == [True]  # the shift is caught, once
     assert one.jsd == batched.jsd
+    # Codes that left the sliding window leave its counts: memory is bounded by the window.
+    assert sum(one._counts.values()) == 50 and min(one._counts.values()) > 0
 
 
 def test_without_reference_only_perplexity() -> None:
@@ -166,3 +172,23 @@ def test_without_reference_only_perplexity() -> None:
 def test_overrides_win_over_the_card() -> None:
     h = CodeHealth(reference((1,), (1,), threshold=0.9, windows=100), threshold=0.1, windows=6)
     assert (h.threshold, h.windows, h.check_every) == (0.1, 6, 3)
+
+
+def parse_health_table(text: str) -> HealthSettings:
+    return parse_health(Table(tomllib.loads(text), "fsqd.toml [health]"))
+
+
+def test_health_settings() -> None:
+    assert parse_health_table("") == HealthSettings(None, None)
+    assert parse_health_table("drift_threshold = 0.25\ndrift_windows = 600") == HealthSettings(
+        0.25, 600
+    )
+    for text, key in (
+        ("drift_threshold = 0", "drift_threshold"),
+        ("drift_threshold = 1.5", "drift_threshold"),
+        ('drift_threshold = "high"', "drift_threshold"),
+        ("drift_windows = 1", "drift_windows"),
+        ("drift_window = 10", "drift_window"),
+    ):
+        with pytest.raises(ConfigError, match=rf"\[health\] {key}"):
+            parse_health_table(text)

@@ -397,6 +397,8 @@ def test_memory_records_before_publishing_and_forgets_once_cleared(tmp_path: Pat
                                                  "ha/device/fsqd_b/config"]  # fmt: skip
     m2.retired("ha/device/fsqd_a/config")
     assert DiscoveryMemory(tmp_path).topics == ["ha/device/fsqd_b/config"]
+    # the same name again: nothing to clear (clearing would remove the device it re-announces)
+    assert DiscoveryMemory(tmp_path).begin("ha/device/fsqd_b/config") == []
     assert DiscoveryMemory(tmp_path).begin(None) == ["ha/device/fsqd_b/config"]  # switched off
 
 

@@ -117,9 +117,7 @@ class MqttSink:
         self.discovery = discovery
         # Retained topics to clear (empty retained payload), e.g. a discovery under an
         # old node id; on_retired(topic) once the broker has acknowledged the clearing.
-        self._retire = [
-            t for t in dict.fromkeys(retire) if discovery is None or t != discovery.topic
-        ]
+        self._retire = list(dict.fromkeys(retire))
         self.on_retired = on_retired
         self._rng = rng or random.Random()
         # Each wait 50-100 % of its step: devices that lost the same broker spread out.
