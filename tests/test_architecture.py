@@ -81,6 +81,19 @@ RULES = (
         ("fsqd.sinks",),
         ("fsqd.pipeline", "fsqd.backends", "fsqd.daemon", "fsqd.commands", "fsqd.cli"),
     ),
+    Rule(
+        "the behaviour layer reads the card and the codes, never a stage that produces them",
+        ("fsqd.behaviour",),
+        (
+            "fsqd.imu",
+            "fsqd.sim",
+            "fsqd.recordings",
+            "fsqd.sinks",
+            "fsqd.daemon",
+            "fsqd.commands",
+            "fsqd.cli",
+        ),
+    ),
 )
 
 # Cycles that predate this test, outside fsqd's IMU, simulator and recordings layers.

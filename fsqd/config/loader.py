@@ -1,7 +1,8 @@
 """The daemon's TOML file -> one frozen ``Config``; every problem is one line (exit 78).
 
 Each table is read by its module in ``fsqd.config`` (``[model]``, ``[hailo]``,
-``[window]``, ``[mqtt]``, ``[homeassistant]``, ``[service]``, ``[stats]``, ``[logging]``);
+``[window]``, ``[mqtt]``, ``[homeassistant]``, ``[service]``, ``[stats]``, ``[logging]``,
+``[health]``);
 ``[[sensor]]`` by ``fsqd.imu.acquire.config``. Unknown keys are refused naming the nearest
 valid one; relative paths are relative to the config file's directory (a service's
 working directory is ``/``). Reading a config loads neither the MQTT client nor
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsqd.config.hailo import HailoSettings, parse_hailo
+from fsqd.config.health import HealthSettings, parse_health
 from fsqd.config.homeassistant import HomeAssistantSettings, ha_topics, parse_homeassistant
 from fsqd.config.logging import LoggingConfig, parse_logging
 from fsqd.config.model import ModelConfig, parse_model
@@ -46,6 +48,7 @@ class Config:
     homeassistant: HomeAssistantSettings
     sensors: tuple[SensorConfig, ...]
     hailo: HailoSettings = field(default_factory=HailoSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
 
     @property
     def hash(self) -> str:
@@ -107,6 +110,7 @@ def load_config(path: Path) -> Config:
     given_node = given_node_id(service_t)
     stats = parse_stats(root.table("stats"))
     logging = parse_logging(root.table("logging"))
+    health = parse_health(root.table("health"))
     mqtt_t = root.table("mqtt")
     mqtt = _parse_mqtt(mqtt_t, given_node, base)
     mqtt_t.done()
@@ -136,6 +140,7 @@ def load_config(path: Path) -> Config:
         homeassistant=ha,
         sensors=sensors,
         hailo=hailo,
+        health=health,
     )
 
 

@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from fsqd.backends.base import Encoder
 from fsqd.backends.select import open_encoder
+from fsqd.behaviour.health import CodeHealth
 from fsqd.config.loader import Config
 from fsqd.daemon.clock import WallClock, clock_synced
 from fsqd.daemon.contracts import (
@@ -115,6 +116,15 @@ class Daemon(Reloading):
             on_finding=self._implausible,
         )
         self.messages = CodeMessages(self.run_id, pkg.label, self.pipeline.labels)
+        cal = pkg.card.calibration
+        self.health = CodeHealth(
+            cal.code_reference if cal is not None else None,
+            threshold=config.health.drift_threshold,
+            windows=config.health.drift_windows,
+        )
+        self._last_health = None
+        self._drift_since = time.time()
+        self._sensors_state = None
         # Optional on a source: it reads its FIFOs just after each window completes.
         self._want: Callable[[float, float], None] | None = getattr(acquisition, "want", None)
         self._window_every_s = self.hop / pkg.card.sample_rate_hz
@@ -193,6 +203,8 @@ class Daemon(Reloading):
         self._info = info
         for sink in self.sinks:
             sink.publish_info(info)
+        self._drift_since = time.time()
+        self._publish_health()
         async with asyncio.TaskGroup() as tg:
             sink_tasks = [tg.create_task(s.run(), name=type(s).__name__) for s in self.sinks]
             pump = tg.create_task(self._pump(), name="pump")
@@ -201,6 +213,7 @@ class Daemon(Reloading):
                 tg.create_task(self._stats_loop(), name="stats"),
                 tg.create_task(self._watchdog_loop(), name="watchdog"),
                 tg.create_task(self._status_loop(), name="status"),
+                tg.create_task(self._sensors_loop(), name="sensors"),
             ]
             await self._stop.wait()
             # Shutdown order: no new samples, everything read is windowed and coded.
@@ -323,6 +336,8 @@ class Daemon(Reloading):
             for sink in self.sinks:
                 sink.submit_code(payload, seq)
         self.counters.coded += len(codes)
+        for change in self.health.observe(codes.index.tolist()):
+            self._drift_changed(change)
 
     def _published(self, seq: int, latency_s: float) -> None:
         """A sink's acknowledgement (PUBACK, completed write): publish and e2e latency."""

@@ -81,7 +81,16 @@ class Reloading(Telemetry):
             configure_logging(old.logging.format, new.logging.level)
         restart = [
             name
-            for name in ("model", "hailo", "window", "mqtt", "homeassistant", "service", "sensors")
+            for name in (
+                "model",
+                "hailo",
+                "window",
+                "mqtt",
+                "homeassistant",
+                "service",
+                "sensors",
+                "health",
+            )
             if _differs(getattr(new, name), getattr(old, name))
         ]
         if new.logging.format != old.logging.format:

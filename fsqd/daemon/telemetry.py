@@ -1,5 +1,5 @@
-"""The daemon's reports: the ``info`` and ``stats`` payloads, the ``stats``/``summary`` log
-line, systemd's STATUS= line and the watchdog.
+"""The daemon's reports: the ``info``, ``stats`` and ``health`` payloads, the
+``stats``/``summary`` log line, the drift warning, systemd's STATUS= line and the watchdog.
 
 Counts are named once, as in the stats payload (``coded`` codes built, ``published``
 acknowledged by the broker or written, ...), and every report reads the same counters.
@@ -16,15 +16,23 @@ from typing import Any
 import structlog
 
 from fsqd.backends.select import encoder_stats
+from fsqd.behaviour.health import SUSTAIN_CHECKS, CodeHealth, DriftChange, PeriodHealth
 from fsqd.config.loader import Config
 from fsqd.daemon.clock import clock_synced
 from fsqd.daemon.contracts import Acquisition, Counters, Notifier
 from fsqd.metrics import Period, StageTimer
 from fsqd.pipeline import CodePipeline, WindowStream
 from fsqd.sinks.base import Sink
-from fsqd.sinks.payload import info_payload, stats_payload
+from fsqd.sinks.payload import health_payload, info_payload, stats_payload
 
-__all__ = ["STATUS_INTERVAL_S", "SUMMARY_SINK_COUNTERS", "Telemetry", "plain"]
+__all__ = [
+    "SENSOR_POLL_S",
+    "STATUS_INTERVAL_S",
+    "SUMMARY_SINK_COUNTERS",
+    "Telemetry",
+    "plain",
+    "worst_sensor_state",
+]
 
 # One logger for the whole daemon, whichever module of it logs (the journal's LOGGER field).
 log = structlog.get_logger("fsqd.daemon")
@@ -33,6 +41,10 @@ log = structlog.get_logger("fsqd.daemon")
 STATUS_INTERVAL_S = 5.0
 # The sinks' counters the stats/summary log line carries (a sink reports those it has).
 SUMMARY_SINK_COUNTERS = ("published", "spooled", "spool_depth", "spool_dropped", "unacked", "lost")
+# How often the sensors' state is looked at for the health message (a lost IMU makes Home
+# Assistant's behaviour entities unavailable within about this long, plus the reader's 2 s).
+SENSOR_POLL_S = 1.0
+_SENSOR_STATES = ("ok", "degraded", "lost")  # best to worst
 
 
 class Telemetry:
@@ -57,6 +69,10 @@ class Telemetry:
     _synced: bool | None
     _ready: asyncio.Event
     _reschedule: asyncio.Event
+    health: CodeHealth
+    _last_health: PeriodHealth | None  # the last closed stats period's
+    _drift_since: float  # UNIX time drift became what it is
+    _sensors_state: str | None  # as last published in the health message
 
     @property
     def backend(self) -> str:
@@ -91,6 +107,7 @@ class Telemetry:
 
     def _publish_stats(self) -> None:
         self._period = self.timer.roll()
+        self._last_health = self.health.roll()
         counters: dict[str, int | float] = {
             "samples": self.counters.samples,
             "gaps": self.stream.gaps.gaps,
@@ -120,6 +137,7 @@ class Telemetry:
             sensors=[plain(s) for s in self.acq.status()],
             plausibility=self.stream.plausibility.stats(),
             encoder=encoder,
+            health=self._last_health.as_dict(),
         )
         self.last_stats = payload
         for sink in self.sinks:
@@ -134,6 +152,7 @@ class Telemetry:
         delivery: dict[str, int | float] = {}
         for sink in self.sinks:
             delivery.update(sink.counters())
+        health = self._last_health
         fields = {
             "samples": self.counters.samples,
             "windows": self.counters.windows,
@@ -144,8 +163,50 @@ class Telemetry:
             "sensors": states,
             "e2e_p50_ms": None if e2e is None else e2e.p50 / 1000,
             "e2e_p99_ms": None if e2e is None else e2e.p99 / 1000,
+            "perplexity": None if health is None else _rounded(health.perplexity, 2),
+            "unseen_share": None if health is None else _rounded(health.unseen_share, 4),
+            "jsd": None if health is None else _rounded(health.jsd, 4),
+            "drift": None if health is None else health.drift,
         }
         log.info("summary" if final else "stats", **fields)
+
+    # -- code-usage health and the sensors' state: the retained health message --
+
+    def _drift_changed(self, change: DriftChange) -> None:
+        """Drift became sustained, or cleared: one log line and a new health message."""
+        fields = {
+            "jsd": round(change.jsd, 4),
+            "threshold": change.threshold,
+            "windows": change.windows,
+            "checks": SUSTAIN_CHECKS,
+        }
+        if change.drift:
+            log.warning("code usage drifted from the model's reference", **fields)
+        else:
+            log.info("code usage back near the model's reference", **fields)
+        self._drift_since = time.time()
+        self._publish_health()
+
+    def _publish_health(self) -> None:
+        last = self._last_health
+        self._sensors_state = worst_sensor_state(self.acq.status())
+        payload = health_payload(
+            drift=self.health.drift,
+            jsd=None if self.health.jsd is None else round(self.health.jsd, 6),
+            perplexity=None if last is None else _rounded(last.perplexity, 6),
+            unseen_share=None if last is None else _rounded(last.unseen_share, 6),
+            since=self._drift_since,
+            sensors=self._sensors_state,
+        )
+        for sink in self.sinks:
+            sink.publish_health(payload)
+
+    async def _sensors_loop(self) -> None:
+        """A new health message whenever the worst sensor state changes."""
+        while True:
+            await asyncio.sleep(SENSOR_POLL_S)
+            if worst_sensor_state(self.acq.status()) != self._sensors_state:
+                self._publish_health()
 
     async def _status_loop(self) -> None:
         """STATUS= for systemctl status: sent at READY, then every few seconds."""
@@ -192,6 +253,20 @@ class Telemetry:
                 seen = self.counters.samples
                 self.notifier.watchdog()
             await asyncio.sleep(interval)
+
+
+def worst_sensor_state(statuses: Any) -> str:
+    """ok < degraded < lost over every sensor (an unknown state counts as degraded)."""
+    worst = 0
+    for s in statuses:
+        state = str(plain(s).get("state", "ok"))
+        rank = _SENSOR_STATES.index(state) if state in _SENSOR_STATES else 1
+        worst = max(worst, rank)
+    return _SENSOR_STATES[worst]
+
+
+def _rounded(v: float | None, digits: int) -> float | None:
+    return None if v is None else round(v, digits)
 
 
 def _is_number(v: object) -> bool:

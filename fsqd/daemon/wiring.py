@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
 from fsqd.clock import SystemClock
@@ -21,12 +22,14 @@ from fsqd.daemon.instance import StateDirLock
 from fsqd.daemon.logging import configure_logging
 from fsqd.daemon.systemd import SystemdNotifier
 from fsqd.imu.acquire.acquisition import open_acquisition
+from fsqd.imu.acquire.config import SensorConfig
 from fsqd.sinks.base import Sink
 
 __all__ = [
     "PROBE_TIMEOUT_S",
     "SPOOL_FILE",
     "broker_answers",
+    "hardware_of",
     "open_sinks",
     "open_source",
     "run_daemon",
@@ -60,6 +63,7 @@ def open_sinks(config: Config, *, stdout: bool, out: TextIO, run_id: str = "") -
             f"-p {mqtt.port} -t '{mqtt.base_topic}/#' -v)",
             file=sys.stderr,
         )
+    from fsqd.sinks.discovery_memory import DiscoveryMemory
     from fsqd.sinks.homeassistant import discovery_for
     from fsqd.sinks.mqtt.sink import MqttSink
 
@@ -70,11 +74,31 @@ def open_sinks(config: Config, *, stdout: bool, out: TextIO, run_id: str = "") -
         labels=card.head.labels if card.head is not None else None,
         model_name=card.name,
         model_version=card.version,
+        hardware=hardware_of(config.sensors),
+        code_reference=card.calibration is not None and card.calibration.code_reference is not None,
     )
+    # Discovery left retained under another topic (renamed node, discovery switched off)
+    # is cleared on connecting.
+    memory = DiscoveryMemory(config.service.state_dir)
+    retire = memory.begin(discovery.topic if discovery is not None else None)
     sink: Sink = MqttSink(
-        mqtt, config.service.state_dir / SPOOL_FILE, discovery=discovery, run_id=run_id
+        mqtt,
+        config.service.state_dir / SPOOL_FILE,
+        discovery=discovery,
+        run_id=run_id,
+        retire=retire,
+        on_retired=memory.retired,
     )
     return [sink]
+
+
+def hardware_of(sensors: Sequence[SensorConfig]) -> str | None:
+    """Home Assistant's ``hw_version``: each sensor's drivers (IMU+magnetometer)."""
+    parts = []
+    for s in sensors:
+        name = s.driver + (f"+{s.mag_driver}" if s.mag_driver else "")
+        parts.append(f"{name} (emulated)" if s.is_emulated else name)
+    return ", ".join(parts) or None
 
 
 def broker_answers(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> bool:

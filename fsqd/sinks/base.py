@@ -37,6 +37,10 @@ class Sink(Protocol):
 
     def publish_info(self, payload: bytes) -> None: ...
 
+    def publish_health(self, payload: bytes) -> None:
+        """The retained ``health`` message (code-usage drift, the sensors' state)."""
+        ...
+
     def counters(self) -> dict[str, int | float]:
         """published, spooled, spool_depth, spool_dropped, lost, oldest_unsent_age_s, ...
         (each described in the stats schema; the daemon's log lines use the same names)."""

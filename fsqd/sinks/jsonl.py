@@ -59,7 +59,7 @@ class Output:
 class JsonLinesSink:
     """Codes as JSON lines on a text stream (the terminal, a pipe); a Sink.
 
-    Stats and info go to ``meta`` when given (else nowhere: the daemon logs a summary).
+    Stats, info and health go to ``meta`` when given (else nowhere: the daemon logs a summary).
     A line counts as delivered once written and flushed.
     """
 
@@ -86,6 +86,9 @@ class JsonLinesSink:
             self.meta.flush()
 
     def publish_info(self, payload: bytes) -> None:
+        self.publish_stats(payload)
+
+    def publish_health(self, payload: bytes) -> None:
         self.publish_stats(payload)
 
     def counters(self) -> dict[str, int | float]:

@@ -75,8 +75,10 @@ def stats_payload(
     sensors: list[dict[str, Any]],
     plausibility: dict[str, Any] | None = None,
     encoder: dict[str, Any] | None = None,
+    health: dict[str, Any] | None = None,
 ) -> bytes:
-    """The retained ``stats`` message: per-stage latency, counters, mergeable histograms."""
+    """The retained ``stats`` message: per-stage latency, counters, mergeable histograms,
+    code-usage health (``fsqd.behaviour.health.PeriodHealth.as_dict``)."""
     e2e = period.histograms.get("e2e")
     e2e_total = period.cumulative_histograms.get("e2e")
     body = {
@@ -94,6 +96,7 @@ def stats_payload(
         "sensors": sensors,
         "plausibility": _finite(plausibility or {"checks": 0, "warnings": 0, "groups": {}}),
         "encoder": _finite(encoder or {"backend": backend}),
+        "health": _finite(health or NO_HEALTH),
         "hdr": {
             "unit": "us",
             "e2e": None if e2e is None else encode(e2e),
@@ -101,6 +104,46 @@ def stats_payload(
         },
     }
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+# A period before any window was counted (and the shape of the stats' "health" object).
+NO_HEALTH: dict[str, Any] = {
+    "windows": 0,
+    "codes_used": 0,
+    "perplexity": None,
+    "unseen_share": None,
+    "jsd": None,
+    "drift": None,
+    "checks": 0,
+    "drift_threshold": None,
+    "drift_windows": None,
+}
+
+
+def health_payload(
+    *,
+    drift: bool | None,
+    jsd: float | None,
+    perplexity: float | None,
+    unseen_share: float | None,
+    since: float,
+    sensors: str,
+) -> bytes:
+    """The retained ``health`` message, sent when drift or the sensors' state changes.
+
+    ``since``: UNIX time the drift state began (the run's start until it first changes);
+    ``sensors``: the worst sensor state (ok < degraded < lost).
+    """
+    body = {
+        "v": PAYLOAD_VERSION,
+        "drift": drift,
+        "jsd": jsd,
+        "perplexity": perplexity,
+        "unseen_share": unseen_share,
+        "since": round(since, 3),
+        "sensors": sensors,
+    }
+    return json.dumps(_finite(body), separators=(",", ":")).encode()
 
 
 def info_payload(

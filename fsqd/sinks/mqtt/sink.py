@@ -2,8 +2,10 @@
 
 Topics (``<base>`` = ``<topic_prefix>/<node_id>``, default ``fsqd/<node_id>``):
 ``<base>/codes`` one message per window, QoS 1, in order; ``<base>/status`` retained
-``online``/``offline`` (``offline`` also the Last Will); ``<base>/stats`` and
-``<base>/info`` retained, latest wins.
+``online``/``offline`` (``offline`` also the Last Will); ``<base>/stats``,
+``<base>/info`` and ``<base>/health`` retained, latest wins. Retired retained topics
+(an old Home Assistant discovery) are cleared with an empty retained message after
+each connect until one is acknowledged.
 
 How codes travel. ``submit_code`` never blocks: the code gets an id (increasing) and
 waits in memory. The sender publishes in id order, with up to ``max_inflight``
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,9 +112,15 @@ class MqttSink:
         discovery: Discovery | None = None,
         rng: random.Random | None = None,
         run_id: str = "",
+        retire: Sequence[str] = (),
+        on_retired: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.discovery = discovery
+        # Retained topics to clear (empty retained payload), e.g. a discovery under an
+        # old node id; on_retired(topic) once the broker has acknowledged the clearing.
+        self._retire = list(dict.fromkeys(retire))
+        self.on_retired = on_retired
         self._rng = rng or random.Random()
         # Each wait 50-100 % of its step: devices that lost the same broker spread out.
         self.reconnect_backoff = Backoff(
@@ -120,6 +129,7 @@ class MqttSink:
         self._topic_status = settings.topic("status")
         self._topic_stats = settings.topic("stats")
         self._topic_info = settings.topic("info")
+        self._topic_health = settings.topic("health")
         self.codes = CodeQueue(settings, spool_path, run_id=run_id)
         self.codes.on_published = on_published
 
@@ -165,6 +175,9 @@ class MqttSink:
 
     def publish_info(self, payload: bytes) -> None:
         self._set_retained(self._topic_info, payload)
+
+    def publish_health(self, payload: bytes) -> None:
+        self._set_retained(self._topic_health, payload)
 
     def counters(self) -> dict[str, int | float]:
         c = self.codes.counters()
@@ -278,6 +291,13 @@ class MqttSink:
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         await client.publish(self._topic_status, ONLINE, qos=1, retain=True)
+        while self._retire:  # before discovery: HA drops the old device first
+            topic = self._retire[0]
+            await client.publish(topic, b"", qos=1, retain=True)
+            self._retire.pop(0)
+            log.info("retained message cleared", topic=topic)
+            if self.on_retired is not None:
+                self.on_retired(topic)
         # Retained topics may be gone (a broker without persistence restarted).
         self._dirty.update(self._retained)
         if self.discovery is not None:

@@ -1,7 +1,7 @@
 """JSON Schemas (draft 2020-12) of every payload fsqd publishes, shipped in the wheel.
 
 ``load("codes")`` returns the parsed schema of ``fsqd/<node_id>/codes``; the names
-are codes, status, stats, info and homeassistant (the discovery message).
+are codes, status, stats, info, health and homeassistant (the discovery message).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["NAMES", "load"]
 
-NAMES = ("codes", "status", "stats", "info", "homeassistant")
+NAMES = ("codes", "status", "stats", "info", "health", "homeassistant")
 
 
 def load(name: str) -> dict[str, Any]:
