@@ -4,6 +4,7 @@ message, and the sensors' state in it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import shutil
@@ -12,14 +13,15 @@ from typing import Any
 
 import jsonschema
 import structlog
-from sim_acquisition import SimAcquisition, Status
 
 from fsqd.config import Config, load_config
 from fsqd.daemon import Daemon
 from fsqd.daemon.telemetry import worst_sensor_state
+from fsqd.imu.acquire.acquisition import SensorState, SensorStatus
 from fsqd.model.package import bundled_model_path
 from fsqd.sinks.jsonl import JsonLinesSink
 from fsqd.sinks.schemas import load as load_schema
+from fsqd.testing import SimulatedAcquisition
 
 SENSOR = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
 
@@ -43,13 +45,13 @@ def make_config(tmp_path: Path, pkg: Path, extra: str = "") -> Config:
     return load_config(cfg)
 
 
-class SwitchableSim(SimAcquisition):
+class SwitchableSim(SimulatedAcquisition):
     """The simulator, whose reported state a test sets."""
 
-    state = "ok"
+    state = SensorState.OK
 
-    def status(self) -> list[Status]:
-        return [Status("sim", "simulator", self.state, self.nominal_rate_hz, self.samples)]
+    def status(self) -> list[SensorStatus]:
+        return [dataclasses.replace(s, state=self.state) for s in super().status()]
 
 
 def meta_messages(meta: io.StringIO) -> list[dict[str, Any]]:
@@ -70,7 +72,7 @@ def test_drift_is_warned_about_published_and_in_stats(tmp_path: Path) -> None:
     out, meta = io.StringIO(), io.StringIO()
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[JsonLinesSink(out, meta=meta)],
         duration_s=4.0,
         handle_signals=False,
@@ -111,7 +113,7 @@ def test_config_overrides_the_cards_threshold(tmp_path: Path) -> None:
     meta = io.StringIO()
     daemon = Daemon(
         config,
-        acquisition=SimAcquisition(chunk=2),
+        acquisition=SimulatedAcquisition(chunk=2),
         sinks=[JsonLinesSink(io.StringIO(), meta=meta)],
         duration_s=2.5,
         handle_signals=False,
@@ -141,9 +143,9 @@ def test_without_reference_only_perplexity_and_a_lost_sensor_is_published(
     async def main() -> None:
         task = asyncio.create_task(daemon.run())
         await asyncio.sleep(1.5)
-        acq.state = "lost"
+        acq.state = SensorState.LOST
         await asyncio.sleep(1.5)
-        acq.state = "ok"
+        acq.state = SensorState.OK
         await task
 
     asyncio.run(main())
@@ -159,8 +161,8 @@ def test_without_reference_only_perplexity_and_a_lost_sensor_is_published(
 
 
 def test_worst_sensor_state() -> None:
-    def st(state: str) -> Status:
-        return Status("s", "d", state, 100.0, 0)
+    def st(state: str) -> dict[str, str]:
+        return {"name": "s", "state": state}  # what plain() makes of a status
 
     assert worst_sensor_state([]) == "ok"
     assert worst_sensor_state([st("ok"), st("degraded")]) == "degraded"
