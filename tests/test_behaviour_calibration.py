@@ -81,6 +81,9 @@ def test_the_drift_threshold_follows_its_rule() -> None:
     two = code_reference(codes[:700], np.repeat([0, 1], [300, 400]), 4800, drift_windows=350)
     assert two.drift_windows == 350
     assert not math.isnan(two.drift_threshold)
+    # One code all along: every block is the reference, yet the threshold stays usable.
+    same = code_reference(np.zeros(1000, np.int64), np.zeros(1000, np.int64), 4800)
+    assert same.drift_threshold == 1e-3 and same.perplexity == 1.0
 
 
 def test_the_label_column_is_read_row_by_row(tmp_path: Path) -> None:

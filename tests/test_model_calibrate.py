@@ -215,6 +215,13 @@ def test_labels_and_samples_must_line_up(
         calibrate(CalibrateOptions(pkg, data))
 
 
+def test_no_data_is_a_usage_error(pkg: Path) -> None:
+    with pytest.raises(UsageError, match="give labelled recordings with --data"):
+        calibrate(CalibrateOptions(pkg, ()))
+    with pytest.raises(UsageError, match="give labelled recordings with --data"):
+        evaluate(EvaluateOptions(pkg, ()))
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -125,9 +125,9 @@ def calibrate(opts: CalibrateOptions) -> CalibrateResult:
     labels = head_labels(pkg)
     data = load_labelled(pkg, opts.data)
     fit, held = split_blocks(data)
-    check_counts(data, fit, MIN_PER_LABEL)
     if len(held) == 0:
         raise DataError(f"no held-out windows: give at least {HOLDOUT_EVERY * BLOCK_S:g} s of data")
+    check_counts(data, fit, MIN_PER_LABEL)
     lf, yf = data.logits[fit], data.labels[fit]
     temperature = fit_temperature(lf, yf)
     spec = fit_conformal(

@@ -57,7 +57,7 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     report: dict[str, Any] = {
         "model": pkg.label,
         "labels": list(labels),
-        "calibrated": pkg.card.calibration is not None,
+        "has_calibration": pkg.card.calibration is not None,
         "temperature": cal.temperature,
         "method": None if cal.conformal is None else cal.conformal.method,
         "stride": data.stride,
@@ -87,7 +87,7 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> list[str]:
     labels = tuple(report["labels"])
-    state = "calibrated" if report["calibrated"] else "not calibrated (raw softmax)"
+    state = "calibrated" if report["has_calibration"] else "not calibrated (raw softmax)"
     out = [
         f"{report['model']}: {state}, {report['windows']} windows (stride {report['stride']})",
         *classification_table(report, labels),
