@@ -28,7 +28,7 @@ def test_the_conformal_rank_is_the_finite_sample_one() -> None:
 
 def test_too_few_windows_for_the_coverage_is_an_error() -> None:
     assert conformal_quantile(np.linspace(0, 1, 9), 0.9) == 1.0
-    with pytest.raises(DataError, match="8 calibration windows of 'shake': a 0.9 .* at least 9"):
+    with pytest.raises(DataError, match=r"8 calibration windows of 'shake': a 0.9 .* at least 9"):
         conformal_quantile(np.linspace(0, 1, 8), 0.9, "of 'shake'")
     y = np.array([0] * 10 + [1, 2])
     probs = softmax(np.eye(3)[y] * 4)

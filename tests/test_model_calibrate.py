@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import RunCli
 
 from fsqd.commands.labelled_windows import load_labelled, split_blocks, strided
 from fsqd.commands.model_calibrate import CalibrateOptions, calibrate
@@ -22,7 +23,6 @@ from fsqd.errors import DataError, ModelError, UsageError
 from fsqd.model.package import bundled_model_path, load_package
 from fsqd.sim.csvout import write_csv
 from fsqd.sim.simulator import LabelledSamples, SimConfig, Simulator
-from conftest import RunCli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,7 +177,7 @@ def test_labels_that_are_not_the_heads_are_refused(pkg: Path, tmp_path: Path) ->
 def test_too_few_windows_of_a_label_is_refused(pkg: Path, tmp_path: Path) -> None:
     f = tmp_path / "short.csv"
     simulate(SimulateOptions(out=f, duration_s=240.0, seed=5))
-    with pytest.raises(DataError, match=r"too few windows per label to calibrate \(.*each needs >= 20"):
+    with pytest.raises(DataError, match=r"too few windows per label to calibrate \(.*needs >= 20"):
         calibrate(CalibrateOptions(pkg, (f,)))
 
 
@@ -232,7 +232,7 @@ def test_no_data_is_a_usage_error(pkg: Path) -> None:
 def test_bad_options_are_usage_errors(
     pkg: Path, data: tuple[Path, ...], run_cli: RunCli, args: list[str], message: str
 ) -> None:
-    code, out, err = run_cli("model", "calibrate", pkg, "--data", data[0], *args)
+    code, _out, err = run_cli("model", "calibrate", pkg, "--data", data[0], *args)
     assert code == 64 and message in err and len(err.strip().splitlines()) == 1
 
 
