@@ -15,6 +15,7 @@ ten seeds holds anywhere from none to four such seeds, which moves its mean cove
 several points. The groups show that spread.
 
     PYTHONPATH=. python tools/bench_calibration.py [--cal-seeds 40] [--test-seeds 10] [--groups 3]
+        [--method lac|aps] [--class-conditional] [--models bundled,x3,x0.3]
 """
 
 from __future__ import annotations
@@ -79,10 +80,14 @@ def ece(
 
 
 def bench_model(
-    name: str, pkg: Path, cal: list[Path], groups: list[list[Path]]
+    name: str, pkg: Path, cal: list[Path], groups: list[list[Path]], opts: argparse.Namespace
 ) -> dict[str, float]:
     t0 = time.perf_counter()
-    result = calibrate(CalibrateOptions(pkg, tuple(cal)))
+    result = calibrate(
+        CalibrateOptions(
+            pkg, tuple(cal), method=opts.method, class_conditional=opts.class_conditional
+        )
+    )
     fitted = time.perf_counter() - t0
     c = result.calibration
     assert c.conformal is not None
@@ -129,6 +134,9 @@ def main() -> None:
     ap.add_argument("--test-seeds", type=int, default=10, help="unseen seeds per group")
     ap.add_argument("--groups", type=int, default=3, help="groups of unseen seeds")
     ap.add_argument("--test-minutes", type=float, default=10.0, help="per test seed")
+    ap.add_argument("--method", choices=["lac", "aps"], default="lac")
+    ap.add_argument("--class-conditional", action="store_true")
+    ap.add_argument("--models", default="bundled,x3,x0.3", help="which of bundled,x3,x0.3")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fsqd-bench-cal-") as tmp:
         root = Path(tmp)
@@ -141,13 +149,17 @@ def main() -> None:
             f"{TEST_SEED0 + len(every) - 1} ({args.test_minutes:g} min each)"
         )
         src = bundled_model_path()
-        for name, factor in (("bundled", None), ("logits x3", 3.0), ("logits x0.3", 0.3)):
+        for key, name, factor in (
+            ("bundled", "bundled", None), ("x3", "logits x3", 3.0), ("x0.3", "logits x0.3", 0.3)
+        ):  # fmt: skip
+            if key not in args.models.split(","):
+                continue
             dst = root / f"pkg_{name.replace(' ', '_')}"
             if factor is None:
                 shutil.copytree(src, dst)
             else:
                 scaled_copy(src, dst, factor)
-            bench_model(name, dst, cal, groups)
+            bench_model(name, dst, cal, groups, args)
 
 
 if __name__ == "__main__":
