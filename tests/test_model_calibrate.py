@@ -206,6 +206,16 @@ def test_a_file_without_labels_is_refused(pkg: Path, tmp_path: Path) -> None:
         calibrate(CalibrateOptions(pkg, (g,)))
 
 
+def test_a_file_shorter_than_a_window_is_refused(
+    pkg: Path, data: tuple[Path, ...], tmp_path: Path
+) -> None:
+    rec = Simulator(SimConfig(seed=2)).read(80)
+    f = tmp_path / "short.csv"
+    write_csv(rec, f)
+    with pytest.raises(DataError, match=r"short\.csv: no stretch without a gap is as long as one"):
+        calibrate(CalibrateOptions(pkg, (data[0], f)))
+
+
 def test_labels_and_samples_must_line_up(
     pkg: Path, data: tuple[Path, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:

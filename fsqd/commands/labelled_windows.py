@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.chunk import SampleChunk
+from fsqd.console import note
 from fsqd.errors import DataError, FsqdError, ModelError, NoInputError
 from fsqd.model.package import ModelPackage
 from fsqd.pipeline import CodePipeline, WindowStream
@@ -106,22 +107,25 @@ def load_labelled(package: ModelPackage, files: Sequence[Path]) -> LabelledWindo
     """Cut, encode and label every window of ``files`` (labelled CSV recordings)."""
     names = head_labels(package)
     card = package.card
-    pipeline = CodePipeline(package, OnnxEncoder(package, None))
-    assert pipeline.head is not None
+    encoder = OnnxEncoder(package, None)
+    pipeline = CodePipeline(package, encoder)
     logits, labels, codes, t_end, which, digests = [], [], [], [], [], []
-    for i, f in enumerate(files):
-        digests.append(_sha256(f))
-        lg, cd, te, lb = _one_file(package, pipeline, f, names)
-        if len(te) == 0:
-            raise DataError(
-                f"{f}: no stretch without a gap is as long as one window "
-                f"({card.window} samples at {card.sample_rate_hz:g} Hz)"
-            )
-        logits.append(lg)
-        codes.append(cd)
-        t_end.append(te)
-        labels.append(lb)
-        which.append(np.full(len(te), i, np.int64))
+    try:
+        for i, f in enumerate(files):
+            digests.append(_sha256(f))
+            lg, cd, te, lb = _one_file(package, pipeline, f, names)
+            if len(te) == 0:
+                raise DataError(
+                    f"{f}: no stretch without a gap is as long as one window "
+                    f"({card.window} samples at {card.sample_rate_hz:g} Hz)"
+                )
+            logits.append(lg)
+            codes.append(cd)
+            t_end.append(te)
+            labels.append(lb)
+            which.append(np.full(len(te), i, np.int64))
+    finally:
+        encoder.close()
     return LabelledWindows(
         logits=np.concatenate(logits),
         labels=np.concatenate(labels),
@@ -162,6 +166,7 @@ def _one_file(
         est.rate_hz,
         max_gap_periods=MAX_GAP_PERIODS,
         respace_gap_s=est.gap_s if est.bursty else None,
+        on_finding=lambda finding: note(f"{path}: warning: {finding}"),
     )
     times: list[npt.NDArray[np.float64]] = []
     logits: list[npt.NDArray[np.float64]] = []
