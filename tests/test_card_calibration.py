@@ -54,7 +54,19 @@ def test_round_trip_keeps_every_field() -> None:
 
 
 def test_a_card_without_the_section_reads_as_before() -> None:
-    assert card().calibration is None
+    d = json.loads(DEFAULT.read_text())
+    d.pop("calibration", None)
+    plain = ModelCard.from_dict(d)
+    assert plain.calibration is None
+    assert plain == dataclasses.replace(card(), calibration=None)
+
+
+def test_the_bundled_card_is_calibrated_and_checked() -> None:
+    cal = card().calibration
+    assert cal is not None and cal.conformal is not None and cal.code_reference is not None
+    assert cal.conformal.method == "lac" and cal.conformal.coverage == 0.9
+    assert 1.0 < cal.temperature < 3.0
+    assert len(cal.provenance["data"]) == 40
 
 
 def _broken(**change: Any) -> Calibration:

@@ -44,8 +44,11 @@ def aps_scores(
 def prediction_sets(probs: npt.NDArray[np.float64], spec: ConformalSpec) -> npt.NDArray[np.bool_]:
     """(N, K) membership of each label in each window's set.
 
-    LAC: labels with score 1 - p <= threshold. APS: labels whose APS score (the mass ranked
-    at or above them) is <= threshold, plus the top label, so a set is never empty.
+    LAC: labels with score 1 - p <= threshold; a window may get an empty set (no label is
+    as probable as the calibration data needed), as MAPIE's LAC sets. APS: labels whose
+    APS score (the mass ranked at or above them) is <= threshold, plus the top label, so
+    the set is never empty: MAPIE's APS sets with ``include_last_label=False`` on scores
+    without the random term. With ``class_thresholds``, label j uses threshold j.
     """
     k = probs.shape[1]
     if spec.class_thresholds is not None:
@@ -53,20 +56,20 @@ def prediction_sets(probs: npt.NDArray[np.float64], spec: ConformalSpec) -> npt.
     else:
         q = np.full((1, k), spec.threshold)
     if spec.method == "lac":
-        member = (1.0 - probs) <= q
-    else:
-        # Score of label j: sum of probabilities >= p_j (ties included, as in aps_scores).
-        order = np.argsort(-probs, axis=1, kind="stable")
-        ranked = np.take_along_axis(probs, order, axis=1)
-        cum = np.cumsum(ranked, axis=1)
-        # Tied labels share the score of the last of them (the mass ranked at or above).
-        score_sorted = cum.copy()
-        for i in range(k - 2, -1, -1):
-            tied = ranked[:, i] == ranked[:, i + 1]
-            score_sorted[tied, i] = score_sorted[tied, i + 1]
-        scores = np.empty_like(score_sorted)
-        np.put_along_axis(scores, order, score_sorted, axis=1)
-        member = scores <= q
+        out: npt.NDArray[np.bool_] = (1.0 - probs) <= q
+        return out
+    # Score of label j: sum of probabilities >= p_j (ties included, as in aps_scores).
+    order = np.argsort(-probs, axis=1, kind="stable")
+    ranked = np.take_along_axis(probs, order, axis=1)
+    cum = np.cumsum(ranked, axis=1)
+    # Tied labels share the score of the last of them (the mass ranked at or above).
+    score_sorted = cum.copy()
+    for i in range(k - 2, -1, -1):
+        tied = ranked[:, i] == ranked[:, i + 1]
+        score_sorted[tied, i] = score_sorted[tied, i + 1]
+    scores = np.empty_like(score_sorted)
+    np.put_along_axis(scores, order, score_sorted, axis=1)
+    member = scores <= q
     top = np.argmax(probs, axis=1)
     member[np.arange(len(probs)), top] = True
     return member

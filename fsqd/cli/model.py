@@ -14,7 +14,9 @@ from fsqd.errors import UsageError
 
 __all__ = [
     "cmd_model_calib",
+    "cmd_model_calibrate",
     "cmd_model_compile_script",
+    "cmd_model_evaluate",
     "cmd_model_import",
     "cmd_model_inspect",
     "cmd_model_parity",
@@ -144,3 +146,24 @@ def cmd_model_parity(args: argparse.Namespace) -> int:
     else:
         print("\n".join(report.lines()))
     return 0 if report.passed else 1
+
+
+def cmd_model_calibrate(args: argparse.Namespace) -> int:
+    from fsqd.commands.model_calibrate import CalibrateOptions, run_calibrate
+
+    return run_calibrate(
+        CalibrateOptions(
+            package=args.package,
+            data=tuple(args.data),
+            coverage=args.coverage,
+            method=args.method,
+            class_conditional=args.class_conditional,
+            plots=args.plots,
+        )
+    )
+
+
+def cmd_model_evaluate(args: argparse.Namespace) -> int:
+    from fsqd.commands.model_evaluate import EvaluateOptions, run_evaluate
+
+    return run_evaluate(EvaluateOptions(args.package, tuple(args.data), args.plots, args.json))

@@ -236,6 +236,30 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-labels", action="store_true", help="leave out the behaviour column")
 
 
+def _behaviour_parsers(msub: Any) -> None:
+    mk = msub.add_parser(
+        "calibrate", help="fit temperature, conformal sets and references from labelled data"
+    )
+    mk.add_argument("package", type=Path, metavar="PKG")
+    mk.add_argument(
+        "--data", type=Path, nargs="+", required=True, metavar="FILE",
+        help="labelled CSV recordings (a 'label' column, as `fsqd simulate` writes)",
+    )  # fmt: skip
+    mk.add_argument("--coverage", type=float, default=0.9, help="conformal coverage (default 0.9)")
+    mk.add_argument("--method", choices=["lac", "aps"], default="lac", help="default lac")
+    mk.add_argument(
+        "--class-conditional", action="store_true", help="a conformal threshold per label"
+    )
+    mk.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots here (matplotlib)")
+    mk.set_defaults(build=_model(model.cmd_model_calibrate))
+    me = msub.add_parser("evaluate", help="accuracy, calibration and coverage on labelled data")
+    me.add_argument("package", type=Path, metavar="PKG")
+    me.add_argument("--data", type=Path, nargs="+", required=True, metavar="FILE")
+    me.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots here (matplotlib)")
+    me.add_argument("--json", action="store_true", help="machine-readable output")
+    me.set_defaults(build=_model(model.cmd_model_evaluate))
+
+
 def _hailo_tool_parsers(msub: Any) -> None:
     mc = msub.add_parser("calib", help="calibration windows (NHWC) for the Hailo compiler")
     mc.add_argument("package", type=Path, metavar="PKG")
@@ -308,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     mn.add_argument("--json", action="store_true", help="machine-readable output")
     mn.set_defaults(build=_model(model.cmd_model_inspect))
     _hailo_tool_parsers(msub)
+    _behaviour_parsers(msub)
 
     r = sub.add_parser("replay", help="replay a recorded IMU file through the model")
     _replay_arguments(r)

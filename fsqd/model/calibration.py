@@ -23,10 +23,11 @@ CONFORMAL_METHODS: tuple[ConformalMethod, ...] = ("lac", "aps")
 class ConformalSpec:
     """Split-conformal prediction sets at ``coverage``.
 
-    ``lac``: the set holds every label whose calibrated probability is >= 1 - threshold.
-    ``aps``: labels sorted by probability are added until their cumulative probability
-    reaches ``threshold`` (the label that crosses it included). ``class_thresholds``
-    (class-conditional, one per label) replaces ``threshold`` when present.
+    ``lac``: the set holds every label whose calibrated probability is >= 1 - threshold
+    (it may be empty). ``aps``: labels sorted by probability are added while their
+    cumulative probability stays <= ``threshold``; the top label is always in.
+    ``class_thresholds`` (class-conditional, one per label: label j is judged against
+    threshold j) replaces ``threshold`` when present. ``fsqd.behaviour.sets`` computes them.
     """
 
     method: ConformalMethod
