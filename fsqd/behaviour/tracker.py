@@ -36,6 +36,7 @@ __all__ = [
     "StateEstimator",
     "TrackerOutput",
     "TrackerSettings",
+    "window_states",
 ]
 
 GAP_STEPS = 1.5  # windows further apart than this many steps are on two sides of a gap
@@ -245,3 +246,17 @@ class BehaviourTracker:
                 cur.windows,
             )
         )
+
+
+def window_states(
+    probs: npt.NDArray[np.float64],
+    semi_markov: SemiMarkovSpec | None,
+    step_s: float,
+    settings: TrackerSettings = TrackerSettings(),
+) -> npt.NDArray[np.int64]:
+    """The state the daemon would decide for each window of one gap-free stretch (N, K)."""
+    labels = tuple(str(i) for i in range(probs.shape[1]))
+    estimator = BehaviourTracker(labels, semi_markov, step_s, settings).estimator
+    out = [d.label for p in probs for d in estimator.push(p)]
+    out += [d.label for d in estimator.flush()]
+    return np.asarray(out, np.int64)
