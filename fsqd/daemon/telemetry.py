@@ -19,6 +19,7 @@ from fsqd.backends.select import encoder_stats
 from fsqd.config.loader import Config
 from fsqd.daemon.clock import clock_synced
 from fsqd.daemon.contracts import Acquisition, Counters, Notifier
+from fsqd.daemon.states import BehaviourStates
 from fsqd.metrics import Period, StageTimer
 from fsqd.pipeline import CodePipeline, WindowStream
 from fsqd.sinks.base import Sink
@@ -43,6 +44,7 @@ class Telemetry:
     sinks: list[Sink]
     notifier: Notifier
     pipeline: CodePipeline
+    states: BehaviourStates | None
     stream: WindowStream
     timer: StageTimer
     counters: Counters

@@ -59,7 +59,8 @@ class Output:
 class JsonLinesSink:
     """Codes as JSON lines on a text stream (the terminal, a pipe); a Sink.
 
-    Stats and info go to ``meta`` when given (else nowhere: the daemon logs a summary).
+    Stats, info, the behaviour state and events go to ``meta`` when given (else nowhere:
+    the daemon logs a summary; ``fsqd replay --segments`` writes the segments).
     A line counts as delivered once written and flushed.
     """
 
@@ -86,6 +87,12 @@ class JsonLinesSink:
             self.meta.flush()
 
     def publish_info(self, payload: bytes) -> None:
+        self.publish_stats(payload)
+
+    def publish_state(self, payload: bytes) -> None:
+        self.publish_stats(payload)
+
+    def publish_event(self, payload: bytes) -> None:
         self.publish_stats(payload)
 
     def counters(self) -> dict[str, int | float]:
