@@ -1,0 +1,272 @@
+"""The behaviour state and events from the daemon to a real Mosquitto: retained state,
+published on change or a material confidence move; events for finished segments; a gap
+and a lost sensor end a segment."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+from behaviourkit import with_semi_markov
+from mosquitto import Collector, Mosquitto
+from sim_acquisition import SimAcquisition, Status
+
+from fsqd.config import load_config
+from fsqd.config.behaviour import BehaviourConfig
+from fsqd.config.mqtt import MqttSettings
+from fsqd.daemon import Daemon, open_sinks
+from fsqd.daemon.states import BehaviourStates
+from fsqd.model.calibration import ConformalSpec
+from fsqd.model.package import load_package
+from fsqd.sinks.mqtt.sink import MqttSink
+from fsqd.sinks.schemas import load as load_schema
+from fsqd.types import CodeBatch
+
+STEP = 0.5
+UNIX = 1_700_000_000.0  # stream time 0 in UNIX time
+
+
+def batch(rows: list[list[float]], sets: list[list[bool]] | None = None) -> CodeBatch:
+    n = len(rows)
+    probs = np.array(rows, np.float64)
+    return CodeBatch(
+        np.zeros(n, np.int64),
+        np.zeros((n, 5), np.int64),
+        np.zeros((n, 5), np.float32),
+        probs.argmax(1),
+        probs.max(1).astype(np.float32),
+        probs,
+        None if sets is None else np.array(sets, bool),
+    )
+
+
+def rest(p: float) -> list[float]:
+    return [p, 1 - p, 0.0, 0.0, 0.0]
+
+
+def walk(p: float) -> list[float]:
+    return [1 - p, p, 0.0, 0.0, 0.0]
+
+
+def validate(name: str, raw: bytes) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(raw)
+    jsonschema.Draft202012Validator(load_schema(name)).validate(doc)
+    return doc
+
+
+def test_state_and_events_through_a_real_broker(broker: Mosquitto, tmp_path: Path) -> None:
+    settings = MqttSettings(host=broker.host, port=broker.port, node_id="n1")
+    card = load_package().card  # no semi-Markov model: the argmax with a minimum dwell
+    status = [Status("imu0", "lsm6dsox", "ok", 104.0, 0)]
+
+    async def main() -> tuple[dict[str, list[bytes]], list[tuple[str, bytes, bool]]]:
+        async with Collector(broker, "fsqd/n1/state", "fsqd/n1/events") as c:
+            sink = MqttSink(settings, tmp_path / "spool.db")
+            task = asyncio.create_task(sink.run())
+            states = BehaviourStates(
+                card,
+                STEP,
+                BehaviourConfig(lag_s=0.0, min_dwell_s=0.5, confidence_step=0.1),
+                run="r1",
+                sinks=[sink],
+                correction=lambda: UNIX,
+            )
+            seq = 0
+
+            def feed(rows: list[list[float]], t0: float, sets: Any = None) -> None:
+                nonlocal seq
+                t = t0 + STEP * np.arange(len(rows))
+                states.windows(seq, batch(rows, sets), t, t + 1.0)
+                seq += len(rows)
+
+            def n_states() -> int:
+                return len(c.payloads("fsqd/n1/state"))
+
+            async def published(n: int) -> None:
+                # Retained, latest wins: states queued faster than the broker takes them
+                # collapse into the newest, so each step waits for its message.
+                await c.wait_for(lambda c: n_states() == n, 10)
+
+            member = [[True, True, False, False, False]] * 4
+            feed([rest(0.9)] * 4, 0.0, member)  # state: rest (with its set)
+            await published(1)
+            feed([rest(0.85)], 2.0)  # moved 0.05: nothing
+            feed([rest(0.7)], 2.5)  # moved 0.2: state again
+            await published(2)
+            feed([walk(0.8)] * 3, 3.0)  # state: walk; event: rest
+            await published(3)
+            feed([walk(0.8)] * 2, 10.0)  # a gap: event walk, state walk (new since)
+            await published(4)
+            status[0] = Status("imu0", "lsm6dsox", "lost", 0.0, 0)
+            states.check_sensors(lambda: status)  # lost: event walk
+            states.check_sensors(lambda: status)  # nothing open: nothing more
+            feed([walk(0.9)] * 2, 20.0)  # back: state walk, a new segment
+            await published(5)
+            await c.wait_for(lambda c: len(c.payloads("fsqd/n1/events")) == 3, 10)
+            await sink.aclose(5)
+            await task
+            got = {t: c.payloads(t) for t in ("fsqd/n1/state", "fsqd/n1/events")}
+        # A subscriber arriving later gets the newest state, retained; no event.
+        async with Collector(broker, "fsqd/n1/state", "fsqd/n1/events") as late:
+            await late.wait_for(lambda c: len(c.messages) >= 1)
+            await asyncio.sleep(0.2)  # anything else retained would have come with it
+            return got, late.messages
+
+    got, late = asyncio.run(main())
+    st = [validate("state", raw) for raw in got["fsqd/n1/state"]]
+    ev = [validate("events", raw) for raw in got["fsqd/n1/events"]]
+    assert [(s["behaviour"], s["since"] - UNIX, s["confidence"]) for s in st] == [
+        ("rest", 0.25, 0.9),
+        ("rest", 0.25, 0.7),
+        ("walk", 2.25 + 1.0, 0.8),
+        ("walk", 10.25, 0.8),
+        ("walk", 20.25, 0.9),
+    ]
+    assert st[0]["set"] == ["rest", "walk"] and "set" not in st[1]
+    assert [s["seq"] for s in st] == [0, 5, 6, 9, 11]
+    assert [(e["behaviour"], e["start"] - UNIX, e["end"] - UNIX) for e in ev] == [
+        ("rest", 0.25, 3.25),
+        ("walk", 3.25, 4.75),  # the gap ended it at its last window
+        ("walk", 10.25, 11.25),  # the lost sensor ended it
+    ]
+    assert ev[0]["duration_s"] == 3.0 and ev[0]["confidence"] == round(
+        (0.9 * 4 + 0.85 + 0.7) / 6, 4
+    )
+    (topic, payload, retained), *_ = late
+    assert (topic, retained) == ("fsqd/n1/state", True) and json.loads(payload) == st[-1]
+    assert len(late) == 1
+
+
+class GapAndLoss(SimAcquisition):
+    """The simulator in real time; from ``at`` the sensor is lost for ``for_s`` seconds:
+    no samples, the status says "lost", and the stream resumes after a gap."""
+
+    def __init__(self, at: float, for_s: float) -> None:
+        super().__init__(chunk=2)
+        self.at, self.for_s = at, for_s
+        self.t0: float | None = None
+        self.lost = False
+        self.resumed_at: float | None = None  # monotonic time of the first chunk after
+
+    def read(self) -> list[Any]:
+        out = []
+        for c in super().read():
+            if self.t0 is None:
+                self.t0 = float(c.t[0])
+            since = float(c.t[0]) - self.t0
+            was, self.lost = self.lost, self.at <= since < self.at + self.for_s
+            if was and not self.lost:
+                self.resumed_at = time.monotonic()
+            if not self.lost:
+                out.append(c)
+        return out
+
+    def status(self) -> list[Status]:
+        state = "lost" if self.lost else "ok"
+        return [Status("sim", "simulator", state, self.nominal_rate_hz, self.samples)]
+
+
+def test_the_daemon_publishes_calibrated_codes_states_and_segments(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """The daemon on a card with a semi-Markov model and conformal sets; the sensor is lost
+    for a while in the middle."""
+    cfg = tmp_path / "fsqd.toml"
+    cfg.write_text(
+        f'[window]\nhop = 10\n[behaviour]\nlag_s = 0.2\n[service]\nnode_id = "e2e"\n'
+        f'state_dir = "state"\n[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
+        "[homeassistant]\nenabled = false\n"
+        '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
+    )
+    config = load_config(cfg)
+    pkg = with_semi_markov(seconds=600)
+    card = pkg.card
+    assert card.calibration is not None
+    cal = dataclasses.replace(
+        card.calibration, temperature=2.0, conformal=ConformalSpec("lac", 0.9, 0.95)
+    )
+    pkg = dataclasses.replace(pkg, card=dataclasses.replace(card, calibration=cal))
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, package=pkg))
+    acq = GapAndLoss(at=1.6, for_s=0.8)
+
+    first_event_at: list[float] = []
+
+    async def main() -> dict[str, list[bytes]]:
+        async with Collector(broker, "fsqd/e2e/#") as c:
+
+            async def watch() -> None:
+                while not c.payloads("fsqd/e2e/events"):
+                    await asyncio.sleep(0.01)
+                first_event_at.append(time.monotonic())
+
+            watcher = asyncio.create_task(watch())
+            sinks = open_sinks(config, stdout=False, out=io.StringIO())
+            daemon = Daemon(
+                config, acquisition=acq, sinks=sinks, duration_s=3.7, handle_signals=False
+            )
+            assert await daemon.run() == 0
+            await c.wait_for(lambda c: c.payloads("fsqd/e2e/status")[-1:] == [b"offline"])
+            await watcher
+            return {t: c.payloads(t) for t in {t for t, _, _ in c.messages}}
+
+    got = asyncio.run(main())
+    codes = [validate("codes", raw) for raw in got["fsqd/e2e/codes"]]
+    # Temperature 2 flattens the head's softmax: every p is below the raw one's (~1).
+    assert codes and all(0.2 < m["p"] < 0.9 for m in codes)
+    assert all(m["label"] in m["set"] for m in codes)
+    states = [validate("state", raw) for raw in got["fsqd/e2e/state"]]
+    events = [validate("events", raw) for raw in got["fsqd/e2e/events"]]
+    assert states and events
+    starts = np.array([m["t_start"] for m in codes])
+    ends = np.array([m["t_end"] for m in codes])
+    (cut,) = np.flatnonzero(np.diff(starts) > 0.15) + 1  # the gap, between windows
+    centre = (starts + ends) / 2
+    # The loss ends the segment at its last window; the next state starts after the gap.
+    assert any(abs(e["end"] - (centre[cut - 1] + 0.05)) < 0.01 for e in events), events
+    assert any(abs(s["since"] - (centre[cut] - 0.05)) < 0.01 for s in states), states
+    # "lost" ended it at once: its event came while the sensor was still away (a gap
+    # alone is only seen with the first window after it, a second later).
+    assert acq.resumed_at is not None and first_event_at
+    assert first_event_at[0] < acq.resumed_at, (first_event_at, acq.resumed_at)
+    # Every window is in exactly one finished segment (the run's end closes the last).
+    assert sum(round(e["duration_s"] / 0.1) for e in events) == len(codes)
+
+
+def test_sighup_applies_behaviour_settings_and_keeps_the_open_segment(tmp_path: Path) -> None:
+    from fsqd.sinks.jsonl import JsonLinesSink
+
+    cfg = tmp_path / "fsqd.toml"
+    sensor = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
+    cfg.write_text("[behaviour]\nlag_s = 0\nmin_dwell_s = 0.5\n" + sensor)
+    meta = io.StringIO()
+    daemon = Daemon(
+        load_config(cfg),
+        acquisition=SimAcquisition(),
+        sinks=[JsonLinesSink(io.StringIO(), meta=meta)],
+        handle_signals=False,
+    )
+    states = daemon.states
+    assert states is not None
+    tracker = states.tracker
+    t = 0.5 * np.arange(4)
+    states.windows(0, batch([rest(0.9)] * 4), t, t + 1)
+    cfg.write_text("[behaviour]\nlag_s = 0\nmin_dwell_s = 0.5\nconfidence_step = 0.5\n" + sensor)
+    daemon.reload()
+    assert daemon.states is states and states.tracker is tracker
+    assert tracker.settings.confidence_step == 0.5
+    assert daemon.config.behaviour.confidence_step == 0.5
+    t = 2.0 + 0.5 * np.arange(4)
+    states.windows(4, batch([rest(0.6)] * 4), t, t + 1)  # moved 0.3 < 0.5: no new state
+    states.end()
+    lines = [json.loads(line) for line in meta.getvalue().splitlines()]
+    published = [m for m in lines if "since" in m]
+    (segment,) = [m for m in lines if m.get("type") == "segment"]
+    assert len(published) == 1
+    assert segment["duration_s"] == 4.0 and segment["start"] == published[0]["since"]
