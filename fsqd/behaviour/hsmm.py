@@ -125,6 +125,8 @@ class HsmmModel:
         d = min(max(2, natural), max_steps)
         parts = [step_durations(m, step_s, d) for m in spec.durations]
         entry = np.stack([e for e, _, _ in parts])
+        # Exactly 1 per row (the card allows 1e-4 of slack): the smoother relies on it.
+        entry /= entry.sum(axis=1, keepdims=True)
         stay = np.array([s for _, s, _ in parts])
         resid = np.stack([r for _, _, r in parts])
         prior = np.asarray(spec.prior, np.float64)
@@ -159,48 +161,49 @@ class Hsmm:
             raise ConfigError(f"lag must be >= 0 windows, got {lag}")
         self.model = model
         self.lag = lag
-        k, d = model.entry.shape
         self._start = model.initial[:, None] * model.resid
-        self._stay = model.stay
-        self._leave = 1.0 - model.stay
+        self._inv_prior = model.inv_prior
+        # The tail state (column D - 1) moves on to D - 2 or stays: both at once, (K, 2).
+        self._tail = np.stack([1.0 - model.stay, model.stay], axis=1)
         self._trans = model.transitions
         self._entry = model.entry
+        self._d = model.steps
         self._alpha: F64 | None = None
-        self._pred = np.empty((k, d))
         # The last lag + 1 filtered tables and the emissions after the oldest of them.
         self._alphas: deque[F64] = deque(maxlen=lag + 1)
         self._emissions: deque[F64] = deque(maxlen=lag + 1)
-        self.filtered: F64 | None = None  # the newest window's behaviour probabilities
+
+    @property
+    def filtered(self) -> F64 | None:
+        """The newest window's behaviour probabilities given everything so far."""
+        return None if self._alpha is None else self._alpha.sum(axis=1)
 
     def reset(self) -> None:
         self._alpha = None
         self._alphas.clear()
         self._emissions.clear()
-        self.filtered = None
 
     def _predict(self, alpha: F64) -> F64:
-        pred, d = self._pred, alpha.shape[1]
-        pred[:, : d - 2] = alpha[:, 1 : d - 1]
-        pred[:, d - 2] = alpha[:, d - 1] * self._leave
-        pred[:, d - 1] = alpha[:, d - 1] * self._stay
-        pred += (alpha[:, 0] @ self._trans)[:, None] * self._entry
+        d = self._d
+        pred = self._entry * (alpha[:, 0] @ self._trans)[:, None]  # bouts that start now
+        pred[:, : d - 2] += alpha[:, 1 : d - 1]  # the others count down
+        pred[:, d - 2 :] += alpha[:, d - 1 :] * self._tail
         return pred
 
     def push(self, posterior: F64) -> list[Decision]:
-        e = np.asarray(posterior, np.float64) * self.model.inv_prior
+        e = posterior * self._inv_prior
         prior = self._start if self._alpha is None else self._predict(self._alpha)
         alpha = prior * e[:, None]
-        total = alpha.sum()
-        if not (np.isfinite(total) and total > 0):
+        total = float(alpha.sum())
+        if not 0 < total < math.inf:
             # No usable evidence (NaN, all zero) or evidence that rules out every state the
             # model allows: the window only moves time on, here and in the smoother.
             e = np.ones_like(e)
-            alpha, total = prior.copy(), prior.sum()
-        alpha /= total
+            alpha, total = prior.copy(), float(prior.sum())
+        alpha *= 1.0 / total
         self._alpha = alpha
         self._alphas.append(alpha)
         self._emissions.append(e)
-        self.filtered = alpha.sum(axis=1)
         if len(self._alphas) <= self.lag:
             return []
         return [self._smoothed(0)]
@@ -226,15 +229,16 @@ class Hsmm:
 
     def _backward(self, beta: F64 | None, e: F64) -> F64:
         """beta_s from beta_(s+1) and the emission of window s + 1 (beta None: all ones)."""
-        w = (
-            np.repeat(e[:, None], self._entry.shape[1], axis=1)
-            if beta is None
-            else beta * e[:, None]
-        )
-        d = w.shape[1]
-        out = np.empty_like(w)
-        out[:, 1 : d - 1] = w[:, 0 : d - 2]
-        out[:, d - 1] = self._stay * w[:, d - 1] + self._leave * w[:, d - 2]
-        out[:, 0] = self._trans @ (self._entry * w).sum(axis=1)
-        out /= out.max()
+        d = self._d
+        out = np.empty_like(self._entry)
+        if beta is None:
+            # w = e in every column: entry rows and the tail's two moves each sum to 1.
+            out[:, 1:] = e[:, None]
+            out[:, 0] = self._trans @ e
+        else:
+            w = beta * e[:, None]
+            out[:, 1 : d - 1] = w[:, : d - 2]
+            out[:, d - 1] = (w[:, d - 2 :] * self._tail).sum(axis=1)
+            out[:, 0] = self._trans @ np.einsum("kd,kd->k", self._entry, w)
+        out *= 1.0 / out.max()
         return out
