@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 import numpy as np
+import pytest
 from behaviourkit import with_semi_markov
 from mosquitto import Collector, Mosquitto
 from sim_acquisition import SimAcquisition, Status
@@ -25,6 +26,7 @@ from fsqd.daemon import Daemon, open_sinks
 from fsqd.daemon.states import BehaviourStates
 from fsqd.model.calibration import ConformalSpec
 from fsqd.model.package import load_package
+from fsqd.sinks.mqtt import sink as sink_mod
 from fsqd.sinks.mqtt.sink import MqttSink
 from fsqd.sinks.schemas import load as load_schema
 from fsqd.types import CodeBatch
@@ -270,3 +272,69 @@ def test_sighup_applies_behaviour_settings_and_keeps_the_open_segment(tmp_path: 
     (segment,) = [m for m in lines if m.get("type") == "segment"]
     assert len(published) == 1
     assert segment["duration_s"] == 4.0 and segment["start"] == published[0]["since"]
+
+
+def test_events_wait_for_the_broker_newest_kept_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mosquitto import mosquitto_missing
+
+    if reason := mosquitto_missing():
+        pytest.skip(reason)
+    monkeypatch.setattr(sink_mod, "EVENTS_KEPT", 5)
+    broker = Mosquitto(tmp_path / "b")  # port chosen, not started yet
+    settings = MqttSettings(
+        host=broker.host, port=broker.port, node_id="n1", reconnect_min_s=0.1, reconnect_max_s=0.3
+    )
+
+    async def main() -> list[bytes]:
+        sink = MqttSink(settings, tmp_path / "spool.db")
+        for i in range(8):  # no broker yet: they wait in memory
+            sink.publish_event(b'{"i":%d}' % i)
+        broker.start()
+        try:
+            async with Collector(broker, "fsqd/n1/events") as c:
+                task = asyncio.create_task(sink.run())
+                await c.wait_for(lambda c: len(c.payloads("fsqd/n1/events")) >= 5, 30)
+                await sink.aclose(5)
+                await task
+                return c.payloads("fsqd/n1/events")
+        finally:
+            broker.stop()
+
+    assert asyncio.run(main()) == [b'{"i":%d}' % i for i in range(3, 8)]
+
+
+def test_an_event_pushed_out_while_being_sent_takes_no_other_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory is full and the one being published falls off the front meanwhile: the
+    next one, not yet sent, must stay."""
+    monkeypatch.setattr(sink_mod, "EVENTS_KEPT", 3)
+    sent: list[bytes] = []
+
+    class SlowClient:
+        def __init__(self) -> None:
+            self.release = asyncio.Event()
+
+        async def publish(self, topic: str, payload: bytes, **kw: Any) -> None:
+            await self.release.wait()
+            sent.append(payload)
+
+    async def main() -> None:
+        sink = MqttSink(MqttSettings(host="127.0.0.1", port=1, node_id="n1"), tmp_path / "s.db")
+        client = SlowClient()
+        sink.publish_event(b"a")
+        sender = asyncio.create_task(sink._send_events(client))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)  # "a" is being published
+        for e in (b"b", b"c", b"d"):  # "a" falls off the front
+            sink.publish_event(e)
+        client.release.set()
+        deadline = time.monotonic() + 5
+        while len(sent) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        sender.cancel()
+        await sink.aclose(0.1)
+
+    asyncio.run(main())
+    assert sent == [b"a", b"b", b"c", b"d"]
