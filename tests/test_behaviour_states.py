@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 import pytest
+import structlog
 from behaviourkit import with_semi_markov
 from mosquitto import Collector, Mosquitto
 from sim_acquisition import SimAcquisition, Status
@@ -257,6 +258,18 @@ def test_sighup_applies_behaviour_settings_and_keeps_the_open_segment(tmp_path: 
     states = daemon.states
     assert states is not None
     tracker = states.tracker
+    t = 0.5 * np.arange(4)
+    with structlog.testing.capture_logs() as logs:
+        states.windows(0, batch([rest(0.9)] * 4), t, t + 1)
+        states.windows(4, batch([rest(0.7)]), t[-1:] + 0.5, t[-1:] + 1.5)  # confidence only
+        states.windows(5, batch([walk(0.8)]), t[-1:] + 1.0, t[-1:] + 2.0)
+    assert [(e["event"], e["behaviour"], e["seq"]) for e in logs] == [
+        ("behaviour", "rest", 0),
+        ("behaviour", "walk", 5),
+    ]
+    states.end()
+    meta.truncate(0)
+    meta.seek(0)
     t = 0.5 * np.arange(4)
     states.windows(0, batch([rest(0.9)] * 4), t, t + 1)
     cfg.write_text("[behaviour]\nlag_s = 0\nmin_dwell_s = 0.5\nconfidence_step = 0.5\n" + sensor)

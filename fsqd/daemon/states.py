@@ -4,7 +4,8 @@ One ``BehaviourTracker`` (``fsqd.behaviour.tracker``) per run, fed in window ord
 event loop. It works on stream times (so a wall-clock step never looks like a gap); the
 payloads carry UNIX times under the mapping current when they are built. A stream gap ends
 the segment inside the tracker; a sensor reported ``lost`` ends it here, without waiting
-for the stream to come back; so does stopping. A SIGHUP's new ``[behaviour]`` settings
+for the stream to come back; so does stopping. Each new segment is one ``behaviour`` log
+line (not each confidence move). A SIGHUP's new ``[behaviour]`` settings
 apply to the same tracker (the open segment carries on).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from fsqd.behaviour.tracker import BehaviourTracker, TrackerOutput, TrackerSettings
 from fsqd.config.behaviour import BehaviourConfig
@@ -26,6 +28,8 @@ from fsqd.types import CodeBatch
 
 __all__ = ["LOST_CHECK_S", "BehaviourStates", "settings_of"]
 
+# The daemon's one logger (``fsqd.daemon.telemetry.log``; named here, as telemetry imports us).
+log = structlog.get_logger("fsqd.daemon")
 LOST_CHECK_S = 0.25  # how often the sensors' state is looked at for "lost"
 
 
@@ -54,6 +58,7 @@ class BehaviourStates:
         self.sinks = sinks
         self._correction = correction  # stream time -> UNIX time, as of now
         self._next_check = 0.0
+        self._logged: tuple[str, float] | None = None  # behaviour, since: the last logged
         self.states_published = 0
         self.events_published = 0
 
@@ -106,6 +111,16 @@ class BehaviourStates:
             for sink in self.sinks:
                 sink.publish_event(payload)
             self.events_published += 1
+        for s in out.states:
+            if (s.behaviour, s.since) != self._logged:  # a new segment, not a confidence move
+                self._logged = (s.behaviour, s.since)
+                log.info(
+                    "behaviour",
+                    behaviour=s.behaviour,
+                    confidence=round(s.confidence, 3),
+                    since=round(s.since + c, 3),
+                    seq=s.seq,
+                )
         if out.states:
             s = out.states[-1]  # retained: only the newest matters
             payload = state_payload(
