@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +149,9 @@ def test_state_and_events_through_a_real_broker(broker: Mosquitto, tmp_path: Pat
 
 
 class GapAndLoss(SimAcquisition):
-    """The simulator in real time; from ``at`` the sensor is lost for ``for_s`` seconds:
-    no samples, the status says "lost", and the stream resumes after a gap."""
+    """The simulator in real time; from ``at`` the sensor is lost for ``for_s`` seconds: no
+    samples and no wake-ups (as a real acquisition with nothing to hand over), the status
+    says "lost", and the stream resumes after a gap."""
 
     def __init__(self, at: float, for_s: float) -> None:
         super().__init__(chunk=2)
@@ -157,14 +159,26 @@ class GapAndLoss(SimAcquisition):
         self.t0: float | None = None
         self.lost = False
         self.resumed_at: float | None = None  # monotonic time of the first chunk after
+        self.first_t: float | None = None
+
+    def start(self, wake: Callable[[], None]) -> None:
+        def quiet_while_lost() -> None:
+            if self.t0 is None or not self._away(time.monotonic() - self.t0):
+                wake()
+
+        self.t0 = time.monotonic()
+        super().start(quiet_while_lost)
+
+    def _away(self, since: float) -> bool:
+        return self.at <= since < self.at + self.for_s
 
     def read(self) -> list[Any]:
         out = []
         for c in super().read():
-            if self.t0 is None:
-                self.t0 = float(c.t[0])
-            since = float(c.t[0]) - self.t0
-            was, self.lost = self.lost, self.at <= since < self.at + self.for_s
+            if self.first_t is None:
+                self.first_t = float(c.t[0])
+            # By sample time: what was sampled while away never reaches the daemon.
+            was, self.lost = self.lost, self._away(float(c.t[0]) - self.first_t)
             if was and not self.lost:
                 self.resumed_at = time.monotonic()
             if not self.lost:
@@ -172,7 +186,8 @@ class GapAndLoss(SimAcquisition):
         return out
 
     def status(self) -> list[Status]:
-        state = "lost" if self.lost else "ok"
+        assert self.t0 is not None
+        state = "lost" if self._away(time.monotonic() - self.t0) else "ok"
         return [Status("sim", "simulator", state, self.nominal_rate_hz, self.samples)]
 
 

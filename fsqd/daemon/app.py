@@ -46,7 +46,7 @@ from fsqd.daemon.contracts import (
     new_run_id,
 )
 from fsqd.daemon.reload import Reloading
-from fsqd.daemon.states import BehaviourStates
+from fsqd.daemon.states import LOST_CHECK_S, BehaviourStates
 from fsqd.daemon.telemetry import log
 from fsqd.errors import FsqdError
 from fsqd.metrics import StageTimer
@@ -214,6 +214,7 @@ class Daemon(Reloading):
                 tg.create_task(self._stats_loop(), name="stats"),
                 tg.create_task(self._watchdog_loop(), name="watchdog"),
                 tg.create_task(self._status_loop(), name="status"),
+                tg.create_task(self._lost_loop(), name="lost"),
             ]
             await self._stop.wait()
             # Shutdown order: no new samples, everything read is windowed and coded.
@@ -237,6 +238,15 @@ class Daemon(Reloading):
                 t.cancel()
         self._summary_line(final=True)
 
+    async def _lost_loop(self) -> None:
+        """A lost sensor ends the behaviour segment at once; a lost sensor hands over no
+        samples, so the pump (woken by samples) would only see it when they come back."""
+        if self.states is None:
+            return
+        while True:
+            await asyncio.sleep(LOST_CHECK_S)
+            self.states.check_sensors(self.acq.status)
+
     async def _settle(self, timeout_s: float) -> None:
         """Give the sinks a moment to confirm the last codes, so the final stats count them."""
         deadline = time.monotonic() + timeout_s
@@ -256,8 +266,6 @@ class Daemon(Reloading):
             self._wake.clear()
             self._check_clock()
             self._take_samples()
-            if self.states is not None:
-                self.states.check_sensors(self.acq.status)
             if self._stopping:
                 self._take_samples()  # the acquisition thread has stopped: the last ones
                 for batch in self.stream.flush():  # the open segment's last resampled samples

@@ -11,7 +11,6 @@ apply to the same tracker (the open segment carries on).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -57,7 +56,6 @@ class BehaviourStates:
         self.run = run
         self.sinks = sinks
         self._correction = correction  # stream time -> UNIX time, as of now
-        self._next_check = 0.0
         self._logged: tuple[str, float] | None = None  # behaviour, since: the last logged
         self.states_published = 0
         self.events_published = 0
@@ -82,11 +80,7 @@ class BehaviourStates:
         self._publish(out)
 
     def check_sensors(self, statuses: Callable[[], Sequence[Any]]) -> None:
-        """End the open segment when a sensor is lost (looked at every LOST_CHECK_S)."""
-        now = time.monotonic()
-        if now < self._next_check:
-            return
-        self._next_check = now + LOST_CHECK_S
+        """End the open segment when a sensor is lost (the daemon asks every LOST_CHECK_S)."""
         if any(str(getattr(s, "state", "")) == "lost" for s in statuses()):
             self.end()
 
