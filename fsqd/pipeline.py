@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from fsqd.backends.base import Encoder
 from fsqd.backends.onnx import OnnxEncoder
+from fsqd.behaviour.sets import prediction_sets, softmax
 from fsqd.chunk import SampleChunk
 from fsqd.fsq import FSQ
 from fsqd.head import Head
@@ -154,6 +155,9 @@ class CodePipeline:
         # The head is a few small matrix products: one thread beats a pool's hand-offs.
         self.head = Head(package) if card.head is not None else None
         self.labels = card.head.labels if card.head is not None else None
+        cal = card.calibration
+        self.temperature = cal.temperature if cal is not None else 1.0
+        self.conformal = cal.conformal if cal is not None else None
         # Decide once which FSQ stage the encoder hands over.
         self._to_bounded: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]] = (
             self.fsq.bound if card.output.stage == "projection" else _identity
@@ -177,12 +181,15 @@ class CodePipeline:
         with self.timer.stage("fsq", n):
             digits, codes = self.fsq.digits_and_codes_from_bounded(self._to_bounded(y))
             index = self.fsq.digits_to_indices(digits)
-        label_id = p = None
-        if self.head is not None:
-            with self.timer.stage("head", n):
-                verdict = self.head(codes)
-            label_id, p = verdict.label_id, verdict.p
-        return CodeBatch(index, digits, codes, label_id, p)
+        if self.head is None:
+            return CodeBatch(index, digits, codes, None, None)
+        with self.timer.stage("head", n):
+            # Calibrated: the card's temperature divides the logits (1 without calibration).
+            probs = softmax(self.head.logits(codes), self.temperature)
+            label_id = np.argmax(probs, axis=1)
+            p = probs[np.arange(n), label_id].astype(np.float32)
+            sets = None if self.conformal is None else prediction_sets(probs, self.conformal)
+        return CodeBatch(index, digits, codes, label_id, p, probs, sets)
 
 
 def _identity(a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

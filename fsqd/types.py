@@ -26,7 +26,9 @@ class CodeBatch:
     digits: npt.NDArray[np.int64]  # (N, dim)
     codes: npt.NDArray[np.float32]  # (N, dim) zhat
     label_id: npt.NDArray[np.int64] | None  # (N,)
-    p: npt.NDArray[np.float32] | None  # (N,)
+    p: npt.NDArray[np.float32] | None  # (N,) calibrated top probability (card's temperature)
+    probs: npt.NDArray[np.float64] | None = None  # (N, K) calibrated probabilities
+    sets: npt.NDArray[np.bool_] | None = None  # (N, K) conformal set (cards with conformal)
 
     def __len__(self) -> int:
         return len(self.index)

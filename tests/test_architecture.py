@@ -87,6 +87,12 @@ RULES = (
         ("fsqd.sinks",),
         ("fsqd.pipeline", "fsqd.backends", "fsqd.daemon", "fsqd.commands", "fsqd.cli"),
     ),
+    Rule(
+        "the behaviour layer works on the head's numbers and the card: the daemon, replay "
+        "and the model commands call it, it calls none of them",
+        ("fsqd.behaviour",),
+        (*STAGES, "fsqd.pipeline", "fsqd.head", "fsqd.config"),
+    ),
 )
 
 # Cycles that predate this test, outside fsqd's IMU, simulator and recordings layers.
@@ -141,9 +147,13 @@ def test_the_layers_exist_and_the_old_sensors_package_is_gone(
 ) -> None:
     # The rules name these; a rename that leaves them matching nothing would pass silently.
     for prefix in (
-        *CORE, *STAGES, "fsqd.imu.drivers", "fsqd.imu.emulated", "fsqd.imu.acquire",
+        *CORE,
+        *STAGES,
         "fsqd.behaviour",
-    ):  # fmt: skip
+        "fsqd.imu.drivers",
+        "fsqd.imu.emulated",
+        "fsqd.imu.acquire",
+    ):
         assert any(under(m, [prefix]) for m in graph), prefix
     for gone in ("fsqd.sensors", "fsqd.service"):
         assert not any(under(m, [gone]) for m in graph), gone

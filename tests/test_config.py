@@ -44,6 +44,15 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(c.sensors) == 1
     assert len(c.sha256) == 64 and c.hash == c.sha256[:16]
     assert "hop 50 (card)" in describe(c)
+    assert (c.behaviour.lag_s, c.behaviour.min_dwell_s, c.behaviour.confidence_step) == (
+        1.0,
+        1.5,
+        0.1,
+    )
+    assert (
+        "behaviour  argmax with a 1.5 s minimum dwell (no semi-Markov model in the card); "
+        "state republished when confidence moves 0.1" in describe(c)
+    )
 
 
 def test_values_and_paths_relative_to_the_file(tmp_path: Path) -> None:
@@ -114,6 +123,10 @@ def test_config_hash_follows_the_bytes(tmp_path: Path) -> None:
         ("[logging]\nlevl = 'info'", "[logging] levl: unknown key (did you mean 'level'?)"),
         ("[service]\nstate_directory = 'x'", "[service] state_directory: unknown key"),
         ("[homeassistant]\nenable = false", "[homeassistant] enable: unknown key"),
+        ("[behaviour]\nlag = 1", "[behaviour] lag: unknown key (did you mean 'lag_s'?)"),
+        ("[behaviour]\nlag_s = -1", "[behaviour] lag_s: must be >= 0 and <= 60, got -1"),
+        ("[behaviour]\nconfidence_step = 0", "[behaviour] confidence_step: must be > 0"),
+        ("[behaviour]\nmin_dwell_s = 'x'", "[behaviour] min_dwell_s: expected a number"),
         ("window = 3", "fsqd.toml window: expected a table, got 3 (int)"),
     ],
 )

@@ -40,7 +40,17 @@ def test_replay_streams_codes_with_times_and_labels(run_cli: RunCli, recording: 
     rows = lines(out)
     assert len(rows) == (12000 - 100) // 50 + 1  # bundled card: window 100, hop 50
     first = rows[0]
-    assert list(first) == ["seq", "t_start", "t_end", "code", "digits", "label", "p", "model"]
+    assert list(first) == [
+        "seq",
+        "t_start",
+        "t_end",
+        "code",
+        "digits",
+        "label",
+        "p",
+        "set",
+        "model",
+    ]
     assert first["t_start"] == pytest.approx(1_795_334_400.0)
     assert first["t_end"] == pytest.approx(1_795_334_400.99)
     assert rows[1]["t_start"] == pytest.approx(1_795_334_400.5)

@@ -170,16 +170,19 @@ def test_the_daemon_over_mqtt_publishes_schema_valid_messages(
                 config,
                 acquisition=SimulatedAcquisition(chunk=2),
                 sinks=sinks,
-                duration_s=3.0,
+                duration_s=120.0,  # a bound only: stopped once 15 codes arrived
                 handle_signals=False,
             )
-            assert await daemon.run() == 0
+            run = asyncio.create_task(daemon.run())
+            await c.wait_for(lambda c: len(c.payloads("fsqd/e2e/codes")) >= 15)
+            daemon.stop()
+            assert await run == 0
             await c.wait_for(lambda c: c.payloads("fsqd/e2e/status")[-1:] == [b"offline"])
             return daemon, {t: c.payloads(t) for t in {t for t, _, _ in c.messages}}
 
     daemon, got = asyncio.run(main())
     codes = [json.loads(p) for p in got["fsqd/e2e/codes"]]
-    assert 15 <= len(codes) <= 22
+    assert len(codes) >= 15
     assert [m["seq"] for m in codes] == list(range(len(codes)))
     for name, topic in (
         ("codes", "fsqd/e2e/codes"),

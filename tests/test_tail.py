@@ -63,6 +63,48 @@ def test_json_lines() -> None:
     assert bad["error"] == "payload is not a JSON object"
 
 
+STATE = json.dumps(
+    {
+        "v": 1,
+        "run": "r",
+        "seq": 40,
+        "behaviour": "walk",
+        "since": 100.0,
+        "confidence": 0.876,
+        "set": ["walk", "trot"],
+    }
+).encode()
+EVENT = json.dumps(
+    {
+        "v": 1,
+        "run": "r",
+        "type": "segment",
+        "behaviour": "rest",
+        "start": 60.0,
+        "end": 100.0,
+        "duration_s": 40.0,
+        "confidence": 0.91,
+    }
+).encode()
+
+
+def test_lines_for_behaviour_state_and_segments() -> None:
+    v = TailView("fsqd", as_json=False, live=False)
+    since = time.strftime("%H:%M:%S", time.localtime(100.0))
+    assert v.feed("fsqd/barn-3/state", STATE, 101.0) == (
+        f"barn-3       state  walk          88 %  since {since}  set walk,trot\n"
+    )
+    assert v.feed("fsqd/barn-3/events", EVENT, 101.0) == (
+        "barn-3       ended  rest after 40.0 s (mean confidence 91 %)\n"
+    )
+    live = TailView("fsqd", as_json=False, live=True)
+    live.feed("fsqd/b/state", STATE, 101.0)
+    line = live.feed("fsqd/b/codes", code_msg(41, 100.0), 100.01)
+    assert "walk          88 %" in line and line.index("88 %") < line.index("seq")
+    doc = json.loads(TailView("fsqd", as_json=True, live=False).feed("fsqd/n/state", STATE, 1))
+    assert doc["topic"] == "state" and doc["payload"]["confidence"] == 0.876
+
+
 def test_live_view_keeps_one_line_per_node() -> None:
     v = TailView("fsqd", as_json=False, live=True)
     first = v.feed("fsqd/b/codes", code_msg(1, 10.0), 10.01)

@@ -87,6 +87,7 @@ def _replay(args: argparse.Namespace) -> Call[Any]:
         max_gap=args.max_gap,
         threads=args.threads,
         backend=args.backend,
+        segments=args.segments,
     )
     return Call(replay, opts)
 
@@ -173,6 +174,13 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, metavar="FILE", help="CSV (with header), .npy or .npz")
     p.add_argument("--model", type=Path, default=None, help="model package (default: bundled)")
     p.add_argument("--out", type=Path, default=None, help="write JSON lines here, not stdout")
+    p.add_argument(
+        "--segments",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the behaviour segments here (.csv: CSV, else JSON lines)",
+    )
     p.add_argument(
         "--hop", type=positive_int, default=None, help="samples between windows (default: card)"
     )

@@ -49,7 +49,21 @@ def describe(config: Config) -> str:
         f"discovery  {'on' if ha.enabled else 'off'} ({ha.prefix})",
         f"service    node {config.service.node_id}, state {config.service.state_dir}, "
         f"without broker: {config.service.without_broker}",
+        _behaviour_line(config),
         f"stats      every {config.stats.interval_s:g} s; logging "
         f"{config.logging.format}/{config.logging.level}",
     ]
     return "\n".join(lines)
+
+
+def _behaviour_line(config: Config) -> str:
+    b, card = config.behaviour, config.model.package.card
+    if card.head is None:
+        return "behaviour  none: the model has no head"
+    cal = card.calibration
+    how = (
+        f"explicit-duration HMM (the card's semi-Markov model), lag {b.lag_s:g} s"
+        if cal is not None and cal.semi_markov is not None
+        else f"argmax with a {b.min_dwell_s:g} s minimum dwell (no semi-Markov model in the card)"
+    )
+    return f"behaviour  {how}; state republished when confidence moves {b.confidence_step:g}"

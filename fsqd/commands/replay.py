@@ -2,6 +2,8 @@
 
 reader (chunks) -> WindowStream (gaps, resample, normalise, windows) -> CodePipeline
 (layout, encoder, FSQ, head) -> JSON lines; a summary with per-stage latencies on stderr.
+``--segments FILE``: the behaviour segments too, from the daemon's tracker
+(``fsqd.commands.segments_out``).
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import numpy.typing as npt
 from fsqd.backends.base import Encoder
 from fsqd.backends.inflight import encode_ahead
 from fsqd.backends.select import open_encoder
+from fsqd.behaviour.tracker import TrackerSettings
 from fsqd.chunk import SampleChunk
+from fsqd.commands.segments_out import SegmentWriter
 from fsqd.console import note
 from fsqd.errors import DataError, FsqdError, UsageError
 from fsqd.metrics import StageTimer
 from fsqd.model.card import ModelCard, expected_input_shape
 from fsqd.model.package import load_package
+from fsqd.outfile import output_target
 from fsqd.pipeline import CodePipeline, WindowStream, rates_match
 from fsqd.prefetch import prefetch
 from fsqd.recordings.base import ReadOptions, Recording
@@ -68,6 +73,7 @@ class ReplayOptions:
     max_gap: float = 2.5  # a step over this many sample periods is a gap
     threads: int | None = None  # onnxruntime threads in total (None: usable cores)
     backend: str = "auto"
+    segments: Path | None = None  # behaviour segments here (.csv: CSV, else JSON lines)
 
 
 def _speed(text: str) -> float | None:
@@ -149,6 +155,10 @@ def replay(args: ReplayOptions) -> int:
         raise UsageError(f"--max-gap must be more than 1 sample period, got {args.max_gap}")
     pkg = load_package(args.model)
     card = pkg.card
+    if args.segments is not None:
+        if card.head is None:
+            raise UsageError(f"--segments: {pkg.label} has no head, so no behaviours")
+        output_target(args.segments)  # a directory, say: refused before the replay, not after
     timer = StageTimer()
     options = ReadOptions(
         channels=card.channel_names,
@@ -219,6 +229,11 @@ def replay(args: ReplayOptions) -> int:
         encoder = open_encoder(pkg, args.backend, threads=args.threads)
         pipeline = CodePipeline(pkg, encoder, timer=timer)
         fmt = BatchLineFormatter(pkg.label, pipeline.labels)
+        segments = (
+            None
+            if args.segments is None
+            else SegmentWriter(args.segments, card, args.hop or card.hop, TrackerSettings())
+        )
         seen: set[int] = set()
         seq = 0
         wall0 = time.perf_counter()
@@ -227,6 +242,9 @@ def replay(args: ReplayOptions) -> int:
             nonlocal seq
             with timer.stage("output", len(codes)):
                 write_lines(out, fmt(seq, codes, batch.t_start, batch.t_end))
+            if segments is not None:
+                with timer.stage("behaviour", len(codes)):
+                    segments.add(seq, codes, batch.t_start, batch.t_end)
             seen.update(np.unique(codes.index).tolist())
             seq += len(codes)
 
@@ -253,6 +271,9 @@ def replay(args: ReplayOptions) -> int:
         if encoder is not None:
             encoder.close()  # the NPU's VDevice and worker thread, onnxruntime's sessions
     wall = time.perf_counter() - wall0
+    if segments is not None:
+        n = segments.write()
+        note(f"{args.segments}: {n} behaviour segment(s) ({segments.tracker.kind})")
     if seq == 0:
         note(
             f"{args.file}: no stretch without a gap is as long as one window "

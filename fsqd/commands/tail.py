@@ -1,8 +1,9 @@
-"""``fsqd tail``: watch the codes and stats of one or many nodes.
+"""``fsqd tail``: watch the codes, behaviour states and stats of one or many nodes.
 
-Subscribes to ``<prefix>/<node>/{codes,stats,status}`` (``+`` for every node).
-On a terminal it keeps one live line per node (label, p, code, latency, e2e p99,
-spool depth, online/offline); piped, it prints one line per message; ``--json``
+Subscribes to ``<prefix>/<node>/{codes,stats,status,info,state,events}`` (``+`` for
+every node). On a terminal it keeps one live line per node (behaviour state and its
+confidence, label, p, code, latency, e2e p99, spool depth, online/offline); piped, it
+prints one line per message (a finished segment as one line too); ``--json``
 prints one JSON object per message for scripts. The latency shown for a code is
 what this subscriber sees: receive time minus the window's ``t_end``.
 """
@@ -16,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeGuard
 
 import aiomqtt
 
@@ -24,7 +25,7 @@ from fsqd.config.mqtt import MqttSettings, parse_mqtt, tls_context
 from fsqd.errors import ConfigError, NoInputError
 from fsqd.tomlcheck import Table, load_toml
 
-KINDS = ("codes", "stats", "status", "info")
+KINDS = ("codes", "stats", "status", "info", "state", "events")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class _Node:
     code: dict[str, Any] = field(default_factory=dict)
     latency_ms: float | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
     codes: int = 0
 
 
@@ -97,6 +99,8 @@ class TailView:
             )
         elif kind == "stats":
             node.stats = body
+        elif kind == "state":
+            node.state = body
         return self._emit(node_id, kind, body, received, payload)
 
     def _emit(
@@ -122,7 +126,24 @@ class TailView:
             return f"{node_id:<12} stats  {self._stats_text(self.nodes[node_id])}\n"
         if kind == "status":
             return f"{node_id:<12} {body}\n"
+        if kind == "state":
+            return f"{node_id:<12} state  {self._state_text(self.nodes[node_id])}\n"
+        if kind == "events":
+            return f"{node_id:<12} ended  {_segment_text(body)}\n"
         return ""  # info: shown only with --json
+
+    @staticmethod
+    def _state_text(node: _Node) -> str:
+        s = node.state
+        conf = s.get("confidence")
+        text = f"{s.get('behaviour', '?'):<12} {conf * 100:3.0f} %" if _num(conf) else "?"
+        since = s.get("since")
+        if _num(since):
+            text += f"  since {time.strftime('%H:%M:%S', time.localtime(since))}"
+        members = s.get("set")
+        if isinstance(members, list) and len(members) > 1:
+            text += "  set " + ",".join(str(m) for m in members)
+        return text
 
     @staticmethod
     def _code_text(node: _Node) -> str:
@@ -158,12 +179,28 @@ class TailView:
         for node_id in sorted(self.nodes):
             node = self.nodes[node_id]
             text = self._code_text(node) if node.code else "(no codes yet)"
+            if node.state:
+                text = self._state_text(node) + "  |  " + text
             if node.stats:
                 text += "  |  " + self._stats_text(node)
             lines.append(f"\x1b[2K{node_id:<12} {node.status:<7} {text}")
         up = f"\x1b[{self._drawn}F" if self._drawn else ""
         self._drawn = len(lines)
         return up + "\n".join(lines) + "\n"
+
+
+def _num(v: Any) -> TypeGuard[int | float]:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _segment_text(e: dict[str, Any]) -> str:
+    d, c = e.get("duration_s"), e.get("confidence")
+    text = str(e.get("behaviour", "?"))
+    if _num(d):
+        text += f" after {d:.1f} s"
+    if _num(c):
+        text += f" (mean confidence {c * 100:.0f} %)"
+    return text
 
 
 def _client(opts: TailOptions) -> aiomqtt.Client:

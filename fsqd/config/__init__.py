@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fsqd.config.behaviour import BehaviourConfig
     from fsqd.config.hailo import HailoSettings
     from fsqd.config.homeassistant import HomeAssistantSettings
     from fsqd.config.loader import Config, load_config, load_for_run, prepare_state_dir
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from fsqd.config.window import WindowConfig
 
 _HOME = {
+    "BehaviourConfig": "behaviour",
     "DEFAULT_STATE_DIR": "service",
     "Config": "loader",
     "HailoSettings": "hailo",
@@ -43,6 +45,7 @@ _HOME = {
 
 __all__ = [
     "DEFAULT_STATE_DIR",
+    "BehaviourConfig",
     "Config",
     "HailoSettings",
     "HomeAssistantSettings",

@@ -1,8 +1,8 @@
 """The daemon's TOML file -> one frozen ``Config``; every problem is one line (exit 78).
 
 Each table is read by its module in ``fsqd.config`` (``[model]``, ``[hailo]``,
-``[window]``, ``[mqtt]``, ``[homeassistant]``, ``[service]``, ``[stats]``, ``[logging]``,
-``[health]``);
+``[window]``, ``[behaviour]``, ``[health]``, ``[mqtt]``, ``[homeassistant]``, ``[service]``,
+``[stats]``, ``[logging]``);
 ``[[sensor]]`` by ``fsqd.imu.acquire.config``. Unknown keys are refused naming the nearest
 valid one; relative paths are relative to the config file's directory (a service's
 working directory is ``/``). Reading a config loads neither the MQTT client nor
@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fsqd.config.behaviour import BehaviourConfig, parse_behaviour
 from fsqd.config.hailo import HailoSettings, parse_hailo
 from fsqd.config.health import HealthSettings, parse_health
 from fsqd.config.homeassistant import HomeAssistantSettings, ha_topics, parse_homeassistant
@@ -49,6 +50,7 @@ class Config:
     sensors: tuple[SensorConfig, ...]
     hailo: HailoSettings = field(default_factory=HailoSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
 
     @property
     def hash(self) -> str:
@@ -106,6 +108,7 @@ def load_config(path: Path) -> Config:
     model = parse_model(root.table("model"), base)
     hailo = parse_hailo(root.table("hailo"))
     window = parse_window(root.table("window"), model.package)
+    behaviour = parse_behaviour(root.table("behaviour"))
     service_t = root.table("service")
     given_node = given_node_id(service_t)
     stats = parse_stats(root.table("stats"))
@@ -141,6 +144,7 @@ def load_config(path: Path) -> Config:
         sensors=sensors,
         hailo=hailo,
         health=health,
+        behaviour=behaviour,
     )
 
 

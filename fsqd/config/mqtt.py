@@ -32,7 +32,7 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 # A host name label after IDNA encoding (RFC 1123; '_' too, as resolvers accept it).
 _LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?$")
 MQTT_TOPIC_MAX = 65535  # bytes of UTF-8: the topic's length is a 16-bit field
-TOPICS = ("codes", "status", "stats", "info")  # under <topic_prefix>/<node_id>/
+TOPICS = ("codes", "status", "stats", "info", "state", "events")  # under <topic_prefix>/<node_id>/
 
 
 @dataclass(frozen=True)

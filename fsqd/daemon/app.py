@@ -47,6 +47,7 @@ from fsqd.daemon.contracts import (
     new_run_id,
 )
 from fsqd.daemon.reload import Reloading
+from fsqd.daemon.states import BehaviourStates
 from fsqd.daemon.telemetry import log
 from fsqd.errors import FsqdError
 from fsqd.metrics import StageTimer
@@ -125,6 +126,18 @@ class Daemon(Reloading):
         self._last_health = None
         self._drift_since = time.time()
         self._sensors_state = None
+        self.states = (
+            None
+            if pkg.card.head is None
+            else BehaviourStates(
+                pkg.card,
+                self.hop / pkg.card.sample_rate_hz,
+                config.behaviour,
+                run=self.run_id,
+                sinks=self.sinks,
+                correction=lambda: self.clock.correction,
+            )
+        )
         # Optional on a source: it reads its FIFOs just after each window completes.
         self._want: Callable[[float, float], None] | None = getattr(acquisition, "want", None)
         self._window_every_s = self.hop / pkg.card.sample_rate_hz
@@ -225,6 +238,8 @@ class Daemon(Reloading):
             self._input_done = True
             self._work.set()
             await infer
+            if self.states is not None:
+                self.states.end()  # the last segment ends with the run
             for t in periodic:
                 t.cancel()
             await self._settle(min(FINAL_STATS_WAIT_S, self.config.service.drain_timeout_s))
@@ -319,8 +334,9 @@ class Daemon(Reloading):
         now = self.clock.now()
         correction = self.clock.correction
         latency = now - batch.t_end
+        seq0 = self.seq
         payloads = self.messages(
-            self.seq,
+            seq0,
             codes,
             batch.t_start + correction,
             batch.t_end + correction,
@@ -338,6 +354,8 @@ class Daemon(Reloading):
         self.counters.coded += len(codes)
         for change in self.health.observe(codes.index.tolist()):
             self._drift_changed(change)
+        if self.states is not None:
+            self.states.windows(seq0, codes, batch.t_start, batch.t_end)
 
     def _published(self, seq: int, latency_s: float) -> None:
         """A sink's acknowledgement (PUBACK, completed write): publish and e2e latency."""

@@ -1,9 +1,10 @@
 """SIGHUP: read the config file again and apply what can change while running.
 
-The stats interval and the log level apply at once (command-line log settings still
-win); anything else is logged as needing a restart, and ``info`` is sent again with
-the file's new hash. The file is read in a thread, so a slow or stuck read never holds
-up the stream; past ``RELOAD_TIMEOUT_S`` the running config stays.
+The stats interval, the log level and ``[behaviour]`` apply at once (command-line log
+settings still win; the behaviour state keeps its open segment); anything else is logged
+as needing a restart, and ``info`` is sent again with the file's new hash. The file is
+read in a thread, so a slow or stuck read never holds up the stream; past
+``RELOAD_TIMEOUT_S`` the running config stays.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class Reloading(Telemetry):
             self._reschedule.set()
         if new.logging.level != old.logging.level:
             configure_logging(old.logging.format, new.logging.level)
+        if new.behaviour != old.behaviour and self.states is not None:
+            self.states.configure(new.behaviour)
         restart = [
             name
             for name in (
@@ -97,13 +100,14 @@ class Reloading(Telemetry):
             restart.append("logging.format")
         log.info(
             "config reloaded",
-            applied=["stats.interval_s", "logging.level"],
+            applied=["stats.interval_s", "logging.level", "behaviour"],
             needs_restart=restart or None,
             config_hash=new.hash,
         )
         self.config = dataclasses.replace(
             old,
             stats=new.stats,
+            behaviour=new.behaviour,
             logging=dataclasses.replace(new.logging, format=old.logging.format),
         )
         # The retained info names the config hash the file has now (and the encoder's state).

@@ -20,6 +20,7 @@ from fsqd.behaviour.health import SUSTAIN_CHECKS, CodeHealth, DriftChange, Perio
 from fsqd.config.loader import Config
 from fsqd.daemon.clock import clock_synced
 from fsqd.daemon.contracts import Acquisition, Counters, Notifier
+from fsqd.daemon.states import BehaviourStates
 from fsqd.metrics import Period, StageTimer
 from fsqd.pipeline import CodePipeline, WindowStream
 from fsqd.sinks.base import Sink
@@ -43,7 +44,7 @@ STATUS_INTERVAL_S = 5.0
 SUMMARY_SINK_COUNTERS = ("published", "spooled", "spool_depth", "spool_dropped", "unacked", "lost")
 # How often the sensors' state is looked at for the health message (a lost IMU makes Home
 # Assistant's behaviour entities unavailable within about this long, plus the reader's 2 s).
-SENSOR_POLL_S = 1.0
+SENSOR_POLL_S = 0.25  # a lost IMU ends the behaviour segment within this
 _SENSOR_STATES = ("ok", "degraded", "lost")  # best to worst
 
 
@@ -55,6 +56,7 @@ class Telemetry:
     sinks: list[Sink]
     notifier: Notifier
     pipeline: CodePipeline
+    states: BehaviourStates | None
     stream: WindowStream
     timer: StageTimer
     counters: Counters
@@ -202,10 +204,15 @@ class Telemetry:
             sink.publish_health(payload)
 
     async def _sensors_loop(self) -> None:
-        """A new health message whenever the worst sensor state changes."""
+        """The sensors' state, every SENSOR_POLL_S: a lost sensor ends the behaviour segment
+        at once (it hands over no samples, so the pump, woken by samples, would only see it
+        when they come back); a change of the worst state is a new health message."""
         while True:
             await asyncio.sleep(SENSOR_POLL_S)
-            if worst_sensor_state(self.acq.status()) != self._sensors_state:
+            status = self.acq.status()
+            if self.states is not None:
+                self.states.check_sensors(status)
+            if worst_sensor_state(status) != self._sensors_state:
                 self._publish_health()
 
     async def _status_loop(self) -> None:

@@ -41,6 +41,14 @@ class Sink(Protocol):
         """The retained ``health`` message (code-usage drift, the sensors' state)."""
         ...
 
+    def publish_state(self, payload: bytes) -> None:
+        """The behaviour state (retained where the sink can retain: latest wins)."""
+        ...
+
+    def publish_event(self, payload: bytes) -> None:
+        """A finished behaviour segment (in order, not retained)."""
+        ...
+
     def counters(self) -> dict[str, int | float]:
         """published, spooled, spool_depth, spool_dropped, lost, oldest_unsent_age_s, ...
         (each described in the stats schema; the daemon's log lines use the same names)."""

@@ -60,6 +60,8 @@ class JsonLinesSink:
     """Codes as JSON lines on a text stream (the terminal, a pipe); a Sink.
 
     Stats, info and health go to ``meta`` when given (else nowhere: the daemon logs a summary).
+    Stats, info, the behaviour state and events go to ``meta`` when given (else nowhere:
+    the daemon logs a summary; ``fsqd replay --segments`` writes the segments).
     A line counts as delivered once written and flushed.
     """
 
@@ -89,6 +91,12 @@ class JsonLinesSink:
         self.publish_stats(payload)
 
     def publish_health(self, payload: bytes) -> None:
+        self.publish_stats(payload)
+
+    def publish_state(self, payload: bytes) -> None:
+        self.publish_stats(payload)
+
+    def publish_event(self, payload: bytes) -> None:
         self.publish_stats(payload)
 
     def counters(self) -> dict[str, int | float]:

@@ -231,3 +231,43 @@ def shift_code_times(payload: bytes, step_s: float) -> bytes:
         return f'"t_start":{a:.6f},"t_end":{b:.6f}'.encode()
 
     return _TIMES.sub(shift, payload, count=1)
+
+
+def state_payload(
+    *,
+    run: str,
+    seq: int,
+    behaviour: str,
+    since: float,
+    confidence: float,
+    conformal_set: tuple[str, ...] | None,
+) -> bytes:
+    """The retained ``state`` message: the current behaviour segment (UNIX times)."""
+    body: dict[str, Any] = {
+        "v": PAYLOAD_VERSION,
+        "run": run,
+        "seq": seq,
+        "behaviour": behaviour,
+        "since": round(since, 3),
+        "confidence": round(min(max(confidence, 0.0), 1.0), 4),
+    }
+    if conformal_set is not None:
+        body["set"] = list(conformal_set)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def event_payload(
+    *, run: str, behaviour: str, start: float, end: float, confidence: float
+) -> bytes:
+    """An ``events`` message: one finished behaviour segment (UNIX times)."""
+    body = {
+        "v": PAYLOAD_VERSION,
+        "run": run,
+        "type": "segment",
+        "behaviour": behaviour,
+        "start": round(start, 3),
+        "end": round(end, 3),
+        "duration_s": round(end - start, 3),
+        "confidence": round(min(max(confidence, 0.0), 1.0), 4),
+    }
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -3,9 +3,11 @@
 Topics (``<base>`` = ``<topic_prefix>/<node_id>``, default ``fsqd/<node_id>``):
 ``<base>/codes`` one message per window, QoS 1, in order; ``<base>/status`` retained
 ``online``/``offline`` (``offline`` also the Last Will); ``<base>/stats``,
-``<base>/info`` and ``<base>/health`` retained, latest wins. Retired retained topics
-(an old Home Assistant discovery) are cleared with an empty retained message after
-each connect until one is acknowledged.
+``<base>/info``, ``<base>/health`` and ``<base>/state`` (the behaviour segment) retained,
+latest wins; ``<base>/events`` (finished segments) QoS 1, not retained, in order, kept in
+memory (the newest ``EVENTS_KEPT``) while the broker is away. Retired retained topics
+(an old Home Assistant discovery) are cleared with an empty retained message after each
+connect until one is acknowledged.
 
 How codes travel. ``submit_code`` never blocks: the code gets an id (increasing) and
 waits in memory. The sender publishes in id order, with up to ``max_inflight``
@@ -27,6 +29,7 @@ import asyncio
 import contextlib
 import math
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +56,7 @@ log = structlog.get_logger(__name__)
 _CANCEL_WAIT_S = 5.0
 
 # The sink's counters, in the order stats report them.
+EVENTS_KEPT = 1000  # finished segments held for the broker; past this the oldest go
 COUNTERS = (
     "published",
     "spooled",
@@ -130,6 +134,10 @@ class MqttSink:
         self._topic_stats = settings.topic("stats")
         self._topic_info = settings.topic("info")
         self._topic_health = settings.topic("health")
+        self._topic_state = settings.topic("state")
+        self._topic_events = settings.topic("events")
+        self._events: deque[bytes] = deque(maxlen=EVENTS_KEPT)
+        self._events_ready = asyncio.Event()
         self.codes = CodeQueue(settings, spool_path, run_id=run_id)
         self.codes.on_published = on_published
 
@@ -178,6 +186,13 @@ class MqttSink:
 
     def publish_health(self, payload: bytes) -> None:
         self._set_retained(self._topic_health, payload)
+
+    def publish_state(self, payload: bytes) -> None:
+        self._set_retained(self._topic_state, payload)
+
+    def publish_event(self, payload: bytes) -> None:
+        self._events.append(payload)
+        self._events_ready.set()
 
     def counters(self) -> dict[str, int | float]:
         c = self.codes.counters()
@@ -312,6 +327,7 @@ class MqttSink:
                 tg.create_task(self._watch(client, tg))
                 tg.create_task(self.codes.send(client, tg))
                 tg.create_task(self._send_retained(client))
+                tg.create_task(self._send_events(client))
                 tg.create_task(self._wait_stop())
         except* _Stop:
             stopped = True
@@ -350,7 +366,7 @@ class MqttSink:
         await self._stop.wait()
         loop = asyncio.get_running_loop()
         # Drain: let the sender deliver what is queued while time allows.
-        while self.codes.busy and loop.time() < self._stop_deadline:
+        while (self.codes.busy or self._events) and loop.time() < self._stop_deadline:
             await asyncio.sleep(0.01)
         raise _Stop
 
@@ -361,6 +377,17 @@ class MqttSink:
             while self._dirty:
                 topic = self._dirty.pop()
                 await client.publish(topic, self._retained[topic], qos=1, retain=True)
+
+    async def _send_events(self, client: aiomqtt.Client) -> None:
+        while True:
+            while self._events:
+                # Taken off only once the broker has it: a lost connection resends it.
+                event = self._events[0]
+                await client.publish(self._topic_events, event, qos=1, retain=False)
+                if self._events and self._events[0] is event:  # else pushed out meanwhile
+                    self._events.popleft()
+            await self._events_ready.wait()
+            self._events_ready.clear()
 
     def _set_retained(self, topic: str, payload: bytes) -> None:
         self._retained[topic] = payload

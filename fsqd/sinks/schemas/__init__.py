@@ -1,7 +1,8 @@
 """JSON Schemas (draft 2020-12) of every payload fsqd publishes, shipped in the wheel.
 
 ``load("codes")`` returns the parsed schema of ``fsqd/<node_id>/codes``; the names
-are codes, status, stats, info, health and homeassistant (the discovery message).
+are codes, status, stats, info, health, state, events and homeassistant (the discovery
+message).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 __all__ = ["NAMES", "load"]
 
-NAMES = ("codes", "status", "stats", "info", "health", "homeassistant")
+NAMES = ("codes", "status", "stats", "info", "health", "state", "events", "homeassistant")
 
 
 def load(name: str) -> dict[str, Any]:
