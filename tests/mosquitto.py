@@ -230,6 +230,9 @@ class Collector:
         self.qos: list[int] = []  # delivered QoS of each message: min(publisher's, ours)
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._marker_topic = f"_collector/{id(self)}/marker"
+        self._markers_sent = self._markers_seen = 0
 
     async def _run(self) -> None:
         while True:
@@ -239,8 +242,13 @@ class Collector:
                 ) as client:
                     for t in self.topics:
                         await client.subscribe(t, qos=1)
+                    await client.subscribe(self._marker_topic, qos=1)
+                    self._client = client
                     self._subscribed.set()
                     async for m in client.messages:
+                        if m.topic.matches(self._marker_topic):
+                            self._markers_seen += 1
+                            continue
                         payload = m.payload if isinstance(m.payload, bytes) else b""
                         self.messages.append((str(m.topic), payload, m.retain))
                         self.qos.append(m.qos)
@@ -260,6 +268,16 @@ class Collector:
 
     def payloads(self, topic: str) -> list[bytes]:
         return [p for t, p, _ in self.messages if t == topic]
+
+    async def settle(self, timeout_s: float = 60.0) -> None:
+        """Wait until all the broker had queued for this subscriber has arrived (the retained
+        messages sent on subscribe, say): a marker published through its own connection
+        comes after them, as one connection's messages are delivered in order."""
+        assert self._client is not None
+        self._markers_sent += 1
+        await self._client.publish(self._marker_topic, b"", qos=1)
+        sent = self._markers_sent
+        await self.wait_for(lambda c: c._markers_seen >= sent, timeout_s)
 
     async def wait_for(
         self, predicate: Callable[[Collector], bool], timeout_s: float = 60.0

@@ -125,8 +125,7 @@ def test_state_and_events_through_a_real_broker(broker: Mosquitto, tmp_path: Pat
             got = {t: c.payloads(t) for t in ("fsqd/n1/state", "fsqd/n1/events")}
         # A subscriber arriving later gets the newest state, retained; no event.
         async with Collector(broker, "fsqd/n1/state", "fsqd/n1/events") as late:
-            await late.wait_for(lambda c: len(c.messages) >= 1)
-            await asyncio.sleep(0.2)  # anything else retained would have come with it
+            await late.settle()  # every retained message has come
             return got, late.messages
 
     got, late = asyncio.run(main())

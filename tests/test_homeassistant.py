@@ -449,7 +449,7 @@ def test_renamed_node_and_discovery_off_clear_the_old_discovery(
 
     async def retained_now() -> dict[str, bytes]:
         async with Collector(broker, "homeassistant/device/#") as late:
-            await asyncio.sleep(0.3)  # retained messages come right after SUBACK
+            await late.settle()  # every retained message has come
             return {t: p for t, p, r in late.messages if r}
 
     async def main() -> None:
