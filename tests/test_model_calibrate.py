@@ -58,7 +58,18 @@ def test_calibrate_writes_the_section_with_provenance(pkg: Path, data: tuple[Pat
     assert 1.1 < cal.temperature < 2.5  # the demo head is overconfident at boundaries
     assert cal.conformal is not None and cal.conformal.method == "lac"
     assert cal.conformal.coverage == 0.9 and cal.conformal.class_thresholds is None
-    assert cal.semi_markov is None
+    # The behaviour model: every label's share of the windows, and bouts as long as the
+    # labels' own runs (one stretch per file: no bout spans two recordings).
+    sm = cal.semi_markov
+    assert sm is not None and card.head is not None
+    d = load_labelled(load_package(pkg), data)
+    share = np.bincount(d.labels, minlength=len(card.head.labels)) / len(d)
+    assert np.asarray(sm.prior) == pytest.approx(share, abs=0.01)
+    runs = [len(r) for f in range(2) for r in np.split(
+        d.labels[d.file == f], np.flatnonzero(np.diff(d.labels[d.file == f])) + 1
+    )]  # fmt: skip
+    mean_bout_s = float(np.dot(share, [m.mean_s for m in sm.durations]))
+    assert 0.5 < mean_bout_s / (np.mean(runs) * d.hop_s) < 2.0
     ref = cal.code_reference
     assert ref is not None and sum(ref.counts) == 2 * ((72000 - 100) // 50 + 1)
     prov = cal.provenance
@@ -122,7 +133,8 @@ def test_evaluate_reports_calibrated_numbers(
     pkg: Path, data: tuple[Path, ...], run_cli: RunCli
 ) -> None:
     raw = evaluate(EvaluateOptions(pkg, data[:1]))
-    assert not raw["has_calibration"] and "sets" not in raw and raw["segments"] is None
+    assert not raw["has_calibration"] and "sets" not in raw
+    assert raw["segments"]["model"] == "hysteresis"  # no behaviour model: the fall-back
     calibrate(CalibrateOptions(pkg, data[:1]))
     code, out, _ = run_cli("model", "evaluate", pkg, "--data", data[1], "--json")
     assert code == 0
@@ -132,8 +144,14 @@ def test_evaluate_reports_calibrated_numbers(
     assert np.sum(report["confusion"]) == 720
     assert 0 < report["calibrated"]["ece"] < report["raw"]["ece"]
     assert set(report["sets"]) >= {"coverage", "per_label", "mean_set_size"}
+    # The states run on every window, with the semi-Markov model calibrate fitted.
+    seg = report["segments"]
+    assert seg["model"] == "explicit-duration HMM" and seg["windows"] == (72000 - 100) // 50 + 1
+    assert seg["changes_per_hour"]["state"] <= seg["changes_per_hour"]["argmax"]
+    assert seg["accuracy"]["state"] > 0.7
     code, out, _ = run_cli("model", "evaluate", pkg, "--data", data[1])
     assert code == 0 and "confusion (rows: true" in out and "LAC sets" in out
+    assert "behaviour states (explicit-duration HMM, lag 1.00 s)" in out
 
 
 def test_plots_are_written(pkg: Path, data: tuple[Path, ...], tmp_path: Path) -> None:

@@ -76,6 +76,16 @@ def strided(data: LabelledWindows) -> npt.NDArray[np.int64]:
     return np.concatenate(keep).astype(np.int64)
 
 
+def stretches(data: LabelledWindows) -> list[npt.NDArray[np.int64]]:
+    """Indices of each gap-free stretch: a new one at every file and every time gap (more
+    than 1.5 hops between consecutive windows), where the daemon starts a new segment."""
+    idx = np.arange(len(data), dtype=np.int64)
+    if len(idx) == 0:
+        return []
+    cut = (np.diff(data.file) != 0) | (np.diff(data.t_end) > 1.5 * data.hop_s)
+    return np.split(idx, np.flatnonzero(cut) + 1)
+
+
 def split_blocks(
     data: LabelledWindows, block_s: float = BLOCK_S, every: int = HOLDOUT_EVERY
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -223,4 +233,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-__all__ = ["LabelledWindows", "head_labels", "load_labelled", "split_blocks", "strided"]
+__all__ = [
+    "LabelledWindows",
+    "head_labels",
+    "load_labelled",
+    "split_blocks",
+    "stretches",
+    "strided",
+]

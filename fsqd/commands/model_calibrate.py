@@ -22,6 +22,7 @@ from fsqd import __version__
 from fsqd.behaviour.conformal import fit_conformal
 from fsqd.behaviour.evaluation import window_metrics
 from fsqd.behaviour.reference import code_reference
+from fsqd.behaviour.semimarkov_fit import fit_semi_markov
 from fsqd.behaviour.sets import softmax
 from fsqd.behaviour.temperature import fit_temperature
 from fsqd.commands.calibration_report import classification_table, probability_table, sets_table
@@ -32,6 +33,7 @@ from fsqd.commands.labelled_windows import (
     head_labels,
     load_labelled,
     split_blocks,
+    stretches,
 )
 from fsqd.errors import DataError, OutputError, UsageError
 from fsqd.model.calibration import CONFORMAL_METHODS, Calibration, ConformalMethod, SemiMarkovSpec
@@ -77,8 +79,12 @@ class CalibrateResult:
                 f"code reference: {len(ref.codes)} codes in use, perplexity {ref.perplexity:.1f}, "
                 f"drift threshold JSD {ref.drift_threshold:.3f} over {ref.drift_windows} windows"
             )
-        if cal.semi_markov is None:
-            out.append("semi-Markov behaviour model: not fitted")
+        if cal.semi_markov is not None:
+            means = ", ".join(
+                f"{name} {d.mean_s:.1f} s"
+                for name, d in zip(self.labels, cal.semi_markov.durations, strict=True)
+            )
+            out.append(f"semi-Markov behaviour model: mean bout {means}")
         return out
 
 
@@ -100,15 +106,11 @@ def check_counts(data: LabelledWindows, fit: npt.NDArray[np.int64], minimum: int
         )
 
 
-def fit_behaviour_model(
-    window_labels: npt.NDArray[np.int64], step_s: float, n_labels: int
-) -> SemiMarkovSpec | None:
-    """The semi-Markov behaviour model from the labels of consecutive windows.
-
-    The place where ``fsqd.behaviour.semimarkov_fit.fit_semi_markov(window_labels, step_s,
-    n_labels)`` is called; until that module is part of fsqd, no model is fitted.
-    """
-    return None
+def fit_behaviour_model(data: LabelledWindows, n_labels: int) -> SemiMarkovSpec:
+    """The semi-Markov behaviour model from the labels of every window (not only the fit
+    part: it models the behaviour, not the head), one sequence per gap-free stretch so
+    that no bout spans a gap or two recordings."""
+    return fit_semi_markov([data.labels[i] for i in stretches(data)], data.hop_s, n_labels)
 
 
 def calibrate(opts: CalibrateOptions) -> CalibrateResult:
@@ -141,7 +143,7 @@ def calibrate(opts: CalibrateOptions) -> CalibrateResult:
     cal = Calibration(
         temperature=temperature,
         conformal=spec,
-        semi_markov=fit_behaviour_model(data.labels, data.hop_s, len(labels)),
+        semi_markov=fit_behaviour_model(data, len(labels)),
         code_reference=code_reference(data.codes, data.file, pkg.card.codebook_size),
         metrics=_rounded(metrics),
         provenance=_provenance(data, fit, held),

@@ -13,12 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from fsqd.behaviour.evaluation import window_metrics
+from fsqd.behaviour.segments import segment_report
+from fsqd.behaviour.sets import softmax
+from fsqd.behaviour.tracker import TrackerSettings, window_states
 from fsqd.commands.calibration_report import classification_table, probability_table, sets_table
-from fsqd.commands.labelled_windows import LabelledWindows, head_labels, load_labelled, strided
+from fsqd.commands.labelled_windows import (
+    LabelledWindows,
+    head_labels,
+    load_labelled,
+    stretches,
+    strided,
+)
 from fsqd.errors import UsageError
 from fsqd.model.calibration import Calibration
 from fsqd.model.package import load_package
@@ -33,12 +39,38 @@ class EvaluateOptions:
 
 
 def segment_metrics(
-    data: LabelledWindows, keep: npt.NDArray[np.int64], cal: Calibration
-) -> dict[str, Any] | None:
-    """The behaviour states' segment metrics (state changes per hour against the true
-    changes, transition delay, state accuracy): computed here once the online behaviour
-    states are part of fsqd; None until then."""
-    return None
+    data: LabelledWindows, cal: Calibration, settings: TrackerSettings | None = None
+) -> dict[str, Any]:
+    """The behaviour states the daemon would publish, against the truth and the per-window
+    argmax: state changes per hour, window accuracy, transition delay. Every window (not
+    strided: the states run on consecutive windows), one run per gap-free stretch."""
+    settings = settings or TrackerSettings()
+    step = data.hop_s
+    truth, state, argmax = [], [], []
+    for idx in stretches(data):
+        probs = softmax(data.logits[idx], cal.temperature)
+        truth.append(data.labels[idx])
+        argmax.append(probs.argmax(1))
+        state.append(window_states(probs, cal.semi_markov, step, settings))
+    if cal.semi_markov is not None:
+        model, lag_s = "explicit-duration HMM", round(settings.lag_s / step) * step
+    else:  # the fall-back decides a change once it has lasted the minimum dwell
+        model, lag_s = "hysteresis", (max(1, round(settings.min_dwell_s / step)) - 1) * step
+    report = segment_report(truth, state, argmax, step_s=step, window_s=data.window_s, lag_s=lag_s)
+    return {"model": model, "lag_s": lag_s, **report}
+
+
+def segments_table(seg: dict[str, Any]) -> list[str]:
+    cph, acc, dl = seg["changes_per_hour"], seg["accuracy"], seg["transition_delay_s"]
+    median = "-" if dl["median"] is None else f"{dl['median']:.2f} s"
+    return [
+        f"behaviour states ({seg['model']}, lag {seg['lag_s']:.2f} s) over {seg['hours']:.2f} h:",
+        f"  changes per hour: truth {cph['truth']:.0f}, state {cph['state']:.0f}, "
+        f"per-window argmax {cph['argmax']:.0f}",
+        f"  window accuracy: state {acc['state']:.1%}, argmax {acc['argmax']:.1%}",
+        f"  transition delay: median {median} (bound {dl['bound']:.2f} s), "
+        f"{dl['missed']} of {dl['changes'] + dl['missed']} changes missed",
+    ]
 
 
 def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
@@ -65,7 +97,7 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
             {"file": str(f), "sha256": h} for f, h in zip(data.files, data.sha256, strict=True)
         ],
         **window_metrics(logits, y, cal.temperature, cal.conformal),
-        "segments": segment_metrics(data, keep, cal),
+        "segments": segment_metrics(data, cal),
     }
     if opts.plots is not None:
         from fsqd.commands.calibration_plots import (
@@ -95,8 +127,7 @@ def render(report: dict[str, Any]) -> list[str]:
     ]
     if "sets" in report:
         out += sets_table(report["sets"], labels, report["method"])
-    if report["segments"] is None:
-        out.append("behaviour states: no segment metrics (no behaviour model)")
+    out += segments_table(report["segments"])
     return out
 
 
