@@ -337,3 +337,28 @@ def test_replay_closes_its_encoder(
     code, out, _ = run_cli("replay", recording, *extra)
     assert code == 0 and out
     assert len(opened) == 1 and closed == opened
+
+
+def test_a_labelled_file_ends_with_the_evaluate_report(
+    run_cli: RunCli, recording: Path, tmp_path: Path
+) -> None:
+    code, out, err = run_cli("replay", recording)
+    assert code == 0 and out
+    assert "confusion (rows: true, columns: predicted)" in err
+    assert "behaviour states (explicit-duration HMM" in err
+    code, _, err = run_cli("replay", recording, "--no-evaluate")
+    assert code == 0 and "confusion" not in err
+    # Labels the head does not know: the replay went well, so one line and exit 0.
+    odd = tmp_path / "odd.csv"
+    lines = recording.read_text().splitlines()
+    odd.write_text(
+        "\n".join([lines[0], *(line.rsplit(",", 1)[0] + ",sleep" for line in lines[1:])]) + "\n"
+    )
+    code, out, err = run_cli("replay", odd)
+    assert code == 0 and out and "confusion" not in err
+    assert "odd.csv: labelled, but not evaluated:" in err and "'sleep'" in err
+    # Without a label column there is nothing to evaluate against.
+    bare = tmp_path / "bare.csv"
+    bare.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    code, _, err = run_cli("replay", bare)
+    assert code == 0 and "confusion" not in err and "not evaluated" not in err

@@ -88,6 +88,7 @@ def _replay(args: argparse.Namespace) -> Call[Any]:
         threads=args.threads,
         backend=args.backend,
         segments=args.segments,
+        evaluate=not args.no_evaluate,
     )
     return Call(replay, opts)
 
@@ -180,6 +181,11 @@ def _replay_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="FILE",
         help="write the behaviour segments here (.csv: CSV, else JSON lines)",
+    )
+    p.add_argument(
+        "--no-evaluate",
+        action="store_true",
+        help="a CSV with a 'label' column: skip the evaluate report (a second pass)",
     )
     p.add_argument(
         "--hop", type=positive_int, default=None, help="samples between windows (default: card)"

@@ -24,6 +24,7 @@ from fsqd.backends.inflight import encode_ahead
 from fsqd.backends.select import open_encoder
 from fsqd.behaviour.tracker import TrackerSettings
 from fsqd.chunk import SampleChunk
+from fsqd.commands.replay_evaluate import evaluate_replayed, has_label_column
 from fsqd.commands.segments_out import SegmentWriter
 from fsqd.console import note
 from fsqd.errors import DataError, FsqdError, UsageError
@@ -74,6 +75,7 @@ class ReplayOptions:
     threads: int | None = None  # onnxruntime threads in total (None: usable cores)
     backend: str = "auto"
     segments: Path | None = None  # behaviour segments here (.csv: CSV, else JSON lines)
+    evaluate: bool = True  # a labelled CSV: the evaluate report on stderr at the end
 
 
 def _speed(text: str) -> float | None:
@@ -284,6 +286,8 @@ def replay(args: ReplayOptions) -> int:
         args.file, rec, chunks.samples, seq, len(seen), stream, timer, wall, t_last - t_first,
         timing,
     )  # fmt: skip
+    if args.evaluate and card.head is not None and has_label_column(args.file):
+        evaluate_replayed(pkg.path, args.file)
     return 0
 
 
