@@ -53,6 +53,11 @@ class LineFormatter:
                 f',"label":{labels[i]},"p":{p:.4f}'
                 for i, p in zip(batch.label_id.tolist(), batch.p.tolist(), strict=True)
             ]
+            if batch.sets is not None:  # the conformal set's labels, in the head's order
+                heads = [
+                    h + ',"set":[' + ",".join(labels[j] for j in np.flatnonzero(row)) + "]"
+                    for h, row in zip(heads, batch.sets, strict=True)
+                ]
         tail = f',"model":{self._model}}}'
         if t_start is None or t_end is None:
             lines = [
@@ -81,6 +86,8 @@ def codes(pkg: ModelPackage, n: int, seed: int) -> CodeBatch:
         b.codes[:0],
         None if b.label_id is None else b.label_id[:0],
         None if b.p is None else b.p[:0],
+        None if b.probs is None else b.probs[:0],
+        None if b.sets is None else b.sets[:0],
     )
 
 
