@@ -157,6 +157,7 @@ class CodePipeline:
         self.labels = card.head.labels if card.head is not None else None
         cal = card.calibration
         self.temperature = cal.temperature if cal is not None else 1.0
+        self.bias = cal.bias if cal is not None else None
         self.conformal = cal.conformal if cal is not None else None
         # Decide once which FSQ stage the encoder hands over.
         self._to_bounded: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]] = (
@@ -184,8 +185,9 @@ class CodePipeline:
         if self.head is None:
             return CodeBatch(index, digits, codes, None, None)
         with self.timer.stage("head", n):
-            # Calibrated: the card's temperature divides the logits (1 without calibration).
-            probs = softmax(self.head.logits(codes), self.temperature)
+            # Calibrated: the card's temperature divides the logits and its bias is added
+            # (1 and none without calibration).
+            probs = softmax(self.head.logits(codes), self.temperature, self.bias)
             label_id = np.argmax(probs, axis=1)
             p = probs[np.arange(n), label_id].astype(np.float32)
             sets = None if self.conformal is None else prediction_sets(probs, self.conformal)

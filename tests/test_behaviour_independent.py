@@ -18,7 +18,7 @@ from fsqd.behaviour.health import jensen_shannon, perplexity
 from fsqd.behaviour.reliability import reliability
 from fsqd.behaviour.scores import accuracy, brier, confusion, macro_f1
 from fsqd.behaviour.sets import prediction_sets, softmax
-from fsqd.behaviour.temperature import fit_temperature, nll
+from fsqd.behaviour.temperature import fit_temperature, fit_temperature_and_bias, nll
 
 mapie_classification = pytest.importorskip("mapie.classification")
 mapie_aps = pytest.importorskip("mapie.conformity_scores.sets.aps")
@@ -165,6 +165,29 @@ def test_temperature_agrees_with_a_direct_nll_minimisation() -> None:
     assert t == pytest.approx(best.x, rel=1e-4)
     assert 1.5 < t < 1.9  # the labels were drawn at T = 1.7
     assert nll(z, y, t) == pytest.approx(loss(t), rel=1e-9)
+
+
+def test_temperature_and_bias_agree_with_a_direct_nll_minimisation() -> None:
+    """Bias-corrected temperature scaling: the Newton fit equals BFGS on scikit-learn's log
+    loss over (1/T, bias), and finds a bias the labels were drawn with."""
+    rng = np.random.default_rng(8)
+    z = rng.normal(size=(6000, K)) * 3.0
+    drawn = np.linspace(-0.6, 0.6, K)
+    p = softmax(z, 1.7, drawn)
+    y = (p.cumsum(axis=1) > rng.random((len(z), 1))).argmax(axis=1)
+    t, bias = fit_temperature_and_bias(z, y)
+
+    def loss(theta: np.ndarray) -> float:
+        probs = softmax(z, 1.0 / theta[0], theta[1:])
+        return float(sk_metrics.log_loss(y, probs, labels=list(range(K))))
+
+    best = optimize.minimize(loss, np.r_[1.0, np.zeros(K)], method="BFGS",
+                             options={"gtol": 1e-10})  # fmt: skip
+    assert t == pytest.approx(1.0 / best.x[0], rel=1e-3)
+    assert np.asarray(bias) == pytest.approx(best.x[1:] - best.x[1:].mean(), abs=2e-3)
+    assert np.asarray(bias) == pytest.approx(drawn - drawn.mean(), abs=0.1)
+    assert sum(bias) == pytest.approx(0.0, abs=1e-9)  # centred: softmax ignores a constant
+    assert nll(z, y, t, bias) < nll(z, y, fit_temperature(z, y))
 
 
 def test_scores_agree_with_sklearn() -> None:

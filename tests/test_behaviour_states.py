@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import io
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,8 @@ from fsqd.daemon import Daemon, open_sinks
 from fsqd.daemon.states import BehaviourStates
 from fsqd.imu.acquire.acquisition import SensorState, SensorStatus
 from fsqd.model.calibration import ConformalSpec
-from fsqd.model.package import load_package
+from fsqd.model.card import ModelCard
+from fsqd.model.package import bundled_model_path, load_package
 from fsqd.sinks.mqtt import sink as sink_mod
 from fsqd.sinks.mqtt.sink import MqttSink
 from fsqd.sinks.schemas import load as load_schema
@@ -36,6 +38,16 @@ from fsqd.types import CodeBatch
 
 STEP = 0.5
 UNIX = 1_700_000_000.0  # stream time 0 in UNIX time
+
+
+def hysteresis_card() -> ModelCard:
+    """The bundled card without its semi-Markov model: the states fall back to the argmax
+    with a minimum dwell, whose decisions a test can spell out window by window."""
+    card = load_package().card
+    assert card.calibration is not None
+    return dataclasses.replace(
+        card, calibration=dataclasses.replace(card.calibration, semi_markov=None)
+    )
 
 
 def sensor_status(state: SensorState) -> SensorStatus:
@@ -73,7 +85,7 @@ def validate(name: str, raw: bytes) -> dict[str, Any]:
 
 def test_state_and_events_through_a_real_broker(broker: Mosquitto, tmp_path: Path) -> None:
     settings = MqttSettings(host=broker.host, port=broker.port, node_id="n1")
-    card = load_package().card  # no semi-Markov model: the argmax with a minimum dwell
+    card = hysteresis_card()  # no semi-Markov model: the argmax with a minimum dwell
     status = [sensor_status(SensorState.OK)]
 
     async def main() -> tuple[dict[str, list[bytes]], list[tuple[str, bytes, bool]]]:
@@ -267,6 +279,11 @@ def test_sighup_applies_behaviour_settings_and_keeps_the_open_segment(tmp_path: 
 
     cfg = tmp_path / "fsqd.toml"
     sensor = '[[sensor]]\nname = "imu0"\ndriver = "lsm6dsox"\nbus = "emulated"\n'
+    # The argmax with a minimum dwell (a package whose card has no semi-Markov model).
+    pkg = tmp_path / "pkg"
+    shutil.copytree(bundled_model_path(), pkg)
+    (pkg / "model.json").write_text(hysteresis_card().to_json())
+    sensor = f"[model]\npath = '{pkg}'\n" + sensor
     cfg.write_text("[behaviour]\nlag_s = 0\nmin_dwell_s = 0.5\n" + sensor)
     meta = io.StringIO()
     daemon = Daemon(

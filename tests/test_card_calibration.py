@@ -38,6 +38,7 @@ def full(k: int = 5) -> Calibration:
             prior=(1 / k,) * k,
         ),
         code_reference=CodeReference((3, 17, 4000), (5, 1, 9), 2.6, 0.25, 300),
+        bias=(0.2, -0.1, 0.0, -0.3, 0.2),
         metrics={"ece_after": 0.02},
         provenance={"windows": 1234},
     )
@@ -100,6 +101,8 @@ def _broken(**change: Any) -> Calibration:
             ),
             "durations[0] must have",
         ),
+        (_broken(bias=(0.1, 0.2)), "bias must be 5 finite numbers"),
+        (_broken(bias=(0.0, 0.0, float("nan"), 0.0, 0.0)), "bias must be 5 finite numbers"),
         (_broken(code_reference=CodeReference((5, 3), (1, 1), 2.0, 0.2, 10)), "sorted, unique"),
         (_broken(code_reference=CodeReference((4800,), (1,), 1.0, 0.2, 10)), "[0, 4800)"),
         (_broken(code_reference=CodeReference((1,), (0,), 1.0, 0.2, 10)), "must be positive"),

@@ -58,6 +58,7 @@ def test_calibrate_writes_the_section_with_provenance(pkg: Path, data: tuple[Pat
     assert 1.1 < cal.temperature < 2.5  # the demo head is overconfident at boundaries
     assert cal.conformal is not None and cal.conformal.method == "lac"
     assert cal.conformal.coverage == 0.9 and cal.conformal.class_thresholds is None
+    assert cal.bias is not None and len(cal.bias) == 5 and abs(sum(cal.bias)) < 1e-9
     # The behaviour model: every label's share of the windows, and bouts as long as the
     # labels' own runs (one stretch per file: no bout spans two recordings).
     sm = cal.semi_markov
@@ -93,8 +94,10 @@ def test_calibrate_writes_the_section_with_provenance(pkg: Path, data: tuple[Pat
     assert "ECE (15 equal-width bins)" in lines and "LAC sets at 0.9" in lines
 
 
-def test_class_conditional_aps(pkg: Path, data: tuple[Path, ...]) -> None:
-    cal = calibrate(CalibrateOptions(pkg, data, method="aps", class_conditional=True)).calibration
+def test_class_conditional_aps_with_temperature_only(pkg: Path, data: tuple[Path, ...]) -> None:
+    opts = CalibrateOptions(pkg, data, method="aps", class_conditional=True, bias=False)
+    cal = calibrate(opts).calibration
+    assert cal.bias is None
     assert cal.conformal is not None and cal.conformal.method == "aps"
     assert cal.conformal.class_thresholds is not None
     assert len(cal.conformal.class_thresholds) == 5

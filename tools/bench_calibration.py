@@ -4,7 +4,8 @@ For the bundled model and two copies whose head logits are scaled by 3 (overconf
 and by 0.3 (underconfident) (a ``Mul`` node appended to ``head.onnx`` with onnx, in a
 temporary directory): ``fsqd model calibrate`` on ``--cal-seeds`` simulated recordings,
 then, on ``--groups`` groups of ``--test-seeds`` other seeds each: ECE (15 equal-width
-bins) before (raw softmax) and after (the fitted temperature), pooled over every window
+bins) before (raw softmax) and after (the fitted temperature and bias; temperature alone
+beside it), pooled over every window
 of the group; the coverage of the conformal sets per seed and its mean over the group,
 coverage per label (pooled) and the mean set size; and the same over all groups.
 Targets: ECE <= 3 %, mean coverage within 0.88-0.92 at 0.9.
@@ -74,9 +75,12 @@ def recordings(where: Path, seed0: int, count: int, seconds: float) -> list[Path
 
 
 def ece(
-    logits: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], temperature: float
+    logits: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    temperature: float,
+    bias: tuple[float, ...] | None = None,
 ) -> float:
-    return reliability(softmax(logits, temperature), labels).ece
+    return reliability(softmax(logits, temperature, bias), labels).ece
 
 
 def bench_model(
@@ -91,9 +95,24 @@ def bench_model(
     fitted = time.perf_counter() - t0
     c = result.calibration
     assert c.conformal is not None
+    # Temperature scaling alone, fitted on the same windows, for the comparison.
+    t_only = calibrate(
+        CalibrateOptions(pkg, tuple(cal), method=opts.method, bias=False)
+    ).calibration.temperature
+    result = calibrate(  # back to the default (temperature and bias) for the package
+        CalibrateOptions(
+            pkg, tuple(cal), method=opts.method, class_conditional=opts.class_conditional
+        )
+    )
+    c = result.calibration
+    assert c.conformal is not None
     package = load_package(pkg)
     labels = result.labels
-    print(f"\n{name}: temperature {c.temperature:.3f} (calibrate took {fitted:.1f} s)")
+    bias = "none" if c.bias is None else " ".join(f"{b:+.3f}" for b in c.bias)
+    print(
+        f"\n{name}: temperature {c.temperature:.3f}, bias {bias} (temperature alone "
+        f"{t_only:.3f}; calibrate took {fitted:.1f} s)"
+    )
     for g, test in enumerate([*groups, [f for group in groups for f in group]]):
         if g == len(groups) == 1:
             break  # one group: "all" would repeat it
@@ -105,17 +124,18 @@ def bench_model(
             z, y = d.logits[keep], d.labels[keep]
             pooled_logits.append(z)
             pooled_y.append(y)
-            cov = coverage(softmax(z, c.temperature), y, c.conformal)
+            cov = coverage(softmax(z, c.temperature, c.bias), y, c.conformal)
             per_seed.append((cov.overall, cov.mean_size))
         z, y = np.concatenate(pooled_logits), np.concatenate(pooled_y)
         seeds = np.asarray(per_seed)
-        pooled = coverage(softmax(z, c.temperature), y, c.conformal)
+        pooled = coverage(softmax(z, c.temperature, c.bias), y, c.conformal)
         title = f"seeds {test[0].stem[4:]}..{test[-1].stem[4:]}"
         if g == len(groups):
             title = f"all {len(test)} test seeds"
         print(
             f"  {title}: ECE before {100 * ece(z, y, 1.0):.2f}%, after "
-            f"{100 * ece(z, y, c.temperature):.2f}% ({len(y)} windows); "
+            f"{100 * ece(z, y, c.temperature, c.bias):.2f}% (temperature alone "
+            f"{100 * ece(z, y, t_only):.2f}%; {len(y)} windows); "
             f"{c.conformal.method.upper()} {c.conformal.coverage:g} coverage mean "
             f"{seeds[:, 0].mean():.3f} (seeds {seeds[:, 0].min():.3f}-{seeds[:, 0].max():.3f}), "
             f"set size {seeds[:, 1].mean():.2f}, empty {100 * pooled.empty:.1f}%"

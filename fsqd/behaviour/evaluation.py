@@ -19,17 +19,22 @@ from fsqd.behaviour.sets import softmax
 from fsqd.behaviour.temperature import nll
 from fsqd.model.calibration import ConformalSpec
 
+Bias = tuple[float, ...] | None
+
 
 def probability_metrics(
-    logits: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], temperature: float
+    logits: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    temperature: float,
+    bias: Bias = None,
 ) -> dict[str, float]:
-    probs = softmax(logits, temperature)
+    probs = softmax(logits, temperature, bias)
     width = reliability(probs, labels, BINS, "width")
     return {
         "ece": width.ece,
         "ece_adaptive": reliability(probs, labels, BINS, "mass").ece,
         "mce": width.mce,
-        "nll": nll(logits, labels, temperature),
+        "nll": nll(logits, labels, temperature, bias),
         "brier": brier(probs, labels),
     }
 
@@ -53,8 +58,9 @@ def set_metrics(
     labels: npt.NDArray[np.int64],
     temperature: float,
     spec: ConformalSpec,
+    bias: Bias = None,
 ) -> dict[str, Any]:
-    c = coverage(softmax(logits, temperature), labels, spec)
+    c = coverage(softmax(logits, temperature, bias), labels, spec)
     return {
         "target": spec.coverage,
         "coverage": c.overall,
@@ -69,13 +75,14 @@ def window_metrics(
     labels: npt.NDArray[np.int64],
     temperature: float,
     spec: ConformalSpec | None,
+    bias: Bias = None,
 ) -> dict[str, Any]:
-    """Everything about these windows under a temperature (and sets, when given)."""
+    """Everything about these windows under a temperature and bias (and sets, when given)."""
     out: dict[str, Any] = {"windows": len(labels), **classification_metrics(logits, labels)}
     out["raw"] = probability_metrics(logits, labels, 1.0)
-    out["calibrated"] = probability_metrics(logits, labels, temperature)
+    out["calibrated"] = probability_metrics(logits, labels, temperature, bias)
     if spec is not None:
-        out["sets"] = set_metrics(logits, labels, temperature, spec)
+        out["sets"] = set_metrics(logits, labels, temperature, spec, bias)
     return out
 
 

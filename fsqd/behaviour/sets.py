@@ -1,8 +1,9 @@
 """Calibrated probabilities and conformal prediction sets from the head's logits.
 
 The runtime half of the card's calibration: the temperature divides the logits before the
-softmax, and the conformal threshold turns each window's probabilities into the set of
-labels that holds the true one with the calibrated coverage. ``fsqd model calibrate`` fits
+softmax (and a per-label bias is added, when fitted), and the conformal threshold turns each
+window's probabilities into the set of labels that holds the true one with the calibrated
+coverage. ``fsqd model calibrate`` fits
 both with the same functions, so what is fitted is exactly what runs.
 """
 
@@ -14,9 +15,16 @@ import numpy.typing as npt
 from fsqd.model.calibration import ConformalSpec
 
 
-def softmax(logits: npt.NDArray[np.floating], temperature: float = 1.0) -> npt.NDArray[np.float64]:
-    """Row-wise softmax of ``logits / temperature`` in float64."""
+def softmax(
+    logits: npt.NDArray[np.floating],
+    temperature: float = 1.0,
+    bias: tuple[float, ...] | npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float64]:
+    """Row-wise softmax of ``logits / temperature + bias`` in float64 (the card's
+    calibration: ``softmax(logits, cal.temperature, cal.bias)``)."""
     z = np.asarray(logits, np.float64) / temperature
+    if bias is not None:
+        z = z + np.asarray(bias, np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     out: npt.NDArray[np.float64] = e / e.sum(axis=-1, keepdims=True)

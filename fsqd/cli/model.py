@@ -159,6 +159,7 @@ def cmd_model_calibrate(args: argparse.Namespace) -> int:
             method=args.method,
             class_conditional=args.class_conditional,
             plots=args.plots,
+            bias=not args.no_bias,
         )
     )
 

@@ -264,6 +264,9 @@ def _behaviour_parsers(msub: Any) -> None:
     mk.add_argument(
         "--class-conditional", action="store_true", help="a conformal threshold per label"
     )
+    mk.add_argument(
+        "--no-bias", action="store_true", help="temperature scaling only (no per-label bias)"
+    )
     mk.add_argument("--plots", type=Path, metavar="DIR", help="write PNG plots here (matplotlib)")
     mk.set_defaults(build=_model(model.cmd_model_calibrate))
     me = msub.add_parser("evaluate", help="accuracy, calibration and coverage on labelled data")

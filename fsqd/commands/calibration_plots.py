@@ -46,13 +46,18 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
 
 
 def reliability_plot(
-    out: Path, logits: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], temperature: float
+    out: Path,
+    logits: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    temperature: float,
+    bias: tuple[float, ...] | None = None,
 ) -> Path:
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
-    for t, name in ((1.0, "raw"), (temperature, f"T = {temperature:.3g}")):
-        r = reliability(softmax(logits, t), labels, BINS, "width")
+    calibrated = f"T = {temperature:.3g}" + (" + bias" if bias is not None else "")
+    for t, b, name in ((1.0, None, "raw"), (temperature, bias, calibrated)):
+        r = reliability(softmax(logits, t, b), labels, BINS, "width")
         filled = r.count > 0
         ax.plot(r.confidence[filled], r.accuracy[filled], marker="o", label=f"{name}: ECE "
                 f"{100 * r.ece:.1f}%")  # fmt: skip
@@ -75,7 +80,7 @@ def coverage_plot(
     if cal.conformal is None:
         return None
     plt = require_matplotlib()
-    c = coverage(softmax(logits, cal.temperature), labels, cal.conformal)
+    c = coverage(softmax(logits, cal.temperature, cal.bias), labels, cal.conformal)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar(names, [0 if np.isnan(v) else v for v in c.per_class], color="tab:blue")
     ax.axhline(cal.conformal.coverage, color="black", linestyle="--", label="target")
@@ -132,7 +137,7 @@ def calibration_plots(
     cal: Calibration,
     names: tuple[str, ...],
 ) -> list[Path]:
-    written = [reliability_plot(out, logits, labels, cal.temperature)]
+    written = [reliability_plot(out, logits, labels, cal.temperature, cal.bias)]
     cov = coverage_plot(out, logits, labels, cal, names)
     return written if cov is None else [*written, cov]
 

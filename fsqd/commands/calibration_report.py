@@ -17,14 +17,15 @@ def _pct(v: float | None) -> str:
     return "   -" if v is None else f"{100 * v:5.1f}%"
 
 
-def probability_table(m: dict[str, Any], temperature: float) -> list[str]:
-    out = [f"{'':<26} {'raw':>9} {f'T = {temperature:.3f}':>12}"]
+def probability_table(m: dict[str, Any], temperature: float, bias: bool = False) -> list[str]:
+    calibrated = f"T = {temperature:.3f}" + (" + b" if bias else "")
+    out = [f"{'':<26} {'raw':>9} {calibrated:>16}"]
     for key, name in PROBABILITY_ROWS:
         before, after = m["raw"][key], m["calibrated"][key]
         if key.startswith(("ece", "mce")):
-            out.append(f"{name:<26} {_pct(before):>9} {_pct(after):>12}")
+            out.append(f"{name:<26} {_pct(before):>9} {_pct(after):>16}")
         else:
-            out.append(f"{name:<26} {before:9.4f} {after:12.4f}")
+            out.append(f"{name:<26} {before:9.4f} {after:16.4f}")
     return out
 
 

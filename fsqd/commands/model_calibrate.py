@@ -24,7 +24,7 @@ from fsqd.behaviour.evaluation import window_metrics
 from fsqd.behaviour.reference import code_reference
 from fsqd.behaviour.semimarkov_fit import fit_semi_markov
 from fsqd.behaviour.sets import softmax
-from fsqd.behaviour.temperature import fit_temperature
+from fsqd.behaviour.temperature import fit_temperature, fit_temperature_and_bias
 from fsqd.commands.calibration_report import classification_table, probability_table, sets_table
 from fsqd.commands.labelled_windows import (
     BLOCK_S,
@@ -51,6 +51,7 @@ class CalibrateOptions:
     method: str = "lac"
     class_conditional: bool = False
     plots: Path | None = None
+    bias: bool = True  # a per-label bias besides the temperature (False: temperature only)
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,13 @@ class CalibrateResult:
         cal = self.calibration
         m = cal.metrics["held_out"]
         p = cal.provenance
+        bias = "" if cal.bias is None else ", bias " + " ".join(f"{b:+.3f}" for b in cal.bias)
         out = [
-            f"wrote {self.card_path}: temperature {cal.temperature:.4f}, "
+            f"wrote {self.card_path}: temperature {cal.temperature:.4f}{bias}, "
             f"{p['windows']['fit']} fit / {p['windows']['held_out']} held-out windows "
             f"(stride {p['stride']} = {p['stride_s']:g} s, blocks of {p['block_s']:g} s)",
             "held-out:",
-            *probability_table(m, cal.temperature),
+            *probability_table(m, cal.temperature, cal.bias is not None),
             *classification_table(m, self.labels),
         ]
         if cal.conformal is not None:
@@ -131,17 +133,23 @@ def calibrate(opts: CalibrateOptions) -> CalibrateResult:
         raise DataError(f"no held-out windows: give at least {HOLDOUT_EVERY * BLOCK_S:g} s of data")
     check_counts(data, fit, MIN_PER_LABEL)
     lf, yf = data.logits[fit], data.labels[fit]
-    temperature = fit_temperature(lf, yf)
+    bias: tuple[float, ...] | None = None
+    if opts.bias:
+        temperature, bias = fit_temperature_and_bias(lf, yf)
+    else:
+        temperature = fit_temperature(lf, yf)
     spec = fit_conformal(
-        softmax(lf, temperature), yf, opts.coverage, method,
+        softmax(lf, temperature, bias), yf, opts.coverage, method,
         class_conditional=opts.class_conditional, label_names=labels,
     )  # fmt: skip
+    held_logits, held_labels = data.logits[held], data.labels[held]
     metrics = {
-        "held_out": window_metrics(data.logits[held], data.labels[held], temperature, spec),
-        "fit": window_metrics(lf, yf, temperature, spec),
+        "held_out": window_metrics(held_logits, held_labels, temperature, spec, bias),
+        "fit": window_metrics(lf, yf, temperature, spec, bias),
     }
     cal = Calibration(
         temperature=temperature,
+        bias=bias,
         conformal=spec,
         semi_markov=fit_behaviour_model(data, len(labels)),
         code_reference=code_reference(data.codes, data.file, pkg.card.codebook_size),

@@ -48,7 +48,7 @@ def segment_metrics(
     step = data.hop_s
     truth, state, argmax = [], [], []
     for idx in stretches(data):
-        probs = softmax(data.logits[idx], cal.temperature)
+        probs = softmax(data.logits[idx], cal.temperature, cal.bias)
         truth.append(data.labels[idx])
         argmax.append(probs.argmax(1))
         state.append(window_states(probs, cal.semi_markov, step, settings))
@@ -91,12 +91,13 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
         "labels": list(labels),
         "has_calibration": pkg.card.calibration is not None,
         "temperature": cal.temperature,
+        "bias": None if cal.bias is None else list(cal.bias),
         "method": None if cal.conformal is None else cal.conformal.method,
         "stride": data.stride,
         "files": [
             {"file": str(f), "sha256": h} for f, h in zip(data.files, data.sha256, strict=True)
         ],
-        **window_metrics(logits, y, cal.temperature, cal.conformal),
+        **window_metrics(logits, y, cal.temperature, cal.conformal, cal.bias),
         "segments": segment_metrics(data, cal),
     }
     if opts.plots is not None:
@@ -108,7 +109,7 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
         )
 
         confusion_plot(opts.plots, logits, y, labels)
-        reliability_plot(opts.plots, logits, y, cal.temperature)
+        reliability_plot(opts.plots, logits, y, cal.temperature, cal.bias)
         coverage_plot(opts.plots, logits, y, cal, labels)
         first = keep[data.file[keep] == 0]
         timeline_plot(
@@ -123,7 +124,7 @@ def render(report: dict[str, Any]) -> list[str]:
     out = [
         f"{report['model']}: {state}, {report['windows']} windows (stride {report['stride']})",
         *classification_table(report, labels),
-        *probability_table(report, report["temperature"]),
+        *probability_table(report, report["temperature"], report["bias"] is not None),
     ]
     if "sets" in report:
         out += sets_table(report["sets"], labels, report["method"])

@@ -89,10 +89,15 @@ class CodeReference:
 
 @dataclass(frozen=True)
 class Calibration:
+    """Calibrated probabilities are ``softmax(logits / temperature + bias)``: temperature
+    scaling, with a per-label bias when fitted (bias-corrected temperature scaling, which
+    also corrects a head that favours some labels over others)."""
+
     temperature: float = 1.0
     conformal: ConformalSpec | None = None
     semi_markov: SemiMarkovSpec | None = None
     code_reference: CodeReference | None = None
+    bias: tuple[float, ...] | None = None  # one per label, added after dividing by T
     metrics: dict[str, Any] = field(default_factory=dict)  # held-out numbers, before/after
     provenance: dict[str, Any] = field(default_factory=dict)  # data sha256, windows, date
 
@@ -139,6 +144,7 @@ def calibration_from_dict(d: Any) -> Calibration:
             drift_threshold=float(ref["drift_threshold"]),
             drift_windows=int(ref["drift_windows"]),
         ),
+        bias=None if d.get("bias") is None else _floats(d["bias"]),
         metrics=dict(d.get("metrics", {})),
         provenance=dict(d.get("provenance", {})),
     )
@@ -152,10 +158,14 @@ def validate_calibration(cal: Calibration, labels: tuple[str, ...] | None, codeb
     """Check the section against itself and the card (its labels and codebook size)."""
     if not (math.isfinite(cal.temperature) and cal.temperature > 0):
         raise ConfigError(f"calibration.temperature must be > 0, got {cal.temperature}")
-    needs_labels = cal.conformal is not None or cal.semi_markov is not None
+    needs_labels = cal.conformal is not None or cal.semi_markov is not None or cal.bias is not None
     if needs_labels and labels is None:
-        raise ConfigError("calibration has conformal sets or a semi-Markov model but no head")
+        raise ConfigError(
+            "calibration has a bias, conformal sets or a semi-Markov model but no head"
+        )
     k = len(labels or ())
+    if cal.bias is not None and (len(cal.bias) != k or not all(math.isfinite(b) for b in cal.bias)):
+        raise ConfigError(f"calibration.bias must be {k} finite numbers, one per label")
     if cal.conformal is not None:
         _validate_conformal(cal.conformal, k)
     if cal.semi_markov is not None:
