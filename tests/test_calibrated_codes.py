@@ -20,8 +20,9 @@ from fsqd.stream.windows import Windower
 
 
 def test_p_is_calibrated_and_the_set_is_the_cards() -> None:
-    pkg = load_package()
-    card = pkg.card
+    bundled = load_package()
+    card = dataclasses.replace(bundled.card, calibration=None)  # the raw softmax
+    pkg = dataclasses.replace(bundled, card=card)
     assert card.head is not None
     spec = ConformalSpec("aps", 0.9, 0.97)
     cal = Calibration(temperature=3.0, conformal=spec)

@@ -50,7 +50,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         0.1,
     )
     assert (
-        "behaviour  argmax with a 1.5 s minimum dwell (no semi-Markov model in the card); "
+        "behaviour  explicit-duration HMM (the card's semi-Markov model), lag 1 s; "
         "state republished when confidence moves 0.1" in describe(c)
     )
 

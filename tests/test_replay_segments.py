@@ -35,7 +35,7 @@ def test_segments_as_json_lines_tile_each_stretch(
     assert code == 0
     codes = [json.loads(line) for line in stdout.splitlines()]
     segs = [json.loads(line) for line in out.read_text().splitlines()]
-    assert f"{out}: {len(segs)} behaviour segment(s) (hysteresis)" in err
+    assert f"{out}: {len(segs)} behaviour segment(s) (hsmm)" in err  # the bundled card's
     assert {s["behaviour"] for s in segs} <= set(BEHAVIOURS)
     assert sum(s["windows"] for s in segs) == len(codes)
     # Within a stretch each segment starts where the one before ended; the gap splits them.
