@@ -56,7 +56,7 @@ def main() -> None:
     for seed in range(1, args.seeds + 1):
         w = sim_windows(pkg, seed, args.minutes * 60)
         assert w.logits is not None
-        probs = softmax(w.logits, card.calibration.temperature)
+        probs = softmax(w.logits, card.calibration.temperature, card.calibration.bias)
         truth.append(w.truth)
         argmax.append(probs.argmax(1))
         hsmm.append(window_states(probs, sm, step, settings))
