@@ -56,6 +56,7 @@ STAGES = (
     "fsqd.daemon",
     "fsqd.commands",
     "fsqd.cli",
+    "fsqd.fleet",
 )
 RULES = (
     Rule("core modules sit below every stage", CORE, STAGES),
@@ -80,6 +81,19 @@ RULES = (
         "sinks take their values from fsqd.types, not the pipeline (which loads encoders)",
         ("fsqd.sinks",),
         ("fsqd.pipeline", "fsqd.backends", "fsqd.daemon", "fsqd.commands", "fsqd.cli"),
+    ),
+    Rule(
+        "the fleet side (collect, report) reads what nodes publish: core modules and the "
+        "payloads' definitions, never a node's stages, its config or the CLI",
+        ("fsqd.fleet",),
+        (
+            *(s for s in STAGES if s != "fsqd.fleet"),
+            "fsqd.pipeline",
+            "fsqd.head",
+            "fsqd.config",
+            "fsqd.model",
+        ),
+        allowed=(("fsqd.fleet", "fsqd.sinks.schemas"), ("fsqd.fleet", "fsqd.sinks.payload")),
     ),
 )
 

@@ -146,6 +146,12 @@ def _tail(args: argparse.Namespace) -> Call[Any]:
     return Call(run_tail, opts)
 
 
+def _collect(args: argparse.Namespace) -> Call[Any]:
+    from fsqd.commands.collect import CollectCommandOptions, collect
+
+    return Call(collect, CollectCommandOptions(args.config, optional_duration(args.duration)))
+
+
 def _record(args: argparse.Namespace) -> Call[Any]:
     from fsqd.commands.record import RecordOptions, record_to_file
 
@@ -349,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--count", type=positive_int, help="stop after this many codes")
     tl.add_argument("--duration", help="stop after this long, e.g. 30s")
     tl.set_defaults(build=_tail)
+    co = sub.add_parser("collect", help="store every node's messages in Parquet (MQTT 5 shared)")
+    co.add_argument("--config", type=Path, required=True, metavar="FILE", help="[mqtt] + [collect]")
+    co.add_argument("--duration", help="stop after this long, e.g. 10m (default: until stopped)")
+    co.set_defaults(build=_collect)
     rec = sub.add_parser("record", help="record raw samples from the configured IMUs")
     rec.add_argument("--config", type=Path, required=True, help="TOML with [[sensor]] tables")
     rec.add_argument("--out", type=Path, required=True, help="FILE.fsqr (native) or FILE.csv")
