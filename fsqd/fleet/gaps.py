@@ -119,7 +119,7 @@ class GapLedger:
                 g = replace(g, closed_at=now, closed_by_late_arrival=True)
                 closed += 1
                 self.changed = True
-            elif g.open and not g.confirmed and g.first_seen < all_committed_before:
+            elif g.open and not g.confirmed and g.first_seen <= all_committed_before:
                 g = replace(g, confirmed=True)
                 confirmed += 1
                 self.changed = True
