@@ -56,11 +56,12 @@ def test_a_batch_with_repeats_and_a_restart_store_each_key_once(tmp_path: Path) 
 def test_compaction_merges_small_files_and_keeps_every_row_once(tmp_path: Path) -> None:
     clock = Clock()
     a = opened(tmp_path, "a", clock, compact_files=4)
-    for i in range(6):
+    for i in range(18):
         a.commit(rows(range(i * 10, i * 10 + 10)), clock.t)
     files = sorted((tmp_path / "codes").rglob("*.parquet"))
-    assert len(files) < 6
-    assert sorted(keys(tmp_path)) == [("n1", "r1", s) for s in range(60)]
+    # 18 commits: four merges into level 1 (16 files), four level-1 files into one of level 2.
+    assert sorted(f.name.split(".")[1] for f in files) == ["c2", "parquet", "parquet"]
+    assert sorted(keys(tmp_path)) == [("n1", "r1", s) for s in range(180)]
     merged = max(files, key=lambda p: pq.ParquetFile(p).metadata.num_rows)
     assert pq.read_table(merged)["seq"].to_pylist() == sorted(
         pq.read_table(merged)["seq"].to_pylist()

@@ -79,7 +79,6 @@ class Store:
         collector: str,
         *,
         compact_files: int = 16,
-        compact_bytes: int = 64 << 20,
         idle_s: float = 900.0,
         live_s: float = 120.0,
         clock: Callable[[], float] = time.time,
@@ -87,7 +86,6 @@ class Store:
         self.root = root
         self.collector = collector
         self.compact_files = compact_files
-        self.compact_bytes = compact_bytes
         self.idle_s = idle_s
         self.live_s = live_s
         self.clock = clock
@@ -315,17 +313,24 @@ class Store:
     # -- compaction --
 
     def _maybe_compact(self, key: PartKey) -> int:
+        """Merge ``compact_files`` files of one level into one file of the next (``.cN``):
+        a row is rewritten once per level, a few times in its life, never once per commit."""
         d = self._dir(key)
-        small = [p for p in parquet_files(d) if p.stat().st_size < self.compact_bytes]
-        if len(small) < self.compact_files:
+        levels: dict[int, list[Path]] = defaultdict(list)
+        for p in parquet_files(d):
+            levels[_level(p.name)].append(p)
+        full = [n for n, files in sorted(levels.items()) if len(files) >= self.compact_files]
+        if not full:
             return 0
+        level = full[0]
+        small = levels[level]
         table = pa.concat_tables(pq.read_table(p) for p in small)
         key_column = TABLES[key[0]].key_column
         table = table.take(
             pc.sort_indices(table, [("run", "ascending"), (key_column, "ascending")])
         )
         self._counter += 1
-        name = f"{self.collector}-{self._counter:010d}.parquet"
+        name = f"{self.collector}-{self._counter:010d}.c{level + 1}.parquet"
         tmp, out = d / f".{name}.tmp", d / name
         inputs = [str(p.relative_to(self.root)) for p in small]
         plan = {
@@ -344,6 +349,13 @@ class Store:
         part.files -= {p.name for p in small}
         part.files.add(name)
         return 1
+
+
+def _level(name: str) -> int:
+    """A file's compaction level: 0 as committed, N after N merges (``<name>.cN.parquet``)."""
+    stem = name.removesuffix(".parquet")
+    _, dot, tail = stem.rpartition(".c")
+    return int(tail) if dot and tail.isdigit() else 0
 
 
 def _to_table(name: str, rows: list[Row]) -> pa.Table:
