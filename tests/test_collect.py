@@ -23,7 +23,11 @@ from fsqd.fleet.store import CommitResult, Store
 
 
 def options(store: Path, ident: str = "c1", **kw: object) -> CollectOptions:
-    base: dict[str, object] = {"flush_interval_s": 0.2, "stats_interval_s": 3600.0}
+    base: dict[str, object] = {
+        "flush_interval_s": 0.2,
+        "stats_interval_s": 3600.0,
+        "gap_grace_s": 0.0,
+    }
     return CollectOptions(store=store, collector_id=ident, **{**base, **kw})  # type: ignore[arg-type]
 
 

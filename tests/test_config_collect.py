@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ def test_defaults_and_relative_store(tmp_path: Path) -> None:
     cfg = load(tmp_path, MQTT + '[collect]\nstore = "store"\ncollector_id = "a"\n')
     c = cfg.collect
     assert c.store == tmp_path / "store"
-    assert (c.group, c.collector_id, c.max_unacked, c.flush_rows) == ("fsqd", "a", 5000, 5000)
+    assert (c.group, c.collector_id, c.max_unacked, c.flush_rows) == ("fsqd", "a", 5000, 2500)
     assert c.kinds == ("codes", "state", "events", "stats", "health", "info", "status")
     assert cfg.mqtt.host == "broker.lan" and cfg.mqtt.topic_prefix == "fsqd"
 
@@ -85,3 +86,15 @@ def test_command_line_error_is_one_line_exit_78(tmp_path: Path) -> None:
     )
     assert done.returncode == 78
     assert done.stderr.count("\n") == 1 and "flush_interval" in done.stderr
+
+
+def test_the_shipped_example_loads_and_shows_every_key() -> None:
+    path = Path(__file__).parent.parent / "configs" / "collect.toml"
+    cfg = load_collect_config(path)
+    assert cfg.collect.store == Path("/var/lib/fsqd-collect/store")
+    text = path.read_text()
+    keys = ["store", "collector_id", "group", "topics", "session_expiry", "max_unacked"]
+    keys += ["flush_rows", "flush_interval", "stats_interval", "compact_files", "gap_grace"]
+    assert all(f"{k} = " in text for k in keys)
+    source = (Path(__file__).parent.parent / "fsqd" / "config" / "collect.py").read_text()
+    assert sorted(re.findall(r'(?:get|integer|number)\(\s*"(\w+)"', source)) == sorted(keys)

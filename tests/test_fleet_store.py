@@ -130,3 +130,21 @@ def test_a_compaction_cut_after_its_rename_is_finished_at_the_next_start(tmp_pat
     a.close()
     opened(tmp_path, "a", clock)
     assert sorted((tmp_path / "codes").rglob("*.parquet")) == [merged]
+
+
+def test_a_suspected_hole_shrinks_to_what_is_still_missing_and_waits_its_grace(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    a = opened(tmp_path, "a", clock, gap_grace_s=30)
+    a.commit(rows([0, 9]), clock.t)
+    clock.t += 1
+    a.commit(rows([4, 5]), clock.t)  # the middle was in flight elsewhere
+    spans = [(g["from_seq"], g["to_seq"], g["confirmed"]) for g in gaps(tmp_path)]
+    assert sorted(spans) == [(1, 3, False), (6, 8, False)]
+    clock.t += 20
+    a.commit([], clock.t)
+    assert not any(g["confirmed"] for g in gaps(tmp_path))  # 21 s < the 30 s grace
+    clock.t += 10
+    a.commit([], clock.t)
+    assert all(g["confirmed"] for g in gaps(tmp_path))

@@ -50,6 +50,7 @@ def collector_for(cfg: CollectConfig):  # type: ignore[no-untyped-def]
         flush_interval_s=c.flush_interval_s,
         stats_interval_s=c.stats_interval_s,
         compact_files=c.compact_files,
+        gap_grace_s=c.gap_grace_s,
         reconnect_min_s=m.reconnect_min_s,
         reconnect_max_s=m.reconnect_max_s,
     )

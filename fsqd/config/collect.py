@@ -31,10 +31,11 @@ class CollectSettings:
     kinds: tuple[str, ...] = KINDS
     session_expiry_s: int = 7 * 86400
     max_unacked: int = 5000
-    flush_rows: int = 5000
+    flush_rows: int = 2500
     flush_interval_s: float = 5.0
     stats_interval_s: float = 60.0
     compact_files: int = 16
+    gap_grace_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,12 @@ def parse_collect(t: Table, base: Path) -> CollectSettings:
         kinds=tuple(kinds),
         session_expiry_s=t.integer("session_expiry", 7 * 86400, low=0, high=2**32 - 1),
         max_unacked=max_unacked,
-        flush_rows=t.integer("flush_rows", max_unacked, low=1, high=max_unacked),
+        # Half the window by default: the broker keeps sending while a commit runs.
+        flush_rows=t.integer("flush_rows", max(1, max_unacked // 2), low=1, high=max_unacked),
         flush_interval_s=t.number("flush_interval", 5.0, low=0.0, low_open=True, high=3600),
         stats_interval_s=t.number("stats_interval", 60.0, low=1.0, high=86400),
         compact_files=t.integer("compact_files", 16, low=2, high=100_000),
+        gap_grace_s=t.number("gap_grace", 60.0, low=0.0, high=86400),
     )
     t.done()
     return s

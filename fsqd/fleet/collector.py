@@ -64,10 +64,11 @@ class CollectOptions:
     kinds: tuple[str, ...] = KINDS
     session_expiry_s: int = 7 * 86400
     max_unacked: int = 5000
-    flush_rows: int = 5000
+    flush_rows: int = 2500  # half: the broker keeps sending while a commit runs
     flush_interval_s: float = 5.0
     stats_interval_s: float = 60.0
     compact_files: int = 16
+    gap_grace_s: float = 60.0
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
 

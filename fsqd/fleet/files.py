@@ -10,6 +10,7 @@ final file that still cannot be read (a disk fault, a copy cut short) is moved t
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ __all__ = [
     "quarantine",
     "read_json",
     "read_keys",
+    "sync_filesystem",
     "write_parquet",
 ]
 
@@ -46,13 +48,35 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_parquet(table: pa.Table, tmp: Path, *, row_group_rows: int = 65536) -> None:
-    """``table`` into ``tmp``, flushed to the disk (the caller renames it)."""
+def write_parquet(
+    table: pa.Table, tmp: Path, *, row_group_rows: int = 65536, sync: bool = True
+) -> None:
+    """``table`` into ``tmp`` (the caller renames it), flushed to the disk unless ``sync`` is
+    false (the caller then syncs the file system once for many files: ``sync_filesystem``)."""
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with tmp.open("wb") as f:
         pq.write_table(table, f, row_group_size=row_group_rows, compression="zstd")
         f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            os.fsync(f.fileno())
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Everything written to ``path``'s file system, on the disk: file data, renames.
+
+    One ``syncfs(2)`` for a commit's hundreds of files (one per node touched) instead of
+    an ``fsync`` per file and per directory: a commit of 5,000 codes from 200 nodes took
+    1.8 s with those, most of it in fsync."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 def read_keys(path: Path, key_column: str) -> dict[str, SeqSet]:

@@ -103,23 +103,39 @@ class GapLedger:
         return new
 
     def settle(
-        self, keys_of: dict[tuple[str, str, str], SeqSet], all_committed_before: float, now: float
+        self,
+        keys_of: dict[tuple[str, str, str], SeqSet],
+        all_committed_before: float,
+        now: float,
+        grace_s: float = 0.0,
     ) -> tuple[int, int]:
-        """Delete filled suspected holes, close filled confirmed ones, confirm the rest that
-        every live collector has committed past; (confirmed now, closed by late arrival)."""
+        """Shrink suspected holes to what is still missing (deleting filled ones), close
+        filled confirmed ones, and confirm suspected ones at least ``grace_s`` old that
+        every live collector has committed past; (confirmed now, closed by late arrival).
+
+        The grace covers messages still waiting on the broker: a collector has committed
+        all it *received*, but under back-pressure the broker may still hold some."""
         confirmed = closed = 0
         kept: list[Gap] = []
         for g in self.gaps:
             keys = keys_of.get((g.node, g.date, g.run))
+            if g.open and not g.confirmed and keys is not None:
+                missing = _missing(keys, g.from_seq, g.to_seq)
+                if missing != [(g.from_seq, g.to_seq)]:
+                    self.changed = True  # partly or wholly in flight elsewhere, never lost
+                    kept += [replace(g, from_seq=a, to_seq=b) for a, b in missing]
+                    continue
             filled = keys is not None and _covers(keys, g.from_seq, g.to_seq)
             if g.open and filled:
-                if not g.confirmed:
-                    self.changed = True
-                    continue  # it was in flight at another collector, never lost
                 g = replace(g, closed_at=now, closed_by_late_arrival=True)
                 closed += 1
                 self.changed = True
-            elif g.open and not g.confirmed and g.first_seen <= all_committed_before:
+            elif (
+                g.open
+                and not g.confirmed
+                and g.first_seen <= all_committed_before
+                and now - g.first_seen >= grace_s
+            ):
                 g = replace(g, confirmed=True)
                 confirmed += 1
                 self.changed = True
@@ -130,6 +146,25 @@ class GapLedger:
     def open_partitions(self) -> set[tuple[str, str, str]]:
         """(node, date, run) of every open hole: what ``settle`` needs the keys of."""
         return {(g.node, g.date, g.run) for g in self.gaps if g.open}
+
+
+def _missing(keys: SeqSet, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The sub-ranges of ``[lo, hi]`` not in ``keys``."""
+    out = []
+    at = lo
+    for a, b in keys.intervals():
+        if b < at:
+            continue
+        if a > hi:
+            break
+        if a > at:
+            out.append((at, a - 1))
+        at = b + 1
+        if at > hi:
+            break
+    if at <= hi:
+        out.append((at, hi))
+    return out
 
 
 def _covers(keys: SeqSet, lo: int, hi: int) -> bool:

@@ -35,11 +35,11 @@ import pyarrow.parquet as pq
 
 from fsqd.fleet.files import (
     atomic_json,
-    fsync_dir,
     parquet_files,
     quarantine,
     read_json,
     read_keys,
+    sync_filesystem,
     write_parquet,
 )
 from fsqd.fleet.gaps import GapLedger
@@ -81,6 +81,7 @@ class Store:
         compact_files: int = 16,
         idle_s: float = 900.0,
         live_s: float = 120.0,
+        gap_grace_s: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.root = root
@@ -88,6 +89,7 @@ class Store:
         self.compact_files = compact_files
         self.idle_s = idle_s
         self.live_s = live_s
+        self.gap_grace_s = gap_grace_s
         self.clock = clock
         self._parts: dict[PartKey, _Partition] = {}
         self._control = root / CONTROL
@@ -223,7 +225,9 @@ class Store:
             writing.append((key, tmp, final, _to_table(key[0], fresh)))
         self._save_checkpoint(names)
         for _, tmp, _, table in writing:
-            write_parquet(table, tmp)
+            write_parquet(table, tmp, sync=False)
+        if writing:
+            sync_filesystem(self.root)  # every new file's data, before any is renamed in
         with self._locked():
             for key, tmp, final, table in writing:
                 part, bad = self._partition(key, may_quarantine=True)
@@ -237,11 +241,12 @@ class Store:
                 if dropped:
                     write_parquet(table, tmp)
                 tmp.replace(final)
-                fsync_dir(final.parent)
                 _add_keys(part, key[0], table)
                 part.files.add(final.name)
                 result.rows += table.num_rows
                 result.files += 1
+            if writing:
+                sync_filesystem(self.root)  # the renames, before the messages are acknowledged
             self._received_until = received_until
             self._save_checkpoint([])
             self._track_gaps({k for k, *_ in writing if k[0] == "codes"}, result)
@@ -294,7 +299,9 @@ class Store:
             part, _ = self._partition(("codes", node, date), may_quarantine=False)
             if run in part.runs:
                 keys_of[(node, date, run)] = part.runs[run]
-        confirmed, closed = ledger.settle(keys_of, self._all_committed_before(now), now)
+        confirmed, closed = ledger.settle(
+            keys_of, self._all_committed_before(now), now, self.gap_grace_s
+        )
         result.gaps_confirmed += confirmed
         result.gaps_closed_late += closed
         ledger.save()
@@ -343,7 +350,7 @@ class Store:
         tmp.replace(out)
         for p in small:
             p.unlink()
-        fsync_dir(d)
+        sync_filesystem(d)
         self._save_checkpoint([])
         part = self._parts[key]
         part.files -= {p.name for p in small}
