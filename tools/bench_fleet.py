@@ -240,11 +240,12 @@ def main() -> int:
             if gen.returncode:
                 raise SystemExit("the load generator failed")
             sent_info = json.loads(ledger.read_text())
-            proof = wait_for_store(store, sent_info, usage, procs)
+            wait_for_store(store, sent_info, usage, procs)
             for p in procs.values():
                 p.send_signal(signal.SIGTERM)
             for p in procs.values():
                 p.wait(60)
+            proof = check_store(store, sent_info)  # the store at rest: no compaction under way
             assert killed_at is not None and restarted_at is not None
             outage = (wall0 + killed_at, wall0 + restarted_at + 5)
             usage["load generator"] = gen_usage
@@ -273,36 +274,40 @@ def stored(store: Path) -> tuple[list[tuple[str, str, int]], list[float], list[f
 
 def wait_for_store(
     store: Path,
-    sent_info: dict[str, object],
+    sent_info: dict[str, Any],
     usage: dict[str, Usage],
     procs: dict[str, subprocess.Popen[bytes]],
-) -> dict[str, object]:
-    """Until every sent window is stored and every hole confirmed (or 120 s)."""
-    import pyarrow.parquet as pq
-
-    sent = {tuple(k) for k in sent_info["sent"]}  # type: ignore[attr-defined]
-    holes = {tuple(h) for h in sent_info["holes"]}  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 120
-    while True:
+) -> None:
+    """Until every sent window is stored and every hole confirmed (or 180 s)."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
         for name, p in procs.items():
             usage[name].sample(p.pid)
-        keys, t_end, received = stored(store)
-        gaps_path = store / "gaps.parquet"
-        gaps = pq.read_table(gaps_path).to_pylist() if gaps_path.exists() else []
-        open_confirmed = {
-            (g["node"], g["run"], g["from_seq"], g["to_seq"])
-            for g in gaps
-            if g["confirmed"] and g["closed_at"] is None
-        }
-        done = len(set(keys)) >= len(sent) and holes <= open_confirmed
-        if done or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+        try:
+            if check_store(store, sent_info)["ok"]:
+                return
+        except FileNotFoundError:
+            pass  # a compaction swapped files while we read: look again
+        time.sleep(2)
+
+
+def check_store(store: Path, sent_info: dict[str, Any]) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    sent = {tuple(k) for k in sent_info["sent"]}
+    holes = {tuple(h) for h in sent_info["holes"]}
+    keys, t_end, received = stored(store)
+    gaps_path = store / "gaps.parquet"
+    gaps = pq.read_table(gaps_path).to_pylist() if gaps_path.exists() else []
+    open_confirmed = {
+        (g["node"], g["run"], g["from_seq"], g["to_seq"])
+        for g in gaps
+        if g["confirmed"] and g["closed_at"] is None
+    }
     distinct = set(keys)
     lags = sorted(r - t for r, t in zip(received, t_end, strict=True))
-    pairs = list(zip(t_end, received, strict=True))
     return {
-        "pairs": pairs,
+        "pairs": list(zip(t_end, received, strict=True)),
         "rows": len(keys), "distinct": len(distinct), "sent": len(sent),
         "holes": len(holes), "hole_windows": sum(h[3] - h[2] + 1 for h in holes),
         "missing": len(sent - distinct), "unexpected": len(distinct - sent),
