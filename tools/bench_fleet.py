@@ -143,12 +143,15 @@ def generate(args: argparse.Namespace) -> None:
 # -- the collectors, watched --
 
 
-def collector(work: Path, store: Path, port: int, name: str) -> subprocess.Popen[bytes]:
+def collector(
+    work: Path, store: Path, port: int, name: str, args: argparse.Namespace
+) -> subprocess.Popen[bytes]:
     cfg = work / f"{name}.toml"
     cfg.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
         f'[collect]\nstore = "{store}"\ncollector_id = "{name}"\ngroup = "bench"\n'
-        "stats_interval = 30\n"
+        f"stats_interval = 30\nmax_unacked = {args.max_unacked}\n"
+        f"flush_interval = {args.flush_interval}\n"
     )
     log = (work / f"{name}.log").open("ab")
     return subprocess.Popen(
@@ -189,6 +192,10 @@ def main() -> int:
     ap.add_argument("--hole-rate", type=float, default=0.002, help="holes per node per second")
     ap.add_argument("--hole-len", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--max-unacked", type=int, default=20000, help="[collect] max_unacked (flush at half)"
+    )
+    ap.add_argument("--flush-interval", type=float, default=10.0, help="[collect] flush_interval")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--ledger", default="")
     ap.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
@@ -203,7 +210,10 @@ def main() -> int:
         port = free_port()
         broker = start_broker(work, port)
         usage = {"a": Usage(), "b": Usage()}
-        procs = {"a": collector(work, store, port, "a"), "b": collector(work, store, port, "b")}
+        procs = {
+            "a": collector(work, store, port, "a", args),
+            "b": collector(work, store, port, "b", args),
+        }
         try:
             time.sleep(3)  # both subscribed (their sessions exist from now on)
             ledger = work / "ledger.json"
@@ -234,7 +244,7 @@ def main() -> int:
                     procs["a"].wait()
                     killed_at = now
                 if killed_at is not None and restarted_at is None and now >= killed_at + args.down:
-                    procs["a"] = collector(work, store, port, "a")
+                    procs["a"] = collector(work, store, port, "a", args)
                     restarted_at = now
                 time.sleep(0.5)
             if gen.returncode:
@@ -246,6 +256,10 @@ def main() -> int:
             for p in procs.values():
                 p.wait(60)
             proof = check_store(store, sent_info)  # the store at rest: no compaction under way
+            for name in procs:
+                lines = (work / f"{name}.log").read_text().splitlines()
+                last = [line for line in lines if " stats " in line][-1:]
+                print(f"collector {name}'s last stats line: {last[0] if last else '-'}")
             assert killed_at is not None and restarted_at is not None
             outage = (wall0 + killed_at, wall0 + restarted_at + 5)
             usage["load generator"] = gen_usage
