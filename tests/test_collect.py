@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import aiomqtt
 import pyarrow as pa
 import pytest
 from fleetkit import code, gaps, keys, publish, read_table
@@ -80,6 +81,23 @@ def test_duplicates_holes_late_arrivals_and_malformed(broker: Mosquitto, tmp_pat
     t = read_table(store)
     assert t.schema.field("digits").type == pa.list_(pa.int32())
     assert set(t["label"].to_pylist()) == {"rest"}
+
+
+def test_qos0_messages_are_stored_and_never_acknowledged(broker: Mosquitto, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+
+    async def main() -> None:
+        async with running(broker, options(store)) as c:
+            async with aiomqtt.Client(broker.host, broker.port) as pub:
+                for s in range(20):
+                    await pub.publish("fsqd/n1/codes", code("r1", s), qos=0)
+                await pub.publish("fsqd/n1/codes", code("r1", 20), qos=1)
+            await until(lambda: c.stats.stored == 21)
+            await until(lambda: c.stats.acked == 1)
+            assert c.stats.disconnects == 0 and c.connected.is_set()
+
+    run(main())
+    assert len(keys(store)) == 21
 
 
 def test_a_restart_loses_nothing_the_broker_held_and_stores_nothing_twice(

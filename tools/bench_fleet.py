@@ -302,7 +302,7 @@ def wait_for_store(
                 return
         except FileNotFoundError:
             pass  # a compaction swapped files while we read: look again
-        time.sleep(2)
+        time.sleep(10)  # reading the store takes CPU the collectors need
 
 
 def check_store(store: Path, sent_info: dict[str, Any]) -> dict[str, Any]:

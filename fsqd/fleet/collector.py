@@ -85,9 +85,10 @@ class _Batch:
     rows: list[Row] = field(default_factory=list)
     acks: list[tuple[int, int]] = field(default_factory=list)  # (connection, mid)
     since: float | None = None  # monotonic time of the oldest message waiting
+    taken: int = 0  # messages in this batch, acknowledged or not
 
     def __len__(self) -> int:
-        return len(self.acks)
+        return self.taken
 
 
 class Collector:
@@ -191,9 +192,11 @@ class Collector:
         payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
         self.stats.received += 1
         b = self._batch
+        b.taken += 1
         if b.since is None:
             b.since = time.monotonic()
-        b.acks.append((connection, m.mid))
+        if m.qos > 0:  # a QoS 0 message (a node with [mqtt] qos = 0) has nothing to acknowledge
+            b.acks.append((connection, m.mid))
         try:
             row = parse_message(str(m.topic), payload, now, self.opts.prefix)
         except Malformed as e:

@@ -110,8 +110,9 @@ class GapLedger:
         grace_s: float = 0.0,
     ) -> tuple[int, int]:
         """Shrink suspected holes to what is still missing (deleting filled ones), close
-        filled confirmed ones, and confirm suspected ones at least ``grace_s`` old that
-        every live collector has committed past; (confirmed now, closed by late arrival).
+        filled confirmed ones (a partly filled one is closed and its missing parts stay
+        open), and confirm suspected ones at least ``grace_s`` old that every live
+        collector has committed past; (confirmed now, closed by late arrival).
 
         The grace covers messages still waiting on the broker: a collector has committed
         all it *received*, but under back-pressure the broker may still hold some."""
@@ -119,13 +120,20 @@ class GapLedger:
         kept: list[Gap] = []
         for g in self.gaps:
             keys = keys_of.get((g.node, g.date, g.run))
-            if g.open and not g.confirmed and keys is not None:
+            if g.open and keys is not None:
                 missing = _missing(keys, g.from_seq, g.to_seq)
-                if missing != [(g.from_seq, g.to_seq)]:
-                    self.changed = True  # partly or wholly in flight elsewhere, never lost
+                if missing and missing != [(g.from_seq, g.to_seq)]:
+                    self.changed = True
+                    if g.confirmed:  # partly filled late: the record stays, closed
+                        kept.append(replace(g, closed_at=now, closed_by_late_arrival=True))
+                        closed += 1
+                    # What is still missing: suspected parts were in flight elsewhere.
                     kept += [replace(g, from_seq=a, to_seq=b) for a, b in missing]
                     continue
             filled = keys is not None and _covers(keys, g.from_seq, g.to_seq)
+            if g.open and filled and not g.confirmed:
+                self.changed = True
+                continue  # it was in flight at another collector, never lost
             if g.open and filled:
                 g = replace(g, closed_at=now, closed_by_late_arrival=True)
                 closed += 1

@@ -188,10 +188,11 @@ class Store:
         return part, bad
 
     def is_duplicate(self, row: Row) -> bool:
-        """Already stored, as far as this collector knows without the lock."""
+        """Already stored, as far as this collector knows now: a partition not loaded yet
+        is not read here (this runs on the event loop); the commit reads it."""
         part = self._parts.get((row.table, row.node, row.date))
         if part is None:
-            part, _ = self._partition((row.table, row.node, row.date), may_quarantine=False)
+            return False
         seqs = part.runs.get(row.run)
         return seqs is not None and row.key in seqs
 
