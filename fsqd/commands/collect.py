@@ -12,9 +12,13 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fsqd.config.collect import CollectConfig, load_collect_config
 from fsqd.config.mqtt import tls_context
+
+if TYPE_CHECKING:
+    from fsqd.fleet.collector import Collector
 
 __all__ = ["CollectCommandOptions", "collect", "collector_for"]
 
@@ -25,7 +29,7 @@ class CollectCommandOptions:
     duration_s: float | None = None  # stop after this long (tests, benchmarks)
 
 
-def collector_for(cfg: CollectConfig):  # type: ignore[no-untyped-def]
+def collector_for(cfg: CollectConfig) -> Collector:
     """The collector a config file describes (``fsqd.fleet`` is imported here: pyarrow)."""
     from fsqd.fleet.collector import Broker, CollectOptions, Collector
 
