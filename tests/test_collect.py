@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -49,7 +50,10 @@ def run(coro: object) -> None:
     asyncio.run(asyncio.wait_for(coro, 120))  # type: ignore[arg-type]
 
 
-def test_duplicates_holes_late_arrivals_and_malformed(broker: Mosquitto, tmp_path: Path) -> None:
+def test_duplicates_holes_late_arrivals_and_malformed(
+    broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "fsqd.collect")
     store = tmp_path / "store"
     sent = [s for s in range(100) if not 40 <= s <= 44]
     dupes = list(range(10, 20))
@@ -73,11 +77,15 @@ def test_duplicates_holes_late_arrivals_and_malformed(broker: Mosquitto, tmp_pat
             await until(lambda: gaps(store)[0]["closed_at"] is not None, what="gap closed")
             assert c.stats.duplicates == 10
             await until(lambda: c.stats.acked == c.stats.received, what="all acknowledged")
+            line = c.stats.line(0, 0)
+            assert "stored=100 duplicates=10 malformed=3" in line and "lag_p99_ms=" in line
 
     run(main())
     assert sorted(keys(store)) == [("n1", "r1", s) for s in range(100)]
     (g,) = gaps(store)
     assert g["closed_by_late_arrival"] and g["confirmed"]
+    skipped = [m for r in caplog.records if (m := r.getMessage()).startswith("malformed")]
+    assert len(skipped) == 3 and "not JSON" in skipped[0] and "no 'seq'" in skipped[1]
     t = read_table(store)
     assert t.schema.field("digits").type == pa.list_(pa.int32())
     assert set(t["label"].to_pylist()) == {"rest"}
