@@ -56,6 +56,7 @@ STAGES = (
     "fsqd.daemon",
     "fsqd.commands",
     "fsqd.cli",
+    "fsqd.fleet",
 )
 RULES = (
     Rule("core modules sit below every stage", CORE, STAGES),
@@ -88,10 +89,17 @@ RULES = (
         ("fsqd.pipeline", "fsqd.backends", "fsqd.daemon", "fsqd.commands", "fsqd.cli"),
     ),
     Rule(
-        "the behaviour layer works on the head's numbers and the card: the daemon, replay "
-        "and the model commands call it, it calls none of them",
-        ("fsqd.behaviour",),
-        (*STAGES, "fsqd.pipeline", "fsqd.head", "fsqd.config"),
+        "the fleet side (collect, report) reads what nodes publish: core modules and the "
+        "payloads' definitions, never a node's stages, its config or the CLI",
+        ("fsqd.fleet",),
+        (
+            *(s for s in STAGES if s != "fsqd.fleet"),
+            "fsqd.pipeline",
+            "fsqd.head",
+            "fsqd.config",
+            "fsqd.model",
+        ),
+        allowed=(("fsqd.fleet", "fsqd.sinks.schemas"), ("fsqd.fleet", "fsqd.sinks.payload")),
     ),
 )
 

@@ -38,9 +38,15 @@ def make_index(index: Path) -> None:
     sdist(index, "csdistpkg")
 
 
-def run(tmp_path: Path, deps: list[str]) -> subprocess.CompletedProcess[str]:
+def run(
+    tmp_path: Path, deps: list[str], extras: dict[str, list[str]] | None = None
+) -> subprocess.CompletedProcess[str]:
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text(f"[project]\nname = 'x'\nversion = '1'\ndependencies = {deps!r}\n")
+    text = f"[project]\nname = 'x'\nversion = '1'\ndependencies = {deps!r}\n"
+    if extras:
+        text += "[project.optional-dependencies]\n"
+        text += "".join(f"{name} = {reqs!r}\n" for name, reqs in extras.items())
+    pyproject.write_text(text)
     env = {
         **os.environ,
         "PIP_CONFIG_FILE": os.devnull,  # no index from this machine's pip configuration
@@ -49,6 +55,7 @@ def run(tmp_path: Path, deps: list[str]) -> subprocess.CompletedProcess[str]:
     }
     cmd = [sys.executable, str(SCRIPT), "--pyproject", str(pyproject)]
     cmd += ["--cache-dir", str(tmp_path / "cache")]
+    cmd += [f"--extra={name}" for name in (extras or {}) if name != "test"]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -83,3 +90,12 @@ def test_an_unreadable_pyproject_is_one_line(tmp_path: Path) -> None:
     cmd = [sys.executable, str(SCRIPT), "--pyproject", str(tmp_path / "missing.toml")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 66 and done.stderr.count("\n") == 1
+
+
+def test_a_named_extra_is_checked_and_the_test_extra_is_not(tmp_path: Path) -> None:
+    make_index(tmp_path / "index")
+    extras = {"fleet": ["bothpkg", "x86onlypkg"], "test": ["needscpkg"]}
+    done = run(tmp_path, ["purepkg"], extras)
+    assert done.returncode == 1, done.stdout + done.stderr
+    failures = [line.split(" (")[0] for line in done.stdout.splitlines() if "no wheel" in line]
+    assert failures == ["check_wheels: pi: no wheel for x86onlypkg"]

@@ -8,6 +8,7 @@ manylinux tag the target's glibc accepts (pure-Python ``py3-none-any`` wheels al
 PyPI takes no plain ``linux_aarch64`` wheels, so none are asked for.
 
     python tools/check_wheels.py [--pyproject PATH] [--target pi|x86_64 ...] [--cache-dir D]
+                                 [--extra fleet ...]
 
 Prints one line per target that passes and one per requirement that has no wheel; exits
 0 when every target passes, 1 when a requirement has no wheel, 69 (EX_UNAVAILABLE) when pip
@@ -65,9 +66,14 @@ TARGETS = {
 }
 
 
-def runtime_requirements(pyproject: Path) -> list[str]:
+def runtime_requirements(pyproject: Path, extras: tuple[str, ...] = ()) -> list[str]:
+    """``[project] dependencies``, plus the optional dependencies of ``extras`` (extras
+    are not checked unless named: ``test`` and ``train`` never run on a node)."""
     with pyproject.open("rb") as f:
-        deps: list[str] = tomllib.load(f)["project"]["dependencies"]
+        project = tomllib.load(f)["project"]
+    deps: list[str] = list(project["dependencies"])
+    for extra in extras:
+        deps += [d for d in project["optional-dependencies"][extra] if d not in deps]
     return deps
 
 
@@ -122,9 +128,12 @@ def main() -> int:
     ap.add_argument("--pyproject", type=Path, default=ROOT / "pyproject.toml")
     ap.add_argument("--target", choices=sorted(TARGETS), action="append")
     ap.add_argument("--cache-dir", type=Path, help="where wheels are kept between runs")
+    ap.add_argument(
+        "--extra", action="append", default=[], help="also an optional extra (e.g. fleet)"
+    )
     args = ap.parse_args()
     try:
-        requirements = runtime_requirements(args.pyproject)
+        requirements = runtime_requirements(args.pyproject, tuple(args.extra))
     except (OSError, KeyError, tomllib.TOMLDecodeError) as e:
         print(f"check_wheels: cannot read dependencies from {args.pyproject}: {e}", file=sys.stderr)
         return 66

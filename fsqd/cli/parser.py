@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -25,6 +26,7 @@ from fsqd.cli.values import (
     parse_start,
     positive_int,
 )
+from fsqd.errors import UsageError
 
 __all__ = ["Call", "build_parser", "invocation"]
 
@@ -146,6 +148,32 @@ def _tail(args: argparse.Namespace) -> Call[Any]:
         mqtt=mqtt,
     )
     return Call(run_tail, opts)
+
+
+def _collect(args: argparse.Namespace) -> Call[Any]:
+    from fsqd.commands.collect import CollectCommandOptions, collect
+
+    return Call(collect, CollectCommandOptions(args.config, optional_duration(args.duration)))
+
+
+def _report(args: argparse.Namespace) -> Call[Any]:
+    from fsqd.commands.report import ReportOptions, report
+
+    first, last = (_utc_date(flag, v) for flag, v in (("--from", args.first), ("--to", args.last)))
+    if first and last and first > last:
+        raise UsageError(f"--from {first} is after --to {last}")
+    opts = ReportOptions(args.store, args.out, tuple(args.node or ()), first, last)
+    return Call(report, opts)
+
+
+def _utc_date(flag: str, text: str | None) -> str | None:
+    """A UTC day, YYYY-MM-DD (an ISO date-time is cut to its date)."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text[:10]).isoformat()
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: give a UTC date, YYYY-MM-DD") from None
 
 
 def _record(args: argparse.Namespace) -> Call[Any]:
@@ -391,6 +419,17 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--count", type=positive_int, help="stop after this many codes")
     tl.add_argument("--duration", help="stop after this long, e.g. 30s")
     tl.set_defaults(build=_tail)
+    co = sub.add_parser("collect", help="store every node's messages in Parquet (MQTT 5 shared)")
+    co.add_argument("--config", type=Path, required=True, metavar="FILE", help="[mqtt] + [collect]")
+    co.add_argument("--duration", help="stop after this long, e.g. 10m (default: until stopped)")
+    co.set_defaults(build=_collect)
+    rp = sub.add_parser("report", help="activity budgets, timelines, completeness from a store")
+    rp.add_argument("store", type=Path, metavar="STORE", help="the directory fsqd collect fills")
+    rp.add_argument("--node", action="append", help="node id (repeat for several; default: all)")
+    rp.add_argument("--from", dest="first", metavar="DATE", help="first UTC day, YYYY-MM-DD")
+    rp.add_argument("--to", dest="last", metavar="DATE", help="last UTC day, YYYY-MM-DD")
+    rp.add_argument("--out", type=Path, required=True, metavar="DIR", help="PNGs + report.html")
+    rp.set_defaults(build=_report)
     rec = sub.add_parser("record", help="record raw samples from the configured IMUs")
     rec.add_argument("--config", type=Path, required=True, help="TOML with [[sensor]] tables")
     rec.add_argument("--out", type=Path, required=True, help="FILE.fsqr (native) or FILE.csv")
