@@ -114,6 +114,22 @@ def test_round_trip_in_order_with_status_stats_info(
     assert "pending publish calls" not in caplog.text  # max_inflight pending is normal
 
 
+# A subscriber whose session outlives its connection and the broker's restarts (the test
+# broker persists sessions): subscribed once before the sink can ever connect, it gets every
+# code the sink sends after the broker starts, however late it connects itself.
+DURABLE = {"identifier": "durable-watcher", "clean_session": False}
+
+
+async def subscribe_durably(broker: Mosquitto, topic: str) -> None:
+    """Start the broker, make the durable session's subscription, stop the broker."""
+    broker.start()
+    try:
+        async with Collector(broker, topic, **DURABLE):
+            pass
+    finally:
+        broker.stop()
+
+
 def test_codes_submitted_before_the_broker_exists_arrive_in_order(tmp_path: Path) -> None:
     from mosquitto import mosquitto_missing
 
@@ -122,6 +138,7 @@ def test_codes_submitted_before_the_broker_exists_arrive_in_order(tmp_path: Path
     broker = Mosquitto(tmp_path / "b")  # port chosen, not started yet
 
     async def main() -> None:
+        await subscribe_durably(broker, "fsqd/n1/codes")
         sink = MqttSink(settings(broker), tmp_path / "spool.db")
         task = asyncio.create_task(sink.run())
         for i in range(20):
@@ -132,7 +149,7 @@ def test_codes_submitted_before_the_broker_exists_arrive_in_order(tmp_path: Path
         assert sink.counters()["connect_failures"] >= 1
         broker.start()
         try:
-            async with Collector(broker, "fsqd/n1/codes") as c:
+            async with Collector(broker, "fsqd/n1/codes", **DURABLE) as c:
                 for i in range(20, 40):
                     sink.submit_code(code(i), i)
                 await c.wait_for(lambda c: len(c.payloads("fsqd/n1/codes")) >= 40)
@@ -164,10 +181,10 @@ def test_broker_down_20s_nothing_lost_order_kept(broker: Mosquitto, tmp_path: Pa
                 seq += 1
                 await asyncio.sleep(0.1)
 
-        async with Collector(broker, "fsqd/n1/codes") as before:
+        async with Collector(broker, "fsqd/n1/codes", **DURABLE) as before:
             await produce(2.0)
             await before.wait_for(lambda c: len(c.messages) == seq)
-        broker.stop()
+        broker.stop()  # the durable session keeps the codes sent before we reconnect
         commits0 = sink.counters()["spool_commits"]
         await produce(20.0)
         during = sink.counters()
@@ -180,7 +197,7 @@ def test_broker_down_20s_nothing_lost_order_kept(broker: Mosquitto, tmp_path: Pa
         # Batched: about one commit per second of outage, not one per code.
         assert during["spool_commits"] - commits0 <= 25
         broker.start()
-        async with Collector(broker, "fsqd/n1/codes", "fsqd/n1/status") as after:
+        async with Collector(broker, "fsqd/n1/codes", "fsqd/n1/status", **DURABLE) as after:
             await produce(2.0)
             total = seq
             await after.wait_for(lambda c: set(seqs(c.payloads("fsqd/n1/codes"))) >= set(
@@ -207,6 +224,7 @@ def test_spool_full_drops_oldest_and_counts(tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path / "b")
 
     async def main() -> None:
+        await subscribe_durably(broker, "fsqd/n1/codes")
         sink = MqttSink(settings(broker, spool_max=10), tmp_path / "spool.db")
         task = asyncio.create_task(sink.run())
         for i in range(25):
@@ -216,7 +234,7 @@ def test_spool_full_drops_oldest_and_counts(tmp_path: Path) -> None:
         assert sink.counters()["spool_dropped"] == 15
         broker.start()
         try:
-            async with Collector(broker, "fsqd/n1/codes") as c:
+            async with Collector(broker, "fsqd/n1/codes", **DURABLE) as c:
                 # Everything acknowledged and nothing left to send: no more will come.
                 await wait_until(
                     lambda: sink.counters()["unacked"] == sink.counters()["spool_depth"] == 0
@@ -559,6 +577,7 @@ def test_clock_step_remaps_unsent_codes_in_memory_and_in_the_spool(tmp_path: Pat
     t0 = 1_700_000_000.0
 
     async def main() -> None:
+        await subscribe_durably(broker, "fsqd/n1/codes")
         s = settings(broker, spool_commit_s=0.1, spool_after_s=0.1)
         sink = MqttSink(s, tmp_path / "spool.db")
         task = asyncio.create_task(sink.run())
@@ -574,7 +593,7 @@ def test_clock_step_remaps_unsent_codes_in_memory_and_in_the_spool(tmp_path: Pat
         assert sink.counters()["sink_clock_steps"] == 1
         broker.start()
         try:
-            async with Collector(broker, "fsqd/n1/codes") as c:
+            async with Collector(broker, "fsqd/n1/codes", **DURABLE) as c:
                 await c.wait_for(lambda c: len(c.payloads("fsqd/n1/codes")) >= 20)
                 msgs = [json.loads(p) for p in c.payloads("fsqd/n1/codes")]
         finally:

@@ -125,6 +125,15 @@ def test_a_node_whose_state_dir_is_full_delivers_and_never_resends(
 ) -> None:
     """The outage on a full disk, the broker's return, a restart, the next outage."""
     path = small_fs / "spool.sqlite"
+    # A session that outlives the broker's restarts (it persists sessions): it gets every
+    # code the sink sends after the broker returns, however late the test reconnects.
+    durable = {"identifier": "durable-watcher", "clean_session": False}
+
+    async def subscribe() -> None:
+        async with Collector(broker, "fsqd/full1/codes", **durable):
+            pass
+
+    asyncio.run(subscribe())
     broker.stop()
 
     async def main() -> None:
@@ -144,7 +153,7 @@ def test_a_node_whose_state_dir_is_full_delivers_and_never_resends(
         assert c["spool_full"] == 1 and c["spool_errors"] == 0
         assert c["unacked"] <= 3000 and c["lost"] == 0
         broker.start()
-        async with Collector(broker, "fsqd/full1/codes") as got:
+        async with Collector(broker, "fsqd/full1/codes", **durable) as got:
             # Everything left (on disk and in memory) is delivered and deleted from the
             # full disk.
             await until(lambda: sink.counters()["unacked"] == 0)
