@@ -11,8 +11,8 @@ warm-up. Per run it prints:
   the acquisition thread's share (named ``fsqd-acquire`` in /proc/PID/task/*/comm; the
   register emulator runs inside it, so that share is acquisition + emulator);
 - peak RSS (VmHWM) and steady RSS (median VmRSS over the second half of the run);
-- the daemon's own stage histograms (its final ``stats`` message, since start-up):
-  p50 / p99 / max per stage, which say where a run's p99 went.
+- the daemon's own stage histograms (its ``stats`` messages every 10 s, those inside the
+  measured span): median p50 / worst p99 / max per stage, which say where a run's p99 went.
 
 Then the ranges over the runs. The machine is shared: compare ranges, not single runs.
 
@@ -168,11 +168,13 @@ def one_run(args: argparse.Namespace) -> Run:
             time.sleep(args.warmup)
             first = len(sub.latency)
             cpu0, threads0, w0 = cpu_seconds(daemon.pid), thread_cpu(daemon.pid), time.monotonic()
+            wall0 = time.time()
             rss: list[float] = []
             while time.monotonic() - w0 < args.duration:
                 rss.append(rss_mb(daemon.pid))
                 time.sleep(1.0)
             cpu1, threads1, w1 = cpu_seconds(daemon.pid), thread_cpu(daemon.pid), time.monotonic()
+            wall1 = time.time()
             peak = peak_rss_mb(daemon.pid)
             last = len(sub.latency)
             daemon.wait(timeout=60)
@@ -187,7 +189,12 @@ def one_run(args: argparse.Namespace) -> Run:
             broker.wait()
     lat = np.array(sub.latency[first:last]) * 1000
     acq = threads1.get("fsqd-acquire", 0.0) - threads0.get("fsqd-acquire", 0.0)
-    final = sub.stats[-1]["latency_us_total"] if sub.stats else {}
+    # The stats periods (10 s) inside the measured span: where each stage's time went.
+    periods = [
+        m["latency_us"]
+        for m in sub.stats
+        if m["t"] - m["interval_s"] >= wall0 - 1 and m["t"] <= wall1 + 1
+    ]
     return Run(
         p50=float(np.percentile(lat, 50)),
         p99=float(np.percentile(lat, 99)),
@@ -197,7 +204,15 @@ def one_run(args: argparse.Namespace) -> Run:
         acquire_cpu=100 * acq / (w1 - w0),
         peak_rss=peak,
         steady_rss=statistics.median(rss[len(rss) // 2 :]),
-        stages={k: final[k] for k in STAGES if k in final},
+        stages={
+            k: {
+                "p50": statistics.median(p[k]["p50"] for p in periods),
+                "p99": max(p[k]["p99"] for p in periods),
+                "max": max(p[k]["max"] for p in periods),
+            }
+            for k in STAGES
+            if periods and all(k in p for p in periods)
+        },
     )
 
 
@@ -240,7 +255,7 @@ def main() -> int:
             flush=True,
         )
         print(
-            "  stages p50/p99/max ms: "
+            "  stages (10 s periods: median p50 / worst p99 / max, ms): "
             + ", ".join(
                 f"{k} {s['p50'] / 1000:.1f}/{s['p99'] / 1000:.1f}/{s['max'] / 1000:.1f}"
                 for k, s in r.stages.items()

@@ -141,6 +141,20 @@ class SensorReader:
         self._consecutive = 0
         return block
 
+    def maintain(self) -> None:
+        """Catch a FIFO-count edge if one is due (the sample clock's upkeep). Separate from
+        ``poll()`` so that it runs after a burst is handed over: the catch waits for the
+        next sample, up to a period, and a read that a window waits for must not."""
+        now = self.clock.now()
+        if not self.ready or now < self._next_attempt or now < self._next_anchor_at:
+            return
+        try:
+            self._try_anchor()
+        except OSError as e:
+            self._failed(e)
+        finally:
+            self._note_bus_failures()
+
     def _note_bus_failures(self) -> None:
         """Transfers the bus repeated successfully still make the sensor degraded."""
         if self.bus is not None and self.bus.failures != self._bus_failures_seen:
@@ -225,8 +239,6 @@ class SensorReader:
 
     def _burst(self) -> Block | None:
         sc = self.sample_clock
-        if self.clock.now() >= self._next_anchor_at:
-            self._try_anchor()
         # Every transfer that can fail comes before the FIFO drain: once samples are
         # out of the FIFO, nothing may stop them reaching the ring.
         mag_t, mag = self._mag_reading()
