@@ -153,6 +153,9 @@ def one_run(args: argparse.Namespace) -> Run:
             env = {**os.environ, "PYTHONPATH": str(args.root)}
             cmd = [sys.executable, "-m", "fsqd", "run", "--config", str(cfg)]
             cmd += ["--duration", f"{args.duration + args.warmup + 8:g}s"]
+            if args.py_spy:  # sampled from its start; CPU and RSS are py-spy's child's
+                spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--rate", "250"]
+                cmd = [*spy, "-o", str(args.py_spy.resolve()), "--", *cmd]
             daemon = subprocess.Popen(
                 cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=work
             )
@@ -166,16 +169,20 @@ def one_run(args: argparse.Namespace) -> Run:
                 sys.stderr.write(b"".join(err).decode(errors="replace")[-3000:])
                 raise SystemExit("no codes arrived")
             time.sleep(args.warmup)
+            pid = daemon.pid
+            if args.py_spy:  # measure the daemon, not py-spy
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+                pid = int(children[0])
             first = len(sub.latency)
-            cpu0, threads0, w0 = cpu_seconds(daemon.pid), thread_cpu(daemon.pid), time.monotonic()
+            cpu0, threads0, w0 = cpu_seconds(pid), thread_cpu(pid), time.monotonic()
             wall0 = time.time()
             rss: list[float] = []
             while time.monotonic() - w0 < args.duration:
-                rss.append(rss_mb(daemon.pid))
+                rss.append(rss_mb(pid))
                 time.sleep(1.0)
-            cpu1, threads1, w1 = cpu_seconds(daemon.pid), thread_cpu(daemon.pid), time.monotonic()
+            cpu1, threads1, w1 = cpu_seconds(pid), thread_cpu(pid), time.monotonic()
             wall1 = time.time()
-            peak = peak_rss_mb(daemon.pid)
+            peak = peak_rss_mb(pid)
             last = len(sub.latency)
             daemon.wait(timeout=60)
             deadline = time.monotonic() + 5
@@ -234,6 +241,9 @@ def main() -> int:
     ap.add_argument("--driver", default="lsm6dsox")
     ap.add_argument("--root", type=Path, default=ROOT, help="the fsqd tree to measure")
     ap.add_argument("--json", type=Path, help="also write the runs here")
+    ap.add_argument(
+        "--py-spy", type=Path, help="record a flame graph (SVG) of the daemon (one run)"
+    )
     args = ap.parse_args()
 
     poll = "unset" if args.poll_ms is None else f"{args.poll_ms:g} ms"
