@@ -82,3 +82,23 @@ def test_start_up_objects_are_frozen_out_of_the_collectors_walks(tmp_path: Path)
         assert seen and seen[0] > 10_000, seen
     finally:
         gc.unfreeze()
+
+
+def test_the_acquisition_and_emulator_threads_carry_their_names_for_the_kernel() -> None:
+    """/proc/PID/task/*/comm tells their CPU apart from the event loop's (bench_live)."""
+    from waiting import wait_until
+
+    from fsqd.clock import SystemClock
+    from fsqd.imu.acquire.acquisition import open_acquisition
+    from fsqd.testing import one_sensor, sensors_from
+
+    def names() -> set[str]:
+        tasks = Path("/proc/self/task")
+        return {(t / "comm").read_text().strip() for t in tasks.iterdir()}
+
+    acq = open_acquisition(sensors_from(one_sensor(104)), 1, clock=SystemClock())
+    acq.start(lambda: None)
+    try:
+        wait_until(lambda: {"fsqd-acquire", "fsqd-emulator"} <= names(), what="thread names")
+    finally:
+        acq.stop()

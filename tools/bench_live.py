@@ -7,9 +7,11 @@ warm-up. Per run it prints:
 
 - end-to-end latency as a subscriber sees it (receive time - the message's ``t_end``, the
   wall time of the window's last sample): p50 / p99 / max;
-- the daemon's CPU in % of one core (user + system from /proc/PID/stat, after warm-up), and
-  the acquisition thread's share (named ``fsqd-acquire`` in /proc/PID/task/*/comm; the
-  register emulator runs inside it, so that share is acquisition + emulator);
+- the daemon's CPU in % of one core (user + system from /proc/PID/stat, after warm-up),
+  split by thread name (/proc/PID/task/*/comm): ``fsqd-emulator`` (the emulated chip's
+  simulation, ahead of time), ``fsqd-acquire`` (the acquisition thread, with the register
+  emulator's answers to its transfers inside), and the rest (the daemon proper: event loop,
+  inference, MQTT);
 - peak RSS (VmHWM) and steady RSS (median VmRSS over the second half of the run);
 - the daemon's own stage histograms (its ``stats`` messages every 10 s, those inside the
   measured span): median p50 / worst p99 / max per stage, which say where a run's p99 went.
@@ -133,9 +135,15 @@ class Run:
     codes: int
     cpu: float
     acquire_cpu: float
+    emulator_cpu: float
     peak_rss: float
     steady_rss: float
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def proper(self) -> float:
+        """The daemon without the emulated chip and the acquisition thread."""
+        return self.cpu - self.acquire_cpu - self.emulator_cpu
 
 
 def one_run(args: argparse.Namespace) -> Run:
@@ -196,6 +204,7 @@ def one_run(args: argparse.Namespace) -> Run:
             broker.wait()
     lat = np.array(sub.latency[first:last]) * 1000
     acq = threads1.get("fsqd-acquire", 0.0) - threads0.get("fsqd-acquire", 0.0)
+    emu = threads1.get("fsqd-emulator", 0.0) - threads0.get("fsqd-emulator", 0.0)
     # The stats periods (10 s) inside the measured span: where each stage's time went.
     periods = [
         m["latency_us"]
@@ -209,6 +218,7 @@ def one_run(args: argparse.Namespace) -> Run:
         codes=len(lat),
         cpu=100 * (cpu1 - cpu0) / (w1 - w0),
         acquire_cpu=100 * acq / (w1 - w0),
+        emulator_cpu=100 * emu / (w1 - w0),
         peak_rss=peak,
         steady_rss=statistics.median(rss[len(rss) // 2 :]),
         stages={
@@ -259,8 +269,8 @@ def main() -> int:
         print(
             f"run {i + 1}: {r.codes} codes, e2e p50 {r.p50:.1f} p99 {r.p99:.1f} "
             f"max {r.max:.1f} ms; "
-            f"CPU {r.cpu:.2f} % (acquisition+emulator {r.acquire_cpu:.2f} %, "
-            f"rest {r.cpu - r.acquire_cpu:.2f} %); RSS peak {r.peak_rss:.0f} steady "
+            f"CPU {r.cpu:.2f} % (emulator {r.emulator_cpu:.2f}, acquisition {r.acquire_cpu:.2f}, "
+            f"daemon proper {r.proper:.2f} %); RSS peak {r.peak_rss:.0f} steady "
             f"{r.steady_rss:.0f} MB; load {os.getloadavg()[0]:.2f}",
             flush=True,
         )
@@ -276,8 +286,9 @@ def main() -> int:
         f"ranges over {len(runs)} runs: e2e p50 {span([r.p50 for r in runs])}, "
         f"p99 {span([r.p99 for r in runs])}, max {span([r.max for r in runs])} ms; "
         f"CPU {span([r.cpu for r in runs], '.2f')} % "
-        f"(acquisition+emulator {span([r.acquire_cpu for r in runs], '.2f')} %, "
-        f"rest {span([r.cpu - r.acquire_cpu for r in runs], '.2f')} %); "
+        f"(emulator {span([r.emulator_cpu for r in runs], '.2f')}, "
+        f"acquisition {span([r.acquire_cpu for r in runs], '.2f')}, "
+        f"daemon proper {span([r.proper for r in runs], '.2f')} %); "
         f"RSS peak {span([r.peak_rss for r in runs], '.0f')}, "
         f"steady {span([r.steady_rss for r in runs], '.0f')} MB"
     )

@@ -16,7 +16,6 @@ Bus trouble never ends the thread: it shows in ``status()`` as a state and count
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import math
 import threading
@@ -36,6 +35,7 @@ from fsqd.imu.acquire.reader import Block, SensorReader
 from fsqd.imu.acquire.ring import SampleRing
 from fsqd.imu.bus import I2CBus, RetryingBus, open_bus
 from fsqd.imu.driver import ImuSettings, get_spec, make_imu, make_mag
+from fsqd.osthread import name_os_thread
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +44,6 @@ RING_SECONDS = 30.0  # how far the consumer may fall behind before samples are o
 WANT_MARGIN_S = 0.5e-3  # read this long after the sample a window waits for is due
 WANT_RETRY_S = 1e-3  # a wanted read that did not complete the window: again this much later
 WANT_RETRIES = 4  # .. doubling each time, then the periodic reads take over
-PR_SET_NAME = 15  # prctl(2)
 
 
 class SensorState(StrEnum):
@@ -128,7 +127,7 @@ class Acquisition:
         self._thread.start()
 
     def _run(self) -> None:
-        _name_os_thread("fsqd-acquire")
+        name_os_thread("fsqd-acquire")
         log.info("acquisition started", sensors=[r.name for r in self.readers])
         while not self._stop.is_set():
             try:
@@ -283,16 +282,6 @@ class Acquisition:
 
 def _nothing() -> None:
     pass
-
-
-def _name_os_thread(name: str) -> None:
-    """Give the calling thread its name in /proc/PID/task/*/comm (top -H, ps -L): its CPU
-    can then be told from the event loop's. Linux only; elsewhere nothing happens."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _settings(s: SensorConfig) -> ImuSettings:
