@@ -162,7 +162,14 @@ def one_run(args: argparse.Namespace) -> Run:
             cmd = [sys.executable, "-m", "fsqd", "run", "--config", str(cfg)]
             cmd += ["--duration", f"{args.duration + args.warmup + 8:g}s"]
             if args.py_spy:  # sampled from its start; CPU and RSS are py-spy's child's
-                spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--rate", "250"]
+                spy = [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--gil",
+                    "--rate",
+                    "250",
+                    *(["--format", "raw"] if args.py_spy.suffix == ".txt" else []),
+                ]
                 cmd = [*spy, "-o", str(args.py_spy.resolve()), "--", *cmd]
             daemon = subprocess.Popen(
                 cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=work
@@ -252,7 +259,10 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=ROOT, help="the fsqd tree to measure")
     ap.add_argument("--json", type=Path, help="also write the runs here")
     ap.add_argument(
-        "--py-spy", type=Path, help="record a flame graph (SVG) of the daemon (one run)"
+        "--py-spy",
+        type=Path,
+        help="record a flame graph of the daemon, threads holding the GIL (SVG; .txt: "
+        "collapsed stacks)",
     )
     args = ap.parse_args()
 

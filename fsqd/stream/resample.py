@@ -225,7 +225,12 @@ class Resampler:
             frac = (tq - t[j]) / (t[j + 1] - t[j])
         frac = np.where(np.isfinite(frac), frac, 0.0)  # at a held end sample: exactly it
         y = np.empty((len(tq), x.shape[1]), np.float32)
-        windows = sliding_window_view(x, len(self._offsets), axis=0)  # (n - 2K + 1, C, 2K)
+        if self.kernel == "linear":
+            # The two inputs around each output: the table's rows would give the same
+            # weights, at the cost of the gathers and the blend between two rows.
+            f = frac[:, None]
+            y[:] = x[j] * (1.0 - f) + x[j + 1] * f
+            return self._keep(t, x, j, tq, y)
         step = max(1, WORK_VALUES // (len(self._offsets) * (x.shape[1] + 1)))
         for a in range(0, len(tq), step):
             b = min(len(tq), a + step)
@@ -241,8 +246,20 @@ class Resampler:
                     acc += weights[:, q : q + 1] * x[j[a:b] + off]
                 y[a:b] = acc
             else:  # long filters: gather the (m, C, 2K) taps once, one einsum
+                windows = sliding_window_view(x, len(self._offsets), axis=0)  # (n-2K+1, C, 2K)
                 taps = windows[j[a:b] - (self._k - 1)].astype(np.float64)
                 y[a:b] = np.einsum("mck,mk->mc", taps, weights)
+        return self._keep(t, x, j, tq, y)
+
+    def _keep(
+        self,
+        t: npt.NDArray[np.float64],
+        x: npt.NDArray[np.float32],
+        j: npt.NDArray[np.intp],
+        tq: npt.NDArray[np.float64],
+        y: npt.NDArray[np.float32],
+    ) -> SampleChunk:
+        """Trim the buffer to what later outputs need; the outputs as a chunk."""
         keep = max(0, int(j[-1]) - self._k + 1)
         self._t, self._x = t[keep:].copy(), x[keep:].copy()
         fresh, self._fresh_out = self._fresh_out, False
