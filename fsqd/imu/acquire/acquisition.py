@@ -206,7 +206,7 @@ class Acquisition:
         ``final``: no bus I/O, only hand over what the readers hold (at stop)."""
         with self._step_lock:
             # Bus I/O (which a hung bus can stretch to seconds) outside _lock.
-            blocks = [r.flush() if final else r.poll() for r in self.readers]
+            blocks = [r.flush() if final else r.poll(anchor=False) for r in self.readers]
             with self._lock:
                 written = self._hand_over(blocks)
         if written:

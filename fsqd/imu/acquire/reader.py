@@ -126,12 +126,16 @@ class SensorReader:
 
     # -- the step --
 
-    def poll(self) -> Block | None:
+    def poll(self, *, anchor: bool = True) -> Block | None:
+        """One burst. ``anchor=False``: leave a due edge catch to ``maintain()``, to run
+        once the burst's samples are handed over (the acquisition thread does)."""
         if self.clock.now() < self._next_attempt:
             return None
         try:
             if not self.ready:
                 self._init()
+            if anchor and self.clock.now() >= self._next_anchor_at:
+                self._try_anchor()
             block = self._burst()
         except OSError as e:
             self._failed(e)
@@ -142,9 +146,9 @@ class SensorReader:
         return block
 
     def maintain(self) -> None:
-        """Catch a FIFO-count edge if one is due (the sample clock's upkeep). Separate from
-        ``poll()`` so that it runs after a burst is handed over: the catch waits for the
-        next sample, up to a period, and a read that a window waits for must not."""
+        """Catch a FIFO-count edge if one is due (the sample clock's upkeep), apart from
+        ``poll(anchor=False)`` so that it runs after a burst is handed over: the catch waits
+        for the next sample, up to a period, and a read that a window waits for must not."""
         now = self.clock.now()
         if not self.ready or now < self._next_attempt or now < self._next_anchor_at:
             return
