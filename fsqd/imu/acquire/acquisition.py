@@ -107,6 +107,7 @@ class Acquisition:
         # between as long as the smallest FIFO keeps half its room.
         self._nudge = threading.Event()
         self._wanted_at = float("inf")  # monotonic time of the next wanted read
+        self._want_lock = threading.Lock()  # a hint and the thread's verdict on a read
         self._wanted_t = float("inf")  # stamp (UNIX) of the sample that read waits for
         self._delivered_t = -float("inf")  # newest stamp written to the ring (UNIX)
         self._retries = 0
@@ -135,8 +136,7 @@ class Acquisition:
             except Exception:  # a bug must not kill the thread silently: log and go on
                 log.exception("acquisition step failed")
             done = self.clock.now()
-            if self._wanted_at <= done:
-                self._served(done)
+            self._served(done)
             self._pause_until(done)
         log.info("acquisition stopped")
 
@@ -170,28 +170,33 @@ class Acquisition:
         Until the clock is locked, the periodic reads go on."""
         sc = self.readers[0].sample_clock
         offset, period = sc.offset, sc.period
-        self._retries = 0
         if offset is None:
             return
         steps = (t_end + every_s - self.clock.epoch_offset - offset) / period
         k = round(steps) if after == 0 else math.floor(steps + 1e-6) + after
-        self._wanted_t = offset + k * period + self.clock.epoch_offset
-        self._wanted_at = offset + k * period + WANT_MARGIN_S
+        with self._want_lock:
+            self._retries = 0
+            self._wanted_t = offset + k * period + self.clock.epoch_offset
+            self._wanted_at = offset + k * period + WANT_MARGIN_S
         self._nudge.set()
 
     def _served(self, done: float) -> None:
         """After a wanted read: done if it brought the sample waited for (the window's
         next hint comes from the consumer); else the sample is a little late: again soon
-        (a few times, backing off), then the periodic reads take over."""
-        if self._delivered_t >= self._wanted_t - 0.5 / self.nominal_rate_hz:
-            self._wanted_at = float("inf")
-            return
-        self._retries += 1
-        self._wanted_at = (
-            done + WANT_RETRY_S * 2 ** (self._retries - 1)
-            if self._retries <= WANT_RETRIES
-            else float("inf")
-        )
+        (a few times, backing off), then the periodic reads take over. Under the lock a
+        hint that came meanwhile is never overwritten."""
+        with self._want_lock:
+            if self._wanted_at > done:  # not due yet, or a new hint came in the meantime
+                return
+            if self._delivered_t >= self._wanted_t - 0.5 / self.nominal_rate_hz:
+                self._wanted_at = float("inf")
+                return
+            self._retries += 1
+            self._wanted_at = (
+                done + WANT_RETRY_S * 2 ** (self._retries - 1)
+                if self._retries <= WANT_RETRIES
+                else float("inf")
+            )
 
     def maintain(self) -> None:
         """The edge catches that are due (sample-clock upkeep), after the reads they used
