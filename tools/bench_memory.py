@@ -1,17 +1,18 @@
-"""The daemon's memory over a long run: RSS every 30 s, a broker outage, a fitted slope.
+"""The daemon's memory over a long run: RSS every 30 s, broker outages, a fitted slope.
 
 Runs ``python -m fsqd run`` (emulated LSM6DSOX at 104 Hz -> 100 Hz, hop 10) against a
 Mosquitto this script starts on a free loopback port, for ``--minutes``, with a subscriber
-on the codes. Phases: the broker up; from ``--outage-at`` for ``--outage-min`` minutes the
-broker stopped (codes go to the spool, paho's queue and the reconnect loop run), then up
-again (the spool drains). The stats period is ``--stats-s``. Every ``--every`` seconds
-it samples VmRSS, VmHWM, threads and open fds from /proc and prints a line; at the end,
-the least-squares slope of RSS in MB/hour over the samples after ``--settle-min``.
+on the codes. Phases: the broker up; from each ``--outage-at`` minute (repeat the option
+for several) for ``--outage-min`` minutes the broker stopped (codes go to the spool,
+paho's queue and the reconnect loop run), then up again (the spool drains). The stats
+period is ``--stats-s``. Every ``--every`` seconds it samples VmRSS, VmHWM, threads and
+open fds from /proc and prints a line; at the end, the least-squares slope of RSS in
+MB/hour over the samples after ``--settle-min``.
 
 ``--tracemalloc N``: the daemon runs with tracemalloc (N frames) and writes the top
 differences between a snapshot at ``--settle-min`` and one at the end to
-``--trace-out`` (tracemalloc sees Python allocations only: onnxruntime's and numpy's own
-arenas show in RSS, not there; ``--arena off`` runs onnxruntime without its CPU arena).
+``--trace-out`` (tracemalloc sees Python allocations only: onnxruntime's and glibc's own
+arenas show in RSS, not there). The environment passes through, e.g. ``MALLOC_ARENA_MAX=2``.
 
     PYTHONPATH=$PWD python tools/bench_memory.py --minutes 20 --outage-at 12 --outage-min 3
 """
@@ -77,7 +78,9 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     ap.add_argument("--settle-min", type=float, default=10.0, help="slope from here on")
-    ap.add_argument("--outage-at", type=float, default=None, help="minute the broker stops")
+    ap.add_argument(
+        "--outage-at", type=float, action="append", default=[], help="minute the broker stops"
+    )
     ap.add_argument("--outage-min", type=float, default=2.0)
     ap.add_argument("--stats-s", type=float, default=10.0, help="[stats] interval_s")
     ap.add_argument("--tracemalloc", type=int, default=0, help="frames (0: off)")
@@ -109,12 +112,13 @@ def main() -> int:
         phase = "up"
         print("  min  phase   RSS MB  peak MB  threads  fds  codes")
         snapped = False
+        outages, back_at = sorted(args.outage_at), 0.0
         while (m := (time.monotonic() - t0) / 60) < args.minutes and daemon.poll() is None:
-            if args.outage_at is not None and phase == "up" and m >= args.outage_at:
+            if phase != "outage" and outages and m >= outages[0]:
                 broker.terminate()
                 broker.wait()
-                phase = "outage"
-            elif phase == "outage" and m >= args.outage_at + args.outage_min:  # type: ignore[operator]
+                phase, back_at = "outage", outages.pop(0) + args.outage_min
+            elif phase == "outage" and m >= back_at:
                 broker = restart_broker(work, port)
                 phase = "up again"
             if args.tracemalloc and not snapped and m >= args.settle_min:
