@@ -22,10 +22,16 @@ from waiting import wait_until
 from fsqd.chunk import SampleChunk
 from fsqd.clock import SystemClock
 from fsqd.errors import ConfigError
-from fsqd.imu.acquire.acquisition import SensorState, SensorStatus, open_acquisition
+from fsqd.imu.acquire.acquisition import (
+    WANT_MARGIN_S,
+    SensorState,
+    SensorStatus,
+    open_acquisition,
+)
 from fsqd.imu.emulated import EmulatedBus
 from fsqd.imu.emulated.lsm6dsox import Lsm6dsoxChip
-from fsqd.testing import JitteryClock, Rig, one_sensor, rig, sensors_from
+from fsqd.stream.resample import Resampler
+from fsqd.testing import JitteryClock, ManualClock, Rig, one_sensor, rig, sensors_from
 
 
 def check_no_loss(r: Rig, tolerance_s: float = 1e-3) -> None:
@@ -507,26 +513,63 @@ def test_status_and_read_never_wait_on_a_hung_bus() -> None:
         acq.stop()
 
 
-def test_reads_follow_the_window_cadence_when_the_consumer_gives_it() -> None:
+def test_reads_come_when_the_sample_that_completes_the_next_window_is_due() -> None:
     text = one_sensor(104).replace("[sensor.emulated]", "poll_ms = 20\n[sensor.emulated]")
     r = rig(text)
     r.run(1.0)
     acq, now = r.acq, r.clock.now()
     assert acq.next_read_at(now) == pytest.approx(now + 0.02)  # no hint: periodic
+    sc = acq.readers[0].sample_clock
     newest = float(r.chunks[-1].t[-1])
-    # A window ended 0.25 s of look-ahead before the newest sample; the next ends 0.1 s on.
-    acq.want(newest - 0.25, 0.1)
-    due = newest - 0.25 + 0.1 + 0.25 + 0.5e-3 - r.clock.epoch_offset
-    assert acq.next_read_at(now) == pytest.approx(due)  # past 2 periodic reads: skipped
-    # The look-ahead is the smallest lag seen: a later hint measured late does not grow it.
-    acq.want(newest - 0.3, 0.1)
-    assert acq.next_read_at(now) == pytest.approx(due - 0.05)
+    # A window ended on a grid time between two samples; the next ends 0.1 s later.
+    grid = newest - 0.0537
+    after_grid = (grid + 0.1 - r.clock.epoch_offset - sc.expected(0)) / sc.period
+    k = int(np.floor(after_grid)) + 1  # the first sample stamped after the next grid time
+    for after, sample in ((1, k), (2, k + 1), (0, round(after_grid))):
+        acq.want(grid, 0.1, after)
+        due = sc.expected(sample) + WANT_MARGIN_S
+        assert acq.next_read_at(now) == pytest.approx(due, abs=1e-9), after
     # Past half the FIFO's room, the periodic read comes first (LSM6DSOX: 512 at 104 Hz).
     acq.want(newest + 5.0, 0.1)
     assert acq.next_read_at(now) == pytest.approx(now + 0.02)
-    # Every 8th read probes a period earlier, in case the look-ahead is smaller.
-    for _ in range(4):
-        acq.want(newest - 0.3, 0.1)
-        assert acq.next_read_at(now) == pytest.approx(due - 0.05)
-    acq.want(newest - 0.3, 0.1)
-    assert acq.next_read_at(now) == pytest.approx(due - 0.05 - 1 / 104)
+
+
+@pytest.mark.parametrize("after", [1, 2])
+def test_a_window_is_read_within_a_millisecond_of_the_sample_that_completes_it(
+    after: int,
+) -> None:
+    """The consumer's loop on a manual clock (the thread's, step by step): a resampler at
+    104 -> 100 Hz waiting for ``after`` samples past each output, windows of 100 every 10.
+    Each window must reach the consumer within the read margin of the sample that
+    completes it, also when the sample clock's edge catch (once a second, a spin of up to
+    a period) falls due at that read: it comes after the hand-over, not before."""
+    r = rig(one_sensor(104))
+    acq, clock = r.acq, r.clock
+    assert isinstance(clock, ManualClock)
+    resampler = Resampler(104.0, 100.0, half_taps=after, stop_db=30.0)
+    outputs: list[float] = []
+    stamps: list[float] = []
+    late: list[float] = []
+    woke: list[float] = []  # when the thread handed samples over (wake())
+    acq._wake = lambda: woke.append(clock.now())
+    windows = 0
+    end = clock.now() + 12.0
+    while clock.now() < end:
+        acq.step()
+        now = woke[-1] if woke else clock.now()
+        for chunk in acq.read():
+            stamps += chunk.t.tolist()
+            for piece in resampler.push(chunk):
+                outputs += piece.t.tolist()
+        while len(outputs) >= 100 + 10 * windows:
+            t_end = outputs[99 + 10 * windows]
+            windows += 1
+            if windows > 20:  # the clock has its tight anchors by now
+                i = int(np.searchsorted(stamps, t_end, side="right")) + after - 1
+                late.append(now + clock.epoch_offset - stamps[i])
+            acq.want(t_end, 0.1, after)
+        done = clock.now()
+        acq._served(done)
+        clock.sleep(max(0.0, acq.next_read_at(done) - done))
+    assert windows > 100 and len(late) > 80
+    assert max(late) < WANT_MARGIN_S + 1e-3, f"worst {max(late) * 1e3:.2f} ms"

@@ -45,6 +45,7 @@ CORE = (
     "fsqd.metrics",
     "fsqd.hdrhistogram",
     "fsqd.tomlcheck",
+    "fsqd.osthread",
 )
 STAGES = (
     "fsqd.imu",

@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+from invensensekit import acquisition
 from scipy import signal
 
 from fsqd.chunk import SampleChunk
@@ -231,3 +232,73 @@ def test_window_stream_takes_the_short_kernel_only_for_live_data_at_close_rates(
     assert k(100.0, low_latency=True) == LOW_LATENCY_HALF_TAPS
     assert k(104.0) == design(104.0, 100.0).half_taps  # replay: the full anti-alias filter
     assert k(208.0, low_latency=True) == design(208.0, 100.0).half_taps  # real decimation
+
+
+def test_the_linear_kernel_is_linear_interpolation_whatever_the_chunks() -> None:
+    """Against numpy's own interpolation, on jittered stamps of a clock 3.7 % fast."""
+    rng = np.random.default_rng(7)
+    n = 2000
+    t = 1000.0 + np.cumsum(np.full(n, 1 / 103.7) + rng.normal(0, 2e-5, n))
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    r = Resampler(104.0, 100.0, kernel="linear")
+    assert r.design.half_taps == 1
+    cuts = np.sort(rng.choice(np.arange(1, n), 150, replace=False))
+    pieces = [
+        SampleChunk(a, b, i == 0)
+        for i, (a, b) in enumerate(zip(np.split(t, cuts), np.split(x, cuts), strict=True))
+    ]
+    tt, y, _ = run(r, pieces)
+    tt1, y1, _ = run(Resampler(104.0, 100.0, kernel="linear"), [SampleChunk(t, x, True)])
+    assert tt.tobytes() == tt1.tobytes() and y.tobytes() == y1.tobytes()
+    assert np.allclose(np.diff(tt), 0.01) and tt[0] == t[0]
+    want = np.stack([np.interp(tt, t, x[:, c].astype(np.float64)) for c in range(3)], axis=1)
+    np.testing.assert_allclose(y, want, atol=2e-6)
+
+
+def test_the_linear_kernel_waits_for_one_sample_past_an_output() -> None:
+    linear = emission_delay_s(Resampler(104.0, 100.0, kernel="linear"), 104.0)
+    assert linear <= 1 / 104.0 + 1e-9
+    assert emission_delay_s(low_latency(104.0), 104.0) > 1 / 104.0 + 1e-3
+
+
+def test_rejects_an_unknown_kernel() -> None:
+    with pytest.raises(ConfigError, match="kernel must be 'sinc' or 'linear'"):
+        Resampler(104.0, 100.0, kernel="cubic")  # type: ignore[arg-type]
+
+
+def test_live_data_is_interpolated_linearly_only_when_the_chip_filtered_it(
+    pkg_d2: ModelPackage,
+) -> None:
+    """Linear needs a rate within 5 % of the model's and the chip's own low-pass below the
+    model's Nyquist frequency (nothing left to fold); else the 4-tap or the full kernel."""
+
+    def kernel(rate: float, band: float | None, **kw: bool) -> tuple[str, int] | None:
+        r = WindowStream(pkg_d2, rate, track_clock=True, band_limit_hz=band, **kw).resampler
+        return None if r is None else (r.kernel, r.design.half_taps)
+
+    short = ("sinc", LOW_LATENCY_HALF_TAPS)
+    assert kernel(104.0, 33.0, low_latency=True) == ("linear", 1)
+    assert kernel(102.27, 44.8, low_latency=True) == ("linear", 1)
+    assert kernel(104.0, 51.2, low_latency=True) == short  # the chip lets 50-52 Hz through
+    assert kernel(104.0, None, low_latency=True) == short  # not known
+    assert kernel(108.0, 33.0, low_latency=True) == short  # 8 % off: the 4-tap kernel
+    assert kernel(104.0, 33.0) == ("sinc", design(104.0, 100.0).half_taps)  # replay
+    assert kernel(208.0, 33.0, low_latency=True) == ("sinc", design(208.0, 100.0).half_taps)
+    stream = WindowStream(pkg_d2, 104.0, track_clock=True, low_latency=True, band_limit_hz=33.0)
+    assert stream.look_ahead == 1
+    assert WindowStream(pkg_d2, 100.0).look_ahead == 0  # no resampling
+
+
+@pytest.mark.parametrize(
+    ("driver", "address", "rate", "band"),
+    [
+        ("lsm6dsox", 0x6A, 104, 0.317 * 6667 / 64),  # accel LPF2 26 Hz, gyro 33 Hz
+        ("mpu6500", 0x68, 100, 44.8),  # DLPF: gyro 41 Hz, accel 44.8 Hz
+        ("icm20948", 0x69, 100, 51.2),  # DLPF at 102.27 Hz: gyro 51.2 Hz, accel 50.4 Hz
+    ],
+)
+def test_an_acquisition_reports_its_chips_own_low_pass(
+    driver: str, address: int, rate: float, band: float
+) -> None:
+    run = acquisition(driver, address, rate)
+    assert run.acq.bandwidth_hz == pytest.approx(band, rel=1e-3)

@@ -9,7 +9,11 @@ the I2C controller and kernel do on a Pi) is measured per call with
 reported as "emulator" and subtracted for the acquisition's own share (thread and
 consumer).
 
+``--hop N`` makes the consumer act like the daemon's: windows of 100 samples every N on a
+100 Hz grid, each followed by ``want()`` for the next (reads timed to window completion).
+
     PYTHONPATH=. python tools/bench_acquire.py [--seconds 10] [--rates 104,833,1666]
+    PYTHONPATH=. python tools/bench_acquire.py --rates 104 --hop 10 --seconds 60
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def _timed_feeder(chip: Any, spent: list[float]) -> None:
     chip._feed = feed
 
 
-def run(rate: int, seconds: float) -> dict[str, float]:
+def run(rate: int, seconds: float, hop: int = 0) -> dict[str, float]:
     table = {
         "sensor": [
             {
@@ -90,10 +94,17 @@ def run(rate: int, seconds: float) -> dict[str, float]:
     cpu0 = time.process_time()
     wall0 = time.monotonic()
     acq.start(woke.set)
+    t_end = None  # the next window's end on a 100 Hz grid (hop > 0)
     while time.monotonic() - wall0 < seconds:
         woke.wait(0.5)
         woke.clear()
-        samples += sum(len(c) for c in acq.read())
+        for c in acq.read():
+            samples += len(c)
+            if hop and len(c):
+                t_end = float(c.t[0]) + 0.99 if t_end is None else t_end
+                while float(c.t[-1]) > t_end:  # that window is complete: hint the next
+                    acq.want(t_end, hop / 100, 1)
+                    t_end += hop / 100
     acq.stop()
     time.sleep(0.2)  # the feeder threads notice the chips stopped and end
     cpu = time.process_time() - cpu0
@@ -115,6 +126,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rates", default="104,833,1666")
+    ap.add_argument("--hop", type=int, default=0, help="act like the daemon's consumer")
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     print(
@@ -122,7 +134,7 @@ def main() -> None:
         f"{'emulator':>9} {'acquisition %core':>18}"
     )
     for rate in (int(r) for r in args.rates.split(",")):
-        r = run(rate, args.seconds)
+        r = run(rate, args.seconds, args.hop)
         print(
             f"{r['rate']:>7} {r['measured_hz']:>9.2f} {r['samples']:>8} {r['lost']:>5} "
             f"{100 * r['cpu_per_s']:>11.2f}% {100 * r['emulator_per_s']:>8.2f}% "

@@ -76,6 +76,9 @@ class ImuDriver(Protocol):
     odr_hz: float  # the output data rate chosen (nominal)
     rate_hint_hz: float  # best prior guess of the true rate (factory trim), else odr_hz
     fifo_capacity: int  # complete samples the FIFO holds before it overruns
+    # -3 dB bandwidth (Hz) of the chip's own low-pass filters as configured, the widest of
+    # accelerometer and gyroscope: what is left above it to alias when resampling.
+    bandwidth_hz: float
     has_mag: bool  # magnetometer columns come from this driver (FIFO or FifoRead.mag)
 
     def init(self) -> None:

@@ -79,9 +79,11 @@ class GapSplitter:
         gaps = np.flatnonzero(steps > self.max_step)
         self.gaps += len(gaps)
         self.gap_seconds += float((steps[gaps] - self.period).sum())
-        cuts = np.union1d(gaps, bad)
         self._last = float(t[-1])
         self._seen += n
+        if not gaps.size and not bad.size:  # the usual chunk: one piece, as it came
+            return [chunk if chunk.new_segment == fresh else SampleChunk(t, chunk.x, fresh)]
+        cuts = np.union1d(gaps, bad)
         edges = [0, *cuts.tolist(), n]
         return [
             SampleChunk(t[a:b], chunk.x[a:b], new_segment=fresh or i > 0)

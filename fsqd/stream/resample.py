@@ -7,12 +7,17 @@ sinc (Kaiser) interpolation of the 2K input samples around that place: a low-pas
 stop band starts at the lower of the two Nyquist frequencies, so downsampling does not fold
 a 95 Hz vibration onto 5 Hz. The kernel is tabulated once per rate pair at ``PHASES``
 fractional offsets; run time is one gather and one weighted sum per output sample.
+
+``kernel="linear"`` (live data from a chip whose own digital low-pass already removed the
+band that would fold, at a rate within a few percent of the model's) interpolates between
+the two inputs around each output instead: it waits for one input past an output, not K.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +79,15 @@ def design(
     return FilterDesign(in_rate_hz, out_rate_hz, pass_, stop, a, k, beta)
 
 
+Kernel = Literal["sinc", "linear"]
+
+
+def linear_table(phases: int = PHASES) -> npt.NDArray[np.float64]:
+    """Weights (phases + 1, 2) of linear interpolation: row p is (1 - p/phases, p/phases)."""
+    frac = np.arange(phases + 1, dtype=np.float64) / phases
+    return np.stack([1.0 - frac, frac], axis=1)
+
+
 def kernel_table(d: FilterDesign, phases: int = PHASES) -> npt.NDArray[np.float64]:
     """Weights (phases + 1, 2K): row p for an output p/phases of a period after input j,
     column q for input j - K + 1 + q; each row sums to 1 (DC passes exactly)."""
@@ -95,6 +109,8 @@ class Resampler:
     ``flush()``) first finishes the previous one, holding its last sample for the missing
     right-hand taps, as the first sample is held for the left-hand taps of a segment's start.
     The same input gives the same output bit for bit, however it is cut into chunks.
+    ``kernel="linear"``: K = 1, the two inputs around each output (no anti-alias filter:
+    the input must already be band-limited below the lower Nyquist frequency).
     """
 
     def __init__(
@@ -106,6 +122,7 @@ class Resampler:
         drift: float = 0.05,
         max_step_periods: float = 2.5,
         half_taps: int | None = None,
+        kernel: Kernel = "sinc",
     ) -> None:
         for name, rate in (("input", in_rate_hz), ("output", out_rate_hz)):
             if not (math.isfinite(rate) and rate > 0):
@@ -120,10 +137,18 @@ class Resampler:
         self.out_rate = out_rate_hz
         if half_taps is not None and half_taps < 1:
             raise ConfigError(f"resampler half_taps must be >= 1, got {half_taps}")
+        if kernel not in ("sinc", "linear"):
+            raise ConfigError(f"resampler kernel must be 'sinc' or 'linear', got {kernel!r}")
+        self.kernel: Kernel = kernel
+        linear = kernel == "linear"
         self.design = design(
-            in_rate_hz, out_rate_hz, stop_db=stop_db, drift=drift, half_taps=half_taps
+            in_rate_hz,
+            out_rate_hz,
+            stop_db=stop_db,
+            drift=drift,
+            half_taps=1 if linear else half_taps,
         )
-        self._table = kernel_table(self.design)
+        self._table = linear_table() if linear else kernel_table(self.design)
         self._k = self.design.half_taps
         self._offsets = np.arange(-self._k + 1, self._k + 1)
         # Bound on outputs per input sample inside a segment (gaps are split upstream).
@@ -200,7 +225,12 @@ class Resampler:
             frac = (tq - t[j]) / (t[j + 1] - t[j])
         frac = np.where(np.isfinite(frac), frac, 0.0)  # at a held end sample: exactly it
         y = np.empty((len(tq), x.shape[1]), np.float32)
-        windows = sliding_window_view(x, len(self._offsets), axis=0)  # (n - 2K + 1, C, 2K)
+        if self.kernel == "linear":
+            # The two inputs around each output: the table's rows would give the same
+            # weights, at the cost of the gathers and the blend between two rows.
+            f = frac[:, None]
+            y[:] = x[j] * (1.0 - f) + x[j + 1] * f
+            return self._keep(t, x, j, tq, y)
         step = max(1, WORK_VALUES // (len(self._offsets) * (x.shape[1] + 1)))
         for a in range(0, len(tq), step):
             b = min(len(tq), a + step)
@@ -216,8 +246,20 @@ class Resampler:
                     acc += weights[:, q : q + 1] * x[j[a:b] + off]
                 y[a:b] = acc
             else:  # long filters: gather the (m, C, 2K) taps once, one einsum
+                windows = sliding_window_view(x, len(self._offsets), axis=0)  # (n-2K+1, C, 2K)
                 taps = windows[j[a:b] - (self._k - 1)].astype(np.float64)
                 y[a:b] = np.einsum("mck,mk->mc", taps, weights)
+        return self._keep(t, x, j, tq, y)
+
+    def _keep(
+        self,
+        t: npt.NDArray[np.float64],
+        x: npt.NDArray[np.float32],
+        j: npt.NDArray[np.intp],
+        tq: npt.NDArray[np.float64],
+        y: npt.NDArray[np.float32],
+    ) -> SampleChunk:
+        """Trim the buffer to what later outputs need; the outputs as a chunk."""
         keep = max(0, int(j[-1]) - self._k + 1)
         self._t, self._x = t[keep:].copy(), x[keep:].copy()
         fresh, self._fresh_out = self._fresh_out, False

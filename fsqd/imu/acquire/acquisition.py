@@ -5,18 +5,20 @@ chips fed by the simulator) without touching the hardware; ``start(wake)`` start
 thread, which every ``poll_ms`` drains each sensor's FIFO (``SensorReader``), aligns
 several sensors onto the first one's time grid (``Aligner``), writes the rows into a
 preallocated ``SampleRing`` and calls ``wake()``. A consumer that cuts windows may
-call ``want(t_end, every_s)`` after each: the thread then reads the FIFOs just after
-the sample that completes the next window (low latency) and skips the periodic reads
-in between while the FIFOs have room (fewer wake-ups). The consumer calls ``read()`` (never
-blocks) for every new sample in order. Bus trouble never ends the thread: it shows in
-``status()`` as a state and counters.
+call ``want(t_end, every_s, after)`` after each: the thread then reads the FIFOs when the
+sample that completes the next window is due by the first sensor's fitted sample clock
+(low latency, whatever the poll period) and skips the periodic reads in between while the
+FIFOs have room (fewer wake-ups). The edge catches that keep that clock fitted (a short
+spin on the FIFO count, about once a second) run after a read has been handed over, never
+before it. The consumer calls ``read()`` (never blocks) for every new sample in order.
+Bus trouble never ends the thread: it shows in ``status()`` as a state and counters.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,14 +35,15 @@ from fsqd.imu.acquire.reader import Block, SensorReader
 from fsqd.imu.acquire.ring import SampleRing
 from fsqd.imu.bus import I2CBus, RetryingBus, open_bus
 from fsqd.imu.driver import ImuSettings, get_spec, make_imu, make_mag
+from fsqd.osthread import name_os_thread
 
 log = structlog.get_logger(__name__)
 
 CHANNELS = 9
 RING_SECONDS = 30.0  # how far the consumer may fall behind before samples are overwritten
-WANT_MARGIN_S = 0.5e-3  # read this long after the sample a window waits for is taken
-WANT_RETRIES = 3  # reads a period apart after a wanted read that did not complete a window
-PROBE_EVERY = 8  # every so many windows, read a period earlier than the look-ahead learnt
+WANT_MARGIN_S = 0.5e-3  # read this long after the sample a window waits for is due
+WANT_RETRY_S = 1e-3  # a wanted read that did not complete the window: again this much later
+WANT_RETRIES = 4  # .. doubling each time, then the periodic reads take over
 
 
 class SensorState(StrEnum):
@@ -85,6 +88,9 @@ class Acquisition:
         self.clock = clock
         self.buses = list(buses)
         self.nominal_rate_hz = self.readers[0].nominal_hz
+        # The chips' own low-pass (the widest): a consumer may skip anti-alias filtering
+        # below it (the live resampler's linear kernel).
+        self.bandwidth_hz = max(r.imu.bandwidth_hz for r in self.readers)
         self.channels = devices * CHANNELS
         self.duplicate = len(self.readers) < devices
         self.poll_s = min(r.poll_s for r in self.readers)
@@ -101,10 +107,10 @@ class Acquisition:
         # between as long as the smallest FIFO keeps half its room.
         self._nudge = threading.Event()
         self._wanted_at = float("inf")  # monotonic time of the next wanted read
+        self._want_lock = threading.Lock()  # a hint and the thread's verdict on a read
+        self._wanted_t = float("inf")  # stamp (UNIX) of the sample that read waits for
         self._delivered_t = -float("inf")  # newest stamp written to the ring (UNIX)
-        self._lags: deque[float] = deque(maxlen=64)
         self._retries = 0
-        self._hints = 0
         self._max_wait_s = max(
             self.poll_s, min(r.imu.fifo_capacity / r.imu.odr_hz for r in self.readers) / 2
         )
@@ -122,6 +128,7 @@ class Acquisition:
         self._thread.start()
 
     def _run(self) -> None:
+        name_os_thread("fsqd-acquire")
         log.info("acquisition started", sensors=[r.name for r in self.readers])
         while not self._stop.is_set():
             try:
@@ -129,15 +136,7 @@ class Acquisition:
             except Exception:  # a bug must not kill the thread silently: log and go on
                 log.exception("acquisition step failed")
             done = self.clock.now()
-            if self._wanted_at <= done:
-                # Served. A window it completed brings a new hint at once; if none comes,
-                # the read was early: again a period later (a few times).
-                self._retries += 1
-                self._wanted_at = (
-                    done + 1.0 / self.nominal_rate_hz
-                    if self._retries <= WANT_RETRIES
-                    else float("inf")
-                )
+            self._served(done)
             self._pause_until(done)
         log.info("acquisition stopped")
 
@@ -160,25 +159,51 @@ class Acquisition:
         wanted = self._wanted_at
         return wanted if wanted < last + self._max_wait_s else last + self.poll_s
 
-    def want(self, t_end: float, every_s: float) -> None:
-        """Consumer hint (from any thread): a window just ended with the sample stamped
-        ``t_end`` (UNIX time) and the next ends ``every_s`` of sample time later.
+    def want(self, t_end: float, every_s: float, after: int = 1) -> None:
+        """Consumer hint (from any thread): a window just ended on stream time ``t_end``
+        (UNIX) and the next ends ``every_s`` later; it is complete once ``after`` samples
+        stamped after that time have arrived (the resampler's look-ahead; 0: the sample
+        stamped at that time itself, when there is no resampling).
 
-        The input reaches past a window's end (the resampler looks ahead) by a lag that
-        is learnt: the smallest seen between the newest delivered sample and a window's
-        end (an upper bound: the window was complete by then). Every ``PROBE_EVERY``-th
-        read comes a period earlier than that, so a smaller lag is found too; a read that
-        comes too early is followed by another a period later."""
-        lag = self._delivered_t - t_end
-        if lag >= 0:
-            self._lags.append(lag)
-        self._hints += 1
-        self._retries = 0
-        ahead = min(self._lags) if self._lags else 0.0
-        if self._hints % PROBE_EVERY == 0:
-            ahead = max(0.0, ahead - 1.0 / self.nominal_rate_hz)
-        self._wanted_at = t_end + every_s + ahead + WANT_MARGIN_S - self.clock.epoch_offset
+        The next read is due when that sample is, by the first sensor's fitted sample
+        clock (its stamps come from the same line), plus a margin for the line's error.
+        Until the clock is locked, the periodic reads go on."""
+        sc = self.readers[0].sample_clock
+        offset, period = sc.offset, sc.period
+        if offset is None:
+            return
+        steps = (t_end + every_s - self.clock.epoch_offset - offset) / period
+        k = round(steps) if after == 0 else math.floor(steps + 1e-6) + after
+        with self._want_lock:
+            self._retries = 0
+            self._wanted_t = offset + k * period + self.clock.epoch_offset
+            self._wanted_at = offset + k * period + WANT_MARGIN_S
         self._nudge.set()
+
+    def _served(self, done: float) -> None:
+        """After a wanted read: done if it brought the sample waited for (the window's
+        next hint comes from the consumer); else the sample is a little late: again soon
+        (a few times, backing off), then the periodic reads take over. Under the lock a
+        hint that came meanwhile is never overwritten."""
+        with self._want_lock:
+            if self._wanted_at > done:  # not due yet, or a new hint came in the meantime
+                return
+            if self._delivered_t >= self._wanted_t - 0.5 / self.nominal_rate_hz:
+                self._wanted_at = float("inf")
+                return
+            self._retries += 1
+            self._wanted_at = (
+                done + WANT_RETRY_S * 2 ** (self._retries - 1)
+                if self._retries <= WANT_RETRIES
+                else float("inf")
+            )
+
+    def maintain(self) -> None:
+        """The edge catches that are due (sample-clock upkeep), after the reads they used
+        to hold up by up to a sample period."""
+        with self._step_lock:
+            for r in self.readers:
+                r.maintain()
 
     def step(self, *, final: bool = False) -> int:
         """One round over every sensor; returns the rows written to the ring.
@@ -186,11 +211,13 @@ class Acquisition:
         ``final``: no bus I/O, only hand over what the readers hold (at stop)."""
         with self._step_lock:
             # Bus I/O (which a hung bus can stretch to seconds) outside _lock.
-            blocks = [r.flush() if final else r.poll() for r in self.readers]
+            blocks = [r.flush() if final else r.poll(anchor=False) for r in self.readers]
             with self._lock:
                 written = self._hand_over(blocks)
         if written:
             self._wake()
+        if not final:
+            self.maintain()
         return written
 
     def _hand_over(self, blocks: Sequence[Block | None]) -> int:

@@ -126,12 +126,16 @@ class SensorReader:
 
     # -- the step --
 
-    def poll(self) -> Block | None:
+    def poll(self, *, anchor: bool = True) -> Block | None:
+        """One burst. ``anchor=False``: leave a due edge catch to ``maintain()``, to run
+        once the burst's samples are handed over (the acquisition thread does)."""
         if self.clock.now() < self._next_attempt:
             return None
         try:
             if not self.ready:
                 self._init()
+            if anchor and self.clock.now() >= self._next_anchor_at:
+                self._try_anchor()
             block = self._burst()
         except OSError as e:
             self._failed(e)
@@ -140,6 +144,20 @@ class SensorReader:
             self._note_bus_failures()
         self._consecutive = 0
         return block
+
+    def maintain(self) -> None:
+        """Catch a FIFO-count edge if one is due (the sample clock's upkeep), apart from
+        ``poll(anchor=False)`` so that it runs after a burst is handed over: the catch waits
+        for the next sample, up to a period, and a read that a window waits for must not."""
+        now = self.clock.now()
+        if not self.ready or now < self._next_attempt or now < self._next_anchor_at:
+            return
+        try:
+            self._try_anchor()
+        except OSError as e:
+            self._failed(e)
+        finally:
+            self._note_bus_failures()
 
     def _note_bus_failures(self) -> None:
         """Transfers the bus repeated successfully still make the sensor degraded."""
@@ -225,8 +243,6 @@ class SensorReader:
 
     def _burst(self) -> Block | None:
         sc = self.sample_clock
-        if self.clock.now() >= self._next_anchor_at:
-            self._try_anchor()
         # Every transfer that can fail comes before the FIFO drain: once samples are
         # out of the FIFO, nothing may stop them reaching the ring.
         mag_t, mag = self._mag_reading()

@@ -262,6 +262,7 @@ class InvenSenseDriver:
         self.rate_hint_hz = self.odr_hz
         self.gyro_dlpf, self.gyro_bandwidth_hz = pick_dlpf(self.gyro_dlpf_hz, self.odr_hz)
         self.accel_dlpf, self.accel_bandwidth_hz = pick_dlpf(self.accel_dlpf_hz, self.odr_hz)
+        self.bandwidth_hz = max(self.gyro_bandwidth_hz, self.accel_bandwidth_hz)
         self.ranges = Ranges.choose(settings)
         self.decoder = self._first_decoder()
         self.fifo_capacity = usable_frames(self.fifo_bytes, self.decoder.frame)

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsqd.clock import Clock, SystemClock
+from fsqd.osthread import name_os_thread
 from fsqd.sim.simulator import SimConfig, Simulator
 from fsqd.units import BEHAVIOURS
 
@@ -210,6 +211,7 @@ class EmulatedChip:
         chip's lock: numpy lets go of the GIL in each operation and, behind a busy
         thread, waits up to 5 ms to win it back, so the reading thread must not wait
         for a simulation."""
+        name_os_thread("fsqd-emulator")  # its CPU is the emulator's, not the daemon's
         while True:
             with self._sim_lock:
                 sim = self._sim
