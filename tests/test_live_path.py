@@ -8,14 +8,14 @@ import gc
 import io
 from pathlib import Path
 
-from sim_acquisition import SimAcquisition
 from test_daemon import codes, make_config
 
 from fsqd.daemon import Daemon
 from fsqd.sinks.jsonl import JsonLinesSink
+from fsqd.testing import SimulatedAcquisition
 
 
-class Filtered(SimAcquisition):
+class Filtered(SimulatedAcquisition):
     """A source that says what its chip's own low-pass leaves (as ``Acquisition`` does)."""
 
     def __init__(self, bandwidth_hz: float, **kw: float) -> None:
@@ -23,7 +23,7 @@ class Filtered(SimAcquisition):
         self.bandwidth_hz = bandwidth_hz
 
 
-class Hinted(SimAcquisition):
+class Hinted(SimulatedAcquisition):
     """Keeps the daemon's read hints."""
 
     def __init__(self) -> None:
@@ -34,7 +34,7 @@ class Hinted(SimAcquisition):
         self.hints.append((t_end, every_s, after))
 
 
-def daemon(tmp_path: Path, acq: SimAcquisition, out: io.StringIO, seconds: float) -> Daemon:
+def daemon(tmp_path: Path, acq: SimulatedAcquisition, out: io.StringIO, seconds: float) -> Daemon:
     return Daemon(
         make_config(tmp_path, "[window]\nhop = 10\n"),
         acquisition=acq,
@@ -72,7 +72,7 @@ def test_start_up_objects_are_frozen_out_of_the_collectors_walks(tmp_path: Path)
     gc.unfreeze()
     seen: list[int] = []
 
-    class Probe(SimAcquisition):
+    class Probe(SimulatedAcquisition):
         def start(self, wake: object) -> None:
             seen.append(gc.get_freeze_count())
             super().start(wake)  # type: ignore[arg-type]
