@@ -102,3 +102,17 @@ def test_the_acquisition_and_emulator_threads_carry_their_names_for_the_kernel()
         wait_until(lambda: {"fsqd-acquire", "fsqd-emulator"} <= names(), what="thread names")
     finally:
         acq.stop()
+
+
+def test_the_imu_acquisition_gives_the_daemon_read_hints_and_its_band_limit() -> None:
+    """fsqd.imu's acquisition is what the daemon's optional contracts describe (a simulated
+    source is neither: it is read when it wakes the daemon, through the long kernel)."""
+    from fsqd.daemon.contracts import BandLimited, ReadHints
+    from fsqd.imu.acquire.acquisition import open_acquisition
+    from fsqd.testing import ManualClock, one_sensor, sensors_from
+
+    acq = open_acquisition(sensors_from(one_sensor(104)), 1, clock=ManualClock())
+    assert isinstance(acq, ReadHints) and isinstance(acq, BandLimited)
+    assert 0 < acq.bandwidth_hz < 50  # the LSM6DSOX's LPF2 at 104 Hz
+    sim = SimulatedAcquisition()
+    assert not isinstance(sim, ReadHints) and not isinstance(sim, BandLimited)

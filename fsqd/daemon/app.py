@@ -41,10 +41,12 @@ from fsqd.config.loader import Config
 from fsqd.daemon.clock import WallClock, clock_synced
 from fsqd.daemon.contracts import (
     Acquisition,
+    BandLimited,
     Counters,
     LoggingOverride,
     Notifier,
     NullNotifier,
+    ReadHints,
     new_run_id,
 )
 from fsqd.daemon.reload import Reloading
@@ -116,7 +118,9 @@ class Daemon(Reloading):
             on_backwards="segment",
             track_clock=True,
             low_latency=True,
-            band_limit_hz=getattr(acquisition, "bandwidth_hz", None),
+            band_limit_hz=(
+                acquisition.bandwidth_hz if isinstance(acquisition, BandLimited) else None
+            ),
             on_finding=self._implausible,
         )
         self.messages = CodeMessages(self.run_id, pkg.label, self.pipeline.labels)
@@ -141,8 +145,9 @@ class Daemon(Reloading):
                 correction=lambda: self.clock.correction,
             )
         )
-        # Optional on a source: it reads its FIFOs just after each window completes.
-        self._want: Callable[[float, float, int], None] | None = getattr(acquisition, "want", None)
+        self._want: Callable[[float, float, int], None] | None = (
+            acquisition.want if isinstance(acquisition, ReadHints) else None
+        )
         self._window_every_s = self.hop / pkg.card.sample_rate_hz
         self.counters = Counters()
         self.stats_interval_s = config.stats.interval_s

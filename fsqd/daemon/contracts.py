@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from fsqd.chunk import SampleChunk
 from fsqd.config.logging import LoggingConfig
 
 __all__ = [
     "Acquisition",
+    "BandLimited",
     "Counters",
     "LoggingOverride",
     "Notifier",
     "NullNotifier",
+    "ReadHints",
     "new_run_id",
 ]
 
@@ -35,6 +37,22 @@ class Acquisition(Protocol):
     def read(self) -> list[SampleChunk]: ...
     def status(self) -> Sequence[Any]: ...
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class ReadHints(Protocol):
+    """A source that reads its FIFOs just after each window completes, when told when that
+    is (``fsqd.imu``'s acquisition); others are read when they wake the daemon."""
+
+    def want(self, t_end: float, every_s: float, after: int) -> None: ...
+
+
+@runtime_checkable
+class BandLimited(Protocol):
+    """A source whose chips' own low-pass leaves nothing above ``bandwidth_hz`` (Hz): the
+    live path may then interpolate linearly instead of the band-limited kernel."""
+
+    bandwidth_hz: float
 
 
 class Notifier(Protocol):
