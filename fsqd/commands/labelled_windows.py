@@ -24,8 +24,8 @@ import numpy.typing as npt
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.chunk import SampleChunk
 from fsqd.console import note
-from fsqd.errors import DataError, FsqdError, ModelError, NoInputError
-from fsqd.model.package import ModelPackage
+from fsqd.errors import DataError, FsqdError, ModelError, NoInputError, UsageError
+from fsqd.model.package import ModelPackage, load_package
 from fsqd.pipeline import CodePipeline, WindowStream
 from fsqd.recordings.base import ReadOptions
 from fsqd.recordings.labels import read_labels
@@ -111,6 +111,21 @@ def head_labels(package: ModelPackage) -> tuple[str, ...]:
     if package.card.head is None:
         raise ModelError(f"{package.path}: the model has no head: there are no labels to calibrate")
     return package.card.head.labels
+
+
+def open_labelled(
+    package: Path, files: Sequence[Path], *, plots: bool = False
+) -> tuple[ModelPackage, tuple[str, ...], LabelledWindows]:
+    """The package, its head's labels and the labelled windows of ``files``, after the
+    checks that need no work (data given, matplotlib there when plots are asked for)."""
+    if not files:
+        raise UsageError("give labelled recordings with --data")
+    if plots:
+        from fsqd.commands.calibration_plots import require_matplotlib
+
+        require_matplotlib()
+    pkg = load_package(package)
+    return pkg, head_labels(pkg), load_labelled(pkg, files)
 
 
 def load_labelled(package: ModelPackage, files: Sequence[Path]) -> LabelledWindows:
@@ -237,6 +252,7 @@ __all__ = [
     "LabelledWindows",
     "head_labels",
     "load_labelled",
+    "open_labelled",
     "split_blocks",
     "stretches",
     "strided",

@@ -30,14 +30,13 @@ from fsqd.commands.labelled_windows import (
     BLOCK_S,
     HOLDOUT_EVERY,
     LabelledWindows,
-    head_labels,
-    load_labelled,
+    open_labelled,
     split_blocks,
     stretches,
 )
 from fsqd.errors import DataError, OutputError, UsageError
 from fsqd.model.calibration import CONFORMAL_METHODS, Calibration, ConformalMethod, SemiMarkovSpec
-from fsqd.model.package import CARD_FILE, ModelPackage, load_package
+from fsqd.model.package import CARD_FILE, ModelPackage
 from fsqd.outfile import text_output
 
 MIN_PER_LABEL = 20  # fit-part windows of each label: below this a threshold is noise
@@ -119,15 +118,7 @@ def calibrate(opts: CalibrateOptions) -> CalibrateResult:
     method = _method(opts.method)
     if not 0 < opts.coverage < 1:
         raise UsageError(f"--coverage must be between 0 and 1, got {opts.coverage:g}")
-    if not opts.data:
-        raise UsageError("give labelled recordings with --data")
-    if opts.plots is not None:
-        from fsqd.commands.calibration_plots import require_matplotlib
-
-        require_matplotlib()
-    pkg = load_package(opts.package)
-    labels = head_labels(pkg)
-    data = load_labelled(pkg, opts.data)
+    pkg, labels, data = open_labelled(opts.package, opts.data, plots=opts.plots is not None)
     fit, held = split_blocks(data)
     if len(held) == 0:
         raise DataError(f"no held-out windows: give at least {HOLDOUT_EVERY * BLOCK_S:g} s of data")

@@ -20,14 +20,11 @@ from fsqd.behaviour.tracker import TrackerSettings, window_states
 from fsqd.commands.calibration_report import classification_table, probability_table, sets_table
 from fsqd.commands.labelled_windows import (
     LabelledWindows,
-    head_labels,
-    load_labelled,
+    open_labelled,
     stretches,
     strided,
 )
-from fsqd.errors import UsageError
 from fsqd.model.calibration import Calibration
-from fsqd.model.package import load_package
 
 
 @dataclass(frozen=True)
@@ -74,16 +71,8 @@ def segments_table(seg: dict[str, Any]) -> list[str]:
 
 
 def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
-    if not opts.data:
-        raise UsageError("give labelled recordings with --data")
-    if opts.plots is not None:
-        from fsqd.commands.calibration_plots import require_matplotlib
-
-        require_matplotlib()
-    pkg = load_package(opts.package)
-    labels = head_labels(pkg)
+    pkg, labels, data = open_labelled(opts.package, opts.data, plots=opts.plots is not None)
     cal = pkg.card.calibration or Calibration()
-    data = load_labelled(pkg, opts.data)
     keep = strided(data)
     logits, y = data.logits[keep], data.labels[keep]
     report: dict[str, Any] = {
