@@ -90,6 +90,7 @@ def test_service_settings_the_daemon_relies_on() -> None:
     assert s["User"] == ["fsqd"]
     assert s["StateDirectory"] == ["fsqd"] and s["ConfigurationDirectory"] == ["fsqd"]
     assert s["LoadCredential"] == ["mqtt-password:/etc/fsqd/mqtt-password"]
+    assert s["Environment"] == ["HAILORT_LOGGER_PATH=NONE", "MALLOC_ARENA_MAX=2"]
 
 
 def test_devices_stay_reachable_under_the_hardening() -> None:
