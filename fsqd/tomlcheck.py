@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fsqd.errors import ConfigError
+from fsqd.errors import ConfigError, NoInputError
 from fsqd.safefile import CONFIG_MAX, FileProblem, read_bytes
 
 T = TypeVar("T")
@@ -187,6 +187,15 @@ def load_toml(path: Path) -> tuple[bytes, dict[str, Any]]:
     if nesting_depth(data) > MAX_DEPTH:
         raise ConfigError(_too_deep(path))
     return raw, data
+
+
+def load_config_toml(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """``load_toml`` for a configuration file (the daemon's, collect's, tail's): a missing or
+    unreadable one is a ConfigError too (configuration, exit 78), not an input error."""
+    try:
+        return load_toml(path)
+    except NoInputError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _too_deep(path: Path) -> str:

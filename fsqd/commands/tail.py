@@ -23,7 +23,7 @@ import aiomqtt
 
 from fsqd.config.mqtt import MqttSettings, parse_mqtt, tls_context
 from fsqd.errors import ConfigError, NoInputError
-from fsqd.tomlcheck import Table, load_toml
+from fsqd.tomlcheck import Table, load_config_toml
 
 KINDS = ("codes", "stats", "status", "info", "state", "events")
 
@@ -261,10 +261,7 @@ async def _until(client: aiomqtt.Client, deadline: float | None) -> AsyncIterato
 
 def tail_settings(path: Path) -> MqttSettings:
     """Broker, TLS and credentials from the ``[mqtt]`` table of a daemon config file."""
-    try:
-        _, data = load_toml(path)
-    except NoInputError as e:
-        raise ConfigError(str(e)) from None
+    _, data = load_config_toml(path)
     root = Table(data, path.name)
     if not root.has("mqtt"):
         raise ConfigError(f"{path.name}: no [mqtt] table")

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fsqd.config.mqtt import MqttSettings, default_node_id, parse_mqtt
-from fsqd.errors import ConfigError, NoInputError
-from fsqd.tomlcheck import Table, load_toml
+from fsqd.tomlcheck import Table, load_config_toml
 
 __all__ = ["KINDS", "CollectConfig", "CollectSettings", "load_collect_config", "parse_collect"]
 
@@ -79,10 +78,7 @@ def parse_collect(t: Table, base: Path) -> CollectSettings:
 
 
 def load_collect_config(path: Path) -> CollectConfig:
-    try:
-        _, data = load_toml(path)
-    except NoInputError as e:
-        raise ConfigError(str(e)) from None
+    _, data = load_config_toml(path)
     root = Table(data, path.name)
     if not root.has("mqtt"):
         raise root.error("[mqtt]", "missing: the collector needs a broker")

@@ -28,10 +28,10 @@ from fsqd.config.mqtt import MqttSettings, default_node_id, parse_mqtt, topic_pr
 from fsqd.config.service import ServiceConfig, given_node_id, parse_service
 from fsqd.config.stats import StatsConfig, parse_stats
 from fsqd.config.window import WindowConfig, parse_window
-from fsqd.errors import ConfigError, NoInputError
+from fsqd.errors import ConfigError
 from fsqd.imu.acquire.config import SensorConfig, parse_sensors
 from fsqd.safefile import kind_of
-from fsqd.tomlcheck import Table, load_toml
+from fsqd.tomlcheck import Table, load_config_toml
 
 __all__ = ["Config", "load_config", "load_for_run", "prepare_state_dir"]
 
@@ -99,10 +99,7 @@ def prepare_state_dir(config: Config) -> None:
 
 def load_config(path: Path) -> Config:
     """Read and check the whole file; any problem is a one-line ConfigError."""
-    try:
-        raw, data = load_toml(path)
-    except NoInputError as e:
-        raise ConfigError(str(e)) from None  # the daemon's config is configuration (exit 78)
+    raw, data = load_config_toml(path)
     root = Table(data, path.name)
     base = path.parent
     model = parse_model(root.table("model"), base)
