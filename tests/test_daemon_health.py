@@ -8,13 +8,12 @@ import dataclasses
 import io
 import json
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import structlog
+from waiting import until
 
 from fsqd.config import Config, load_config
 from fsqd.daemon import Daemon
@@ -56,15 +55,6 @@ class SwitchableSim(SimulatedAcquisition):
 
     def status(self) -> list[SensorStatus]:
         return [dataclasses.replace(s, state=self.state) for s in super().status()]
-
-
-async def until(cond: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll ``cond`` until it holds; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def meta_messages(meta: io.StringIO) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ import aiomqtt
 import pytest
 import structlog
 from mosquitto import Collector, Mosquitto, TlsFiles, free_port
+from waiting import until as wait_until
 
 from fsqd.errors import OutputError
 from fsqd.sinks.mqtt import MqttSettings, MqttSink, Secret
@@ -49,14 +50,6 @@ def code(seq: int) -> bytes:
 
 def seqs(payloads: list[bytes]) -> list[int]:
     return [json.loads(p)["seq"] for p in payloads]
-
-
-async def wait_until(cond: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def run(coro: Awaitable[None]) -> None:
