@@ -59,9 +59,17 @@ def start_mosquitto(work: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def config_text(
-    port: int | None, state: Path, hop: int, rate: float, poll_ms: float, driver: str = "lsm6dsox"
+    port: int | None,
+    state: Path,
+    hop: int,
+    rate: float,
+    poll_ms: float | None,
+    driver: str = "lsm6dsox",
 ) -> str:
+    """The benchmarks' daemon config (no [mqtt] without a port; ``poll_ms`` None: the
+    driver's default poll)."""
     mqtt = "" if port is None else f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
+    poll = "" if poll_ms is None else f"poll_ms = {poll_ms:g}\n"
     return f"""
 [window]
 hop = {hop}
@@ -77,9 +85,8 @@ format = "json"
 name = "bench"
 driver = "{driver}"
 bus = "emulated"
-rate_hz = {rate}
-poll_ms = {poll_ms}
-"""
+rate_hz = {rate:g}
+{poll}"""
 
 
 class Subscriber:

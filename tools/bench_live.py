@@ -41,36 +41,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_daemon import ROOT, cpu_seconds, peak_rss_mb, start_mosquitto
+from bench_daemon import ROOT, config_text, cpu_seconds, peak_rss_mb, start_mosquitto
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STAGES = ("acquire", "resample", "window_ready", "infer", "publish", "e2e")
-
-
-def config_text(
-    port: int, state: Path, hop: int, rate: float, poll_ms: float | None, driver: str
-) -> str:
-    poll = "" if poll_ms is None else f"poll_ms = {poll_ms:g}\n"
-    return f"""
-[window]
-hop = {hop}
-[service]
-node_id = "bench"
-state_dir = "{state}"
-[stats]
-interval_s = 10
-[logging]
-format = "json"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-
-[[sensor]]
-name = "bench"
-driver = "{driver}"
-bus = "emulated"
-rate_hz = {rate:g}
-{poll}"""
 
 
 class Subscriber:

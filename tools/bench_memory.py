@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_daemon import ROOT, start_mosquitto
-from bench_live import Subscriber, config_text
+from bench_daemon import ROOT, config_text, start_mosquitto
+from bench_live import Subscriber
 
 # Run the daemon with tracemalloc on; at SIGUSR1 take a snapshot, at SIGUSR2 write the
 # top differences from the first snapshot.
