@@ -362,3 +362,31 @@ def test_a_labelled_file_ends_with_the_evaluate_report(
     bare.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
     code, _, err = run_cli("replay", bare)
     assert code == 0 and "confusion" not in err and "not evaluated" not in err
+
+
+def test_the_evaluate_report_reads_the_file_as_the_replay_did(
+    run_cli: RunCli, recording: Path, tmp_path: Path
+) -> None:
+    """A logger's accelerometer in mg, told with --scale: the report after the replay scores
+    the same windows the replay coded, not the file's raw mg values."""
+    rows = recording.read_text().splitlines()
+    header = rows[0].split(",")
+    acc = [i for i, name in enumerate(header) if name in ("ax", "ay", "az")]
+    mg = tmp_path / "mg.csv"
+    out = [rows[0]]
+    for row in rows[1:]:
+        f = row.split(",")
+        for i in acc:
+            f[i] = f"{float(f[i]) / 0.00980665:.6f}"
+        out.append(",".join(f))
+    mg.write_text("\n".join(out) + "\n")
+
+    def accuracy(err: str) -> str:
+        (line,) = [x for x in err.splitlines() if x.startswith("accuracy ")]
+        return line
+
+    code, _, plain = run_cli("replay", recording)
+    assert code == 0
+    code, _, scaled = run_cli("replay", mg, "--scale", "a*=0.00980665")
+    assert code == 0
+    assert accuracy(scaled) == accuracy(plain)

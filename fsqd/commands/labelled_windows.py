@@ -114,7 +114,7 @@ def head_labels(package: ModelPackage) -> tuple[str, ...]:
 
 
 def open_labelled(
-    package: Path, files: Sequence[Path], *, plots: bool = False
+    package: Path, files: Sequence[Path], *, plots: bool = False, read: ReadOptions | None = None
 ) -> tuple[ModelPackage, tuple[str, ...], LabelledWindows]:
     """The package, its head's labels and the labelled windows of ``files``, after the
     checks that need no work (data given, matplotlib there when plots are asked for)."""
@@ -125,11 +125,17 @@ def open_labelled(
 
         require_matplotlib()
     pkg = load_package(package)
-    return pkg, head_labels(pkg), load_labelled(pkg, files)
+    return pkg, head_labels(pkg), load_labelled(pkg, files, read)
 
 
-def load_labelled(package: ModelPackage, files: Sequence[Path]) -> LabelledWindows:
-    """Cut, encode and label every window of ``files`` (labelled CSV recordings)."""
+def load_labelled(
+    package: ModelPackage, files: Sequence[Path], read: ReadOptions | None = None
+) -> LabelledWindows:
+    """Cut, encode and label every window of ``files`` (labelled CSV recordings).
+
+    ``read``: how to read them (columns, scale, time unit, rate), as ``fsqd replay`` was
+    told; by default the card's channels in the file's own units and timestamps.
+    """
     names = head_labels(package)
     card = package.card
     encoder = OnnxEncoder(package, None)
@@ -138,7 +144,7 @@ def load_labelled(package: ModelPackage, files: Sequence[Path]) -> LabelledWindo
     try:
         for i, f in enumerate(files):
             digests.append(_sha256(f))
-            lg, cd, te, lb = _one_file(package, pipeline, f, names)
+            lg, cd, te, lb = _one_file(package, pipeline, f, names, read)
             if len(te) == 0:
                 raise DataError(
                     f"{f}: no stretch without a gap is as long as one window "
@@ -166,7 +172,11 @@ def load_labelled(package: ModelPackage, files: Sequence[Path]) -> LabelledWindo
 
 
 def _one_file(
-    package: ModelPackage, pipeline: CodePipeline, path: Path, names: tuple[str, ...]
+    package: ModelPackage,
+    pipeline: CodePipeline,
+    path: Path,
+    names: tuple[str, ...],
+    read: ReadOptions | None,
 ) -> tuple[
     npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]
 ]:
@@ -176,7 +186,9 @@ def _one_file(
     if unknown:
         raise DataError(f"{path}: labels {unknown} are not the head's labels ({', '.join(names)})")
     to_head = np.asarray([names.index(n) for n in file_names], np.int64)
-    rec = open_recording(path, ReadOptions(channels=card.channel_names, devices=card.devices))
+    rec = open_recording(
+        path, read or ReadOptions(channels=card.channel_names, devices=card.devices)
+    )
     chunks = iter(rec.chunks())
     first = next(chunks, None)
     if first is None or len(first.t) < 2:

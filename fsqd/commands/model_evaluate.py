@@ -25,6 +25,7 @@ from fsqd.commands.labelled_windows import (
     strided,
 )
 from fsqd.model.calibration import Calibration
+from fsqd.recordings.base import ReadOptions
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class EvaluateOptions:
     data: tuple[Path, ...]
     plots: Path | None = None
     json: bool = False
+    read: ReadOptions | None = None  # how to read the files (replay's options); None: defaults
 
 
 def segment_metrics(
@@ -71,7 +73,9 @@ def segments_table(seg: dict[str, Any]) -> list[str]:
 
 
 def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
-    pkg, labels, data = open_labelled(opts.package, opts.data, plots=opts.plots is not None)
+    pkg, labels, data = open_labelled(
+        opts.package, opts.data, plots=opts.plots is not None, read=opts.read
+    )
     cal = pkg.card.calibration or Calibration()
     keep = strided(data)
     logits, y = data.logits[keep], data.labels[keep]

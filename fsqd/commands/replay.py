@@ -287,7 +287,7 @@ def replay(args: ReplayOptions) -> int:
         timing,
     )  # fmt: skip
     if args.evaluate and card.head is not None and has_label_column(args.file):
-        evaluate_replayed(pkg.path, args.file)
+        evaluate_replayed(pkg.path, args.file, options)
     return 0
 
 

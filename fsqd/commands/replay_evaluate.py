@@ -3,8 +3,8 @@
 A recording with a ``label`` column (``fsqd simulate`` writes one) says what the animal
 was doing, so replay ends with the evaluate report on stderr: accuracy, confusion,
 calibration, conformal coverage and the behaviour states against the truth. It is a second
-pass over the file at the card's hop (the labelled windows are cut as calibration cuts
-them); ``--no-evaluate`` skips it.
+pass over the file at the card's hop, read with the replay's options (columns, scale, time
+unit, rate), its windows cut as calibration cuts them; ``--no-evaluate`` skips it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from fsqd.commands.model_evaluate import EvaluateOptions, evaluate, render
 from fsqd.console import note
 from fsqd.errors import FsqdError
+from fsqd.recordings.base import ReadOptions
 from fsqd.recordings.labels import LABEL_COLUMN, NOT_CSV
 
 
@@ -31,12 +32,13 @@ def has_label_column(path: Path) -> bool:
     return LABEL_COLUMN in (h.strip().strip('"').strip().lower() for h in head.split(delimiter))
 
 
-def evaluate_replayed(package: Path, file: Path) -> bool:
-    """Print the evaluate report of ``file`` on stderr; a file that cannot be evaluated
-    (labels that are not the head's, say) is one line, not an error: the replay itself
-    went well. Returns whether a report was printed."""
+def evaluate_replayed(package: Path, file: Path, read: ReadOptions) -> bool:
+    """Print the evaluate report of ``file`` on stderr, read as the replay read it (``read``:
+    its columns, scale, time unit, rate); a file that cannot be evaluated (labels that are
+    not the head's, say) is one line, not an error: the replay itself went well. Returns
+    whether a report was printed."""
     try:
-        report = evaluate(EvaluateOptions(package, (file,)))
+        report = evaluate(EvaluateOptions(package, (file,), read=read))
     except FsqdError as e:
         note(f"{file}: labelled, but not evaluated: {e}")
         return False
