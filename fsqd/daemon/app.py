@@ -49,6 +49,7 @@ from fsqd.daemon.contracts import (
     ReadHints,
     new_run_id,
 )
+from fsqd.daemon.placement import InferencePlacement
 from fsqd.daemon.reload import Reloading
 from fsqd.daemon.states import BehaviourStates
 from fsqd.daemon.telemetry import log
@@ -157,6 +158,7 @@ class Daemon(Reloading):
         self._started = time.monotonic()
         self._t_started = time.time()  # for info; a SIGHUP may come before _serve resets it
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fsqd-infer")
+        self.placement = InferencePlacement()
         self._reload_task: asyncio.Task[None] | None = None
         self._synced: bool | None = clock_synced()
         for sink in self.sinks:
@@ -339,8 +341,19 @@ class Daemon(Reloading):
                 np.array([a for _, a, _ in items]),
                 np.array([b for _, _, b in items]),
             )
-            codes = await loop.run_in_executor(self._executor, self.pipeline.encode_windows, batch)
+            if self.placement.inline(take):
+                codes, took_s = self._encode_timed(batch)
+            else:
+                codes, took_s = await loop.run_in_executor(
+                    self._executor, self._encode_timed, batch
+                )
+            self.placement.observe(take, took_s)
             self._emit(batch, codes)
+
+    def _encode_timed(self, batch: WindowBatch) -> tuple[CodeBatch, float]:
+        t0 = time.perf_counter()
+        codes = self.pipeline.encode_windows(batch)
+        return codes, time.perf_counter() - t0
 
     def _emit(self, batch: WindowBatch, codes: CodeBatch) -> None:
         self._check_clock()
