@@ -165,6 +165,7 @@ class Hsmm:
         self._inv_prior = model.inv_prior
         # The tail state (column D - 1) moves on to D - 2 or stays: both at once, (K, 2).
         self._tail = np.stack([1.0 - model.stay, model.stay], axis=1)
+        self._stay_not, self._stay = 1.0 - model.stay, model.stay.copy()
         self._trans = model.transitions
         self._entry = model.entry
         self._d = model.steps
@@ -218,27 +219,27 @@ class Hsmm:
     def _smoothed(self, i: int) -> Decision:
         """The buffered window ``i`` (0 = oldest) given every window buffered after it."""
         alphas, emissions = self._alphas, self._emissions
-        beta: F64 | None = None
-        for s in range(len(alphas) - 1, i, -1):
-            beta = self._backward(beta, emissions[s])
-        gamma = alphas[i] if beta is None else alphas[i] * beta
+        n = len(alphas)
+        if n - 1 <= i:
+            gamma = alphas[i]
+        else:
+            # beta, from the newest window back to window i + 1's, in one buffer: this runs
+            # lag times per window, so each step is a handful of in-place numpy calls.
+            d, trans, entry = self._d, self._trans, self._entry
+            e = emissions[n - 1]
+            beta = np.empty_like(entry)
+            beta[:, 1:] = e[:, None]  # beta all ones: entry rows and the tail's moves sum to 1
+            beta[:, 0] = trans @ e
+            beta *= 1.0 / beta.max()
+            w = np.empty_like(entry)
+            for s in range(n - 2, i, -1):
+                np.multiply(beta, emissions[s][:, None], out=w)
+                beta[:, 0] = trans @ np.einsum("kd,kd->k", entry, w)
+                beta[:, d - 1] = w[:, d - 2] * self._stay_not + w[:, d - 1] * self._stay
+                beta[:, 1 : d - 1] = w[:, : d - 2]
+                beta *= 1.0 / beta.max()
+            gamma = alphas[i] * beta
         probs = gamma.sum(axis=1)
         probs /= probs.sum()
         label = int(np.argmax(probs))
         return Decision(label, float(probs[label]), probs)
-
-    def _backward(self, beta: F64 | None, e: F64) -> F64:
-        """beta_s from beta_(s+1) and the emission of window s + 1 (beta None: all ones)."""
-        d = self._d
-        out = np.empty_like(self._entry)
-        if beta is None:
-            # w = e in every column: entry rows and the tail's two moves each sum to 1.
-            out[:, 1:] = e[:, None]
-            out[:, 0] = self._trans @ e
-        else:
-            w = beta * e[:, None]
-            out[:, 1 : d - 1] = w[:, : d - 2]
-            out[:, d - 1] = (w[:, d - 2 :] * self._tail).sum(axis=1)
-            out[:, 0] = self._trans @ np.einsum("kd,kd->k", self._entry, w)
-        out *= 1.0 / out.max()
-        return out
