@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -573,3 +574,69 @@ def test_a_window_is_read_within_a_millisecond_of_the_sample_that_completes_it(
         clock.sleep(max(0.0, acq.next_read_at(done) - done))
     assert windows > 100 and len(late) > 80
     assert max(late) < WANT_MARGIN_S + 1e-3, f"worst {max(late) * 1e3:.2f} ms"
+
+
+def test_a_hint_wakes_the_thread_only_when_it_is_due_before_the_thread_wakes_anyway() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    acq, now = r.acq, r.clock.now()
+    newest = float(r.chunks[-1].t[-1])
+    grid = newest  # the next window is complete about 0.1 s after the newest sample
+    acq.want(grid, 0.1)
+    due = acq.next_read_at(now)
+    assert now < due < now + 0.15
+    # The thread sleeps until after that read is due: the hint must wake it.
+    acq._nudge.clear()
+    acq._sleeping_until = due + 0.02
+    acq.want(grid, 0.1)
+    assert acq._nudge.is_set()
+    # It wakes before then (a periodic read): it will find the hint itself; the consumer
+    # does not wake it, and the hint still sets the read's time.
+    acq._nudge.clear()
+    acq._sleeping_until = due - 0.02
+    acq.want(grid, 0.1)
+    assert not acq._nudge.is_set()
+    assert acq.next_read_at(now) == pytest.approx(due, abs=1e-9)
+
+
+def test_with_hints_the_thread_reads_once_per_window_not_also_at_the_poll_period() -> None:
+    """Real thread, real clock: the consumer hints each window's end as the daemon does;
+    the thread's own periodic wake-ups (every 50 ms at 104 Hz) find the later hint and
+    go back to sleep instead of reading."""
+    acq = open_acquisition(sensors_from(one_sensor(104)), 1, clock=SystemClock())
+    steps = 0
+    step = acq.step
+
+    def counted(*, final: bool = False) -> int:
+        nonlocal steps
+        steps += 1
+        return step(final=final)
+
+    acq.step = counted  # type: ignore[method-assign]
+    woke = threading.Event()
+    acq.start(woke.set)
+    try:
+        t_end: float | None = None
+        windows, counted_from = 0, 0
+        deadline = time.monotonic() + 30.0
+        while windows < 40 and time.monotonic() < deadline:
+            woke.wait(0.5)
+            woke.clear()
+            for chunk in acq.read():
+                if not len(chunk):
+                    continue
+                newest = float(chunk.t[-1])
+                if t_end is None:
+                    t_end = newest
+                while newest > t_end:  # the window ending at t_end is complete
+                    windows += 1
+                    t_end += 0.1
+                    acq.want(t_end - 0.1, 0.1, 1)
+                    if windows == 15:  # the sample clock is locked by now
+                        counted_from = steps
+        assert windows >= 40, "windows did not come"
+        per_window = (steps - counted_from) / (windows - 15)
+        # One read per window, plus the occasional retry of a sample that came late.
+        assert per_window < 1.5, f"{per_window:.2f} reads per window"
+    finally:
+        acq.stop()

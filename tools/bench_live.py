@@ -140,8 +140,9 @@ def one_run(args: argparse.Namespace) -> Run:
                     str(Path(sys.executable).parent / "py-spy"),
                     "record",
                     "--gil",
+                    "--nonblocking",  # sampled without stopping the daemon: its CPU stays its own
                     "--rate",
-                    "250",
+                    str(args.py_spy_rate),
                     *(["--format", "raw"] if args.py_spy.suffix == ".txt" else []),
                 ]
                 cmd = [*spy, "-o", str(args.py_spy.resolve()), "--", *cmd]
@@ -232,6 +233,7 @@ def main() -> int:
     ap.add_argument("--driver", default="lsm6dsox")
     ap.add_argument("--root", type=Path, default=ROOT, help="the fsqd tree to measure")
     ap.add_argument("--json", type=Path, help="also write the runs here")
+    ap.add_argument("--py-spy-rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument(
         "--py-spy",
         type=Path,

@@ -107,6 +107,7 @@ class Acquisition:
         # between as long as the smallest FIFO keeps half its room.
         self._nudge = threading.Event()
         self._wanted_at = float("inf")  # monotonic time of the next wanted read
+        self._sleeping_until = float("inf")  # monotonic time the thread wakes at by itself
         self._want_lock = threading.Lock()  # a hint and the thread's verdict on a read
         self._wanted_t = float("inf")  # stamp (UNIX) of the sample that read waits for
         self._delivered_t = -float("inf")  # newest stamp written to the ring (UNIX)
@@ -145,14 +146,18 @@ class Acquisition:
         with hints coming, the periodic read waits up to half the smallest FIFO."""
         while not self._stop.is_set():
             self._nudge.clear()
-            wait = self.next_read_at(last) - self.clock.now()
+            with self._want_lock:
+                due = self.next_read_at(last)
+                self._sleeping_until = due
+            wait = due - self.clock.now()
             if wait <= 0:
                 return
             if not isinstance(self.clock, SystemClock):
                 self.clock.sleep(wait)
                 return
-            if not self._nudge.wait(wait):  # a new hint, or stop(): look again
-                return
+            # Woken by a sooner hint, stop() or the time: look again (a hint that came
+            # later than this wake-up did not wake the thread, and moves the read on).
+            self._nudge.wait(wait)
 
     def next_read_at(self, last: float) -> float:
         """Monotonic time of the next read after one that ended at ``last``."""
@@ -178,7 +183,11 @@ class Acquisition:
             self._retries = 0
             self._wanted_t = offset + k * period + self.clock.epoch_offset
             self._wanted_at = offset + k * period + WANT_MARGIN_S
-        self._nudge.set()
+            # The thread already wakes by then (the periodic read, or the previous hint):
+            # it finds this hint itself, and the consumer saves a thread wake-up per window.
+            sooner = self._wanted_at < self._sleeping_until
+        if sooner:
+            self._nudge.set()
 
     def _served(self, done: float) -> None:
         """After a wanted read: done if it brought the sample waited for (the window's
