@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from waiting import until as wait_until
 
 from fsqd.errors import OutputError
 from fsqd.sinks.mqtt import MqttSettings, MqttSink, Secret
+from fsqd.sinks.mqtt.connection import new_client
 from fsqd.sinks.spool import Spool
 
 CHILD = Path(__file__).parent / "mqtt_child.py"
@@ -878,3 +880,17 @@ def test_aclose_gives_up_on_a_connection_task_that_ignores_cancel(
         assert any("did not stop when cancelled" in e["event"] for e in logs)
 
     run(main())
+
+
+def test_the_connection_sends_small_packets_without_waiting_for_acks(broker: Mosquitto) -> None:
+    """TCP_NODELAY: a code then a state message a moment later must not wait for the
+    broker's delayed ACK of the first (up to 40 ms on Linux)."""
+
+    async def main() -> int:
+        client = new_client(settings(broker), "fsqd/n1/status")
+        async with client:
+            sock = client._client.socket()
+            assert isinstance(sock, socket.socket)
+            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    assert asyncio.run(main()) == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import aiomqtt
 
@@ -27,6 +28,11 @@ OFFLINE = b"offline"
 # paho logs through the "mqtt" logger aiomqtt gives it; keep it to warnings.
 _PAHO_LOGGER = logging.getLogger("fsqd.paho")
 _PAHO_LOGGER.setLevel(logging.WARNING)
+
+
+# A code, then a state or stats message a moment later: with Nagle's algorithm the second
+# small packet waits for the broker's (delayed, up to 40 ms) ACK of the first.
+SOCKET_OPTIONS = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
 class ConnectionLost(Exception):
@@ -53,6 +59,7 @@ def new_client(settings: MqttSettings, status_topic: str) -> aiomqtt.Client:
         max_inflight_messages=s.max_inflight,
         tls_context=tls,
         logger=_PAHO_LOGGER,
+        socket_options=SOCKET_OPTIONS,
     )
     # aiomqtt warns past 10 pending calls; up to max_inflight codes plus the
     # retained topics are pending by design while a spool drains.
