@@ -320,7 +320,7 @@ mount_all
 case $action in
 test)
     run_test
-    say "done: demo and install.sh passed under qemu ($dir, unmounted on exit)"
+    say "done: demo, test command, probe --self-test and install.sh passed under qemu ($dir, unmounted on exit)"
     ;;
 shell) chroot "$dir" /bin/bash -l || true ;;
 esac
