@@ -99,3 +99,25 @@ def test_a_named_extra_is_checked_and_the_test_extra_is_not(tmp_path: Path) -> N
     assert done.returncode == 1, done.stdout + done.stderr
     failures = [line.split(" (")[0] for line in done.stdout.splitlines() if "no wheel" in line]
     assert failures == ["check_wheels: pi: no wheel for x86onlypkg"]
+
+
+def test_markers_are_evaluated_for_each_target(tmp_path: Path) -> None:
+    """pip would judge an x86_64-only marker by the machine it runs on; the check judges it
+    by the target, so the Pi is not asked for a package it will never install."""
+    make_index(tmp_path / "index")
+    deps = [
+        "purepkg",
+        "x86onlypkg; platform_system != 'Linux' or platform_machine == 'x86_64'",
+        "needscpkg; platform_machine == 'aarch64'",
+    ]
+    done = run(tmp_path, deps)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    failures = [line.split(" (")[0] for line in lines if "no wheel" in line]
+    assert failures == ["check_wheels: pi: no wheel for needscpkg"]
+    assert any("x86_64: 2 requirements and their dependencies all have wheels" in x for x in lines)
+
+
+def test_a_malformed_requirement_is_one_line(tmp_path: Path) -> None:
+    done = run(tmp_path, ["purepkg >>> 1"])
+    assert done.returncode == 66 and done.stderr.count("\n") == 1, done.stderr

@@ -22,7 +22,7 @@ except ImportError:  # no wheel and no compiler: the comparisons below skip, the
 needs_hdrh = pytest.mark.skipif(
     Reference is None,
     reason="the hdrhistogram package (hdrh) cannot be imported, so there is nothing to "
-    "compare with: pip install -e '.[test]'",
+    "compare with (the test extra brings it where it has wheels: not on Linux aarch64)",
 )
 
 FSQD = (1, 60_000_000, 3)  # fsqd.metrics' layout: 1 us .. 60 s, 3 digits

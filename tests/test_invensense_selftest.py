@@ -10,11 +10,18 @@ import pytest
 
 from fsqd.clock import ManualClock
 from fsqd.imu.driver import ImuSettings
+from fsqd.imu.drivers.akm import AK8963
 from fsqd.imu.drivers.icm20948 import Icm20948
-from fsqd.imu.drivers.invensense_selftest import judge_accel_gyro, judge_mag, trim_lsb
+from fsqd.imu.drivers.invensense_selftest import (
+    ak8963_self_test,
+    judge_accel_gyro,
+    judge_mag,
+    trim_lsb,
+)
 from fsqd.imu.drivers.mpu6500 import Mpu6500
 from fsqd.imu.drivers.mpu9250 import Mpu9250
 from fsqd.imu.emulated import EmulatedBus, Signal
+from fsqd.imu.emulated.akm import SELF_TEST_LSB, EmulatedAk
 from fsqd.imu.emulated.icm20948 import EmulatedIcm20948
 from fsqd.imu.emulated.mpu9250 import EmulatedMpu6500, EmulatedMpu9250
 from fsqd.imu.selftest import SelfTestable, SelfTestReport
@@ -118,6 +125,43 @@ def test_a_magnetometer_that_never_gets_ready_fails() -> None:
     report, _, _ = run("mpu9250", mag_measure_s=0.5)  # never done within 4 x tSM
     assert failing(report) == {"mag x", "mag y", "mag z"}
     assert any("no self-test measurement" in n for n in report.notes)
+
+
+def ak8963_self_test_on(ak: EmulatedAk, keep_bit16: bool) -> list[float]:
+    """The AK8963 procedure on ``ak`` through a direct aux transfer; ``keep_bit16=False``
+    drops the 16-bit output bit from every mode write, so the die measures in 14 bits."""
+    now = [0.0]
+    field = np.zeros(3)
+
+    def aux(reg: int, value: int | None) -> int:
+        if value is None:
+            ak.tick(now[0], field)
+            return ak.read(reg)
+        if reg == AK8963.CNTL1 and not keep_bit16:
+            value &= ~AK8963.BIT_16
+        ak.write(reg, value, now[0], field)
+        return 0
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    notes: list[str] = []
+    results = ak8963_self_test(aux, sleep, bytes(ak.asa), notes)
+    assert all(a.passed for a in results), (results, notes)
+    return [a.measured for a in results]
+
+
+def test_an_ak8963_measuring_in_14_bits_is_scaled_by_its_st2_bitm() -> None:
+    """A die left in 14-bit output (0.6 uT/LSB) reports a quarter of the 16-bit codes;
+    ST2.BITM says so, and the self-test reads the same field as in 16 bits."""
+    ak16, ak14 = EmulatedAk("ak8963"), EmulatedAk("ak8963")
+    sixteen = ak8963_self_test_on(ak16, keep_bit16=True)
+    fourteen = ak8963_self_test_on(ak14, keep_bit16=False)
+    codes16 = np.frombuffer(bytes(ak16.regs[0x03:0x09]), "<i2")
+    codes14 = np.frombuffer(bytes(ak14.regs[0x03:0x09]), "<i2")  # the data registers kept
+    assert codes14 == pytest.approx(codes16 / 4, abs=1)
+    assert fourteen == pytest.approx(sixteen, abs=4.0)  # one 14-bit LSB is 4 16-bit LSB
+    assert fourteen[2] == pytest.approx(SELF_TEST_LSB["ak8963"][2], abs=4.0)
 
 
 def test_the_trim_formula_and_the_judgement() -> None:

@@ -15,8 +15,10 @@ Prints one line per target that passes and one per requirement that has no wheel
 could not answer (no network, no index). The wheels are kept under pip's cache directory
 (``pip cache dir``/fsqd-wheel-check), so later runs only fetch the index pages.
 
-pip evaluates ``platform_machine`` markers for the machine it runs on, not the target: a
-dependency that only an aarch64 marker pulls in is not seen from x86_64.
+The environment markers of the listed requirements are evaluated for the target (a
+requirement marked for x86_64 only is not asked for on the Pi); pip evaluates those of
+their own dependencies for the machine it runs on, so a transitive dependency that only an
+aarch64 marker pulls in is not seen from x86_64.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 ROOT = Path(__file__).resolve().parent.parent
 EX_UNAVAILABLE = 69
 PYTHON, ABI = "3.11", "cp311"
@@ -42,6 +46,30 @@ class Target:
     name: str
     about: str
     platforms: tuple[str, ...]
+    machine: str  # platform_machine, for the requirements' environment markers
+
+    def markers(self) -> dict[str, str]:
+        return {
+            "platform_machine": self.machine,
+            "platform_system": "Linux",
+            "sys_platform": "linux",
+            "os_name": "posix",
+            "python_version": PYTHON,
+            "python_full_version": f"{PYTHON}.2",  # bookworm's
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+        }
+
+    def applicable(self, requirements: list[str]) -> list[str]:
+        """The requirements whose markers hold on this target, without their markers."""
+        out = []
+        for text in requirements:
+            req = Requirement(text)
+            if req.marker is not None and not req.marker.evaluate(self.markers()):
+                continue
+            req.marker = None
+            out.append(str(req))
+        return out
 
 
 def manylinux(
@@ -57,11 +85,13 @@ TARGETS = {
         "pi",
         "Raspberry Pi OS bookworm arm64: cp311, manylinux aarch64 up to glibc 2.36",
         manylinux("aarch64", 17, 36, ("manylinux2014",)),
+        "aarch64",
     ),
     "x86_64": Target(
         "x86_64",
         "x86_64 Linux: cp311, manylinux x86_64 up to glibc 2.36",
         manylinux("x86_64", 5, 36, ("manylinux2014", "manylinux2010", "manylinux1")),
+        "x86_64",
     ),
 }
 
@@ -134,8 +164,13 @@ def main() -> int:
     args = ap.parse_args()
     try:
         requirements = runtime_requirements(args.pyproject, tuple(args.extra))
-    except (OSError, KeyError, tomllib.TOMLDecodeError) as e:
-        print(f"check_wheels: cannot read dependencies from {args.pyproject}: {e}", file=sys.stderr)
+        for text in requirements:
+            Requirement(text)
+    except (OSError, KeyError, tomllib.TOMLDecodeError, InvalidRequirement) as e:
+        why = str(e).splitlines()[0]  # packaging's message goes on with a caret diagram
+        print(
+            f"check_wheels: cannot read dependencies from {args.pyproject}: {why}", file=sys.stderr
+        )
         return 66
     cache = args.cache_dir or pip_cache_dir()
     status = 0
@@ -146,7 +181,8 @@ def main() -> int:
             dest = root / name
             dest.mkdir(parents=True, exist_ok=True)
             t0 = time.monotonic()
-            missing, errors = check(target, requirements, dest)
+            wanted = target.applicable(requirements)
+            missing, errors = check(target, wanted, dest)
             took = time.monotonic() - t0
             for requirement in missing:
                 print(f"check_wheels: {name}: no wheel for {requirement} ({target.about})")
@@ -156,7 +192,7 @@ def main() -> int:
                 status = status or EX_UNAVAILABLE
             if not missing and not errors:
                 print(
-                    f"check_wheels: {name}: {len(requirements)} requirements and their "
+                    f"check_wheels: {name}: {len(wanted)} requirements and their "
                     f"dependencies all have wheels ({target.about}; {took:.1f} s)"
                 )
     return status

@@ -6,6 +6,7 @@
 #
 #   sudo tools/pi_chroot.sh                     build if needed, mount, test, unmount
 #   sudo tools/pi_chroot.sh --duration 20s      ... with a shorter demo
+#   sudo tools/pi_chroot.sh --tests all         ... and the whole test suite (hours under qemu)
 #   sudo tools/pi_chroot.sh shell               a root shell inside (mounted), unmounted after
 #   sudo tools/pi_chroot.sh umount              unmount whatever is still mounted
 #
@@ -19,6 +20,8 @@ usage: sudo tools/pi_chroot.sh [options] [test | shell | umount]
   --repo DIR       the git repository to clone inside (default: this checkout)
   --branch NAME    the branch to clone (default: the checkout's current branch)
   --duration D     the demo's --duration (default: the README's)
+  --tests ARGS     what the README's test command runs pytest on (default: a few modules
+                   that need the test extra's packages; "all": the whole suite, hours)
   --rebuild        delete the chroot and debootstrap it again
   --mirror URL     Debian mirror for debootstrap (default http://deb.debian.org/debian)
 EOF
@@ -36,6 +39,12 @@ dir=/var/tmp/fsqd-pi-chroot
 repo=$src
 branch=""
 duration=""
+# The whole suite takes hours under qemu: by default the README's test command runs on the
+# modules that use what only the test extra brings (the independent chip drivers, the
+# hdrhistogram package where it installs) and a few driver and self-test modules.
+tests="tests/test_hdrhistogram.py tests/test_st_adafruit.py tests/test_invensense_independent.py
+tests/test_invensense_selftest.py tests/test_lsm6dsox_startup.py tests/test_emulated_akm.py"
+tests=${tests//$'\n'/ }
 rebuild=0
 mirror=http://deb.debian.org/debian
 action="test"
@@ -46,6 +55,7 @@ while (($#)); do
     --repo) repo=${2:?--repo needs a directory}; shift ;;
     --branch) branch=${2:?--branch needs a name}; shift ;;
     --duration) duration=${2:?--duration needs a value like 20s}; shift ;;
+    --tests) tests=${2:?--tests needs pytest arguments or "all"}; shift ;;
     --rebuild) rebuild=1 ;;
     --mirror) mirror=${2:?--mirror needs a URL}; shift ;;
     test | shell | umount) action=$1 ;;
@@ -218,8 +228,18 @@ readme_demo() {
     printf '%s\n' "$cmd"
 }
 
+# The test command exactly as README.md has it (the first line after "Run the tests" that
+# starts a venv), its pytest pointed at --tests unless that is "all".
+readme_tests() {
+    local cmd
+    cmd=$(sed -n '/^Run the tests/,/^```$/p' "$repo/README.md" | grep -m1 '^python3 -m venv')
+    [[ $cmd == *'.venv/bin/pytest -q' ]] || die "no test command ending in 'pytest -q' in $repo/README.md"
+    [[ $tests == all ]] || cmd="$cmd -p no:cacheprovider $tests"
+    printf '%s\n' "$cmd"
+}
+
 run_test() {
-    local t0 demo
+    local t0 demo testcmd
     say "no compiler, no Python headers inside"
     if as_pi 'command -v gcc cc c99 clang'; then die "a compiler is installed in $dir"; fi
     # shellcheck disable=SC2016  # these expand inside the chroot
@@ -250,6 +270,22 @@ run_test() {
     as_pi "cd ~/fsqd && PS4='+ [\${SECONDS} s] ' && set -x && $demo"
     echo "pi_chroot.sh: demo (venv + pip install + run) took $((SECONDS - t0)) s"
     as_pi "cd ~/fsqd && .venv/bin/pip list --format=freeze"
+
+    testcmd=$(readme_tests)
+    say "README test command: $testcmd"
+    t0=$SECONDS
+    # shellcheck disable=SC2016
+    as_pi "cd ~/fsqd && PS4='+ [\${SECONDS} s] ' && set -x && $testcmd"
+    echo "pi_chroot.sh: test command (venv + pip install -e .[test] + pytest) took $((SECONDS - t0)) s"
+    if as_pi 'cd ~/fsqd && .venv/bin/pip show -q hdrhistogram 2>/dev/null'; then
+        die "hdrhistogram (no aarch64 wheel) was installed by the test extra"
+    fi
+
+    say "fsqd probe --self-test --emulated, then with a failing chip"
+    # shellcheck disable=SC2016
+    as_pi 'cd ~/fsqd && set -o pipefail && n=$(.venv/bin/fsqd probe --self-test --emulated | grep -c " PASS$") && echo "exit status 0, $n axes PASS"'
+    # shellcheck disable=SC2016
+    as_pi 'cd ~/fsqd && { .venv/bin/fsqd probe --self-test --emulated --emulated-fault lsm6dsox:dead-x | grep FAIL; rc=${PIPESTATUS[0]}; echo "exit status $rc"; [ "$rc" -eq 74 ]; }'
 
     say "tools/install.sh as root (systemd is not PID 1 here)"
     t0=$SECONDS
@@ -284,7 +320,7 @@ mount_all
 case $action in
 test)
     run_test
-    say "done: demo and install.sh passed under qemu ($dir, unmounted on exit)"
+    say "done: demo, test command, probe --self-test and install.sh passed under qemu ($dir, unmounted on exit)"
     ;;
 shell) chroot "$dir" /bin/bash -l || true ;;
 esac
