@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -39,6 +41,13 @@ def holder(state: Path) -> subprocess.Popen[str]:
     )
     assert p.stdout is not None and p.stdout.readline() == "held\n"
     return p
+
+
+def spool_runs(state: Path) -> list[tuple[int, str]]:
+    """The runs the spool in ``state`` has registered (read-only, beside a running daemon)."""
+    uri = (state / "spool.sqlite").as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        return [(int(r), str(i)) for r, i in db.execute("SELECT run, run_id FROM runs")]
 
 
 def test_a_second_holder_is_refused_naming_the_first(tmp_path: Path) -> None:
@@ -92,6 +101,7 @@ def test_fsqd_run_twice_on_one_state_directory(tmp_path: Path) -> None:
     )
     try:
         listener.wait_for("READY", 30, "1")
+        runs_before = spool_runs(tmp_path / "state")
         second = subprocess.run(
             [*SIM_DAEMON, "run", "--config", str(cfg), "--duration", "5s"],
             capture_output=True,
@@ -102,6 +112,8 @@ def test_fsqd_run_twice_on_one_state_directory(tmp_path: Path) -> None:
         assert second.returncode == 75, second.stderr
         assert second.stderr.count("\n") == 1
         assert f"pid {first.pid}" in second.stderr and "state" in second.stderr
+        # Refused before it opened anything: the spool never saw the second run.
+        assert spool_runs(tmp_path / "state") == runs_before
         out = tmp_path / "r.fsqr"
         record_cmd = [sys.executable, "-m", "fsqd", "record", "--config", str(cfg)]
         record_cmd += ["--out", str(out), "--duration", "1s"]
