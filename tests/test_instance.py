@@ -85,7 +85,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
 
 def test_fsqd_run_twice_on_one_state_directory(tmp_path: Path) -> None:
     """The second `fsqd run` refuses in one line naming the first; `fsqd record` (which
-    only reads sensors) runs beside it."""
+    only reads sensors) and `fsqd run --stdout` (no spool) run beside it."""
     cfg = tmp_path / "fsqd.toml"
     cfg.write_text(
         "[window]\nhop = 10\n[logging]\nformat = 'json'\n[service]\nnode_id = 'twice'\n"
@@ -126,6 +126,15 @@ def test_fsqd_run_twice_on_one_state_directory(tmp_path: Path) -> None:
             timeout=60,
         )
         assert record.returncode == 0, record.stderr
+        # Nor does a run that prints its codes (no spool, no broker): debugging beside it.
+        printing = subprocess.run(
+            [*SIM_DAEMON, "run", "--config", str(cfg), "--stdout", "--duration", "1.5s"],
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=60,
+        )
+        assert printing.returncode == 0 and '"seq"' in printing.stdout, printing.stderr
         first.send_signal(signal.SIGTERM)
         _, err = first.communicate(timeout=30)
         assert first.returncode == 0, err
