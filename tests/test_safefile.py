@@ -115,3 +115,25 @@ def test_a_fifo_swapped_in_after_the_check_neither_blocks_nor_reads_empty(
         reader.join(10)
         pytest.fail("opening a FIFO waited for a writer")
     assert outcome == [f"{p}: is a FIFO, not a regular file (a config file)"]
+
+
+@pytest.mark.parametrize("action", ["calibrate", "evaluate"])
+def test_labelled_data_that_is_a_fifo_or_a_device_is_one_line(action: str, tmp_path: Path) -> None:
+    """`model calibrate/evaluate --data` hashed and read the labels of a FIFO (waiting for a
+    writer for ever) or /dev/zero (reading for ever) before anything checked what it was."""
+    fifo = tmp_path / "labelled.csv"
+    os.mkfifo(fifo)
+    for data, kind in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device")):
+        cmd = ["model", action, str(ROOT / "fsqd/models/default"), "--data", str(data)]
+        p = subprocess.run(
+            [sys.executable, "-m", "fsqd", *cmd],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert (p.returncode, p.stdout) == (66, "")
+        assert (
+            p.stderr
+            == f"fsqd: error: {data}: is {kind}, not a regular file (a labelled recording)\n"
+        )
