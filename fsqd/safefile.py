@@ -91,6 +91,8 @@ def read_bytes(path: Path, *, limit: int, what: str = "a file") -> bytes:
                 break
             parts.append(piece)
             left -= len(piece)
+    except FileProblem:
+        raise  # an OSError too: worded already
     except OSError as e:
         raise FileProblem(f"{path}: cannot read: {_reason(e)}") from None
     finally:

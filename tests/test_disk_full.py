@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import importlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -153,3 +154,59 @@ def test_a_failed_sync_ends_the_recording_there(
     assert code == 74 and err == f"fsqd: error: {out}: cannot write: Input/output error\n"
     assert out.stat().st_size == size_at_failure  # no status block, no buffered samples after
     assert samples(out) > 0
+
+
+def test_report_on_a_full_disk_is_one_line_and_exit_74(
+    run_cli: RunCli, tmp_path: Path, tiny: Path
+) -> None:
+    """`fsqd report` draws a dozen PNGs and a page: the one that meets the full disk is named
+    (it used to be `internal error: OSError`, exit 70); the others are whole files."""
+    pytest.importorskip("matplotlib")
+    from fleetkit import make_store
+
+    store = make_store(tmp_path / "store", nodes=1, hours=2.0)
+    out = tiny / "report"
+    code, stdout, err = run_cli("report", store, "--out", out)
+    assert (code, stdout, err.count("\n")) == (74, "", 1), err
+    assert err.startswith(f"fsqd: error: {out}/") and "No space left on device" in err, err
+    assert "internal error" not in err
+    # Every PNG there is whole (from its signature to its IEND chunk): the torn one is
+    # only the partial file the error names.
+    written = sorted(out.glob("*.png"))
+    assert written
+    for png in written:
+        data = png.read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82"), png
+    assert not (out / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    "failure", [errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS], ids=errno.errorcode.get
+)
+def test_a_disk_failure_no_command_words_is_still_one_line_and_exit_74(
+    failure: int, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last line of defence: whatever write meets a full or failing disk, the user gets
+    one line naming the file and exit 74, not `internal error` and exit 70."""
+    cli_main = importlib.import_module("fsqd.cli.main")  # the package exports main()
+
+    def command() -> int:
+        raise OSError(failure, os.strerror(failure), "/var/lib/fsqd/somewhere")
+
+    monkeypatch.setattr(cli_main, "invocation", lambda args: command)
+    code, stdout, err = run_cli("check-config", "x.toml")
+    assert (code, stdout) == (74, "")
+    assert err == f"fsqd: error: /var/lib/fsqd/somewhere: {os.strerror(failure)}\n"
+
+
+def test_other_os_errors_are_still_reported_as_bugs(
+    run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli_main = importlib.import_module("fsqd.cli.main")  # the package exports main()
+
+    def command() -> int:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    monkeypatch.setattr(cli_main, "invocation", lambda args: command)
+    code, _, err = run_cli("check-config", "x.toml")
+    assert code == 70 and err.startswith("fsqd: internal error: OSError:"), err

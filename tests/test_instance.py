@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -41,6 +43,13 @@ def holder(state: Path) -> subprocess.Popen[str]:
     return p
 
 
+def spool_runs(state: Path) -> list[tuple[int, str]]:
+    """The runs the spool in ``state`` has registered (read-only, beside a running daemon)."""
+    uri = (state / "spool.sqlite").as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        return [(int(r), str(i)) for r, i in db.execute("SELECT run, run_id FROM runs")]
+
+
 def test_a_second_holder_is_refused_naming_the_first(tmp_path: Path) -> None:
     state = tmp_path / "state"
     first = holder(state)
@@ -76,7 +85,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
 
 def test_fsqd_run_twice_on_one_state_directory(tmp_path: Path) -> None:
     """The second `fsqd run` refuses in one line naming the first; `fsqd record` (which
-    only reads sensors) runs beside it."""
+    only reads sensors) and `fsqd run --stdout` (no spool) run beside it."""
     cfg = tmp_path / "fsqd.toml"
     cfg.write_text(
         "[window]\nhop = 10\n[logging]\nformat = 'json'\n[service]\nnode_id = 'twice'\n"
@@ -92,6 +101,7 @@ def test_fsqd_run_twice_on_one_state_directory(tmp_path: Path) -> None:
     )
     try:
         listener.wait_for("READY", 30, "1")
+        runs_before = spool_runs(tmp_path / "state")
         second = subprocess.run(
             [*SIM_DAEMON, "run", "--config", str(cfg), "--duration", "5s"],
             capture_output=True,
@@ -102,6 +112,8 @@ def test_fsqd_run_twice_on_one_state_directory(tmp_path: Path) -> None:
         assert second.returncode == 75, second.stderr
         assert second.stderr.count("\n") == 1
         assert f"pid {first.pid}" in second.stderr and "state" in second.stderr
+        # Refused before it opened anything: the spool never saw the second run.
+        assert spool_runs(tmp_path / "state") == runs_before
         out = tmp_path / "r.fsqr"
         record_cmd = [sys.executable, "-m", "fsqd", "record", "--config", str(cfg)]
         record_cmd += ["--out", str(out), "--duration", "1s"]
@@ -114,6 +126,15 @@ def test_fsqd_run_twice_on_one_state_directory(tmp_path: Path) -> None:
             timeout=60,
         )
         assert record.returncode == 0, record.stderr
+        # Nor does a run that prints its codes (no spool, no broker): debugging beside it.
+        printing = subprocess.run(
+            [*SIM_DAEMON, "run", "--config", str(cfg), "--stdout", "--duration", "1.5s"],
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=60,
+        )
+        assert printing.returncode == 0 and '"seq"' in printing.stdout, printing.stderr
         first.send_signal(signal.SIGTERM)
         _, err = first.communicate(timeout=30)
         assert first.returncode == 0, err

@@ -24,7 +24,7 @@ from waiting import until as wait_until
 from fsqd.errors import OutputError
 from fsqd.sinks.mqtt import MqttSettings, MqttSink, Secret
 from fsqd.sinks.mqtt.connection import new_client
-from fsqd.sinks.spool import Spool
+from fsqd.sinks.spool import Spool, SpoolRow
 
 CHILD = Path(__file__).parent / "mqtt_child.py"
 ROOT = Path(__file__).parent.parent
@@ -736,6 +736,28 @@ def test_codes_neither_delivered_nor_spooled_at_stop_are_counted_lost(
     assert counters["lost"] == 7 and counters["published"] == counters["spooled"] == 0
     (line,) = [e for e in logs if e["log_level"] == "error"]
     assert line["event"].startswith("codes lost at stop") and line["lost"] == 7
+
+
+def test_a_corrupt_spool_is_counted_in_the_stats(tmp_path: Path) -> None:
+    """The stats payload (and so the node's dashboard) shows a spool that was set aside and
+    how many codes it gave back, not only the journal's one ERROR line."""
+    path = tmp_path / "spool.db"
+    s = Spool(path, 100_000, 1 << 30)
+    first = s.first_id
+    s.commit([SpoolRow(first + i, i, 1.7e9 + i, code(i)) for i in range(2000)], [])
+    s.close()
+    os.truncate(path, path.stat().st_size // 2)  # a copy cut short, a card that lost its end
+
+    async def main() -> dict[str, int | float]:
+        sink = MqttSink(nowhere(), path)
+        counters = sink.counters()
+        await sink.aclose(0.2)
+        return counters
+
+    with structlog.testing.capture_logs():
+        counters = run_result(main())
+    assert counters["spool_corrupt"] == 1
+    assert 0 < counters["spool_salvaged"] == counters["spool_depth"] < 2000
 
 
 def run_result(coro: Awaitable[T]) -> T:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,3 +85,55 @@ def test_a_fifo_for_a_model_card_or_a_norm_file_is_one_line(
     p = _fsqd("model", "import", "x.onnx", "--out", tmp_path / "o", "--norm", "/dev/zero")
     assert p.returncode == 66 and p.stderr.count("\n") == 1
     assert "/dev/zero: is a character device, not a regular file" in p.stderr
+
+
+def test_a_fifo_swapped_in_after_the_check_neither_blocks_nor_reads_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name is checked, then (a race, a config being replaced) a FIFO stands there: the
+    open does not wait for a writer (O_NONBLOCK) and the descriptor is checked again, so it
+    is refused, not read as an empty file."""
+    import fsqd.safefile
+
+    p = tmp_path / "fsqd.toml"
+    os.mkfifo(p)
+    monkeypatch.setattr(fsqd.safefile, "regular_file", lambda *a, **k: None)  # the check passed
+    outcome: list[str] = []
+
+    def read() -> None:
+        try:
+            outcome.append(repr(read_bytes(p, limit=1024, what="a config file")))
+        except FileProblem as e:
+            outcome.append(str(e))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # blocked in open(): give it a writer so the thread can end
+        with contextlib.suppress(OSError):
+            os.close(os.open(p, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+        pytest.fail("opening a FIFO waited for a writer")
+    assert outcome == [f"{p}: is a FIFO, not a regular file (a config file)"]
+
+
+@pytest.mark.parametrize("action", ["calibrate", "evaluate"])
+def test_labelled_data_that_is_a_fifo_or_a_device_is_one_line(action: str, tmp_path: Path) -> None:
+    """`model calibrate/evaluate --data` hashed and read the labels of a FIFO (waiting for a
+    writer for ever) or /dev/zero (reading for ever) before anything checked what it was."""
+    fifo = tmp_path / "labelled.csv"
+    os.mkfifo(fifo)
+    for data, kind in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device")):
+        cmd = ["model", action, str(ROOT / "fsqd/models/default"), "--data", str(data)]
+        p = subprocess.run(
+            [sys.executable, "-m", "fsqd", *cmd],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert (p.returncode, p.stdout) == (66, "")
+        assert (
+            p.stderr
+            == f"fsqd: error: {data}: is {kind}, not a regular file (a labelled recording)\n"
+        )

@@ -1,20 +1,26 @@
 """``fsqd``'s entry point: parse, run one command, map errors to exit codes.
 
 Every command returns an exit code. Errors fsqd raises on purpose print one line and
-exit with their sysexits code; anything else is a bug and says so (``--debug`` or
+exit with their sysexits code; so does a full, failing or read-only disk met where no
+command worded it (exit 74); anything else is a bug and says so (``--debug`` or
 FSQD_DEBUG=1 shows the traceback).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Sequence
 
 from fsqd.cli.parser import build_parser, invocation
-from fsqd.errors import EX_SOFTWARE, EX_USAGE, FsqdError
+from fsqd.errors import EX_IOERR, EX_SOFTWARE, EX_USAGE, FsqdError
 
 __all__ = ["main"]
+
+# The disk failed, not fsqd: a full SD card, a quota, a bad block, a card the kernel
+# remounted read-only after errors. One line and exit 74, whichever write met it.
+DISK_FAILURES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 
 def _log_to_stderr() -> None:
@@ -52,14 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`): not an error; stop writing quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:
+        if e.errno not in DISK_FAILURES:
+            return _internal_error(e, debug)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"fsqd: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EX_IOERR
     except Exception as e:
-        if debug:
-            raise
-        print(
-            f"fsqd: internal error: {type(e).__name__}: {e} (run with --debug for details)",
-            file=sys.stderr,
-        )
-        return EX_SOFTWARE
+        return _internal_error(e, debug)
     if args.command == "replay" and argv is None:
         # Run as a program (console script, python -m fsqd), not called by code that goes
         # on: everything is written and closed; skip tearing down the interpreter
@@ -68,3 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _internal_error(e: Exception, debug: bool) -> int:
+    """A bug: one line (the traceback with --debug)."""
+    if debug:
+        raise e
+    print(
+        f"fsqd: internal error: {type(e).__name__}: {e} (run with --debug for details)",
+        file=sys.stderr,
+    )
+    return EX_SOFTWARE

@@ -30,6 +30,7 @@ from fsqd.pipeline import CodePipeline, WindowStream
 from fsqd.recordings.base import ReadOptions
 from fsqd.recordings.labels import read_labels
 from fsqd.recordings.open import open_recording
+from fsqd.safefile import regular_file
 from fsqd.stream.timebase import check_rate, estimate_rate
 from fsqd.stream.windows import WindowBatch
 
@@ -136,6 +137,8 @@ def load_labelled(
     ``read``: how to read them (columns, scale, time unit, rate), as ``fsqd replay`` was
     told; by default the card's channels in the file's own units and timestamps.
     """
+    for f in files:  # before hashing or reading any: a FIFO would block, /dev/zero never end
+        regular_file(f, what="a labelled recording")
     names = head_labels(package)
     card = package.card
     encoder = OnnxEncoder(package, None)

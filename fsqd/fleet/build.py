@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fsqd.errors import OutputError
 from fsqd.fleet import charts
 from fsqd.fleet.analysis import PERCENTILES, analyse_day, merged_latency
 from fsqd.fleet.dataset import gaps_table, node_days, read_partition
 from fsqd.fleet.html import DaySection, Page, render
 from fsqd.hdrhistogram import HdrHistogram
+from fsqd.outfile import binary_output
 
-__all__ = ["build_report", "latency_summary"]
+__all__ = ["build_report", "latency_summary", "write_file"]
 
 
 def latency_summary(h: HdrHistogram) -> dict[str, float]:
@@ -46,7 +48,7 @@ def build_report(
             "perplexity": charts.perplexity_png(day),
         }
         for name, png in pngs.items():
-            (out / f"{day.node}_{day.date}_{name}.png").write_bytes(png)
+            write_file(out / f"{day.node}_{day.date}_{name}.png", png)
         day_gaps = [g for g in gaps if g["node"] == day.node and g["date"] == day.date]
         sections.append(DaySection(day, pngs, day_gaps))
     fleet_charts = {"completeness": charts.completeness_png(analysed)}
@@ -61,7 +63,17 @@ def build_report(
         latency = {"fleet": latency_summary(fleet)}
         latency |= {n: latency_summary(h) for n, h in sorted(per_node.items())}
     for name, png in fleet_charts.items():
-        (out / f"fleet_{name}.png").write_bytes(png)
+        write_file(out / f"fleet_{name}.png", png)
     page = out / "report.html"
-    page.write_text(render(Page(title, str(store), fleet_charts, latency, sections)))
+    write_file(page, render(Page(title, str(store), fleet_charts, latency, sections)).encode())
     return page
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """One file of the report, as every output is written (``fsqd.outfile``: whole or not
+    at all, a symlink or a FIFO never replaced); a full disk is one line, exit 74."""
+    with binary_output(path) as fh:
+        try:
+            fh.write(data)
+        except OSError as e:
+            raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
