@@ -125,7 +125,7 @@ def test_usage_and_config_errors_are_one_line_with_sysexits(
     code, _, err = run_cli(
         "record", "--config", tmp_path / "none.toml", "--out", tmp_path / "a.csv"
     )
-    assert code == 66 and "no such config file" in err
+    assert code == 78 and "no such config file" in err
     bad = tmp_path / "bad.toml"
     bad.write_text(CONFIG.replace("address = 0x6a", "adress = 0x6a"))
     code, _, err = run_cli("record", "--config", bad, "--out", tmp_path / "a.csv")
