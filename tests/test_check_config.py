@@ -231,6 +231,37 @@ def test_special_files_never_hang_or_grow(
     assert time.monotonic() - t0 < 30
 
 
+@pytest.mark.parametrize("kind", ["fifo", "zero", "missing"])
+def test_every_command_that_reads_a_config_refuses_a_bad_path_alike(
+    kind: str, tmp_path: Path
+) -> None:
+    """run, check-config, collect, tail and record say the same line and exit 78 for a
+    config path that is not a regular file; none waits for a FIFO's writer."""
+    if kind == "zero":
+        cfg, what = Path("/dev/zero"), "is a character device, not a regular file"
+    elif kind == "fifo":
+        cfg, what = tmp_path / "fsqd.toml", "is a FIFO, not a regular file (a config file)"
+        os.mkfifo(cfg)
+    else:
+        cfg, what = tmp_path / "fsqd.toml", "no such config file"
+    out = tmp_path / "rec.csv"
+    commands = [
+        ("check-config", cfg),
+        ("run", "--config", cfg),
+        ("collect", "--config", cfg),
+        ("tail", "--config", cfg),
+        ("record", "--config", cfg, "--out", out, "--duration", "1s"),
+    ]
+    errors = set()
+    for args in commands:
+        code, err = _subprocess(*args)  # times out (fails) if a read blocks on the FIFO
+        assert code == EX_CONFIG, (args, code, err)
+        assert err.count("\n") == 1 and f"{cfg}: {what}" in err, (args, err)
+        errors.add(err)
+    assert len(errors) == 1, errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if kind != "fifo" else [cfg.name])
+
+
 # Loaded by `fsqd run` (the MQTT sink, the CPU encoder), never by checking a file.
 HEAVY = ("aiomqtt", "paho", "onnxruntime")
 

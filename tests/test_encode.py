@@ -86,3 +86,46 @@ def test_bad_usage_exits_64(run_cli: RunCli) -> None:
     code, out, err = run_cli("encode")
     assert (code, out) == (64, "") and "required" in err
     assert run_cli("--version")[0] == 0
+
+
+def test_bad_input_leaves_nothing_behind_and_an_old_output_untouched(
+    run_cli: RunCli, pkg_d2: ModelPackage, tmp_path: Path
+) -> None:
+    """Every check of the model and the windows comes before --out is opened: no
+    ``.NAME.partial`` beside the target, an existing output keeps its bytes and inode."""
+    nan = np.zeros((4, 9, 2, 100), np.float32)
+    nan[3, 0, 0, 0] = np.inf
+    inputs = {
+        "absent.npy": None,
+        "junk.npy": b"not numpy",
+        "shape.npy": np.zeros((4, 9, 1, 100), np.float32),
+        "dtype.npy": np.zeros((4, 9, 2, 100), np.int64),
+        "nan.npy": nan,
+    }
+    for name, content in inputs.items():
+        if isinstance(content, bytes):
+            (tmp_path / name).write_bytes(content)
+        elif content is not None:
+            np.save(tmp_path / name, content)
+    good = tmp_path / "good.npy"
+    np.save(good, np.zeros((2, 9, 2, 100), np.float32))
+    cases = [(pkg_d2.path, tmp_path / name) for name in inputs]
+    cases.append((tmp_path / "no-such-package", good))
+    for model, windows in cases:
+        for existing in (False, True):
+            out_dir = tmp_path / "out"
+            out_dir.mkdir()
+            target = out_dir / "codes.jsonl"
+            if existing:
+                target.write_text("old codes\n")
+            before = target.stat().st_ino if existing else None
+            code, out, err = run_cli("encode", "--model", model, windows, "--out", target)
+            assert code in (65, 66, 78) and out == "", (windows, code, err)
+            assert err.count("\n") == 1 and "partial" not in err, err
+            left = sorted(p.name for p in out_dir.iterdir())
+            assert left == (["codes.jsonl"] if existing else []), (windows, left)
+            if existing:
+                assert target.read_text() == "old codes\n" and target.stat().st_ino == before
+            for p in out_dir.iterdir():
+                p.unlink()
+            out_dir.rmdir()

@@ -24,6 +24,7 @@ from waiting import until as wait_until
 from fsqd.errors import OutputError
 from fsqd.sinks.mqtt import MqttSettings, MqttSink, Secret
 from fsqd.sinks.mqtt.connection import new_client
+from fsqd.sinks.mqtt.outage import Outage
 from fsqd.sinks.spool import Spool, SpoolRow
 
 CHILD = Path(__file__).parent / "mqtt_child.py"
@@ -916,3 +917,78 @@ def test_the_connection_sends_small_packets_without_waiting_for_acks(broker: Mos
             return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
     assert asyncio.run(main()) == 1
+
+
+def _outage_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"].startswith("mqtt")]
+
+
+def test_a_broker_that_is_away_is_one_warning_then_a_reminder_every_ten_minutes(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Attempts every 10-20 ms stand for a minute each (the cap): a reminder every ten
+    attempts, then the connected line says how long it was down and how many attempts."""
+    broker.stop()
+    ticks = [0]
+
+    def minutes() -> float:  # each reading one minute later: one per attempt, as at the cap
+        ticks[0] += 1
+        return 60.0 * ticks[0]
+
+    async def main() -> int:
+        s = settings(broker, reconnect_min_s=0.01, reconnect_max_s=0.02)
+        sink = MqttSink(s, tmp_path / "spool.db")
+        sink.outage = Outage(s.host, clock=minutes)
+        task = asyncio.create_task(sink.run())
+        await wait_until(lambda: sink.counters()["connect_failures"] >= 45, timeout_s=60)
+        broker.start()
+        await wait_until(lambda: sink.connected, timeout_s=30)
+        failures = int(sink.counters()["connect_failures"])
+        await sink.aclose(5)
+        await task
+        return failures
+
+    with structlog.testing.capture_logs() as logs:
+        failures = run_result(main())
+    lines = _outage_lines(logs)
+    first, *reminders, connected = lines
+    assert (first["event"], first["log_level"]) == ("mqtt connect failed", "warning")
+    assert first["host"] == broker.host and "error" in first
+    # Attempt 1 at minute 1; a reminder at attempts 11, 21, ... (ten minutes apart).
+    assert [r["attempts"] for r in reminders] == list(range(11, failures + 1, 10))
+    assert {r["event"] for r in reminders} == {"mqtt still unreachable"}
+    assert [r["down_s"] for r in reminders] == [600.0 * (i + 1) for i in range(len(reminders))]
+    assert (connected["event"], connected["log_level"]) == ("mqtt connected", "info")
+    assert connected["attempts"] == failures + 1
+    assert connected["down_s"] == 60.0 * failures  # from the first failure to CONNACK
+
+
+def test_a_lost_connection_is_one_warning_and_the_reconnect_says_for_how_long(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    async def main() -> tuple[int, float]:
+        sink = MqttSink(settings(broker), tmp_path / "spool.db")
+        task = asyncio.create_task(sink.run())
+        await wait_until(lambda: sink.connected)
+        t0 = time.monotonic()
+        broker.stop()
+        await wait_until(lambda: sink.counters()["connect_failures"] >= 5, timeout_s=30)
+        broker.start()
+        await wait_until(lambda: sink.connected, timeout_s=30)
+        down = time.monotonic() - t0
+        failures = int(sink.counters()["connect_failures"])
+        await sink.aclose(5)
+        await task
+        return failures, down
+
+    with structlog.testing.capture_logs() as logs:
+        failures, down = run_result(main())
+    lines = _outage_lines(logs)
+    assert [(e["event"], e["log_level"]) for e in lines] == [
+        ("mqtt connected", "info"),
+        ("mqtt connection lost", "warning"),  # five failed attempts after it: no line each
+        ("mqtt connected", "info"),
+    ]
+    assert "down_s" not in lines[0] and "attempts" not in lines[0]
+    assert lines[2]["attempts"] == failures + 1 >= 6
+    assert 0 < lines[2]["down_s"] <= down + 0.1

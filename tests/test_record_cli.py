@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,10 +20,11 @@ from waiting import wait_until
 
 from fsqd.clock import ManualClock
 from fsqd.commands.record import _signals_stop, record
-from fsqd.errors import NoInputError
+from fsqd.errors import NoInputError, OutputError
 from fsqd.imu.drivers.lsm6dsox import internal_rate_hz
 from fsqd.recordings import ReadOptions, open_recording
 from fsqd.recordings.fsqr import KIND_SAMPLES, KIND_STATUS, scan
+from fsqd.recordings.writers import NativeWriter
 from fsqd.sim import SimConfig, Simulator, write_csv
 from fsqd.testing import PacedClock
 from fsqd.units import CHANNELS
@@ -125,7 +127,7 @@ def test_usage_and_config_errors_are_one_line_with_sysexits(
     code, _, err = run_cli(
         "record", "--config", tmp_path / "none.toml", "--out", tmp_path / "a.csv"
     )
-    assert code == 66 and "no such config file" in err
+    assert code == 78 and "no such config file" in err
     bad = tmp_path / "bad.toml"
     bad.write_text(CONFIG.replace("address = 0x6a", "adress = 0x6a"))
     code, _, err = run_cli("record", "--config", bad, "--out", tmp_path / "a.csv")
@@ -216,6 +218,47 @@ def test_a_second_signal_gets_out_and_an_ignored_ctrl_c_stays_ignored() -> None:
 
 
 def test_a_wrong_chip_ends_the_recording_with_what_was_found(config: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old.fsqr"
+    record(config, old, duration_s=2.0, clock=PacedClock(20))
+    before = old.read_bytes()
     config.write_text(CONFIG + "who_am_i = 0x69\n")
     with pytest.raises(NoInputError, match=r"'collar': .*reads 0x69, expected 0x6C"):
         record(config, tmp_path / "x.csv", duration_s=30.0, clock=ManualClock())
+    # No samples, no file: neither a header-only CSV nor a new session in an old recording.
+    assert not (tmp_path / "x.csv").exists()
+    with pytest.raises(NoInputError, match="reads 0x69"):
+        record(config, old, duration_s=30.0, clock=ManualClock())
+    assert old.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fsqd.toml", "old.fsqr"]
+
+
+SECOND = """
+[[sensor]]
+name = "back"
+driver = "lsm6dsox"
+bus = "emulated"
+address = 0x6b
+mag_address = 0x1e
+rate_hz = 104
+"""
+
+
+def test_an_append_of_other_channels_is_refused_once(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tmp_path / "old.fsqr"
+    record(config, old, duration_s=2.0, clock=PacedClock(20))
+    before = old.read_bytes()
+    opened = []
+
+    class Counted(NativeWriter):
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            opened.append(1)
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr("fsqd.commands.record.NativeWriter", Counted)
+    config.write_text(CONFIG + SECOND)  # ax_0..mz_1, where the file has ax..mz
+    with pytest.raises(OutputError, match="cannot append: it records channels"):
+        record(config, old, duration_s=30.0, clock=PacedClock(20))
+    assert old.read_bytes() == before
+    assert len(opened) == 1  # refused at the first samples, not tried again at the end

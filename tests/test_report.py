@@ -122,6 +122,12 @@ def test_report_filters_and_errors(store: Path, tmp_path: Path, run_cli) -> None
     assert code == 66 and err.count("\n") == 1
     code, _, err = run_cli("report", store, "--from", "29/05/2026", "--out", tmp_path / "d")
     assert code == 64 and "YYYY-MM-DD" in err
+    # Bad input leaves no (empty) report directory behind.
+    assert not [p for p in "bcd" if (tmp_path / p).exists()]
+    (tmp_path / "e").write_text("not a directory")
+    code, _, err = run_cli("report", store, "--out", tmp_path / "e")
+    assert code == 74 and err.count("\n") == 1 and "not a directory" in err
+    assert (tmp_path / "e").read_text() == "not a directory"
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

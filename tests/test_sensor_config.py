@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fsqd.errors import ConfigError, NoInputError
+from fsqd.errors import ConfigError
 from fsqd.imu.acquire.config import mount_matrix, read_sensor_file
 from fsqd.testing import sensors_from
 
@@ -112,5 +112,5 @@ def test_read_sensor_file_ignores_other_tables(tmp_path: Path) -> None:
     p.write_text("[[sensor]\n")
     with pytest.raises(ConfigError, match=r"fsqd\.toml: "):
         read_sensor_file(p)
-    with pytest.raises(NoInputError):
+    with pytest.raises(ConfigError, match="no such config file"):
         read_sensor_file(tmp_path / "none.toml")

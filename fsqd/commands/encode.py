@@ -34,8 +34,17 @@ class EncodeOptions:
 
 
 def encode(opts: EncodeOptions) -> int:
-    with Output(opts.out) as out:
-        n = encode_file(opts.model, opts.windows, out, batch=opts.batch, backend=opts.backend)
+    # The model, the windows and the encoder are all checked before --out is opened: bad
+    # input is one line and leaves nothing behind (no partial file, an old output untouched).
+    pkg = load_package(opts.model)
+    arr = checked_windows(pkg, opts.windows, opts.batch)
+    encoder = open_encoder(pkg, opts.backend)
+    try:
+        pipeline = CodePipeline(pkg, encoder)
+        with Output(opts.out) as out:
+            n = _write_codes(pkg, pipeline, arr, out, opts.batch)
+    finally:
+        encoder.close()
     note(f"encoded {n} windows")
     return 0
 
@@ -68,16 +77,19 @@ def encode_file(
     model: Path | None, windows: Path, out: TextIO, *, batch: int = 1024, backend: str = "auto"
 ) -> int:
     pkg = load_package(model)
+    arr = checked_windows(pkg, windows, batch)
     encoder = open_encoder(pkg, backend)
     try:
-        return _encode(pkg, CodePipeline(pkg, encoder), windows, out, batch)
+        return _write_codes(pkg, CodePipeline(pkg, encoder), arr, out, batch)
     finally:
         encoder.close()
 
 
-def _encode(
-    pkg: ModelPackage, pipeline: CodePipeline, windows: Path, out: TextIO, batch: int
-) -> int:
+def checked_windows(
+    pkg: ModelPackage, windows: Path, batch: int = 1024
+) -> npt.NDArray[np.floating]:
+    """The windows of ``windows`` (memory-mapped) once their type, their shape for ``pkg``
+    and every value (finite) are checked: nothing is written before that."""
     arr = load_windows(windows)
     want = expected_input_shape(pkg.card)
     if arr.ndim != len(want) + 1 or tuple(arr.shape[1:]) != want:
@@ -85,12 +97,21 @@ def _encode(
             f"{windows}: windows have shape {list(arr.shape)}, model {pkg.label} expects "
             f"[N, {', '.join(map(str, want))}] (layout {pkg.card.input.layout})"
         )
-    # Check every window before writing any line, so bad input leaves no half-done output.
     for start in range(0, len(arr), batch):
         finite = np.isfinite(arr[start : start + batch]).reshape(-1, int(np.prod(want))).all(axis=1)
         if not finite.all():
             bad = start + int(np.flatnonzero(~finite)[0])
             raise DataError(f"{windows}: window {bad} holds NaN or inf values")
+    return arr
+
+
+def _write_codes(
+    pkg: ModelPackage,
+    pipeline: CodePipeline,
+    arr: npt.NDArray[np.floating],
+    out: TextIO,
+    batch: int,
+) -> int:
     fmt = BatchLineFormatter(pkg.label, pipeline.labels)
     for start in range(0, len(arr), batch):
         x = np.ascontiguousarray(arr[start : start + batch], dtype=np.float32)
@@ -98,4 +119,4 @@ def _encode(
     return len(arr)
 
 
-__all__ = ["EncodeOptions", "encode", "encode_file", "load_windows"]
+__all__ = ["EncodeOptions", "checked_windows", "encode", "encode_file", "load_windows"]

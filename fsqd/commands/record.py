@@ -19,11 +19,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from fsqd.chunk import SampleChunk
 from fsqd.clock import Clock
 from fsqd.console import note
 from fsqd.errors import NoInputError, UsageError
 from fsqd.imu.acquire.acquisition import Acquisition, SensorStatus, open_acquisition
 from fsqd.imu.acquire.config import read_sensor_file
+from fsqd.outfile import output_target
 from fsqd.recordings.fsqr import SUFFIX
 from fsqd.recordings.writers import CsvWriter, NativeWriter, recording_header
 
@@ -103,9 +105,27 @@ def record(
         [{"name": s.name, "driver": s.driver, "bus": s.bus, "address": s.address} for s in sensors],
         dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
-    writer: NativeWriter | CsvWriter = (
-        NativeWriter(out, header) if fmt == "native" else CsvWriter(out, header)
-    )
+
+    def open_writer() -> NativeWriter | CsvWriter:
+        return NativeWriter(out, header) if fmt == "native" else CsvWriter(out, header)
+
+    # A file is created (or appended to) with the first samples: a sensor that never
+    # delivers (a wrong chip) leaves no header-only file, nor a new session in an old
+    # one. A FIFO or a device is opened now, as before: nothing is left behind there,
+    # and a FIFO waits for its reader before the acquisition starts.
+    writer: NativeWriter | CsvWriter | None = open_writer() if output_target(out).special else None
+
+    tried = False  # opened once at most: a refusal (other channels) is not retried at stop
+
+    def write(chunk: SampleChunk) -> None:
+        nonlocal writer, tried
+        if writer is None:
+            if not len(chunk) or tried:
+                return
+            tried = True
+            writer = open_writer()
+        writer.write(chunk)
+
     woke = threading.Event()
     stop = stop or threading.Event()
     now = acq.clock.now  # the acquisition's clock: a manual one in tests
@@ -119,7 +139,7 @@ def record(
                     woke.wait(0.25)  # bounded: a signal sets ``stop`` without waking us
                     woke.clear()
                     for chunk in acq.read():
-                        writer.write(chunk)
+                        write(chunk)
                     elapsed = now() - start
                     if tty is not None and elapsed - shown >= STATUS_EVERY_S:
                         shown = elapsed
@@ -135,12 +155,13 @@ def record(
         try:
             # After a failed write (a full disk) nothing more is written: the file ends at
             # its last whole block or line, and that error is the one reported.
-            if not writer.failed:
+            if writer is None or not writer.failed:
                 for chunk in acq.read():
-                    writer.write(chunk)
+                    write(chunk)
         finally:
             status = acq.status()
-            writer.close([asdict(s) for s in status])
+            if writer is not None:
+                writer.close([asdict(s) for s in status])
             if tty is not None:
                 tty.write("\n")
     return status

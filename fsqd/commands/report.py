@@ -39,10 +39,10 @@ def report(opts: ReportOptions) -> int:
         ) from None
     from fsqd.fleet.build import build_report
 
-    try:
-        opts.out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{opts.out}: cannot create it: {e.strerror or e}") from None
+    if opts.out.exists() and not opts.out.is_dir():
+        raise OutputError(f"{opts.out}: is not a directory; --out takes a directory")
+    # DIR is created only once the store has given everything the report needs: bad input
+    # (no data for the dates, a bad date) leaves no empty directory behind.
     page_path = build_report(opts.store, opts.out, opts.nodes, opts.first, opts.last, opts.title)
     if page_path is None:
         raise DataError(f"{opts.store}: no codes or events for the nodes and dates asked for")

@@ -12,7 +12,7 @@ from fsqd.fleet.html import DaySection, Page, render
 from fsqd.hdrhistogram import HdrHistogram
 from fsqd.outfile import binary_output
 
-__all__ = ["build_report", "latency_summary", "write_file"]
+__all__ = ["build_report", "latency_summary", "make_dir", "write_file"]
 
 
 def latency_summary(h: HdrHistogram) -> dict[str, float]:
@@ -38,6 +38,7 @@ def build_report(
         behaviours |= set(day.budget_s)
         stats = read_partition(store, "stats", nd.node, nd.date)
         blobs.setdefault(nd.node, []).extend(b for b in stats.column("hdr_e2e").to_pylist() if b)
+    make_dir(out)  # only now: every day read and analysed, nothing refused
     colours = charts.palette(sorted(behaviours))
     sections = []
     for day in analysed:
@@ -67,6 +68,14 @@ def build_report(
     page = out / "report.html"
     write_file(page, render(Page(title, str(store), fleet_charts, latency, sections)).encode())
     return page
+
+
+def make_dir(out: Path) -> None:
+    """The report's directory (and its parents), created when missing."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out}: cannot create it: {e.strerror or e}") from None
 
 
 def write_file(path: Path, data: bytes) -> None:

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from fsqd.errors import ConfigError
 from fsqd.imu.driver import get_spec
-from fsqd.tomlcheck import Table, load_toml
+from fsqd.tomlcheck import Table, load_config_toml
 from fsqd.units import BEHAVIOURS
 
 EMULATED = "emulated"
@@ -250,9 +250,10 @@ __all__ = [
 
 def read_sensor_file(path: str | Path) -> tuple[SensorConfig, ...]:
     """The ``[[sensor]]`` tables of a TOML config file; other top-level tables are left
-    to whoever reads the whole file."""
+    to whoever reads the whole file. A missing file, a FIFO or a device is a ConfigError
+    (exit 78), as for ``fsqd run``, ``collect`` and ``tail``."""
     p = Path(path)
-    _, data = load_toml(p)
+    _, data = load_config_toml(p)
     sensors = parse_sensors(Table(data, p.name).tables("sensor"))
     if not sensors:
         raise ConfigError(f"{p}: no [[sensor]] table")

@@ -20,7 +20,8 @@ sender resends from the disk first, then memory: order is kept, and a code is se
 at least once (``seq`` lets consumers drop duplicates).
 
 The pieces: ``codes`` (ids, memory, the in-flight window, the spool), ``connection``
-(a fresh client per connection), ``tls`` (the context of each connection).
+(a fresh client per connection), ``tls`` (the context of each connection), ``outage``
+(what is logged while the broker is away).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from fsqd.sinks.mqtt.connection import (
     new_client,
     retrieve_disconnect_error,
 )
+from fsqd.sinks.mqtt.outage import Outage
 
 __all__ = ["COUNTERS", "Discovery", "MqttSink"]
 
@@ -157,6 +159,8 @@ class MqttSink:
         self.connect_failures = 0
         self.connected = False
         self._connections = 0
+        # One WARNING per outage, a reminder every 10 min, its length on reconnect.
+        self.outage = Outage(settings.host)
 
     # -- the daemon's side --
 
@@ -266,9 +270,9 @@ class MqttSink:
                 # the credentials.
                 if t_up is None:
                     self.connect_failures += 1
-                    log.warning("mqtt connect failed", host=self.settings.host, error=str(e))
+                    self.outage.connect_failed(str(e))
                 else:
-                    log.warning("mqtt connection lost", error=str(e))
+                    self.outage.connection_lost(str(e))
             finally:
                 self.connected = False
             if me.cancelling() > cancels:
@@ -302,6 +306,7 @@ class MqttSink:
             port=self.settings.port,
             client_id=self.settings.client_id,
             spooled=self.codes.disk_depth,
+            **self.outage.ended(),  # after an outage: down_s, attempts
         )
 
     async def _serve(self, client: aiomqtt.Client) -> None:
