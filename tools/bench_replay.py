@@ -172,6 +172,12 @@ def hour(args: argparse.Namespace) -> None:
             f"per round: median {statistics.median(paired):.2f}, "
             f"range {paired[0]:.2f}-{paired[-1]:.2f}"
         )
+    if args.vs_root is not None:
+        pairs = sorted(a / b for a, b in zip(full[args.root], full[args.vs_root], strict=True))
+        print(
+            f"trees       replay wall of the first / the second, per round: median "
+            f"{statistics.median(pairs):.2f}, range {pairs[0]:.2f}-{pairs[-1]:.2f}"
+        )
 
 
 def _seconds(values: list[float]) -> str:
