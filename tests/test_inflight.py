@@ -183,3 +183,10 @@ def test_an_encoder_that_hides_a_lane_never_gets_a_negative_time(
     # Batch 1 (lane 1) is done at 1 ms, before batch 0 (5 ms): from its hand-over, 1 ms.
     # Batch 3 (lane 1, 2 ms) likewise; batch 2 (lane 0, 6 ms) from batch 1's finish.
     assert [ns for _, _, ns in got] == [5 * ms, ms, 5 * ms, 2 * ms]
+
+
+def test_the_onnx_encoder_has_a_lane_per_session(pkg_d2: ModelPackage) -> None:
+    two, one = OnnxEncoder(pkg_d2, threads=2), OnnxEncoder(pkg_d2, threads=2, sessions=1)
+    assert (two.lanes, one.lanes) == (2, 1)
+    two.close()
+    one.close()

@@ -130,7 +130,9 @@ class FallbackEncoder:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsqd-fallback")
         from fsqd.backends.hailo import status
 
-        # The NPU's failures that the CPU covers for, and those that keep it away.
+        # The NPU's errors: a closed device, the failures that the CPU covers for, and
+        # those that keep it away.
+        self._npu_closed = status.HailoRuntimeError
         self._npu_failed = (status.HailoRuntimeError, status.HailoUnavailableError)
         self._npu_away = (status.HailoUnavailableError, status.HailoVersionError)
 
@@ -160,7 +162,7 @@ class FallbackEncoder:
 
         try:
             started = npu.submit(x)
-        except (self._npu_failed[0], RuntimeError):  # closed by a fall-back meanwhile
+        except (self._npu_closed, RuntimeError):  # closed by a fall-back meanwhile
             return self._worker.submit(self.cpu, x)
         started.add_done_callback(done)
         return out
