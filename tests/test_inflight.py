@@ -30,6 +30,10 @@ class Recorded:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.encoder(x)
 
+    @property
+    def lanes(self) -> int:
+        return self.encoder.lanes
+
     def submit(self, x: np.ndarray) -> Future[np.ndarray]:
         f = self.encoder.submit(x)
         self.futures.append(f)
@@ -39,7 +43,7 @@ class Recorded:
         self.encoder.close()
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
 @pytest.mark.parametrize("sizes", [[256, 256, 256], [256, 3, 256, 3, 256, 100], [5]])
 def test_results_come_back_in_order_with_their_own_items(
     pkg_d2: ModelPackage, depth: int, sizes: list[int]
@@ -89,3 +93,100 @@ def test_an_encoder_error_reaches_the_reader(pkg_d2: ModelPackage) -> None:
     with pytest.raises(Exception, match=r"(?i)invalid|rank|dimension"):
         next(it)
     enc.close()
+
+
+class _Clock:
+    """A nanosecond clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class _Job(Future[np.ndarray]):
+    """A batch on a simulated worker, done at ``due`` on the clock."""
+
+    def __init__(self, encoder: _LaneEncoder, due: int, y: np.ndarray) -> None:
+        super().__init__()
+        self.encoder, self.due, self.y = encoder, due, y
+
+    def result(self, timeout: float | None = None) -> np.ndarray:
+        self.encoder.run_until(self.due)
+        return super().result(timeout)
+
+
+class _LaneEncoder:
+    """Lanes taking batches in turn, each in order, batch k costing ``costs[k]`` ns; time
+    moves (and batches finish, in time order) only when a result is awaited."""
+
+    name = "lanes"
+
+    def __init__(self, clock: _Clock, lanes: int, costs: list[int]) -> None:
+        self.clock, self.lanes, self.costs = clock, lanes, costs
+        self.free = [0] * lanes  # when each lane is done with what it has
+        self.turn = 0
+        self.pending: list[_Job] = []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def submit(self, x: np.ndarray) -> Future[np.ndarray]:
+        lane = self.turn % len(self.free)
+        self.free[lane] = max(self.free[lane], self.clock.now) + self.costs[self.turn]
+        self.turn += 1
+        job = _Job(self, self.free[lane], x)
+        self.pending.append(job)
+        return job
+
+    def run_until(self, due: int) -> None:
+        for job in sorted(self.pending, key=lambda j: j.due):
+            if job.due > due:
+                break
+            self.pending.remove(job)
+            self.clock.now = max(self.clock.now, job.due)
+            job.set_result(job.y)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("lanes", "depth"), [(1, 1), (1, 3), (2, 2), (2, 4), (2, 5)])
+def test_a_batch_queued_behind_another_is_timed_from_its_start(
+    monkeypatch: pytest.MonkeyPatch, lanes: int, depth: int
+) -> None:
+    """More batches in flight than lanes: each one's time is its own run, not its wait
+    behind the batch before it on the same lane (the replay's 'infer' stage)."""
+    clock = _Clock()
+    monkeypatch.setattr("fsqd.backends.inflight.time.perf_counter_ns", clock)
+    cost = 1_000_000
+    enc = _LaneEncoder(clock, lanes, [cost] * 9)
+    xs = [np.full((2, 1), i, np.float32) for i in range(9)]
+    got = list(encode_ahead(enc, iter(xs), lambda x: x, depth))
+    assert [y.tobytes() for y, _, _ in got] == [x.tobytes() for x in xs]
+    if depth >= 2:
+        assert [ns for _, _, ns in got] == [cost] * len(xs)
+
+
+def test_an_encoder_that_hides_a_lane_never_gets_a_negative_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two real lanes, one declared: a short batch finishes before the long one taken as
+    its lane's last; it is then timed from its hand-over, never below zero."""
+    clock = _Clock()
+    monkeypatch.setattr("fsqd.backends.inflight.time.perf_counter_ns", clock)
+    ms = 1_000_000
+    enc = _LaneEncoder(clock, 2, [5 * ms, ms, ms, ms])
+    enc.lanes = 1
+    got = list(encode_ahead(enc, iter([np.zeros((1, 1), np.float32)] * 4), lambda x: x, 4))
+    # Batch 1 (lane 1) is done at 1 ms, before batch 0 (5 ms): from its hand-over, 1 ms.
+    # Batch 3 (lane 1, 2 ms) likewise; batch 2 (lane 0, 6 ms) from batch 1's finish.
+    assert [ns for _, _, ns in got] == [5 * ms, ms, 5 * ms, 2 * ms]
+
+
+def test_the_onnx_encoder_has_a_lane_per_session(pkg_d2: ModelPackage) -> None:
+    two, one = OnnxEncoder(pkg_d2, threads=2), OnnxEncoder(pkg_d2, threads=2, sessions=1)
+    assert (two.lanes, one.lanes) == (2, 1)
+    two.close()
+    one.close()

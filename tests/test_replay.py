@@ -390,3 +390,26 @@ def test_the_evaluate_report_reads_the_file_as_the_replay_did(
     code, _, scaled = run_cli("replay", mg, "--scale", "a*=0.00980665")
     assert code == 0
     assert accuracy(scaled) == accuracy(plain)
+
+
+def test_a_replay_imports_only_what_it_runs(recording: Path, tmp_path: Path) -> None:
+    """Start-up is part of every replay's time: a CPU replay of a file it does not evaluate
+    loads neither the evaluation, nor the Hailo backend (no HEF), nor `onnx` (the graph
+    check is the card's record)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    code = "import sys; from fsqd.cli import main; main(sys.argv[1:]); print(*sys.modules)"
+    args = ["replay", str(recording), "--hop", "10", "--out", str(tmp_path / "codes.jsonl")]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args, "--no-evaluate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    modules = set(proc.stdout.split())
+    assert "fsqd.commands.replay" in modules and "onnxruntime" in modules
+    assert "fsqd.commands.model_evaluate" not in modules
+    assert not {m for m in modules if m.startswith("fsqd.backends.hailo")}
+    assert "onnx" not in modules

@@ -3,13 +3,21 @@
 Hour mode (default): one hour of simulated 100 Hz 9-axis CSV at hop 10. Each round times
 raw ``InferenceSession.run`` of the same encoder on the same windows (built outside the
 clock, batches of replay's size) and then the whole ``python -m fsqd replay`` process as a
-subprocess, launch to exit, as a user sees it. Rounds alternate so machine noise hits both;
-the best round of each counts. Prints windows/s and replay / raw.
+subprocess, launch to exit, as a user sees it. Rounds alternate so machine noise hits both.
+Prints windows/s, replay / raw of the best rounds, and the median (and range) of each
+round's own replay / raw: on a shared machine the paired ratio is the steadier number.
+``--vs-root DIR`` replays with a second tree in every round too (in turn with the first),
+so two versions are compared under the same load.
+
+The replayed trees are byte-compiled first (``compileall``), as an installed package is:
+without it a shell with PYTHONDONTWRITEBYTECODE set compiles fsqd's modules from source on
+every launch (0.1-0.2 s here). ``--no-compile`` leaves them as they are.
 
 Day mode (``--day``): 24 h of 100 Hz CSV (the simulated hour tiled with continuous
 timestamps) replayed at the card's default hop; prints wall time and the child's peak RSS.
 
     PYTHONPATH=$PWD python tools/bench_replay.py [--minutes 60] [--rounds 3] [--model PKG]
+        [--vs-root OLD_TREE]
     PYTHONPATH=$PWD python tools/bench_replay.py --day [--hours 24]
     (--root DIR replays with another checkout, e.g. `git archive` of an older commit)
 
@@ -19,7 +27,9 @@ Numbers depend on the machine and on what else runs on it: report them with the 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,27 +136,58 @@ def hour(args: argparse.Namespace) -> None:
             replay_args += ["--model", str(args.model)]
         assert x_windows is not None
         n = len(x_windows)
-        raw, full, rss = [], [], []
-        for _ in range(args.rounds):
+        roots = [args.root] if args.vs_root is None else [args.root, args.vs_root]
+        raw: list[float] = []
+        full: dict[Path, list[float]] = {r: [] for r in roots}
+        rss: dict[Path, list[float]] = {r: [] for r in roots}
+        for k in range(args.rounds):
             raw.append(time_raw(pkg, x_windows))
-            wall, peak, _ = run_replay(replay_args, args.root)
-            full.append(wall)
-            rss.append(peak)
-        lines = sum(1 for _ in out.open())
-        if lines != n:
-            raise SystemExit(f"replay wrote {lines} lines for {n} windows")
-    raw_rate, replay_rate = n / min(raw), n / min(full)
+            for root in roots if k % 2 == 0 else roots[::-1]:
+                wall, peak, _ = run_replay(replay_args, root)
+                full[root].append(wall)
+                rss[root].append(peak)
+                lines = sum(1 for _ in out.open())
+                if lines != n:
+                    raise SystemExit(f"replay wrote {lines} lines for {n} windows")
+    raw_rate = n / min(raw)
     print(
         f"data        {args.minutes:g} min at 100 Hz, hop {HOP}: {n} windows, model "
         f"{pkg.label} ({devices} device(s)), batch {BATCH}, {os.cpu_count()} cores"
     )
-    print(f"raw infer   {raw_rate:9.0f} windows/s  (best of {args.rounds}: {min(raw):.2f} s)")
     print(
-        f"replay      {replay_rate:9.0f} windows/s  whole process, launch to exit "
-        f"(best of {args.rounds}: {min(full):.2f} s; all: "
-        f"{', '.join(f'{t:.2f}' for t in full)}), peak RSS {max(rss):.0f} MB"
+        f"raw infer   {raw_rate:9.0f} windows/s  (best of {args.rounds}: {min(raw):.2f} s; "
+        f"all: {_seconds(raw)})"
     )
-    print(f"ratio       {replay_rate / raw_rate:.2f} of raw inference")
+    for root in roots:
+        walls = full[root]
+        paired = sorted(r / w for r, w in zip(raw, walls, strict=True))
+        print(f"tree        {root}")
+        print(
+            f"replay      {n / min(walls):9.0f} windows/s  whole process, launch to exit "
+            f"(best of {args.rounds}: {min(walls):.2f} s; all: {_seconds(walls)}), "
+            f"peak RSS {max(rss[root]):.0f} MB"
+        )
+        print(
+            f"ratio       {min(raw) / min(walls):.2f} of raw inference (best rounds); "
+            f"per round: median {statistics.median(paired):.2f}, "
+            f"range {paired[0]:.2f}-{paired[-1]:.2f}"
+        )
+    if args.vs_root is not None:
+        pairs = sorted(a / b for a, b in zip(full[args.root], full[args.vs_root], strict=True))
+        print(
+            f"trees       replay wall of the first / the second, per round: median "
+            f"{statistics.median(pairs):.2f}, range {pairs[0]:.2f}-{pairs[-1]:.2f}"
+        )
+
+
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+def compile_tree(root: Path) -> None:
+    """Byte-compile ``root``'s fsqd package, as installing it would."""
+    if not compileall.compile_dir(root / "fsqd", quiet=1, workers=1):
+        raise SystemExit(f"{root}/fsqd: compileall failed")
 
 
 def _filled_windows(pkg: ModelPackage, csv: Path) -> np.ndarray:
@@ -190,7 +231,17 @@ def main() -> None:
     ap.add_argument(
         "--root", type=Path, default=ROOT, help="source tree to replay with (to compare versions)"
     )
+    ap.add_argument(
+        "--vs-root", type=Path, default=None, help="with the hour: a second tree, in every round"
+    )
+    ap.add_argument(
+        "--no-compile", action="store_true", help="replay the trees without byte-compiling them"
+    )
     args = ap.parse_args()
+    if not args.no_compile:
+        for root in (args.root, args.vs_root):
+            if root is not None:
+                compile_tree(root)
     if args.day:
         day(args)
     else:

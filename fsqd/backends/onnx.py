@@ -193,6 +193,11 @@ class OnnxEncoder:
                 for j in range(count)
             ]
 
+    @property
+    def lanes(self) -> int:
+        """Sessions taking ``submit``'s batches in turn, each in submission order."""
+        return len(self.sessions)
+
     def submit(self, x: npt.NDArray[np.float32]) -> Future[npt.NDArray[np.float32]]:
         """Start encoding ``x`` on the next session in turn; the future completes from that
         session's worker thread. Successive batches alternate between the sessions, so a

@@ -15,20 +15,23 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import structlog
 
 from fsqd.backends.base import Encoder
-from fsqd.backends.hailo.encoder import HailoEncoder
-from fsqd.backends.hailo.status import HailoRuntimeError, HailoUnavailableError, HailoVersionError
 from fsqd.backends.onnx import OnnxEncoder
-from fsqd.config.hailo import HailoSettings
 from fsqd.errors import NoInputError, UsageError
 from fsqd.model.graphcheck import check_package
 from fsqd.model.package import ModelPackage
+
+if TYPE_CHECKING:
+    # The Hailo backend is imported where a HEF is in play: a package without one (every
+    # CPU replay, encode and daemon) does not pay for its modules at start-up.
+    from fsqd.backends.hailo.encoder import HailoEncoder
+    from fsqd.config.hailo import HailoSettings
 
 log = structlog.get_logger(__name__)
 
@@ -61,22 +64,27 @@ def open_encoder(
         log.info("encoder_backend", backend="onnx", reason="asked for onnx", model=package.label)
         return OnnxEncoder(package, threads)
     hef = hef_path(package)
-    settings = hailo or HailoSettings()
     if backend == "hailo":
         # The NPU never sees encoder.onnx, but the card must still agree with the graph
         # the HEF was compiled from (the CPU paths check it when their session opens).
         check_package(package)
-        if hef is None:
+    if hef is None:
+        if backend == "hailo":
             raise NoInputError(
                 f"{package.path}: no {HEF_FILE} beside the card; compile one with the script "
                 "`fsqd model compile-script` writes, or use --backend onnx"
             )
+        log.info("encoder_backend", backend="onnx", reason=f"no {HEF_FILE} in the package")
+        return OnnxEncoder(package, threads)
+    from fsqd.backends.hailo.encoder import HailoEncoder
+    from fsqd.backends.hailo.status import HailoUnavailableError
+    from fsqd.config.hailo import HailoSettings
+
+    settings = hailo or HailoSettings()
+    if backend == "hailo":
         only = HailoEncoder(package, hef, settings)
         log.info("encoder_backend", backend="hailo", reason="asked for hailo", hef=str(hef))
         return only
-    if hef is None:
-        log.info("encoder_backend", backend="onnx", reason=f"no {HEF_FILE} in the package")
-        return OnnxEncoder(package, threads)
     # Open the CPU side first: it must work, and falling back later must not wait for it.
     cpu = OnnxEncoder(package, threads)
     retry_settings = HailoSettings(**{**settings.__dict__, "open_attempts": 1})
@@ -120,6 +128,13 @@ class FallbackEncoder:
         self._next_try = math.inf if npu is not None else clock() + retry_s
         self._lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsqd-fallback")
+        from fsqd.backends.hailo import status
+
+        # The NPU's errors: a closed device, the failures that the CPU covers for, and
+        # those that keep it away.
+        self._npu_closed = status.HailoRuntimeError
+        self._npu_failed = (status.HailoRuntimeError, status.HailoUnavailableError)
+        self._npu_away = (status.HailoUnavailableError, status.HailoVersionError)
 
     @property
     def name(self) -> str:
@@ -139,7 +154,7 @@ class FallbackEncoder:
             exc = f.exception()
             if exc is None:
                 out.set_result(f.result())
-            elif isinstance(exc, HailoRuntimeError | HailoUnavailableError):
+            elif isinstance(exc, self._npu_failed):
                 # Not on the NPU's own thread: closing the NPU joins that thread.
                 self._worker.submit(self._cover, npu, exc, x, out)
             else:
@@ -147,7 +162,7 @@ class FallbackEncoder:
 
         try:
             started = npu.submit(x)
-        except (HailoRuntimeError, RuntimeError):  # closed by a fall-back meanwhile
+        except (self._npu_closed, RuntimeError):  # closed by a fall-back meanwhile
             return self._worker.submit(self.cpu, x)
         started.add_done_callback(done)
         return out
@@ -180,7 +195,7 @@ class FallbackEncoder:
             self._next_try = self._clock() + self.retry_s
             try:
                 npu = self._open_npu()
-            except (HailoUnavailableError, HailoVersionError) as e:
+            except self._npu_away as e:
                 self.last_error = str(e)
                 log.info("encoder_npu_still_away", error=str(e), retry_in_s=self.retry_s)
                 return

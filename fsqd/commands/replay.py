@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from fsqd.backends.base import Encoder
 from fsqd.backends.inflight import encode_ahead
+from fsqd.backends.onnx import MAX_SESSIONS
 from fsqd.backends.select import open_encoder
 from fsqd.behaviour.tracker import TrackerSettings
 from fsqd.chunk import SampleChunk
@@ -45,7 +46,10 @@ from fsqd.types import CodeBatch
 
 BATCH = 256  # windows per inference call when replaying as fast as possible
 PREFETCH_DEPTH = 4
-IN_FLIGHT = 2  # batches being encoded at once: one per onnxruntime session
+# Batches handed to the encoder ahead of the one being read: two per onnxruntime session,
+# so a session that finishes one starts its next at once instead of idling while the main
+# thread takes the GIL back to finish the last one (FSQ, head, output) and submit another.
+IN_FLIGHT = 2 * MAX_SESSIONS
 # Encoder-layout batch buffers in rotation: more than can be alive at once (the prefetch
 # queue, one waiting to go in, one being filled, the batches in flight, one being read).
 POOL = PREFETCH_DEPTH + IN_FLIGHT + 4

@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fsqd.commands.model_evaluate import EvaluateOptions, evaluate, render
 from fsqd.console import note
 from fsqd.errors import FsqdError
 from fsqd.recordings.base import ReadOptions
@@ -37,6 +36,10 @@ def evaluate_replayed(package: Path, file: Path, read: ReadOptions) -> bool:
     its columns, scale, time unit, rate); a file that cannot be evaluated (labels that are
     not the head's, say) is one line, not an error: the replay itself went well. Returns
     whether a report was printed."""
+    # Here, not at the top: every replay imports this module, few replay a labelled file
+    # (the evaluation and its imports: tens of milliseconds of every start-up).
+    from fsqd.commands.model_evaluate import EvaluateOptions, evaluate, render
+
     try:
         report = evaluate(EvaluateOptions(package, (file,), read=read))
     except FsqdError as e:
