@@ -8,6 +8,8 @@ apart from /proc (``tools/bench_live.py``) and in ``top -H`` on a device.
 from __future__ import annotations
 
 import ctypes
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 PR_SET_NAME = 15  # prctl(2)
 MAX_NAME = 15  # bytes the kernel keeps
@@ -22,4 +24,11 @@ def name_os_thread(name: str) -> None:
         pass
 
 
-__all__ = ["name_os_thread"]
+def named_executor(name: str, workers: int = 1) -> ThreadPoolExecutor:
+    """A thread pool whose threads carry ``name`` for the kernel as well as for Python."""
+    return ThreadPoolExecutor(
+        workers, thread_name_prefix=name, initializer=partial(name_os_thread, name)
+    )
+
+
+__all__ = ["name_os_thread", "named_executor"]

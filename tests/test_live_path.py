@@ -116,3 +116,16 @@ def test_the_imu_acquisition_gives_the_daemon_read_hints_and_its_band_limit() ->
     assert 0 < acq.bandwidth_hz < 50  # the LSM6DSOX's LPF2 at 104 Hz
     sim = SimulatedAcquisition()
     assert not isinstance(sim, ReadHints) and not isinstance(sim, BandLimited)
+
+
+def test_worker_pools_name_their_threads_for_the_kernel() -> None:
+    """The inference, spool and onnxruntime session workers show by name in top -H."""
+    import threading
+
+    from fsqd.osthread import named_executor
+
+    def comm() -> str:
+        return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+    with named_executor("fsqd-spool") as pool:
+        assert pool.submit(comm).result(timeout=10) == "fsqd-spool"

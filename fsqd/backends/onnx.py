@@ -16,6 +16,7 @@ from fsqd.errors import ModelError, UsageError
 from fsqd.model.card import expected_input_shape
 from fsqd.model.graphcheck import check_package
 from fsqd.model.package import ModelPackage
+from fsqd.osthread import named_executor
 from fsqd.safefile import MODEL_MAX, regular_file
 
 
@@ -150,9 +151,7 @@ class OnnxEncoder:
         self.sessions: list[Any] = [self.session, *(open_session(path, t) for t in plan[1:])]
         self.threads = plan
         # One worker per session, so each session runs its batches in submission order.
-        self._workers = [
-            ThreadPoolExecutor(1, thread_name_prefix=f"fsqd-onnx{i}") for i in range(len(plan))
-        ]
+        self._workers = [named_executor(f"fsqd-onnx{i}") for i in range(len(plan))]
         self._turn = itertools.count()
         self._lock = threading.Lock()
 

@@ -29,7 +29,6 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +54,7 @@ from fsqd.daemon.states import BehaviourStates
 from fsqd.daemon.telemetry import log
 from fsqd.errors import FsqdError
 from fsqd.metrics import StageTimer
+from fsqd.osthread import named_executor
 from fsqd.pipeline import CodePipeline, WindowStream
 from fsqd.sinks.base import ClockStepAware, Sink
 from fsqd.sinks.payload import CodeMessages
@@ -157,7 +157,7 @@ class Daemon(Reloading):
         self._in_flight: dict[int, float] = {}  # seq -> t_end, until the sink has published it
         self._started = time.monotonic()
         self._t_started = time.time()  # for info; a SIGHUP may come before _serve resets it
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="fsqd-infer")
+        self._executor = named_executor("fsqd-infer")
         self.placement = InferencePlacement()
         self._reload_task: asyncio.Task[None] | None = None
         self._synced: bool | None = clock_synced()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +23,7 @@ import structlog
 
 from fsqd.config.mqtt import MqttSettings
 from fsqd.errors import OutputError
+from fsqd.osthread import named_executor
 from fsqd.sinks.base import PublishedCallback
 from fsqd.sinks.spool.backlog import Backlog, QueuedCode
 from fsqd.sinks.spool.rows import CommitResult, SpoolRow
@@ -43,7 +44,7 @@ class CodeQueue:
         # on_published(seq, seconds from submit to PUBACK), on the event loop.
         self.on_published: PublishedCallback | None = None
         self.spool = Spool(spool_path, settings.spool_max, settings.spool_max_bytes, run_id=run_id)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsqd-spool")
+        self._executor = named_executor("fsqd-spool")
         self.disk_depth = self.spool.depth()
         self._disk_max_id = self.spool.max_id()
         self._disk_oldest_t = self.spool.oldest_t_submit()
