@@ -14,7 +14,7 @@ from test_daemon import make_config
 
 from fsqd.backends.onnx import OnnxEncoder
 from fsqd.daemon import Daemon
-from fsqd.daemon.placement import InferencePlacement
+from fsqd.daemon.placement import InferencePlacement, placement_for
 from fsqd.sinks.jsonl import JsonLinesSink
 from fsqd.testing import SimulatedAcquisition
 
@@ -24,9 +24,9 @@ def test_a_run_of_fast_single_calls_qualifies_and_one_slow_call_disqualifies() -
     assert not p.inline(1)
     for _ in range(3):
         p.observe(1, 0.0005)
-    assert p.inline(1) and p.switches == 1
+    assert p.inline(1)
     p.observe(1, 0.0021)  # one slow call: back to the worker, qualify again
-    assert not p.inline(1) and p.switches == 2
+    assert not p.inline(1)
     for _ in range(2):
         p.observe(1, 0.0005)
     assert not p.inline(1)
@@ -51,6 +51,7 @@ class ThreadNoting:
     """The real encoder, noting the thread and batch size of each call."""
 
     name = "noting-onnx"
+    host_only = True
 
     def __init__(self, inner: OnnxEncoder, delay_s: float = 0.0) -> None:
         self.inner, self.delay_s = inner, delay_s
@@ -101,3 +102,42 @@ def test_slow_calls_stay_on_the_worker(tmp_path: Path) -> None:
     loop_thread = run_daemon(tmp_path, enc, InferencePlacement(fast_s=0.002, qualifying_calls=1))
     assert len(enc.calls) > 10
     assert all(t != loop_thread for t, _ in enc.calls)
+
+
+class DeviceLike:
+    """A fast encoder that is not host-only (as the NPU's: a call may block for a rebuild)."""
+
+    name = "device"
+
+    def __init__(self, inner: OnnxEncoder) -> None:
+        self.inner = inner
+
+    def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return self.inner(x)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_disabled_placement_never_runs_inline() -> None:
+    p = InferencePlacement(fast_s=1.0, qualifying_calls=1, enabled=False)
+    for _ in range(5):
+        p.observe(1, 0.0001)
+    assert not p.inline(1)
+
+
+def test_only_an_encoder_that_computes_on_the_host_alone_may_run_inline(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    onnx = OnnxEncoder(config.model.package)
+    assert placement_for(onnx).enabled
+    assert not placement_for(DeviceLike(onnx)).enabled
+    # The daemon decides from the encoder it runs.
+    for encoder, inline in ((onnx, True), (DeviceLike(onnx), False)):
+        daemon = Daemon(
+            config,
+            acquisition=SimulatedAcquisition(chunk=2),
+            sinks=[JsonLinesSink(io.StringIO())],
+            encoder=encoder,
+            handle_signals=False,
+        )
+        assert daemon.placement.enabled is inline

@@ -29,6 +29,16 @@ class Encoder(Protocol):
 
 
 @runtime_checkable
+class HostOnlyEncoder(Protocol):
+    """An encoder that only computes on this host's CPU: no device to wait for, no device
+    to reopen. A short call of such an encoder may run on the daemon's event loop; a call
+    to the NPU may block for a rebuild, which the loop must never wait through."""
+
+    @property
+    def host_only(self) -> bool: ...
+
+
+@runtime_checkable
 class AsyncEncoder(Protocol):
     """An encoder that can start a batch and return at once (the NPU works meanwhile)."""
 

@@ -94,6 +94,7 @@ class OnnxEncoder:
     """
 
     name = "onnx"
+    host_only = True  # onnxruntime on the CPU: nothing to wait for but the computation
 
     def __init__(
         self, package: ModelPackage, threads: int | None = None, *, sessions: int | None = None

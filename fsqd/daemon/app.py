@@ -48,7 +48,7 @@ from fsqd.daemon.contracts import (
     ReadHints,
     new_run_id,
 )
-from fsqd.daemon.placement import InferencePlacement
+from fsqd.daemon.placement import placement_for
 from fsqd.daemon.reload import Reloading
 from fsqd.daemon.states import BehaviourStates
 from fsqd.daemon.telemetry import log
@@ -158,7 +158,7 @@ class Daemon(Reloading):
         self._started = time.monotonic()
         self._t_started = time.time()  # for info; a SIGHUP may come before _serve resets it
         self._executor = named_executor("fsqd-infer")
-        self.placement = InferencePlacement()
+        self.placement = placement_for(self.pipeline.encoder)
         self._reload_task: asyncio.Task[None] | None = None
         self._synced: bool | None = clock_synced()
         for sink in self.sinks:
