@@ -91,6 +91,8 @@ def test_service_settings_the_daemon_relies_on() -> None:
     assert s["StateDirectory"] == ["fsqd"] and s["ConfigurationDirectory"] == ["fsqd"]
     assert s["LoadCredential"] == ["mqtt-password:/etc/fsqd/mqtt-password"]
     assert s["Environment"] == ["HAILORT_LOGGER_PATH=NONE", "MALLOC_ARENA_MAX=2"]
+    # A leak ends in a restart of fsqd alone, with room above the ~100 MB it runs at.
+    assert s["MemoryHigh"] == ["384M"] and s["MemoryMax"] == ["512M"]
 
 
 def test_devices_stay_reachable_under_the_hardening() -> None:
