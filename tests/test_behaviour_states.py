@@ -243,10 +243,26 @@ def test_the_daemon_publishes_calibrated_codes_states_and_segments(
 
             watcher = asyncio.create_task(watch())
             sinks = open_sinks(config, stdout=False, out=io.StringIO())
-            daemon = Daemon(
-                config, acquisition=acq, sinks=sinks, duration_s=3.7, handle_signals=False
-            )
+            daemon = Daemon(config, acquisition=acq, sinks=sinks, handle_signals=False)
+
+            async def stop_after_a_state_past_the_gap() -> None:
+                # Stop once the segment after the gap has its state (its first window
+                # decided, lag_s later), however late a loaded machine brings it.
+                deadline = time.monotonic() + 30.0
+                gap_from: float | None = None  # the last window's end before the gap
+                while time.monotonic() < deadline:
+                    if gap_from is None and acq.resumed_at is not None:
+                        codes = c.payloads("fsqd/e2e/codes")
+                        gap_from = max(json.loads(m)["t_end"] for m in codes)
+                    states = [json.loads(m) for m in c.payloads("fsqd/e2e/state")]
+                    if gap_from is not None and any(m["since"] > gap_from for m in states):
+                        break
+                    await asyncio.sleep(0.01)
+                daemon.stop("test")
+
+            stopper = asyncio.create_task(stop_after_a_state_past_the_gap())
             assert await daemon.run() == 0
+            await stopper
             await c.wait_for(lambda c: c.payloads("fsqd/e2e/status")[-1:] == [b"offline"])
             await watcher
             return {t: c.payloads(t) for t in {t for t, _, _ in c.messages}}

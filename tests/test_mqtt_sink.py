@@ -992,3 +992,31 @@ def test_a_lost_connection_is_one_warning_and_the_reconnect_says_for_how_long(
     assert "down_s" not in lines[0] and "attempts" not in lines[0]
     assert lines[2]["attempts"] == failures + 1 >= 6
     assert 0 < lines[2]["down_s"] <= down + 0.1
+
+
+def test_aclose_delivers_the_last_retained_messages(broker: Mosquitto, tmp_path: Path) -> None:
+    """The daemon's final stats and the last state are published right before the sink
+    closes: they must reach the broker, not be cut off by the disconnect."""
+
+    async def main() -> None:
+        sink = MqttSink(settings(broker), tmp_path / "s.db")
+        task = asyncio.create_task(sink.run())
+        await wait_until(lambda: sink.counters()["connected"] == 1)
+        for n in range(20):
+            sink.publish_stats(b'{"v":1,"final":%d}' % n)
+            sink.publish_state(b'{"v":1,"state":%d}' % n)
+        await sink.aclose(10)  # at once, as the daemon does after its final stats
+        await task
+        async with Collector(broker, "fsqd/n1/+") as late:
+            await late.wait_for(
+                lambda c: (
+                    {t for t, _, r in c.messages if r}
+                    >= {"fsqd/n1/stats", "fsqd/n1/state", "fsqd/n1/status"}
+                )
+            )
+            retained = {t: p for t, p, r in late.messages if r}
+        assert retained["fsqd/n1/stats"] == b'{"v":1,"final":19}'
+        assert retained["fsqd/n1/state"] == b'{"v":1,"state":19}'
+        assert retained["fsqd/n1/status"] == b"offline"
+
+    run(main())

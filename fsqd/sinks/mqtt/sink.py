@@ -371,9 +371,13 @@ class MqttSink:
         await self._stop.wait()
         loop = asyncio.get_running_loop()
         # Drain: let the sender deliver what is queued while time allows.
-        while (self.codes.busy or self._events) and loop.time() < self._stop_deadline:
+        while self._undelivered() and loop.time() < self._stop_deadline:
             await asyncio.sleep(0.01)
         raise _Stop
+
+    def _undelivered(self) -> bool:
+        """Codes, events or retained topics (the final stats, the last state) still to go."""
+        return bool(self.codes.busy or self._events or self._dirty)
 
     async def _send_retained(self, client: aiomqtt.Client) -> None:
         while True:
