@@ -599,10 +599,10 @@ def test_a_hint_wakes_the_thread_only_when_it_is_due_before_the_thread_wakes_any
     assert acq.next_read_at(now) == pytest.approx(due, abs=1e-9)
 
 
-def test_with_hints_the_thread_reads_once_per_window_not_also_at_the_poll_period() -> None:
+def test_with_hints_the_thread_reads_and_sleeps_once_per_window() -> None:
     """Real thread, real clock: the consumer hints each window's end as the daemon does;
-    the thread's own periodic wake-ups (every 50 ms at 104 Hz) find the later hint and
-    go back to sleep instead of reading."""
+    the thread reads once per window, not also at the poll period (every 50 ms at
+    104 Hz), and sleeps once per window."""
     acq = open_acquisition(sensors_from(one_sensor(104)), 1, clock=SystemClock())
     steps = 0
     step = acq.step
@@ -613,11 +613,20 @@ def test_with_hints_the_thread_reads_once_per_window_not_also_at_the_poll_period
         return step(final=final)
 
     acq.step = counted  # type: ignore[method-assign]
+    sleeps = 0
+
+    class CountedEvent(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            nonlocal sleeps
+            sleeps += 1
+            return super().wait(timeout)
+
+    acq._nudge = CountedEvent()
     woke = threading.Event()
     acq.start(woke.set)
     try:
         t_end: float | None = None
-        windows, counted_from = 0, 0
+        windows, counted_from, slept_from = 0, 0, 0
         deadline = time.monotonic() + 30.0
         while windows < 40 and time.monotonic() < deadline:
             woke.wait(0.5)
@@ -633,10 +642,36 @@ def test_with_hints_the_thread_reads_once_per_window_not_also_at_the_poll_period
                     t_end += 0.1
                     acq.want(t_end - 0.1, 0.1, 1)
                     if windows == 15:  # the sample clock is locked by now
-                        counted_from = steps
+                        counted_from, slept_from = steps, sleeps
         assert windows >= 40, "windows did not come"
         per_window = (steps - counted_from) / (windows - 15)
         # One read per window, plus the occasional retry of a sample that came late.
         assert per_window < 1.5, f"{per_window:.2f} reads per window"
+        # And one sleep per window: after each read the thread aims at the next window's
+        # read itself, instead of waking at the poll period to find the consumer's hint.
+        sleeps_per_window = (sleeps - slept_from) / (windows - 15)
+        assert sleeps_per_window < 1.5, f"{sleeps_per_window:.2f} sleeps per window"
     finally:
         acq.stop()
+
+
+def test_after_a_window_is_read_the_thread_aims_at_the_next_one_itself() -> None:
+    r = rig(one_sensor(104))
+    r.run(1.0)
+    acq, clock = r.acq, r.clock
+    assert isinstance(clock, ManualClock)
+    newest = float(r.chunks[-1].t[-1])
+    acq.want(newest, 0.1)
+    due = acq.next_read_at(clock.now())
+    clock.sleep(due - clock.now())
+    acq.step()  # the wanted read: it brings the sample that completes the window
+    acq._served(clock.now())
+    aimed = acq.next_read_at(clock.now())
+    period = 1 / 104
+    assert 0.1 - period < aimed - due < 0.1 + period  # one window on, on a sample's time
+    # The consumer's hint for that window names the same read and wakes nobody.
+    acq._sleeping_until = aimed
+    acq._nudge.clear()
+    acq.want(newest + 0.1, 0.1)
+    assert acq.next_read_at(clock.now()) == pytest.approx(aimed, abs=1e-9)
+    assert not acq._nudge.is_set()

@@ -108,6 +108,7 @@ class Acquisition:
         self._nudge = threading.Event()
         self._wanted_at = float("inf")  # monotonic time of the next wanted read
         self._sleeping_until = float("inf")  # monotonic time the thread wakes at by itself
+        self._cadence: tuple[float, float, int] | None = None  # the last hint's window
         self._want_lock = threading.Lock()  # a hint and the thread's verdict on a read
         self._wanted_t = float("inf")  # stamp (UNIX) of the sample that read waits for
         self._delivered_t = -float("inf")  # newest stamp written to the ring (UNIX)
@@ -173,32 +174,50 @@ class Acquisition:
         The next read is due when that sample is, by the first sensor's fitted sample
         clock (its stamps come from the same line), plus a margin for the line's error.
         Until the clock is locked, the periodic reads go on."""
-        sc = self.readers[0].sample_clock
-        offset, period = sc.offset, sc.period
-        if offset is None:
+        aim = self._aim(t_end + every_s, after)
+        if aim is None:
             return
-        steps = (t_end + every_s - self.clock.epoch_offset - offset) / period
-        k = round(steps) if after == 0 else math.floor(steps + 1e-6) + after
         with self._want_lock:
+            self._cadence = (t_end, every_s, after)
             self._retries = 0
-            self._wanted_t = offset + k * period + self.clock.epoch_offset
-            self._wanted_at = offset + k * period + WANT_MARGIN_S
-            # The thread already wakes by then (the periodic read, or the previous hint):
-            # it finds this hint itself, and the consumer saves a thread wake-up per window.
+            self._wanted_t, self._wanted_at = aim
+            # The thread already wakes by then (it aimed at this read itself, or at a
+            # periodic one): it finds the hint when it wakes; only a sooner one wakes it.
             sooner = self._wanted_at < self._sleeping_until
         if sooner:
             self._nudge.set()
 
+    def _aim(self, t_next: float, after: int) -> tuple[float, float] | None:
+        """(stamp, monotonic read time) of the ``after``-th sample past stream time
+        ``t_next``; None until the sample clock is locked."""
+        sc = self.readers[0].sample_clock
+        offset, period = sc.offset, sc.period
+        if offset is None:
+            return None
+        steps = (t_next - self.clock.epoch_offset - offset) / period
+        k = round(steps) if after == 0 else math.floor(steps + 1e-6) + after
+        return offset + k * period + self.clock.epoch_offset, offset + k * period + WANT_MARGIN_S
+
     def _served(self, done: float) -> None:
-        """After a wanted read: done if it brought the sample waited for (the window's
-        next hint comes from the consumer); else the sample is a little late: again soon
-        (a few times, backing off), then the periodic reads take over. Under the lock a
-        hint that came meanwhile is never overwritten."""
+        """After a wanted read: done if it brought the sample waited for; else the sample
+        is a little late: again soon (a few times, backing off), then the periodic reads
+        take over. Under the lock a hint that came meanwhile is never overwritten.
+
+        Done, the thread aims at the next window's read itself (one window on from the
+        last hint): the consumer's hint for it, a moment later, nearly always names the
+        same time, so the thread sleeps once per window instead of waking at the periodic
+        time to find the hint."""
         with self._want_lock:
             if self._wanted_at > done:  # not due yet, or a new hint came in the meantime
                 return
             if self._delivered_t >= self._wanted_t - 0.5 / self.nominal_rate_hz:
                 self._wanted_at = float("inf")
+                if self._cadence is not None:
+                    t_end, every_s, after = self._cadence
+                    self._cadence = (t_end + every_s, every_s, after)
+                    aim = self._aim(t_end + 2 * every_s, after)
+                    if aim is not None:
+                        self._wanted_t, self._wanted_at = aim
                 return
             self._retries += 1
             self._wanted_at = (
