@@ -5,6 +5,8 @@ The parity tool: feed the windows your training code fed the model and compare c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -34,17 +36,7 @@ class EncodeOptions:
 
 
 def encode(opts: EncodeOptions) -> int:
-    # The model, the windows and the encoder are all checked before --out is opened: bad
-    # input is one line and leaves nothing behind (no partial file, an old output untouched).
-    pkg = load_package(opts.model)
-    arr = checked_windows(pkg, opts.windows, opts.batch)
-    encoder = open_encoder(pkg, opts.backend)
-    try:
-        pipeline = CodePipeline(pkg, encoder)
-        with Output(opts.out) as out:
-            n = _write_codes(pkg, pipeline, arr, out, opts.batch)
-    finally:
-        encoder.close()
+    n = _encode(opts.model, opts.windows, lambda: Output(opts.out), opts.batch, opts.backend)
     note(f"encoded {n} windows")
     return 0
 
@@ -76,11 +68,26 @@ def load_windows(path: Path) -> npt.NDArray[np.floating]:
 def encode_file(
     model: Path | None, windows: Path, out: TextIO, *, batch: int = 1024, backend: str = "auto"
 ) -> int:
+    return _encode(model, windows, lambda: nullcontext(out), batch, backend)
+
+
+def _encode(
+    model: Path | None,
+    windows: Path,
+    open_out: Callable[[], AbstractContextManager[TextIO]],
+    batch: int,
+    backend: str,
+) -> int:
+    # The model, the windows and the encoder are all checked before the output is opened:
+    # bad input is one line and leaves nothing behind (no partial file, an old output
+    # untouched).
     pkg = load_package(model)
     arr = checked_windows(pkg, windows, batch)
     encoder = open_encoder(pkg, backend)
     try:
-        return _write_codes(pkg, CodePipeline(pkg, encoder), arr, out, batch)
+        pipeline = CodePipeline(pkg, encoder)
+        with open_out() as out:
+            return _write_codes(pkg, pipeline, arr, out, batch)
     finally:
         encoder.close()
 
