@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from fsqd.backends.onnx import OnnxEncoder
 from fsqd.errors import NoInputError, UsageError
 from fsqd.model.graphcheck import check_package
 from fsqd.model.package import ModelPackage
+from fsqd.osthread import named_executor
 
 if TYPE_CHECKING:
     # The Hailo backend is imported where a HEF is in play: a package without one (every
@@ -127,7 +128,7 @@ class FallbackEncoder:
         self._npu_stats: dict[str, Any] = npu.stats() if npu is not None else {}
         self._next_try = math.inf if npu is not None else clock() + retry_s
         self._lock = threading.Lock()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsqd-fallback")
+        self._worker = named_executor("fsqd-fallback")
         from fsqd.backends.hailo import status
 
         # The NPU's errors: a closed device, the failures that the CPU covers for, and

@@ -44,6 +44,7 @@ from fsqd.backends.hailo.status import (
 from fsqd.config.hailo import HailoSettings
 from fsqd.errors import FsqdError, ModelError
 from fsqd.model.package import ModelPackage
+from fsqd.osthread import named_executor
 from fsqd.safefile import MODEL_MAX, regular_file
 
 log = structlog.get_logger(__name__)
@@ -98,7 +99,7 @@ class HailoEncoder:
         except BaseException:
             self.close()
             raise
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsqd-hailo")
+        self._worker = named_executor("fsqd-hailo")
         log.info(
             "hailo_encoder_open",
             hef=str(hef),
